@@ -1,0 +1,105 @@
+/* The ABI between shunt's BPF programs and userspace: map keys, values, counters, pin names.
+ *
+ * Included by the BPF programs (after vmlinux.h) and by agent/, proxy/ and tools/ (after
+ * <linux/types.h>). Addresses are always stored as 16 bytes: IPv4 as ::ffff:a.b.c.d, so that a
+ * v4 socket and a v4-mapped v6 socket describe the same connection with the same key. Ports in
+ * keys and values are in host byte order.
+ */
+#ifndef SHUNT_BPF_MAPS_H
+#define SHUNT_BPF_MAPS_H
+
+/* Bumped whenever a key, value or pin name below changes shape; pinned maps of another layout
+ * are not adopted. */
+#define SHUNT_LAYOUT_VERSION 1
+
+/* Ports with a fixed meaning in a captured pod (Istio's numbers). */
+#define SHUNT_PORT_OUTBOUND 15001 /* proxy's outbound listener in each pod */
+#define SHUNT_PORT_INBOUND  15006 /* proxy's inbound listener in each pod */
+#define SHUNT_PORT_HBONE    15008
+#define SHUNT_PORT_ADMIN    15020
+#define SHUNT_PORT_HEALTH   15021
+#define SHUNT_PORT_PROM     15090
+
+/* Source address of the proxy's connections to the app (Istio's InboundPassthrough bind). */
+#define SHUNT_INBOUND_SRC4 0x7f000006 /* 127.0.0.6 */
+
+/* SO_MARK on every socket the proxy opens: connect4/6 never redirect such sockets. */
+#define SHUNT_MARK_DEFAULT 0x534e
+
+/* Map sizes. Exceeding one is counted (SHUNT_STAT_ERR_*), never silent. */
+#define SHUNT_MAX_PODS        4096
+#define SHUNT_MAX_PODS_ADDRS  (4 * SHUNT_MAX_PODS)
+#define SHUNT_MAX_CONNS       65536 /* tracked redirected connections (original destinations) */
+#define SHUNT_MAX_SOCKS       131072 /* sockets in the short-circuit SOCKHASH (two per hop) */
+#define SHUNT_POD_NAME_LEN    64
+
+struct shunt_addr {
+	__u32 ip[4]; /* network byte order; IPv4 as ::ffff:a.b.c.d */
+};
+
+/* A TCP connection as seen from one of its sockets, in the netns it lives in. */
+struct shunt_sock_key {
+	__u64 netns;  /* netns cookie */
+	struct shunt_addr local;
+	struct shunt_addr remote;
+	__u32 local_port;  /* host byte order */
+	__u32 remote_port; /* host byte order */
+};
+
+/* Where a redirected connection was going before connect4/6 rewrote it. */
+struct shunt_orig_dst {
+	struct shunt_addr addr;
+	__u16 port;   /* host byte order */
+	__u16 family; /* AF_INET or AF_INET6, as the app asked */
+	__u32 pad;
+};
+
+/* An enrolled pod (keyed by netns cookie). Written by the agent at enrollment. */
+#define SHUNT_POD_F_FAIL_CLOSED (1u << 0) /* refuse, instead of going direct, if no proxy listens */
+#define SHUNT_POD_F_NO_SOCKMAP  (1u << 1) /* leave the app<->proxy hop on the TCP stack */
+struct shunt_pod {
+	__u64 cgroup_id;
+	__u32 flags; /* SHUNT_POD_F_* */
+	__u32 pid;   /* a member process, at enrollment */
+	struct shunt_addr addr4;
+	struct shunt_addr addr6;
+	char name[SHUNT_POD_NAME_LEN]; /* cgroup path relative to --cgroup */
+};
+
+/* Per-port policy, indexed by port (host order): which directions are never captured. */
+#define SHUNT_PORT_F_EXCLUDE_OUT (1u << 0)
+#define SHUNT_PORT_F_EXCLUDE_IN  (1u << 1)
+
+/* Counters, per netns cookie and per CPU. Key 0 collects what cannot be attributed. */
+#define SHUNT_STATS(X)                                                                             \
+	X(CONNECT_REDIRECTED, "connect_redirected", "outbound connects rewritten to 15001")        \
+	X(CONNECT_PASSTHROUGH, "connect_passthrough", "outbound connects left alone (policy)")     \
+	X(CONNECT_NO_PROXY, "connect_no_proxy", "fail-open: no proxy listening, went direct")      \
+	X(CONNECT_REFUSED, "connect_refused", "fail-closed: no proxy listening, refused")          \
+	X(INBOUND_STEERED, "inbound_steered", "inbound SYNs steered to 15006")                     \
+	X(INBOUND_PASSTHROUGH, "inbound_passthrough", "inbound SYNs left alone (policy)")          \
+	X(SOCK_INSERTED, "sock_inserted", "sockets put into the short-circuit map by sockops")    \
+	X(MSG_REDIRECTED, "msg_redirected", "sk_msg messages redirected to the peer socket")       \
+	X(MSG_BYTES, "msg_bytes", "bytes redirected by sk_msg")                                    \
+	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")      \
+	X(MSG_FALLBACK_ORDER, "msg_fallback_order", "sk_msg: TCP bytes unread by peer, TCP path") \
+	X(ORIGDST_ANSWERED, "origdst_answered", "SO_ORIGINAL_DST answered from the maps")          \
+	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                  \
+	X(ERR_SOCKHASH, "err_sockhash", "SOCKHASH update failed")                                  \
+	X(ERR_REDIRECT, "err_redirect", "sk_msg redirect failed")                                  \
+	X(ERR_SK_ASSIGN, "err_sk_assign", "sk_lookup could not assign the 15006 listener")        \
+	X(ERR_NO_LISTENER, "err_no_listener", "inbound SYN for an enrolled pod with no listener")
+
+#define SHUNT_STAT_ENUM(id, name, help) SHUNT_STAT_##id,
+enum shunt_stat { SHUNT_STATS(SHUNT_STAT_ENUM) SHUNT_STAT__MAX };
+#undef SHUNT_STAT_ENUM
+
+struct shunt_counters {
+	__u64 v[SHUNT_STAT__MAX];
+};
+
+/* Pin names, relative to --bpffs-dir. */
+#define SHUNT_PIN_MAPS  "maps"
+#define SHUNT_PIN_LINKS "links"
+
+#endif
