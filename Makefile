@@ -126,15 +126,20 @@ $(BUILD)/bin/%: tests/bin/%.c $(LIBS_REL) | $(SKELS) gen-prereqs
 	$(CC) $(CFLAGS_REL) -MMD -MP -o $@ $< $(LIBS_REL) $(LDLIBS)
 
 # ---- fuzzing (libFuzzer, clang) --------------------------------------------------------------
-FUZZ_CFLAGS = $(CFLAGS_COMMON) -O1 -fsanitize=fuzzer,address,undefined -DSHUNT_FUZZ
-FUZZ_LIB_SRCS = $(ALL_LIB_SRCS)
+# The fuzz variant is the library code built by clang with coverage instrumentation; each
+# tests/fuzz/<name>_fuzz.c defines LLVMFuzzerTestOneInput and has a seed corpus in
+# tests/fuzz/corpus/<name>/.
+CFLAGS_FUZZ = $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+		-DSHUNT_FUZZ
 $(BUILD)/fuzz/obj/%.o: %.c | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CLANG) $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS)) -c $< -o $@
-comma := ,
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(call objs_of,fuzz,$(FUZZ_LIB_SRCS))
+	$(CLANG) $(CFLAGS_FUZZ) -MMD -MP -c $< -o $@
+$(foreach m,$(MODULES),$(eval $(call lib_rule,fuzz,$(m),$(call mod_srcs,$(m)))))
+$(eval $(call lib_rule,fuzz,gen,$(GEN_SRCS)))
+LIBS_FUZZ := $(foreach m,agent proxy iptables lib gen,$(call lib_of,fuzz,$(m)))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS_FUZZ) | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CLANG) $(subst fuzzer-no-link,fuzzer,$(CFLAGS_FUZZ)) -o $@ $< $(LIBS_FUZZ) $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZ_BINS)
