@@ -18,7 +18,8 @@ PKGS      := libbpf libelf zlib openssl libnl-3.0 libnl-route-3.0 libnghttp2 lib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN      := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-unused-parameter
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-unused-parameter \
+	     -Wno-format-truncation
 CFLAGS_COMMON = -std=gnu11 -g $(WARN) -D_GNU_SOURCE -I. -I$(BUILD)/include -I$(BUILD)/gen $(PKG_CFLAGS) \
 		$(EXTRA_CFLAGS)
 CFLAGS_REL   = $(CFLAGS_COMMON) $(OPT) -fno-omit-frame-pointer

@@ -15,13 +15,8 @@ int shunt_sk_lookup(struct bpf_sk_lookup *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
-	if (ctx->family == AF_INET) {
-		addr_set_v4(&local, ctx->local_ip4);
-		addr_set_v4(&remote, ctx->remote_ip4);
-	} else {
-		addr_set_v6(&local, ctx, local_ip6);
-		addr_set_v6(&remote, ctx, remote_ip6);
-	}
+	addr_from_ctx(&local, ctx->family == AF_INET, ctx, local_ip4, local_ip6);
+	addr_from_ctx(&remote, ctx->family == AF_INET, ctx, remote_ip4, remote_ip6);
 	netns = bpf_map_lookup_elem(&pod_by_addr, &local);
 	if (!netns)
 		return SK_PASS; /* not one of the pod's addresses */

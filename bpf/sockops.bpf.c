@@ -26,23 +26,29 @@ static __always_inline void on_established(struct bpf_sock_ops *skops)
 
 	if ((pod->flags & SHUNT_POD_F_NO_SOCKMAP) || !sock_key_is_proxy_hop(&key))
 		return;
-	if (bpf_sock_hash_update(skops, &sock_pairs, &key, BPF_ANY))
+	/* A fallback mark left by an earlier connection with the same tuple is stale. */
+	bpf_map_delete_elem(&msg_fallback, &key);
+	if (bpf_sock_hash_update(skops, &sock_pairs, &key, BPF_ANY)) {
 		stat_inc(key.netns, SHUNT_STAT_ERR_SOCKHASH);
-	else
-		stat_inc(key.netns, SHUNT_STAT_SOCK_INSERTED);
+		return;
+	}
+	stat_inc(key.netns, SHUNT_STAT_SOCK_INSERTED);
+	/* Follow it to its close to drop a fallback mark sk_msg may set. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
-/* The SOCKHASH drops closed sockets by itself; the two original-destination entries are ours. */
+/* The SOCKHASH drops closed sockets by itself; the original-destination entries and the
+ * fallback mark are ours. */
 static __always_inline void on_close(struct bpf_sock_ops *skops)
 {
 	struct shunt_sock_key key;
 	__u64 cookie = bpf_get_socket_cookie(skops);
 
-	if (bpf_map_delete_elem(&orig_dst_by_cookie, &cookie))
-		return;
 	key.netns = bpf_get_netns_cookie(skops);
 	sock_key_from_ctx(&key, skops);
-	bpf_map_delete_elem(&orig_dst_by_tuple, &key);
+	bpf_map_delete_elem(&msg_fallback, &key);
+	if (bpf_map_delete_elem(&orig_dst_by_cookie, &cookie) == 0)
+		bpf_map_delete_elem(&orig_dst_by_tuple, &key);
 }
 
 SEC("sockops")

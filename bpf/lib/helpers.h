@@ -38,6 +38,28 @@ static __always_inline void addr_set_v4(struct shunt_addr *a, __u32 ip4)
 		(a)->ip[3] = (ctx)->field[3];                                                      \
 	} while (0)
 
+/* Loads one address of either family from a context into *a. Both forms are loaded
+ * unconditionally and pinned with barrier_var: left to itself, clang merges the v4/v6 choice
+ * into one load through a computed context pointer, which the verifier refuses. */
+#define addr_from_ctx(a, is_v4, ctx, f4, f6)                                                       \
+	do {                                                                                       \
+		__u32 v4_ = (ctx)->f4, w0_ = (ctx)->f6[0], w1_ = (ctx)->f6[1],                     \
+		      w2_ = (ctx)->f6[2], w3_ = (ctx)->f6[3];                                      \
+		barrier_var(v4_);                                                                  \
+		barrier_var(w0_);                                                                  \
+		barrier_var(w1_);                                                                  \
+		barrier_var(w2_);                                                                  \
+		barrier_var(w3_);                                                                  \
+		if (is_v4) {                                                                       \
+			addr_set_v4(a, v4_);                                                       \
+		} else {                                                                           \
+			(a)->ip[0] = w0_;                                                          \
+			(a)->ip[1] = w1_;                                                          \
+			(a)->ip[2] = w2_;                                                          \
+			(a)->ip[3] = w3_;                                                          \
+		}                                                                                  \
+	} while (0)
+
 static __always_inline bool addr_is_v4(const struct shunt_addr *a)
 {
 	return a->ip[0] == 0 && a->ip[1] == 0 && a->ip[2] == bpf_htonl(0xffff);

@@ -65,6 +65,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sock_pairs SEC(".maps");
 
+/* Senders whose first message could not be redirected (the peer was not in sock_pairs yet):
+ * they stay on the TCP path for good, because bytes already queued in the peer's TCP receive
+ * queue would otherwise be read after later, redirected ones. Keyed by the sender's own key.
+ * Written by sk_msg; entries of a new connection are cleared by sockops (app side) and by the
+ * proxy (its side) when they insert the socket into sock_pairs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_SOCKS);
+	__type(key, struct shunt_sock_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} msg_fallback SEC(".maps");
+
 /* Per-port policy (SHUNT_PORT_F_*), indexed by port. Written by the agent at start. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

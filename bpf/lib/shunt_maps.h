@@ -82,7 +82,7 @@ struct shunt_pod {
 	X(MSG_REDIRECTED, "msg_redirected", "sk_msg messages redirected to the peer socket")       \
 	X(MSG_BYTES, "msg_bytes", "bytes redirected by sk_msg")                                    \
 	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")      \
-	X(MSG_FALLBACK_ORDER, "msg_fallback_order", "sk_msg: TCP bytes unread by peer, TCP path") \
+	X(MSG_FALLBACK_STICKY, "msg_fallback_sticky", "sk_msg: sender stays on TCP (order kept)")  \
 	X(ORIGDST_ANSWERED, "origdst_answered", "SO_ORIGINAL_DST answered from the maps")          \
 	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                  \
 	X(ERR_SOCKHASH, "err_sockhash", "SOCKHASH update failed")                                  \

@@ -12,13 +12,9 @@
 /* sock_ops and sk_msg share field names, so one macro serves both. */
 #define sock_key_from_ctx(key, ctx)                                                                \
 	do {                                                                                       \
-		if ((ctx)->family == AF_INET) {                                                    \
-			addr_set_v4(&(key)->local, (ctx)->local_ip4);                              \
-			addr_set_v4(&(key)->remote, (ctx)->remote_ip4);                            \
-		} else {                                                                           \
-			addr_set_v6(&(key)->local, ctx, local_ip6);                                \
-			addr_set_v6(&(key)->remote, ctx, remote_ip6);                              \
-		}                                                                                  \
+		bool v4_ctx_ = (ctx)->family == AF_INET;                                           \
+		addr_from_ctx(&(key)->local, v4_ctx_, ctx, local_ip4, local_ip6);                  \
+		addr_from_ctx(&(key)->remote, v4_ctx_, ctx, remote_ip4, remote_ip6);               \
 		(key)->local_port = (ctx)->local_port;                                             \
 		(key)->remote_port = bpf_ntohl((ctx)->remote_port);                                \
 	} while (0)

@@ -1,0 +1,589 @@
+/* shuntd's agent thread: start-up checks, the event loop, the admin handlers, shutdown. */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/admin.h"
+#include "agent/cgwatch.h"
+#include "agent/counters.h"
+#include "agent/datapath.h"
+#include "agent/pods.h"
+#include "agent/probe.h"
+#include "lib/cgroup.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
+
+#define AGENT_MAX_EVENTS 64
+#define PID_FILE         "shuntd.pid"
+#define ADMIN_SOCK       "admin.sock"
+
+struct agent {
+	const struct agent_opts *o;
+	char cgroup[PATH_MAX];
+	char run_dir[PATH_MAX];
+	int lock_fd;
+	int epfd, sigfd;
+	struct probe_result probe;
+	struct datapath dp;
+	bool dp_open;
+	struct proxy *proxy;
+	struct pods pods;
+	bool pods_ready;
+	struct cgwatch cw;
+	bool cw_open;
+	struct admin_server admin;
+	bool admin_open;
+	int access_log_fd;
+	bool stopping;
+	time_t started;
+};
+
+const char *agent_mode_name(enum agent_mode m)
+{
+	switch (m) {
+	case AGENT_MODE_AUTO:
+		return "auto";
+	case AGENT_MODE_EBPF:
+		return "ebpf";
+	case AGENT_MODE_IPTABLES:
+		return "iptables";
+	}
+	return "?";
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One line on stderr, the way a user reads it: "shuntd: ...". */
+static void fatal_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fatal_line(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("shuntd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- start-up checks ------------------------------------------------------------------------ */
+
+static int resolve_cgroup(struct agent *a)
+{
+	char mnt[PATH_MAX];
+	int err = cgroup2_mount_find(mnt, sizeof(mnt));
+
+	if (err) {
+		fatal_line("cgroup v2 is not mounted (no cgroup2 entry in /proc/mounts)");
+		return -1;
+	}
+	if (!a->o->cgroup) {
+		static const char *const candidates[] = {"kubepods.slice", "kubepods"};
+
+		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+			snprintf(a->cgroup, sizeof(a->cgroup), "%s/%s", mnt, candidates[i]);
+			if (cgroup2_check_dir(a->cgroup) == 0)
+				return 0;
+		}
+		fatal_line("--cgroup is required: no kubepods cgroup under %s", mnt);
+		return -1;
+	}
+	if (!realpath(a->o->cgroup, a->cgroup)) {
+		fatal_line("--cgroup %s: %s", a->o->cgroup, strerror(errno));
+		return -1;
+	}
+	err = cgroup2_check_dir(a->cgroup);
+	if (err == -EMEDIUMTYPE || err == -ENOTDIR) {
+		fatal_line("--cgroup %s: not a cgroup2 directory (cgroup2 is mounted at %s)",
+			   a->o->cgroup, mnt);
+		return -1;
+	}
+	if (err) {
+		fatal_line("--cgroup %s: %s", a->o->cgroup, strerror(-err));
+		return -1;
+	}
+	if (strcmp(a->cgroup, mnt) == 0)
+		pr_warn("--cgroup is the root cgroup %s: every process on the machine is covered",
+			mnt);
+	return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* One shuntd per run dir: an flock on the pid file, held for the life of the process. */
+static int lock_run_dir(struct agent *a)
+{
+	char path[PATH_MAX], buf[32];
+	int err = mkdir_p(a->run_dir);
+
+	if (err) {
+		fatal_line("cannot create --run-dir %s: %s", a->run_dir, strerror(-err));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/" PID_FILE, a->run_dir);
+	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (a->lock_fd < 0) {
+		fatal_line("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(a->lock_fd, LOCK_EX | LOCK_NB)) {
+		ssize_t n = pread(a->lock_fd, buf, sizeof(buf) - 1, 0);
+
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fatal_line("another shuntd (pid %s) is already running with --run-dir %s",
+			   buf[0] ? buf : "?", a->run_dir);
+		close(a->lock_fd);
+		a->lock_fd = -1;
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(a->lock_fd, 0) || pwrite(a->lock_fd, buf, strlen(buf), 0) < 0)
+		pr_warn("cannot write %s: %m", path);
+	return 0;
+}
+
+static void unlock_run_dir(struct agent *a)
+{
+	char path[PATH_MAX];
+
+	if (a->lock_fd < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/" PID_FILE, a->run_dir);
+	unlink(path);
+	close(a->lock_fd);
+	a->lock_fd = -1;
+}
+
+/* Decides what the kernel allows. Returns -1 (after one line) when the mode cannot run. */
+static int check_kernel(struct agent *a)
+{
+	char missing[1024];
+
+	probe_kernel(&a->probe);
+	if (probe_missing(&a->probe, "outbound", missing, sizeof(missing)) ||
+	    probe_missing(&a->probe, "inbound", missing, sizeof(missing))) {
+		fatal_line("the kernel lacks what eBPF capture needs: %s%s", missing,
+			   a->o->mode == AGENT_MODE_AUTO
+				   ? " (the iptables fallback is not available in this build)"
+				   : "");
+		return -1;
+	}
+	if (a->o->sockmap && probe_missing(&a->probe, "sockmap", missing, sizeof(missing)))
+		pr_warn("sockmap short-circuit disabled, the kernel lacks: %s", missing);
+	return 0;
+}
+
+/* ---- admin API ------------------------------------------------------------------------------ */
+
+struct prom_ctx {
+	struct agent *a;
+	struct strbuf *sb;
+	enum shunt_stat stat;
+};
+
+static void pod_label(struct agent *a, __u64 netns, char *buf, size_t len)
+{
+	struct shunt_pod pod;
+
+	if (netns == 0)
+		snprintf(buf, len, "unattributed");
+	else if (pod_entry_read(a->dp.fd.mesh_netns, netns, &pod) == 0)
+		snprintf(buf, len, "%s", pod.name);
+	else
+		snprintf(buf, len, "netns-%llu", (unsigned long long)netns);
+}
+
+static void prom_one(void *ctx, __u64 netns, const struct shunt_counters *c)
+{
+	struct prom_ctx *pc = ctx;
+	char pod[SHUNT_POD_NAME_LEN + 16];
+
+	pod_label(pc->a, netns, pod, sizeof(pod));
+	sb_printf(pc->sb, "shunt_%s_total{pod=\"", counter_name(pc->stat));
+	json_escape(pc->sb, pod, strlen(pod));
+	sb_printf(pc->sb, "\"} %llu\n", (unsigned long long)c->v[pc->stat]);
+}
+
+static void stats_prometheus(struct agent *a, struct strbuf *sb)
+{
+	struct proxy_stats ps;
+
+	for (int s = 0; s < SHUNT_STAT__MAX; s++) {
+		struct prom_ctx pc = {.a = a, .sb = sb, .stat = s};
+
+		sb_printf(sb, "# HELP shunt_%s_total %s\n# TYPE shunt_%s_total counter\n",
+			  counter_name(s), counter_help(s), counter_name(s));
+		counters_for_each(a->dp.fd.stats, prom_one, &pc);
+	}
+	proxy_stats_get(a->proxy, &ps);
+#define PROM_PROXY(name, help)                                                                     \
+	sb_printf(sb, "# HELP shunt_proxy_%s %s\n# TYPE shunt_proxy_%s %s\nshunt_proxy_%s %llu\n", \
+		  #name, help, #name, strstr(#name, "active") ? "gauge" : "counter", #name,        \
+		  (unsigned long long)ps.name);
+	PROXY_STATS(PROM_PROXY)
+#undef PROM_PROXY
+	sb_printf(sb,
+		  "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
+		  "gauge\nshunt_pods_enrolled %d\n",
+		  a->pods.count);
+}
+
+static void status_json(struct agent *a, struct strbuf *sb)
+{
+	struct json_writer w;
+
+	jw_init(&w, sb, false);
+	jw_obj_begin(&w);
+	jw_key(&w, "pid");
+	jw_i64(&w, getpid());
+	jw_key(&w, "mode");
+	jw_str(&w, "ebpf");
+	jw_key(&w, "cgroup");
+	jw_str(&w, a->cgroup);
+	jw_key(&w, "bpffs_dir");
+	jw_str(&w, a->dp.bpffs_dir);
+	jw_key(&w, "run_dir");
+	jw_str(&w, a->run_dir);
+	jw_key(&w, "workers");
+	jw_i64(&w, a->o->workers);
+	jw_key(&w, "sockmap");
+	jw_bool(&w, a->dp.sk_msg_attached || a->dp.sk_msg_link_fd >= 0);
+	jw_key(&w, "uptime_seconds");
+	jw_i64(&w, time(NULL) - a->started);
+	jw_key(&w, "pods");
+	jw_i64(&w, a->pods.count);
+	jw_key(&w, "kernel");
+	jw_obj_begin(&w);
+	for (int f = 0; f < PROBE__MAX; f++) {
+		jw_key(&w, probe_what(f));
+		jw_bool(&w, a->probe.have[f]);
+	}
+	jw_obj_end(&w);
+	jw_obj_end(&w);
+}
+
+static void admin_handle(void *ctx, const struct admin_req *req, struct admin_resp *resp)
+{
+	struct agent *a = ctx;
+	bool get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
+	char arg[64];
+
+	if (get && (strcmp(req->path, "/ready") == 0 || strcmp(req->path, "/healthz/ready") == 0)) {
+		resp->content_type = "text/plain";
+		sb_puts(&resp->body, a->stopping ? "DRAINING\n" : "LIVE\n");
+		resp->status = a->stopping ? 503 : 200;
+		return;
+	}
+	if (get && strcmp(req->path, "/stats/prometheus") == 0) {
+		resp->content_type = "text/plain; version=0.0.4";
+		stats_prometheus(a, &resp->body);
+		return;
+	}
+	if (get && strcmp(req->path, "/stats") == 0) {
+		struct proxy_stats ps;
+
+		proxy_stats_get(a->proxy, &ps);
+		if (admin_query_get(req->query, "format", arg, sizeof(arg)) &&
+		    strcmp(arg, "json") == 0) {
+			proxy_stats_format(&ps, &resp->body, true);
+		} else {
+			resp->content_type = "text/plain";
+			proxy_stats_format(&ps, &resp->body, false);
+		}
+		return;
+	}
+	if (get && strcmp(req->path, "/workloads") == 0) {
+		pods_to_json(&a->pods, &resp->body);
+		return;
+	}
+	if (get && strcmp(req->path, "/status") == 0) {
+		status_json(a, &resp->body);
+		return;
+	}
+	if (post && (strcmp(req->path, "/enroll") == 0 || strcmp(req->path, "/unenroll") == 0 ||
+		     strcmp(req->path, "/logging") == 0)) {
+		if (!req->local) {
+			resp->status = 403;
+			sb_puts(&resp->body, "{\"error\":\"only over the admin unix socket\"}\n");
+			return;
+		}
+		if (strcmp(req->path, "/logging") == 0) {
+			int lvl = admin_query_get(req->query, "level", arg, sizeof(arg))
+					  ? log_level_parse(arg)
+					  : -1;
+
+			if (lvl < 0) {
+				resp->status = 400;
+				sb_puts(&resp->body, "{\"error\":\"level must be one of error, warn, "
+						     "info, debug\"}\n");
+				return;
+			}
+			log_threshold = lvl;
+			sb_printf(&resp->body, "{\"level\":\"%s\"}\n", log_level_name(lvl));
+			return;
+		}
+		char *end;
+		long pid = admin_query_get(req->query, "pid", arg, sizeof(arg))
+				   ? strtol(arg, &end, 10)
+				   : -1;
+
+		if (pid <= 0 || *end) {
+			resp->status = 400;
+			sb_puts(&resp->body, "{\"error\":\"pid must be a positive integer\"}\n");
+			return;
+		}
+		int err = strcmp(req->path, "/enroll") == 0
+				  ? pods_enroll(&a->pods, (pid_t)pid, 0, NULL, true, NULL)
+				  : pods_unenroll_pid(&a->pods, (pid_t)pid);
+
+		if (err) {
+			resp->status = err == -ENOENT || err == -ESRCH ? 404 : 409;
+			sb_printf(&resp->body, "{\"error\":\"pid %ld: %s\"}\n", pid,
+				  err == -ENOTUNIQ ? "lives in shuntd's own network namespace"
+				  : err == -ENOENT ? "not enrolled"
+						   : strerror(-err));
+			return;
+		}
+		sb_printf(&resp->body, "{\"pid\":%ld,\"ok\":true}\n", pid);
+		return;
+	}
+	resp->status = get || post ? 404 : 405;
+	sb_printf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method,
+		  req->path);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+static int setup_signals(struct agent *a)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before any thread starts, so every thread inherits the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return a->sigfd < 0 ? -1 : 0;
+}
+
+static void loop(struct agent *a)
+{
+	struct epoll_event evs[AGENT_MAX_EVENTS];
+	int timeout = 0;
+
+	while (!a->stopping) {
+		int n = epoll_wait(a->epfd, evs, AGENT_MAX_EVENTS, timeout);
+		uint64_t now = mono_ms();
+
+		for (int i = 0; i < n; i++) {
+			void *ptr = evs[i].data.ptr;
+
+			if (ptr == &a->sigfd) {
+				struct signalfd_siginfo si;
+
+				while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
+					pr_info("received %s: stopping", strsignal((int)si.ssi_signo));
+					a->stopping = true;
+				}
+			} else if (ptr == &a->cw) {
+				cgwatch_process(&a->cw, now);
+			} else if (a->admin_open && admin_owns(&a->admin, ptr)) {
+				admin_on_event(&a->admin, ptr, evs[i].events);
+			}
+		}
+		timeout = cgwatch_tick(&a->cw, now);
+		if (a->admin_open) {
+			admin_tick(&a->admin, now);
+			if (timeout > ADMIN_TIMEOUT_MS)
+				timeout = ADMIN_TIMEOUT_MS;
+		}
+	}
+}
+
+static void teardown(struct agent *a)
+{
+	if (a->admin_open)
+		admin_close(&a->admin);
+	a->admin_open = false;
+	if (a->cw_open)
+		cgwatch_destroy(&a->cw);
+	a->cw_open = false;
+	/* Unenrolling stops capture first, then stops accepting (the proxy still serves what
+	 * was queued); open connections get the drain period before the maps go away. */
+	if (a->pods_ready)
+		pods_destroy(&a->pods);
+	a->pods_ready = false;
+	if (a->proxy)
+		proxy_stop(a->proxy, a->o->drain_ms);
+	a->proxy = NULL;
+	if (a->dp_open)
+		dp_close(&a->dp);
+	a->dp_open = false;
+	if (a->access_log_fd > STDERR_FILENO)
+		close(a->access_log_fd);
+	if (a->sigfd >= 0)
+		close(a->sigfd);
+	if (a->epfd >= 0)
+		close(a->epfd);
+	unlock_run_dir(a);
+}
+
+int agent_run(const struct agent_opts *o)
+{
+	struct agent a = {.o = o, .lock_fd = -1, .epfd = -1, .sigfd = -1, .access_log_fd = -1};
+	char missing[256], path[PATH_MAX];
+	struct epoll_event ev = {.events = EPOLLIN};
+	__u32 pod_flags = 0;
+	int err;
+
+	a.started = time(NULL);
+	if (probe_privileges(missing, sizeof(missing))) {
+		fatal_line("missing privileges: %s", missing);
+		return 1;
+	}
+	if (o->mode == AGENT_MODE_IPTABLES) {
+		fatal_line("--mode iptables is not available in this build");
+		return 1;
+	}
+	if (resolve_cgroup(&a))
+		return 1;
+	/* Every proxied connection holds two to four fds; take all the kernel allows. */
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (!realpath(o->run_dir, a.run_dir))
+		snprintf(a.run_dir, sizeof(a.run_dir), "%s", o->run_dir);
+	if (lock_run_dir(&a))
+		return 1;
+	if (check_kernel(&a) || setup_signals(&a))
+		goto fail;
+
+	struct dp_opts dpo = {
+		.bpffs_dir = o->bpffs_dir,
+		.cgroup_path = a.cgroup,
+		.mark = o->mark,
+		.sockmap = o->sockmap && !probe_missing(&a.probe, "sockmap", missing,
+							sizeof(missing)),
+		.outbound = true,
+		.inbound = true,
+		.exclude_in = o->exclude_in,
+		.exclude_out = o->exclude_out,
+	};
+	err = dp_open(&a.dp, &dpo);
+	if (err) {
+		fatal_line("cannot set up the eBPF data path (%s); the log above says which step",
+			   strerror(-err));
+		goto fail;
+	}
+	a.dp_open = true;
+
+	if (o->access_log && strcmp(o->access_log, "-") == 0) {
+		a.access_log_fd = STDOUT_FILENO;
+	} else if (o->access_log) {
+		a.access_log_fd = open(o->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+				       0644);
+		if (a.access_log_fd < 0) {
+			fatal_line("--access-log %s: %s", o->access_log, strerror(errno));
+			goto fail;
+		}
+	}
+	struct proxy_config pc = {
+		.workers = o->workers,
+		.mark = o->mark,
+		.orig_dst_map_fd = a.dp.fd.orig_dst_by_tuple,
+		.sock_pairs_fd = dpo.sockmap ? a.dp.fd.sock_pairs : -1,
+		.msg_fallback_fd = a.dp.fd.msg_fallback,
+		.connect_timeout_ms = o->connect_timeout_ms,
+		.idle_timeout_ms = o->idle_timeout_ms,
+		.access_log_fd = a.access_log_fd,
+		.access_log_json = o->access_log_json,
+	};
+	a.proxy = proxy_start(&pc);
+	if (!a.proxy) {
+		fatal_line("cannot start %d proxy workers: %s", o->workers, strerror(errno));
+		goto fail;
+	}
+
+	if (o->fail_closed)
+		pod_flags |= SHUNT_POD_F_FAIL_CLOSED;
+	if (!dpo.sockmap)
+		pod_flags |= SHUNT_POD_F_NO_SOCKMAP;
+	pods_init(&a.pods, &a.dp, a.proxy, pod_flags, true);
+	a.pods_ready = true;
+
+	a.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a.epfd < 0)
+		goto fail;
+	ev.data.ptr = &a.sigfd;
+	epoll_ctl(a.epfd, EPOLL_CTL_ADD, a.sigfd, &ev);
+
+	snprintf(path, sizeof(path), "%s/" ADMIN_SOCK, a.run_dir);
+	if (admin_open(&a.admin, a.epfd, path, o->admin_addr, o->admin_port, admin_handle, &a)) {
+		fatal_line("cannot open the admin API (%s, port %d)", path, o->admin_port);
+		goto fail;
+	}
+	a.admin_open = true;
+
+	err = cgwatch_init(&a.cw, a.cgroup, &a.pods);
+	if (err) {
+		fatal_line("cannot watch --cgroup %s: %s", a.cgroup, strerror(-err));
+		goto fail;
+	}
+	a.cw_open = true;
+	ev.data.ptr = &a.cw;
+	epoll_ctl(a.epfd, EPOLL_CTL_ADD, cgwatch_fd(&a.cw), &ev);
+
+	pr_info("shuntd ready: mode ebpf, cgroup %s, bpffs %s, %d workers, sockmap %s, %d pods",
+		a.cgroup, a.dp.bpffs_dir, o->workers, dpo.sockmap ? "on" : "off", a.pods.count);
+	loop(&a);
+	a.stopping = true;
+	teardown(&a);
+	pr_info("shuntd stopped: programs detached, pins removed");
+	return 0;
+fail:
+	teardown(&a);
+	return 1;
+}

@@ -1,0 +1,484 @@
+/* Pod enrollment: in-pod listeners (setns), addresses (libnl), BPF map entries, sk_lookup. */
+#include "agent/pods.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/datapath.h"
+#include "lib/addr.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "lib/netns.h"
+#include "proxy/proxy.h"
+
+#define LISTEN_BACKLOG 4096
+
+enum { L_OUT4, L_OUT6, L_IN4, L_IN6, L__MAX };
+
+void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
+	       bool inbound)
+{
+	memset(ps, 0, sizeof(*ps));
+	list_init(&ps->list);
+	ps->dp = dp;
+	ps->proxy = proxy;
+	ps->pod_flags = pod_flags;
+	ps->inbound = inbound;
+	if (netns_ino_of_pid(getpid(), &ps->own_netns_ino))
+		pr_warn("cannot read shuntd's own netns: %m");
+}
+
+struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &ps->list)
+	{
+		struct pod *p = list_entry(pos, struct pod, node);
+
+		if (p->netns_ino == netns_ino)
+			return p;
+	}
+	return NULL;
+}
+
+bool pods_is_excluded(const struct pods *ps, __u64 netns_ino)
+{
+	for (int i = 0; i < ps->nexcluded; i++)
+		if (ps->excluded[i] == netns_ino)
+			return true;
+	return false;
+}
+
+static void excluded_set(struct pods *ps, __u64 ino, bool on)
+{
+	for (int i = 0; i < ps->nexcluded; i++) {
+		if (ps->excluded[i] != ino)
+			continue;
+		if (!on)
+			ps->excluded[i] = ps->excluded[--ps->nexcluded];
+		return;
+	}
+	if (on && ps->nexcluded < POD_MAX_EXCLUDED)
+		ps->excluded[ps->nexcluded++] = ino;
+}
+
+/* ---- work done inside the pod's netns ----------------------------------------------------- */
+
+static int listen_on(int family, const char *ip, __u16 port)
+{
+	struct sockaddr_storage ss;
+	struct shunt_addr a;
+	socklen_t len;
+	int fd, one = 1;
+
+	addr_parse(&a, ip);
+	len = addr_to_sockaddr(&a, port, family, &ss);
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, LISTEN_BACKLOG)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Global addresses of the pod's interfaces (not lo), in the order the kernel lists them. */
+static int read_addrs(struct nl_sock *nl, struct pod *p)
+{
+	struct nl_cache *cache;
+	struct nl_object *obj;
+
+	if (rtnl_addr_alloc_cache(nl, &cache))
+		return -EIO;
+	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj)) {
+		struct rtnl_addr *ra = (struct rtnl_addr *)obj;
+		struct nl_addr *local = rtnl_addr_get_local(ra);
+		int family = rtnl_addr_get_family(ra);
+
+		if (!local || rtnl_addr_get_scope(ra) != RT_SCOPE_UNIVERSE)
+			continue;
+		if (p->naddrs >= POD_MAX_ADDRS)
+			break;
+		if (family == AF_INET)
+			addr_from_v4(&p->addrs[p->naddrs++], nl_addr_get_binary_addr(local));
+		else if (family == AF_INET6) {
+			addr_from_v6(&p->addrs[p->naddrs++], nl_addr_get_binary_addr(local));
+			p->has_v6 = true;
+		}
+	}
+	nl_cache_free(cache);
+	return 0;
+}
+
+/* Adds or removes ::6/128 on lo: the source of the proxy's IPv6 connections to the app. */
+static int inbound_src6(struct nl_sock *nl, bool add)
+{
+	struct rtnl_addr *ra = rtnl_addr_alloc();
+	struct nl_addr *a = NULL;
+	int err;
+
+	if (!ra)
+		return -ENOMEM;
+	err = nl_addr_parse("::6/128", AF_INET6, &a);
+	if (!err) {
+		rtnl_addr_set_ifindex(ra, 1); /* lo is ifindex 1 in every netns */
+		rtnl_addr_set_family(ra, AF_INET6);
+		rtnl_addr_set_local(ra, a);
+		rtnl_addr_set_flags(ra, IFA_F_NODAD);
+		err = add ? rtnl_addr_add(nl, ra, 0) : rtnl_addr_delete(nl, ra, 0);
+	}
+	if (a)
+		nl_addr_put(a);
+	rtnl_addr_put(ra);
+	if (err == -NLE_EXIST)
+		return -EEXIST;
+	return err ? -EIO : 0;
+}
+
+/* One trip into the netns: cookie, addresses, ::6, listeners. */
+static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
+{
+	struct netns_saved saved;
+	struct nl_sock *nl = NULL;
+	int err;
+
+	err = netns_enter(p->netns_fd, &saved);
+	if (err)
+		return err;
+	err = netns_cookie_current(&p->netns_cookie);
+	if (err)
+		goto out;
+	nl = nl_socket_alloc();
+	if (!nl || nl_connect(nl, NETLINK_ROUTE)) {
+		err = -EIO;
+		goto out;
+	}
+	err = read_addrs(nl, p);
+	if (err)
+		goto out;
+	if (p->has_v6 && ps->inbound) {
+		int e = inbound_src6(nl, true);
+
+		if (e == 0)
+			p->added_inbound_src6 = true;
+		else if (e != -EEXIST)
+			pr_warn("pod %s: cannot add ::6 to lo (IPv6 inbound will fail): %s", p->name,
+				strerror(-e));
+	}
+	fds[L_OUT4] = listen_on(AF_INET, "127.0.0.1", SHUNT_PORT_OUTBOUND);
+	fds[L_OUT6] = listen_on(AF_INET6, "::1", SHUNT_PORT_OUTBOUND);
+	if (ps->inbound) {
+		fds[L_IN4] = listen_on(AF_INET, "0.0.0.0", SHUNT_PORT_INBOUND);
+		fds[L_IN6] = p->has_v6 ? listen_on(AF_INET6, "::", SHUNT_PORT_INBOUND) : -1;
+	}
+	if (fds[L_OUT4] < 0) {
+		err = fds[L_OUT4];
+		pr_warn("pod %s: cannot listen on 127.0.0.1:%d: %s", p->name, SHUNT_PORT_OUTBOUND,
+			strerror(-err));
+		goto out;
+	}
+	if (ps->inbound && fds[L_IN4] < 0) {
+		err = fds[L_IN4];
+		pr_warn("pod %s: cannot listen on 0.0.0.0:%d: %s", p->name, SHUNT_PORT_INBOUND,
+			strerror(-err));
+		goto out;
+	}
+	err = 0;
+out:
+	if (nl)
+		nl_socket_free(nl);
+	netns_leave(&saved);
+	return err;
+}
+
+static void pod_remove_src6(struct pod *p)
+{
+	struct netns_saved saved;
+	struct nl_sock *nl;
+
+	if (!p->added_inbound_src6 || netns_enter(p->netns_fd, &saved))
+		return;
+	nl = nl_socket_alloc();
+	if (nl && nl_connect(nl, NETLINK_ROUTE) == 0)
+		inbound_src6(nl, false);
+	if (nl)
+		nl_socket_free(nl);
+	netns_leave(&saved);
+	p->added_inbound_src6 = false;
+}
+
+/* ---- maps ----------------------------------------------------------------------------------- */
+
+static int pod_maps_write(struct pods *ps, struct pod *p, const int fds[L__MAX])
+{
+	struct datapath *dp = ps->dp;
+	struct shunt_pod v = {0};
+	int ncpu = libbpf_num_possible_cpus();
+	struct shunt_counters *zero;
+
+	for (int i = 0; i < p->naddrs; i++) {
+		int lfd = addr_is_v4(&p->addrs[i]) ? fds[L_IN4] : fds[L_IN6];
+		__u64 lfd64 = (__u64)lfd;
+
+		if (bpf_map_update_elem(dp->fd.pod_by_addr, &p->addrs[i], &p->netns_cookie,
+					BPF_ANY))
+			return -errno;
+		if (lfd >= 0 &&
+		    bpf_map_update_elem(dp->fd.inbound_listeners, &p->addrs[i], &lfd64, BPF_ANY))
+			return -errno;
+	}
+	zero = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(*zero));
+	if (!zero)
+		return -ENOMEM;
+	if (bpf_map_update_elem(dp->fd.stats, &p->netns_cookie, zero, BPF_ANY)) {
+		free(zero);
+		return -errno;
+	}
+	free(zero);
+	v.cgroup_id = p->cgroup_id;
+	v.flags = ps->pod_flags;
+	v.pid = (__u32)p->pid;
+	for (int i = 0; i < p->naddrs; i++) {
+		if (addr_is_v4(&p->addrs[i]) && !v.addr4.ip[2])
+			v.addr4 = p->addrs[i];
+		else if (!addr_is_v4(&p->addrs[i]) && !v.addr6.ip[0] && !v.addr6.ip[3])
+			v.addr6 = p->addrs[i];
+	}
+	snprintf(v.name, sizeof(v.name), "%s", p->name);
+	/* Last: from here on, connect4/6 and sockops treat the netns as enrolled. */
+	if (bpf_map_update_elem(dp->fd.mesh_netns, &p->netns_cookie, &v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static void pod_maps_clear(struct pods *ps, struct pod *p)
+{
+	struct datapath *dp = ps->dp;
+
+	/* First: no new connect is captured for this netns. */
+	bpf_map_delete_elem(dp->fd.mesh_netns, &p->netns_cookie);
+	for (int i = 0; i < p->naddrs; i++) {
+		bpf_map_delete_elem(dp->fd.pod_by_addr, &p->addrs[i]);
+		bpf_map_delete_elem(dp->fd.inbound_listeners, &p->addrs[i]);
+	}
+	bpf_map_delete_elem(dp->fd.stats, &p->netns_cookie);
+}
+
+/* ---- enroll / unenroll ---------------------------------------------------------------------- */
+
+static void pod_free(struct pods *ps, struct pod *p)
+{
+	if (p->sk_lookup)
+		dp_detach_sk_lookup(ps->dp, p->sk_lookup, p->netns_cookie);
+	p->sk_lookup = NULL;
+	if (p->netns_cookie)
+		pod_maps_clear(ps, p);
+	if (p->pw)
+		proxy_workload_remove(ps->proxy, p->pw);
+	p->pw = NULL;
+	if (p->netns_fd >= 0) {
+		pod_remove_src6(p);
+		close(p->netns_fd);
+	}
+	free(p);
+}
+
+int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const char *name,
+		bool manual, struct pod **out)
+{
+	int fds[L__MAX] = {-1, -1, -1, -1};
+	struct proxy_workload_desc d = {0};
+	__u64 ino;
+	struct pod *p;
+	char addrs[256] = "";
+	int err;
+
+	err = netns_ino_of_pid(pid, &ino);
+	if (err)
+		return err;
+	if (ino == ps->own_netns_ino)
+		return -ENOTUNIQ; /* shuntd's own netns (the host's): never a pod */
+	if (manual)
+		excluded_set(ps, ino, false);
+	else if (pods_is_excluded(ps, ino))
+		return -EPERM;
+	p = pods_find_ino(ps, ino);
+	if (p) {
+		/* Each cgroup holds a reference; a manual enrollment holds at most one. */
+		if (!manual || !p->manual)
+			p->refs++;
+		p->manual |= manual;
+		if (out)
+			*out = p;
+		return 0;
+	}
+	if (ps->count >= SHUNT_MAX_PODS)
+		return -ENOSPC;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	list_init(&p->node);
+	p->netns_ino = ino;
+	p->pid = pid;
+	p->cgroup_id = cgroup_id;
+	p->manual = manual;
+	p->refs = 1;
+	p->enrolled_at = (__u64)time(NULL);
+	if (name)
+		snprintf(p->name, sizeof(p->name), "%s", name);
+	else
+		snprintf(p->name, sizeof(p->name), "pid-%d", (int)pid);
+	p->netns_fd = netns_open_pid(pid);
+	if (p->netns_fd < 0) {
+		err = p->netns_fd;
+		goto fail;
+	}
+	err = pod_setup_in_netns(ps, p, fds);
+	if (err)
+		goto fail;
+	/* inbound_listeners holds its own reference to the sockets. */
+	err = pod_maps_write(ps, p, fds);
+	if (err)
+		goto fail;
+	d.name = p->name;
+	d.netns_fd = p->netns_fd;
+	d.netns_cookie = p->netns_cookie;
+	d.sockmap = !(ps->pod_flags & SHUNT_POD_F_NO_SOCKMAP);
+	d.listen_fds[0] = fds[L_OUT4];
+	d.kinds[0] = PROXY_LISTENER_OUTBOUND;
+	d.listen_fds[1] = fds[L_OUT6];
+	d.kinds[1] = PROXY_LISTENER_OUTBOUND;
+	d.listen_fds[2] = fds[L_IN4];
+	d.kinds[2] = PROXY_LISTENER_INBOUND;
+	d.listen_fds[3] = fds[L_IN6];
+	d.kinds[3] = PROXY_LISTENER_INBOUND;
+	for (int i = 0; i < L__MAX; i++)
+		fds[i] = -1; /* the proxy owns them now, even on failure */
+	p->pw = proxy_workload_add(ps->proxy, &d);
+	if (!p->pw) {
+		err = -errno;
+		goto fail;
+	}
+	if (ps->inbound) {
+		p->sk_lookup = dp_attach_sk_lookup(ps->dp, p->netns_fd, p->netns_cookie);
+		if (!p->sk_lookup) {
+			err = -errno;
+			pr_warn("pod %s: cannot attach sk_lookup: %s", p->name, strerror(-err));
+			goto fail;
+		}
+	}
+	list_add_tail(&p->node, &ps->list);
+	ps->count++;
+	for (int i = 0, off = 0; i < p->naddrs; i++) {
+		char a[ADDR_STRLEN];
+
+		off += snprintf(addrs + off, sizeof(addrs) - (size_t)off, "%s%s", i ? " " : "",
+				addr_fmt(&p->addrs[i], a, sizeof(a)));
+	}
+	pr_info("enrolled pod %s (pid %d, netns cookie %llu, addresses: %s)", p->name, (int)pid,
+		(unsigned long long)p->netns_cookie, addrs[0] ? addrs : "none");
+	if (out)
+		*out = p;
+	return 0;
+fail:
+	for (int i = 0; i < L__MAX; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pod_free(ps, p);
+	return err;
+}
+
+static void pod_unenroll(struct pods *ps, struct pod *p)
+{
+	pr_info("unenrolled pod %s (netns cookie %llu)", p->name,
+		(unsigned long long)p->netns_cookie);
+	list_del_init(&p->node);
+	ps->count--;
+	pod_free(ps, p);
+}
+
+void pods_put(struct pods *ps, struct pod *p)
+{
+	if (--p->refs > 0)
+		return;
+	pod_unenroll(ps, p);
+}
+
+int pods_unenroll_pid(struct pods *ps, pid_t pid)
+{
+	struct pod *p;
+	__u64 ino;
+	int err = netns_ino_of_pid(pid, &ino);
+
+	if (err)
+		return err;
+	p = pods_find_ino(ps, ino);
+	if (!p)
+		return -ENOENT;
+	excluded_set(ps, ino, true);
+	pod_unenroll(ps, p);
+	return 0;
+}
+
+void pods_destroy(struct pods *ps)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &ps->list)
+		pod_unenroll(ps, list_entry(pos, struct pod, node));
+}
+
+void pods_to_json(struct pods *ps, struct strbuf *sb)
+{
+	struct list_head *pos, *tmp;
+	struct json_writer w;
+
+	jw_init(&w, sb, false);
+	jw_arr_begin(&w);
+	list_for_each_safe(pos, tmp, &ps->list)
+	{
+		struct pod *p = list_entry(pos, struct pod, node);
+		char a[ADDR_STRLEN];
+
+		jw_obj_begin(&w);
+		jw_key(&w, "name");
+		jw_str(&w, p->name);
+		jw_key(&w, "pid");
+		jw_i64(&w, p->pid);
+		jw_key(&w, "netns_cookie");
+		jw_u64(&w, p->netns_cookie);
+		jw_key(&w, "cgroup_id");
+		jw_u64(&w, p->cgroup_id);
+		jw_key(&w, "manual");
+		jw_bool(&w, p->manual);
+		jw_key(&w, "enrolled_at");
+		jw_u64(&w, p->enrolled_at);
+		jw_key(&w, "addresses");
+		jw_arr_begin(&w);
+		for (int i = 0; i < p->naddrs; i++)
+			jw_str(&w, addr_fmt(&p->addrs[i], a, sizeof(a)));
+		jw_arr_end(&w);
+		jw_key(&w, "sk_lookup");
+		jw_bool(&w, p->sk_lookup != NULL);
+		jw_obj_end(&w);
+	}
+	jw_arr_end(&w);
+}

@@ -1,0 +1,70 @@
+/* Enrolled pods: one per network namespace, with its in-pod listeners, map entries and
+ * sk_lookup link. Owned by the agent thread. */
+#ifndef SHUNT_AGENT_PODS_H
+#define SHUNT_AGENT_PODS_H
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "bpf/lib/shunt_maps.h"
+#include "lib/list.h"
+#include "lib/strbuf.h"
+
+#define POD_MAX_ADDRS    8
+#define POD_MAX_EXCLUDED 256 /* netns opted out with `shuntctl unenroll` */
+
+struct datapath;
+struct proxy;
+struct proxy_workload;
+struct bpf_link;
+
+struct pod {
+	struct list_head node;
+	char name[SHUNT_POD_NAME_LEN];
+	__u64 netns_ino;
+	__u64 netns_cookie;
+	int netns_fd;
+	pid_t pid;
+	unsigned long long cgroup_id;
+	struct shunt_addr addrs[POD_MAX_ADDRS];
+	int naddrs;
+	bool has_v6;
+	bool added_inbound_src6; /* we added ::6/128 to the pod's lo */
+	struct bpf_link *sk_lookup;
+	struct proxy_workload *pw;
+	int refs; /* cgroups whose processes live in this netns, plus one if enrolled by hand */
+	bool manual;
+	__u64 enrolled_at; /* CLOCK_REALTIME seconds */
+};
+
+struct pods {
+	struct list_head list;
+	int count;
+	struct datapath *dp;
+	struct proxy *proxy;
+	__u64 own_netns_ino;
+	__u32 pod_flags; /* SHUNT_POD_F_* for every pod */
+	bool inbound;    /* attach sk_lookup and open 15006 */
+	__u64 excluded[POD_MAX_EXCLUDED];
+	int nexcluded;
+};
+
+void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
+	       bool inbound);
+struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino);
+/* Enrolls the netns of pid (or takes another reference on it when already enrolled).
+ * name: the cgroup path relative to --cgroup, or NULL for "pid-<pid>". manual: by hand. */
+int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const char *name,
+		bool manual, struct pod **out);
+/* Drops one reference; the last one unenrolls the pod. */
+void pods_put(struct pods *ps, struct pod *p);
+/* shuntctl unenroll: removes the pod whatever its references, and keeps its netns out of
+ * automatic enrollment until enrolled by hand again. */
+int pods_unenroll_pid(struct pods *ps, pid_t pid);
+bool pods_is_excluded(const struct pods *ps, __u64 netns_ino);
+void pods_destroy(struct pods *ps);
+/* JSON array of the enrolled pods. */
+void pods_to_json(struct pods *ps, struct strbuf *sb);
+
+#endif

@@ -1,0 +1,171 @@
+/* Streaming JSON writer: each value call places the separator the position needs. */
+#include "lib/json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+void jw_init(struct json_writer *w, struct strbuf *sb, bool pretty)
+{
+	memset(w, 0, sizeof(*w));
+	w->sb = sb;
+	w->pretty = pretty;
+}
+
+static void indent(struct json_writer *w)
+{
+	if (!w->pretty)
+		return;
+	sb_putc(w->sb, '\n');
+	for (int i = 0; i < w->depth; i++)
+		sb_puts(w->sb, "  ");
+}
+
+/* Before any value or key: a comma after a sibling, a newline when pretty. */
+static void before_value(struct json_writer *w)
+{
+	if (w->after_key) {
+		w->after_key = false;
+		return;
+	}
+	if (w->depth > 0) {
+		if (w->need_comma[w->depth])
+			sb_putc(w->sb, ',');
+		w->need_comma[w->depth] = true;
+		indent(w);
+	}
+}
+
+static void open_scope(struct json_writer *w, char c)
+{
+	before_value(w);
+	sb_putc(w->sb, c);
+	if (w->depth < JSON_MAX_DEPTH - 1)
+		w->depth++;
+	w->need_comma[w->depth] = false;
+}
+
+static void close_scope(struct json_writer *w, char c)
+{
+	bool had_members = w->need_comma[w->depth];
+
+	if (w->depth > 0)
+		w->depth--;
+	if (had_members)
+		indent(w);
+	sb_putc(w->sb, c);
+}
+
+void jw_obj_begin(struct json_writer *w)
+{
+	open_scope(w, '{');
+}
+
+void jw_obj_end(struct json_writer *w)
+{
+	close_scope(w, '}');
+}
+
+void jw_arr_begin(struct json_writer *w)
+{
+	open_scope(w, '[');
+}
+
+void jw_arr_end(struct json_writer *w)
+{
+	close_scope(w, ']');
+}
+
+void json_escape(struct strbuf *sb, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		switch (c) {
+		case '"':
+			sb_puts(sb, "\\\"");
+			break;
+		case '\\':
+			sb_puts(sb, "\\\\");
+			break;
+		case '\n':
+			sb_puts(sb, "\\n");
+			break;
+		case '\r':
+			sb_puts(sb, "\\r");
+			break;
+		case '\t':
+			sb_puts(sb, "\\t");
+			break;
+		default:
+			if (c < 0x20) {
+				char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+				sb_append(sb, u, sizeof(u));
+			} else {
+				sb_putc(sb, (char)c);
+			}
+		}
+	}
+}
+
+void jw_key(struct json_writer *w, const char *key)
+{
+	before_value(w);
+	sb_putc(w->sb, '"');
+	json_escape(w->sb, key, strlen(key));
+	sb_puts(w->sb, w->pretty ? "\": " : "\":");
+	w->after_key = true;
+}
+
+void jw_strn(struct json_writer *w, const char *s, size_t len)
+{
+	before_value(w);
+	sb_putc(w->sb, '"');
+	json_escape(w->sb, s, len);
+	sb_putc(w->sb, '"');
+}
+
+void jw_str(struct json_writer *w, const char *s)
+{
+	if (!s) {
+		jw_null(w);
+		return;
+	}
+	jw_strn(w, s, strlen(s));
+}
+
+void jw_u64(struct json_writer *w, uint64_t v)
+{
+	before_value(w);
+	sb_printf(w->sb, "%" PRIu64, v);
+}
+
+void jw_i64(struct json_writer *w, int64_t v)
+{
+	before_value(w);
+	sb_printf(w->sb, "%" PRId64, v);
+}
+
+void jw_double(struct json_writer *w, double v)
+{
+	before_value(w);
+	if (isfinite(v))
+		sb_printf(w->sb, "%.17g", v);
+	else
+		sb_puts(w->sb, "null");
+}
+
+void jw_bool(struct json_writer *w, bool v)
+{
+	before_value(w);
+	sb_puts(w->sb, v ? "true" : "false");
+}
+
+void jw_null(struct json_writer *w)
+{
+	before_value(w);
+	sb_puts(w->sb, "null");
+}

@@ -1,0 +1,73 @@
+/* Formats access-log lines the way Istio's default (text and JSON) access logs read. */
+#include "proxy/accesslog.h"
+
+#include <stdio.h>
+
+#include "lib/json.h"
+
+void accesslog_time(char *buf, size_t len, const struct timespec *ts)
+{
+	struct tm tm;
+
+	gmtime_r(&ts->tv_sec, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 ts->tv_nsec / 1000000);
+}
+
+static const char *dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool json)
+{
+	char start[40];
+
+	accesslog_time(start, sizeof(start), &e->start);
+	if (!json) {
+		sb_printf(sb,
+			  "[%s] \"- - -\" 0 %s - %s \"%s\" %llu %llu %llu - \"-\" \"-\" \"-\" \"-\" "
+			  "\"%s\" %s %s %s %s - -\n",
+			  start, dash(e->flags), dash(e->details), dash(e->failure_reason),
+			  (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
+			  (unsigned long long)e->duration_ms, dash(e->upstream_host),
+			  dash(e->upstream_cluster), dash(e->upstream_local),
+			  dash(e->downstream_local), dash(e->downstream_remote));
+		return;
+	}
+	struct json_writer w;
+
+	jw_init(&w, sb, false);
+	jw_obj_begin(&w);
+	jw_key(&w, "start_time");
+	jw_str(&w, start);
+	jw_key(&w, "protocol");
+	jw_null(&w);
+	jw_key(&w, "response_code");
+	jw_u64(&w, 0);
+	jw_key(&w, "response_flags");
+	jw_str(&w, dash(e->flags));
+	jw_key(&w, "connection_termination_details");
+	jw_str(&w, dash(e->details));
+	jw_key(&w, "upstream_transport_failure_reason");
+	jw_str(&w, dash(e->failure_reason));
+	jw_key(&w, "bytes_received");
+	jw_u64(&w, e->bytes_received);
+	jw_key(&w, "bytes_sent");
+	jw_u64(&w, e->bytes_sent);
+	jw_key(&w, "duration");
+	jw_u64(&w, e->duration_ms);
+	jw_key(&w, "upstream_host");
+	jw_str(&w, dash(e->upstream_host));
+	jw_key(&w, "upstream_cluster");
+	jw_str(&w, dash(e->upstream_cluster));
+	jw_key(&w, "upstream_local_address");
+	jw_str(&w, dash(e->upstream_local));
+	jw_key(&w, "downstream_local_address");
+	jw_str(&w, dash(e->downstream_local));
+	jw_key(&w, "downstream_remote_address");
+	jw_str(&w, dash(e->downstream_remote));
+	jw_obj_end(&w);
+	sb_putc(sb, '\n');
+}

@@ -1,0 +1,90 @@
+/* The proxy's public interface: worker threads, workloads (pods) and their listeners, counters.
+ *
+ * The agent creates the proxy, hands it each enrolled workload (its netns and the listening
+ * sockets opened inside it) and takes counters back. The proxy owns every socket it is given.
+ */
+#ifndef SHUNT_PROXY_PROXY_H
+#define SHUNT_PROXY_PROXY_H
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/strbuf.h"
+
+#define PROXY_MAX_WORKERS            64
+#define PROXY_CONNECT_TIMEOUT_MS_DEF 10000   /* Envoy's default cluster connect_timeout is 5s; */
+#define PROXY_IDLE_TIMEOUT_MS_DEF    3600000 /* tcp_proxy idle_timeout default: 1h */
+#define PROXY_DRAIN_TIMEOUT_MS_DEF   5000
+
+struct proxy_config {
+	int workers;
+	__u32 mark;          /* SO_MARK of every upstream socket (never captured again) */
+	int orig_dst_map_fd; /* orig_dst_by_tuple, or -1 (then SO_ORIGINAL_DST only) */
+	int sock_pairs_fd;   /* the short-circuit SOCKHASH, or -1 to leave hops on TCP */
+	int msg_fallback_fd; /* sk_msg's sticky-fallback marks, cleared for sockets we insert */
+	unsigned connect_timeout_ms;
+	unsigned idle_timeout_ms;
+	int access_log_fd; /* -1: no access log */
+	bool access_log_json;
+};
+
+enum proxy_listener_kind {
+	PROXY_LISTENER_OUTBOUND, /* 15001: connections the app made, to their original destination */
+	PROXY_LISTENER_INBOUND,  /* 15006: connections to the app, delivered from 127.0.0.6 */
+};
+
+#define PROXY_WORKLOAD_MAX_LISTENERS 4
+
+struct proxy_workload_desc {
+	const char *name;     /* for logs: the pod's cgroup, relative to --cgroup */
+	int netns_fd;         /* dup'ed by the proxy */
+	__u64 netns_cookie;   /* keys the BPF maps */
+	bool sockmap;         /* put the proxy's ends of in-pod hops into the SOCKHASH */
+	int listen_fds[PROXY_WORKLOAD_MAX_LISTENERS];  /* owned by the proxy from now on; -1 = none */
+	enum proxy_listener_kind kinds[PROXY_WORKLOAD_MAX_LISTENERS];
+};
+
+/* Counters summed over workers. Single-writer per worker, read without locks. */
+#define PROXY_STATS(X)                                                                             \
+	X(downstream_cx_total, "connections accepted")                                             \
+	X(downstream_cx_active, "connections open now")                                            \
+	X(outbound_cx_total, "outbound connections (15001)")                                       \
+	X(inbound_cx_total, "inbound connections (15006)")                                         \
+	X(upstream_cx_connect_fail, "upstream connects that failed")                               \
+	X(upstream_cx_connect_timeout, "upstream connects that timed out")                         \
+	X(cx_idle_timeout, "connections closed by the idle timeout")                               \
+	X(cx_no_orig_dst, "connections without an original destination (closed)")                 \
+	X(cx_drained, "connections closed by drain at shutdown")                                   \
+	X(bytes_downstream_rx, "bytes read from downstream")                                       \
+	X(bytes_upstream_rx, "bytes read from upstream")                                           \
+	X(sockmap_inserted, "proxy sockets put into the SOCKHASH")                                 \
+	X(sockmap_present, "proxy sockets sockops had already put into the SOCKHASH")              \
+	X(sockmap_insert_fail, "proxy sockets the SOCKHASH refused")                               \
+	X(accept_fail, "accept(2) failures other than EAGAIN")
+
+#define PROXY_STAT_FIELD(name, help) uint64_t name;
+struct proxy_stats {
+	PROXY_STATS(PROXY_STAT_FIELD)
+};
+#undef PROXY_STAT_FIELD
+
+struct proxy;
+struct proxy_workload;
+
+/* Starts cfg->workers threads. NULL with errno set on failure. */
+struct proxy *proxy_start(const struct proxy_config *cfg);
+/* Registers a workload and starts accepting on its listeners. NULL + errno on failure (the
+ * listen fds are closed either way). */
+struct proxy_workload *proxy_workload_add(struct proxy *p, const struct proxy_workload_desc *d);
+/* Stops accepting for the workload: connections already queued are still accepted and served,
+ * open connections finish. The handle is invalid afterwards. */
+void proxy_workload_remove(struct proxy *p, struct proxy_workload *w);
+void proxy_stats_get(struct proxy *p, struct proxy_stats *out);
+/* Appends "name value\n" lines for every counter (for admin /stats). */
+void proxy_stats_format(const struct proxy_stats *s, struct strbuf *sb, bool json);
+/* Stops accepting everywhere, waits up to drain_ms for open connections, closes the rest,
+ * joins the workers and frees everything. */
+void proxy_stop(struct proxy *p, unsigned drain_ms);
+
+#endif

@@ -1,0 +1,559 @@
+/* The TCP proxy: accept on 15001/15006, connect to the original destination from inside the
+ * pod, copy both ways with half-close and backpressure, enforce timeouts, log each connection. */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/addr.h"
+#include "lib/log.h"
+#include "lib/netns.h"
+#include "proxy/accesslog.h"
+#include "proxy/orig_dst.h"
+#include "proxy/worker.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define CLUSTER_OUTBOUND_PASSTHROUGH "PassthroughCluster"
+#define CLUSTER_INBOUND_PASSTHROUGH  "InboundPassthroughCluster"
+
+struct conn;
+
+/* One socket of a connection; registered in epoll with itself as the handler. */
+struct conn_side {
+	struct ev_handler h;
+	struct conn *c;
+	int fd;
+	bool readable, writable;
+};
+
+/* One direction of the copy. A buffer is held only while it has bytes in flight. */
+struct pipe_dir {
+	struct buf *buf;
+	uint32_t off, len;
+	bool src_eof, dst_shut;
+	uint64_t bytes;
+};
+
+enum conn_state { CONN_CONNECTING, CONN_OPEN, CONN_CLOSED };
+
+struct conn {
+	struct conn_side down, up;
+	struct pipe_dir d2u, u2d;
+	struct proxy_workload *w;
+	enum proxy_listener_kind kind;
+	enum conn_state state;
+	struct list_head node;  /* wk->conns, then wk->dead */
+	struct list_head tnode; /* wk->connecting */
+	struct list_head rnode; /* wk->ready */
+	uint64_t start_ms, connect_deadline, last_activity;
+	struct timespec start_real;
+	struct shunt_addr down_remote, down_local, up_host;
+	__u16 down_remote_port, down_local_port, up_host_port;
+	const char *flags;
+	const char *details;
+	const char *failure;
+};
+
+/* ---- closing and logging ------------------------------------------------------------------ */
+
+static void conn_log(struct worker *wk, struct conn *c)
+{
+	char up_host[ADDR_STRLEN] = "-", up_local[ADDR_STRLEN] = "-", dl[ADDR_STRLEN] = "-",
+	     dr[ADDR_STRLEN] = "-";
+	struct accesslog_tcp e = {0};
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (wk->p->cfg.access_log_fd < 0)
+		return;
+	if (c->up_host_port)
+		addr_port_fmt(&c->up_host, c->up_host_port, up_host, sizeof(up_host));
+	if (c->up.fd >= 0 && getsockname(c->up.fd, (struct sockaddr *)&ss, &len) == 0) {
+		struct shunt_addr a;
+		__u16 port;
+
+		if (addr_from_sockaddr(&a, &port, (struct sockaddr *)&ss) == 0 && port)
+			addr_port_fmt(&a, port, up_local, sizeof(up_local));
+	}
+	addr_port_fmt(&c->down_local, c->down_local_port, dl, sizeof(dl));
+	addr_port_fmt(&c->down_remote, c->down_remote_port, dr, sizeof(dr));
+	e.start = c->start_real;
+	e.duration_ms = wk->now_ms - c->start_ms;
+	e.bytes_received = c->d2u.bytes;
+	e.bytes_sent = c->u2d.bytes;
+	e.flags = c->flags;
+	e.details = c->details;
+	e.failure_reason = c->failure;
+	e.upstream_host = up_host;
+	e.upstream_cluster = c->kind == PROXY_LISTENER_OUTBOUND ? CLUSTER_OUTBOUND_PASSTHROUGH
+								 : CLUSTER_INBOUND_PASSTHROUGH;
+	e.upstream_local = up_local;
+	e.downstream_local = dl;
+	e.downstream_remote = dr;
+	accesslog_tcp_format(&wk->log, &e, wk->p->cfg.access_log_json);
+}
+
+static void pipe_release(struct worker *wk, struct pipe_dir *d)
+{
+	if (d->buf) {
+		bufpool_put(&wk->pool, d->buf);
+		d->buf = NULL;
+	}
+	d->off = d->len = 0;
+}
+
+/* reset: abort the downstream with RST (the app sees an error, not a clean EOF). */
+static void conn_close(struct worker *wk, struct conn *c, bool reset)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	conn_log(wk, c);
+	if (reset && c->down.fd >= 0) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		setsockopt(c->down.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	if (c->down.fd >= 0)
+		close(c->down.fd);
+	if (c->up.fd >= 0)
+		close(c->up.fd);
+	c->down.fd = c->up.fd = -1;
+	pipe_release(wk, &c->d2u);
+	pipe_release(wk, &c->u2d);
+	if (list_linked(&c->tnode))
+		list_del_init(&c->tnode);
+	if (list_linked(&c->rnode))
+		list_del_init(&c->rnode);
+	list_del_init(&c->node);
+	list_add_tail(&c->node, &wk->dead);
+	c->state = CONN_CLOSED;
+	STAT_DEC(wk, downstream_cx_active);
+}
+
+static void conn_fail(struct worker *wk, struct conn *c, const char *flags, const char *details,
+		      bool reset)
+{
+	if (!c->flags || strcmp(c->flags, "-") == 0)
+		c->flags = flags;
+	if (!c->details || strcmp(c->details, "-") == 0)
+		c->details = details;
+	conn_close(wk, c, reset);
+}
+
+void tcp_free_dead(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &wk->dead)
+	{
+		struct conn *c = list_entry(pos, struct conn, node);
+
+		list_del_init(&c->node);
+		workload_put(c->w);
+		free(c);
+	}
+}
+
+void tcp_close_all(struct worker *wk, const char *why)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &wk->conns)
+	{
+		struct conn *c = list_entry(pos, struct conn, node);
+
+		STAT_INC(wk, cx_drained);
+		conn_fail(wk, c, "-", why, false);
+	}
+}
+
+/* ---- copying -------------------------------------------------------------------------------- */
+
+enum pump_result { PUMP_IDLE, PUMP_BUDGET, PUMP_ERR_SRC, PUMP_ERR_DST };
+
+static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side *src,
+			     struct conn_side *dst, struct pipe_dir *d, size_t *budget,
+			     uint64_t *rx_stat)
+{
+	for (;;) {
+		if (d->len) {
+			ssize_t n;
+
+			if (!dst->writable)
+				return PUMP_IDLE;
+			n = send(dst->fd, d->buf->data + d->off, d->len, MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK) {
+					dst->writable = false;
+					return PUMP_IDLE;
+				}
+				if (errno == EINTR)
+					continue;
+				return PUMP_ERR_DST;
+			}
+			d->off += (uint32_t)n;
+			d->len -= (uint32_t)n;
+			c->last_activity = wk->now_ms;
+			continue;
+		}
+		if (d->src_eof) {
+			pipe_release(wk, d);
+			if (!d->dst_shut) {
+				shutdown(dst->fd, SHUT_WR);
+				d->dst_shut = true;
+			}
+			return PUMP_IDLE;
+		}
+		if (!src->readable) {
+			pipe_release(wk, d);
+			return PUMP_IDLE;
+		}
+		if (*budget == 0)
+			return PUMP_BUDGET;
+		if (!d->buf) {
+			d->buf = bufpool_get(&wk->pool);
+			if (!d->buf)
+				return PUMP_BUDGET; /* retry on the next iteration */
+		}
+		ssize_t n = recv(src->fd, d->buf->data, BUF_SIZE, 0);
+
+		if (n > 0) {
+			d->off = 0;
+			d->len = (uint32_t)n;
+			d->bytes += (uint64_t)n;
+			*rx_stat += (uint64_t)n;
+			*budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
+			c->last_activity = wk->now_ms;
+		} else if (n == 0) {
+			d->src_eof = true;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			src->readable = false;
+		} else if (errno != EINTR) {
+			return PUMP_ERR_SRC;
+		}
+	}
+}
+
+static void conn_pump(struct worker *wk, struct conn *c)
+{
+	size_t budget = WORKER_PUMP_BUDGET;
+	uint64_t down_rx = 0, up_rx = 0;
+	enum pump_result r1, r2;
+
+	if (c->state != CONN_OPEN)
+		return;
+	r1 = pump(wk, c, &c->down, &c->up, &c->d2u, &budget, &down_rx);
+	r2 = (r1 == PUMP_ERR_SRC || r1 == PUMP_ERR_DST)
+		     ? PUMP_IDLE
+		     : pump(wk, c, &c->up, &c->down, &c->u2d, &budget, &up_rx);
+	STAT_ADD(wk, bytes_downstream_rx, down_rx);
+	STAT_ADD(wk, bytes_upstream_rx, up_rx);
+
+	if (r1 == PUMP_ERR_SRC || r2 == PUMP_ERR_DST) {
+		conn_fail(wk, c, "DC", "downstream_connection_error", false);
+		return;
+	}
+	if (r1 == PUMP_ERR_DST || r2 == PUMP_ERR_SRC) {
+		conn_fail(wk, c, "UC", "upstream_connection_error", true);
+		return;
+	}
+	if (c->d2u.dst_shut && c->u2d.dst_shut) {
+		conn_close(wk, c, false);
+		return;
+	}
+	if ((r1 == PUMP_BUDGET || r2 == PUMP_BUDGET) && !list_linked(&c->rnode))
+		list_add_tail(&c->rnode, &wk->ready);
+}
+
+void tcp_pump_ready(struct worker *wk)
+{
+	struct list_head batch, *pos, *tmp;
+
+	if (list_empty(&wk->ready))
+		return;
+	/* Take the current list so that connections re-queued while pumping wait their turn. */
+	batch = wk->ready;
+	batch.next->prev = &batch;
+	batch.prev->next = &batch;
+	list_init(&wk->ready);
+	list_for_each_safe(pos, tmp, &batch)
+	{
+		struct conn *c = list_entry(pos, struct conn, rnode);
+
+		list_del_init(&c->rnode);
+		conn_pump(wk, c);
+	}
+}
+
+/* ---- connecting upstream -------------------------------------------------------------------- */
+
+static int epoll_add_side(struct worker *wk, struct conn_side *s)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+				 .data.ptr = &s->h};
+
+	return epoll_ctl(wk->epfd, EPOLL_CTL_ADD, s->fd, &ev) ? -errno : 0;
+}
+
+static void sockmap_insert(struct worker *wk, struct proxy_workload *w, int fd)
+{
+	struct shunt_sock_key key;
+	__u64 value = (__u64)fd;
+
+	if (!w->sockmap)
+		return;
+	if (sock_key_of_fd(fd, w->netns_cookie, &key)) {
+		STAT_INC(wk, sockmap_insert_fail);
+		return;
+	}
+	/* A fallback mark of an earlier connection with this tuple would pin us to TCP. */
+	if (wk->p->cfg.msg_fallback_fd >= 0)
+		bpf_map_delete_elem(wk->p->cfg.msg_fallback_fd, &key);
+	if (bpf_map_update_elem(wk->p->cfg.sock_pairs_fd, &key, &value, BPF_ANY) == 0) {
+		STAT_INC(wk, sockmap_inserted);
+	} else if (errno == EBUSY) {
+		/* sockops got there first (shuntd runs below --cgroup, as in Kubernetes). */
+		STAT_INC(wk, sockmap_present);
+	} else {
+		STAT_INC(wk, sockmap_insert_fail);
+		pr_debug("%s: cannot insert socket into sock_pairs: %m", w->name);
+	}
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int upstream_open(struct worker *wk, struct conn *c)
+{
+	struct sockaddr_storage dst;
+	int family = addr_is_v4(&c->up_host) ? AF_INET : AF_INET6;
+	socklen_t dlen = addr_to_sockaddr(&c->up_host, c->up_host_port, family, &dst);
+	__u32 mark = wk->p->cfg.mark;
+	int fd, one = 1;
+
+	fd = netns_socket_home(wk->home_netns_fd, c->w->netns_fd, family,
+			       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	c->up.fd = fd;
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)))
+		return -errno;
+	set_nodelay(fd);
+	if (c->kind == PROXY_LISTENER_INBOUND) {
+		/* Reach the app from 127.0.0.6 (::6), which capture lets through. */
+		struct sockaddr_storage src;
+		struct shunt_addr a;
+
+		addr_parse(&a, family == AF_INET ? "127.0.0.6" : "::6");
+		socklen_t slen = addr_to_sockaddr(&a, 0, family, &src);
+
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&src, slen))
+			return -errno;
+	}
+	if (connect(fd, (struct sockaddr *)&dst, dlen) && errno != EINPROGRESS)
+		return -errno;
+	return epoll_add_side(wk, &c->up);
+}
+
+static void upstream_connected(struct worker *wk, struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+		STAT_INC(wk, upstream_cx_connect_fail);
+		c->failure = strerror(err ? err : errno);
+		conn_fail(wk, c, "UF", "upstream_connect_error", true);
+		return;
+	}
+	list_del_init(&c->tnode);
+	c->state = CONN_OPEN;
+	c->last_activity = wk->now_ms;
+	if (c->kind == PROXY_LISTENER_INBOUND)
+		sockmap_insert(wk, c->w, c->up.fd);
+	conn_pump(wk, c);
+}
+
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+static struct conn *conn_new(struct worker *wk, struct listener *l, int fd)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->down.h.type = c->up.h.type = EV_CONN;
+	c->down.c = c->up.c = c;
+	c->down.fd = fd;
+	c->up.fd = -1;
+	c->w = l->w;
+	workload_get(c->w);
+	c->kind = l->kind;
+	c->state = CONN_CONNECTING;
+	c->flags = "-";
+	c->details = "-";
+	c->failure = "-";
+	list_init(&c->tnode);
+	list_init(&c->rnode);
+	list_add_tail(&c->node, &wk->conns);
+	c->start_ms = c->last_activity = wk->now_ms;
+	clock_gettime(CLOCK_REALTIME, &c->start_real);
+	STAT_INC(wk, downstream_cx_total);
+	STAT_INC(wk, downstream_cx_active);
+	if (c->kind == PROXY_LISTENER_OUTBOUND)
+		STAT_INC(wk, outbound_cx_total);
+	else
+		STAT_INC(wk, inbound_cx_total);
+	return c;
+}
+
+/* Fills up_host with where the connection goes. Outbound: the original destination recorded by
+ * capture. Inbound: the address the SYN was sent to (sk_lookup keeps it as our local address),
+ * or SO_ORIGINAL_DST when iptables REDIRECT rewrote it to 15006. */
+static int conn_resolve(struct worker *wk, struct conn *c)
+{
+	struct shunt_sock_key key;
+	int err;
+
+	err = sock_key_of_fd(c->down.fd, c->w->netns_cookie, &key);
+	if (err)
+		return err;
+	c->down_remote = key.remote;
+	c->down_remote_port = (__u16)key.remote_port;
+	c->down_local = key.local;
+	c->down_local_port = (__u16)key.local_port;
+
+	if (c->kind == PROXY_LISTENER_INBOUND && key.local_port != SHUNT_PORT_INBOUND) {
+		c->up_host = key.local;
+		c->up_host_port = (__u16)key.local_port;
+		return 0;
+	}
+	err = orig_dst_lookup(wk->p->cfg.orig_dst_map_fd, c->down.fd, &key, &c->up_host,
+			      &c->up_host_port);
+	if (err)
+		return err;
+	/* A connection made straight to a proxy port would loop back into the proxy. */
+	if (c->up_host_port == SHUNT_PORT_OUTBOUND || c->up_host_port == SHUNT_PORT_INBOUND)
+		return -ELOOP;
+	c->down_local = c->up_host;
+	c->down_local_port = c->up_host_port;
+	return 0;
+}
+
+static void conn_start(struct worker *wk, struct conn *c)
+{
+	int err;
+
+	set_nodelay(c->down.fd);
+	if (c->kind == PROXY_LISTENER_OUTBOUND)
+		sockmap_insert(wk, c->w, c->down.fd);
+	err = epoll_add_side(wk, &c->down);
+	if (err) {
+		conn_fail(wk, c, "-", "epoll_error", true);
+		return;
+	}
+	err = conn_resolve(wk, c);
+	if (err) {
+		STAT_INC(wk, cx_no_orig_dst);
+		c->failure = strerror(-err);
+		conn_fail(wk, c, "NR", "no_original_destination", true);
+		return;
+	}
+	err = upstream_open(wk, c);
+	if (err) {
+		STAT_INC(wk, upstream_cx_connect_fail);
+		c->failure = strerror(-err);
+		conn_fail(wk, c, "UF", "upstream_connect_error", true);
+		return;
+	}
+	c->connect_deadline = wk->now_ms + wk->p->cfg.connect_timeout_ms;
+	list_add_tail(&c->tnode, &wk->connecting);
+}
+
+void tcp_accept(struct worker *wk, struct listener *l)
+{
+	for (int i = 0; i < WORKER_ACCEPT_BUDGET; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct conn *c;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				STAT_INC(wk, accept_fail);
+				pr_warn("worker %d: accept on %s: %m", wk->id, l->w->name);
+			}
+			return;
+		}
+		c = conn_new(wk, l, fd);
+		if (!c) {
+			close(fd);
+			STAT_INC(wk, accept_fail);
+			continue;
+		}
+		conn_start(wk, c);
+	}
+}
+
+void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
+{
+	struct conn_side *s = (struct conn_side *)h;
+	struct conn *c = s->c;
+
+	if (c->state == CONN_CLOSED)
+		return; /* closed earlier in this batch */
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->readable = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		s->writable = true;
+	if (c->state == CONN_CONNECTING) {
+		if (s == &c->up && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			upstream_connected(wk, c);
+		return;
+	}
+	conn_pump(wk, c);
+}
+
+void tcp_timers(struct worker *wk, bool idle_sweep)
+{
+	struct list_head *pos, *tmp;
+	uint64_t idle = wk->p->cfg.idle_timeout_ms;
+
+	list_for_each_safe(pos, tmp, &wk->connecting)
+	{
+		struct conn *c = list_entry(pos, struct conn, tnode);
+
+		if (wk->now_ms < c->connect_deadline)
+			continue;
+		STAT_INC(wk, upstream_cx_connect_timeout);
+		STAT_INC(wk, upstream_cx_connect_fail);
+		c->failure = "connect timeout";
+		conn_fail(wk, c, "UF", "upstream_connect_timeout", true);
+	}
+	if (!idle_sweep)
+		return;
+	list_for_each_safe(pos, tmp, &wk->conns)
+	{
+		struct conn *c = list_entry(pos, struct conn, node);
+
+		if (c->state != CONN_OPEN || wk->now_ms - c->last_activity < idle)
+			continue;
+		STAT_INC(wk, cx_idle_timeout);
+		conn_fail(wk, c, "SI", "idle_timeout", false);
+	}
+}

@@ -1,0 +1,429 @@
+/* Proxy workers: one epoll loop per thread, a command queue for listener changes, shutdown. */
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void workload_get(struct proxy_workload *w)
+{
+	atomic_fetch_add(&w->refs, 1);
+}
+
+void workload_put(struct proxy_workload *w)
+{
+	if (atomic_fetch_sub(&w->refs, 1) != 1)
+		return;
+	close(w->netns_fd);
+	free(w);
+}
+
+static void listener_put(struct worker *wk, struct listener *l)
+{
+	if (atomic_fetch_sub(&l->refs, 1) != 1)
+		return;
+	/* Last reference: serve what already completed its handshake, then close. */
+	if (wk)
+		tcp_accept(wk, l);
+	close(l->fd);
+	workload_put(l->w);
+	free(l);
+}
+
+/* ---- command queue ------------------------------------------------------------------------ */
+
+static int worker_post(struct worker *wk, enum cmd_type type, struct listener *l)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+	uint64_t one = 1;
+
+	if (!c)
+		return -ENOMEM;
+	c->type = type;
+	c->l = l;
+	pthread_mutex_lock(&wk->cmd_lock);
+	/* Order matters (add before del of the same listener): append at the tail. */
+	struct cmd **tail = &wk->cmds;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = c;
+	pthread_mutex_unlock(&wk->cmd_lock);
+	if (write(wk->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_warn("worker %d: wake: %m", wk->id);
+	return 0;
+}
+
+static void worker_hold(struct worker *wk, struct listener *l)
+{
+	if (wk->nheld == wk->held_cap) {
+		int cap = wk->held_cap ? 2 * wk->held_cap : 16;
+		struct listener **held = realloc(wk->held, (size_t)cap * sizeof(*held));
+
+		if (!held) {
+			/* Unsafe only if an event for l is later in this batch; log it loudly. */
+			pr_err("worker %d: out of memory holding a listener; releasing now", wk->id);
+			listener_put(wk, l);
+			return;
+		}
+		wk->held = held;
+		wk->held_cap = cap;
+	}
+	wk->held[wk->nheld++] = l;
+}
+
+static void worker_del_listener(struct worker *wk, struct listener *l)
+{
+	/* Only a worker that registered l holds a reference to drop. An event for l may still be
+	 * later in this batch: release at the end of the iteration. */
+	if (epoll_ctl(wk->epfd, EPOLL_CTL_DEL, l->fd, NULL) == 0) {
+		wk->nlisteners--;
+		worker_hold(wk, l);
+	}
+}
+
+static void worker_run_cmds(struct worker *wk)
+{
+	struct cmd *c, *next;
+	uint64_t v;
+
+	if (read(wk->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_warn("worker %d: wake read: %m", wk->id);
+	pthread_mutex_lock(&wk->cmd_lock);
+	c = wk->cmds;
+	wk->cmds = NULL;
+	pthread_mutex_unlock(&wk->cmd_lock);
+
+	for (; c; c = next) {
+		next = c->next;
+		switch (c->type) {
+		case CMD_ADD_LISTENER: {
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+						 .data.ptr = &c->l->h};
+
+			if (wk->draining || epoll_ctl(wk->epfd, EPOLL_CTL_ADD, c->l->fd, &ev)) {
+				if (!wk->draining)
+					pr_err("worker %d: cannot watch listener: %m", wk->id);
+				listener_put(wk, c->l);
+			} else {
+				wk->nlisteners++;
+			}
+			break;
+		}
+		case CMD_DEL_LISTENER:
+			worker_del_listener(wk, c->l);
+			break;
+		case CMD_PUT_LISTENER:
+			worker_hold(wk, c->l);
+			break;
+		case CMD_DRAIN:
+			wk->draining = true;
+			break;
+		case CMD_STOP:
+			wk->stopping = true;
+			break;
+		}
+		free(c);
+	}
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static void worker_flush_log(struct worker *wk)
+{
+	int fd = wk->p->cfg.access_log_fd;
+
+	if (wk->log.len && fd >= 0) {
+		size_t off = 0;
+
+		while (off < wk->log.len) {
+			ssize_t n = write(fd, wk->log.buf + off, wk->log.len - off);
+
+			if (n <= 0)
+				break; /* a broken log sink must not stall traffic */
+			off += (size_t)n;
+		}
+	}
+	sb_reset(&wk->log);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct epoll_event evs[WORKER_MAX_EVENTS];
+
+	wk->now_ms = mono_ms();
+	wk->last_tick = wk->last_idle_sweep = wk->now_ms;
+	while (!wk->stopping) {
+		int timeout = !list_empty(&wk->ready)	   ? 0
+			      : !list_empty(&wk->connecting) ? WORKER_TICK_MS
+							     : WORKER_IDLE_SWEEP_MS;
+		int n = epoll_wait(wk->epfd, evs, WORKER_MAX_EVENTS, timeout);
+
+		if (n < 0 && errno != EINTR) {
+			pr_err("worker %d: epoll_wait: %m", wk->id);
+			break;
+		}
+		wk->now_ms = mono_ms();
+		for (int i = 0; i < n; i++) {
+			struct ev_handler *h = evs[i].data.ptr;
+
+			switch (h->type) {
+			case EV_WAKE:
+				worker_run_cmds(wk);
+				break;
+			case EV_LISTENER:
+				tcp_accept(wk, (struct listener *)h);
+				break;
+			case EV_CONN:
+				tcp_on_event(wk, h, evs[i].events);
+				break;
+			}
+		}
+		tcp_pump_ready(wk);
+		if (wk->now_ms - wk->last_tick >= WORKER_TICK_MS) {
+			bool sweep = wk->now_ms - wk->last_idle_sweep >= WORKER_IDLE_SWEEP_MS;
+
+			tcp_timers(wk, sweep);
+			wk->last_tick = wk->now_ms;
+			if (sweep)
+				wk->last_idle_sweep = wk->now_ms;
+		}
+		tcp_free_dead(wk);
+		for (int i = 0; i < wk->nheld; i++)
+			listener_put(wk, wk->held[i]);
+		wk->nheld = 0;
+		tcp_free_dead(wk); /* the final accepts above may have failed connections */
+		worker_flush_log(wk);
+	}
+	tcp_close_all(wk, "shutdown");
+	tcp_free_dead(wk);
+	worker_flush_log(wk);
+	return NULL;
+}
+
+static int worker_init(struct proxy *p, struct worker *wk, int id)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	memset(wk, 0, sizeof(*wk));
+	wk->p = p;
+	wk->id = id;
+	wk->wake_h.type = EV_WAKE;
+	list_init(&wk->conns);
+	list_init(&wk->connecting);
+	list_init(&wk->ready);
+	list_init(&wk->dead);
+	pthread_mutex_init(&wk->cmd_lock, NULL);
+	wk->epfd = epoll_create1(EPOLL_CLOEXEC);
+	wk->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	wk->home_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (wk->epfd < 0 || wk->wakefd < 0 || wk->home_netns_fd < 0)
+		return -errno;
+	ev.data.ptr = &wk->wake_h;
+	if (epoll_ctl(wk->epfd, EPOLL_CTL_ADD, wk->wakefd, &ev))
+		return -errno;
+	return 0;
+}
+
+static void worker_destroy(struct worker *wk)
+{
+	struct cmd *c, *next;
+
+	for (c = wk->cmds; c; c = next) {
+		next = c->next;
+		if (c->type == CMD_ADD_LISTENER || c->type == CMD_PUT_LISTENER)
+			listener_put(NULL, c->l);
+		free(c);
+	}
+	free(wk->held);
+	bufpool_destroy(&wk->pool);
+	sb_free(&wk->log);
+	if (wk->epfd >= 0)
+		close(wk->epfd);
+	if (wk->wakefd >= 0)
+		close(wk->wakefd);
+	if (wk->home_netns_fd >= 0)
+		close(wk->home_netns_fd);
+	pthread_mutex_destroy(&wk->cmd_lock);
+}
+
+struct proxy *proxy_start(const struct proxy_config *cfg)
+{
+	struct proxy *p;
+	int err = 0;
+
+	if (cfg->workers < 1 || cfg->workers > PROXY_MAX_WORKERS) {
+		errno = EINVAL;
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->cfg = *cfg;
+	if (!p->cfg.connect_timeout_ms)
+		p->cfg.connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS_DEF;
+	if (!p->cfg.idle_timeout_ms)
+		p->cfg.idle_timeout_ms = PROXY_IDLE_TIMEOUT_MS_DEF;
+	for (int i = 0; i < cfg->workers; i++) {
+		err = worker_init(p, &p->workers[i], i);
+		if (!err)
+			err = -pthread_create(&p->workers[i].thread, NULL, worker_main,
+					      &p->workers[i]);
+		if (err) {
+			worker_destroy(&p->workers[i]);
+			break;
+		}
+		p->nworkers++;
+	}
+	if (err) {
+		proxy_stop(p, 0);
+		errno = -err;
+		return NULL;
+	}
+	return p;
+}
+
+struct proxy_workload *proxy_workload_add(struct proxy *p, const struct proxy_workload_desc *d)
+{
+	struct proxy_workload *w = calloc(1, sizeof(*w));
+	int err = 0;
+
+	if (!w) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	snprintf(w->name, sizeof(w->name), "%s", d->name);
+	w->netns_cookie = d->netns_cookie;
+	w->sockmap = d->sockmap && p->cfg.sock_pairs_fd >= 0;
+	w->netns_fd = fcntl(d->netns_fd, F_DUPFD_CLOEXEC, 0);
+	if (w->netns_fd < 0) {
+		err = -errno;
+		free(w);
+		w = NULL;
+		goto fail;
+	}
+	atomic_init(&w->refs, 1);
+	for (int i = 0; i < PROXY_WORKLOAD_MAX_LISTENERS; i++) {
+		struct listener *l;
+
+		if (d->listen_fds[i] < 0)
+			continue;
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			close(d->listen_fds[i]);
+			err = -ENOMEM;
+			continue;
+		}
+		l->h.type = EV_LISTENER;
+		l->fd = d->listen_fds[i];
+		l->kind = d->kinds[i];
+		l->w = w;
+		workload_get(w);
+		/* One reference for each worker's epoll set plus the workload's handle. */
+		atomic_init(&l->refs, p->nworkers + 1);
+		w->listeners[w->nlisteners++] = l;
+		for (int k = 0; k < p->nworkers; k++)
+			if (worker_post(&p->workers[k], CMD_ADD_LISTENER, l))
+				listener_put(NULL, l);
+	}
+	if (err) {
+		proxy_workload_remove(p, w);
+		errno = -err;
+		return NULL;
+	}
+	return w;
+fail:
+	for (int i = 0; i < PROXY_WORKLOAD_MAX_LISTENERS; i++)
+		if (d->listen_fds[i] >= 0)
+			close(d->listen_fds[i]);
+	errno = -err;
+	return NULL;
+}
+
+void proxy_workload_remove(struct proxy *p, struct proxy_workload *w)
+{
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct listener *l = w->listeners[i];
+
+		/* Each worker unregisters and drops its own reference; our handle's reference goes
+		 * last, through worker 0, so that l outlives this loop and the final put (which
+		 * accepts what is still queued) always runs on a worker thread. */
+		for (int k = 0; k < p->nworkers; k++)
+			worker_post(&p->workers[k], CMD_DEL_LISTENER, l);
+		if (worker_post(&p->workers[0], CMD_PUT_LISTENER, l))
+			listener_put(NULL, l);
+	}
+	workload_put(w);
+}
+
+void proxy_stats_get(struct proxy *p, struct proxy_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < p->nworkers; i++) {
+		const struct proxy_stats *s = &p->workers[i].stats;
+
+#define PROXY_STAT_SUM(name, help) out->name += __atomic_load_n(&s->name, __ATOMIC_RELAXED);
+		PROXY_STATS(PROXY_STAT_SUM)
+#undef PROXY_STAT_SUM
+	}
+}
+
+void proxy_stats_format(const struct proxy_stats *s, struct strbuf *sb, bool json)
+{
+	bool first = true;
+
+	if (json)
+		sb_putc(sb, '{');
+#define PROXY_STAT_FMT(name, help)                                                                 \
+	if (json)                                                                                  \
+		sb_printf(sb, "%s\"%s\":%llu", first ? "" : ",", #name,                            \
+			  (unsigned long long)s->name);                                            \
+	else                                                                                       \
+		sb_printf(sb, "proxy.%s: %llu\n", #name, (unsigned long long)s->name);             \
+	first = false;
+	PROXY_STATS(PROXY_STAT_FMT)
+#undef PROXY_STAT_FMT
+	if (json)
+		sb_putc(sb, '}');
+}
+
+void proxy_stop(struct proxy *p, unsigned drain_ms)
+{
+	struct proxy_stats st;
+	uint64_t deadline;
+
+	if (!p)
+		return;
+	for (int i = 0; i < p->nworkers; i++)
+		worker_post(&p->workers[i], CMD_DRAIN, NULL);
+	deadline = mono_ms() + drain_ms;
+	for (;;) {
+		proxy_stats_get(p, &st);
+		if (st.downstream_cx_active == 0 || mono_ms() >= deadline)
+			break;
+		usleep(20 * 1000);
+	}
+	for (int i = 0; i < p->nworkers; i++)
+		worker_post(&p->workers[i], CMD_STOP, NULL);
+	for (int i = 0; i < p->nworkers; i++) {
+		pthread_join(p->workers[i].thread, NULL);
+		worker_destroy(&p->workers[i]);
+	}
+	free(p);
+}

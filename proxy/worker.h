@@ -1,0 +1,107 @@
+/* Proxy internals shared by the worker loop and the TCP proxy: workers, listeners, workloads.
+ *
+ * Ownership: a worker thread owns its epoll set, its connections and its buffers; nothing of it
+ * is touched by another thread except through its command queue. Listeners and workloads are
+ * shared between workers and reference counted; the last reference closes their fds.
+ */
+#ifndef SHUNT_PROXY_WORKER_H
+#define SHUNT_PROXY_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/list.h"
+#include "lib/strbuf.h"
+#include "proxy/bufpool.h"
+#include "proxy/proxy.h"
+
+#define WORKER_MAX_EVENTS     256
+#define WORKER_TICK_MS        100  /* connect-timeout resolution */
+#define WORKER_IDLE_SWEEP_MS  1000 /* idle-timeout resolution */
+#define WORKER_PUMP_BUDGET    (256 * 1024) /* bytes per connection before yielding to others */
+#define WORKER_ACCEPT_BUDGET  64   /* accepts per listener event before yielding */
+
+/* The first member of everything registered in epoll: says what the event is for. */
+enum ev_type { EV_WAKE, EV_LISTENER, EV_CONN };
+struct ev_handler {
+	enum ev_type type;
+};
+
+struct proxy_workload {
+	char name[64];
+	int netns_fd;
+	__u64 netns_cookie;
+	bool sockmap;
+	atomic_int refs; /* listeners + connections + the agent's handle */
+	struct listener *listeners[PROXY_WORKLOAD_MAX_LISTENERS];
+	int nlisteners;
+};
+
+struct listener {
+	struct ev_handler h;
+	int fd;
+	enum proxy_listener_kind kind;
+	struct proxy_workload *w;
+	atomic_int refs; /* one per worker that has it in its epoll set, plus the adder's */
+};
+
+enum cmd_type { CMD_ADD_LISTENER, CMD_DEL_LISTENER, CMD_PUT_LISTENER, CMD_DRAIN, CMD_STOP };
+struct cmd {
+	enum cmd_type type;
+	struct listener *l;
+	struct cmd *next;
+};
+
+struct worker {
+	struct ev_handler wake_h;
+	struct proxy *p;
+	int id;
+	pthread_t thread;
+	int epfd;
+	int wakefd;
+	int home_netns_fd; /* where this thread returns after creating a socket in a pod */
+	uint64_t now_ms;   /* CLOCK_MONOTONIC, refreshed once per loop iteration */
+
+	pthread_mutex_t cmd_lock;
+	struct cmd *cmds;
+
+	struct proxy_stats stats; /* written only by this thread */
+	struct list_head conns;      /* every open connection */
+	struct list_head connecting; /* connections waiting for their upstream connect */
+	struct list_head ready;      /* connections with more to pump (budget ran out) */
+	struct list_head dead;       /* closed this iteration, freed at its end */
+	struct listener **held; /* listeners removed this iteration, released at its end */
+	int nheld, held_cap;
+	int nlisteners;
+	struct bufpool pool;
+	struct strbuf log; /* access-log lines, flushed once per iteration */
+	uint64_t last_tick, last_idle_sweep;
+	bool draining, stopping;
+};
+
+struct proxy {
+	struct proxy_config cfg;
+	int nworkers;
+	struct worker workers[PROXY_MAX_WORKERS];
+};
+
+/* Single-writer counters: a relaxed store is enough for readers on other threads. */
+#define STAT_ADD(wk, field, n)                                                                     \
+	__atomic_store_n(&(wk)->stats.field, (wk)->stats.field + (n), __ATOMIC_RELAXED)
+#define STAT_INC(wk, field) STAT_ADD(wk, field, 1)
+#define STAT_DEC(wk, field) STAT_ADD(wk, field, (uint64_t)-1)
+
+void workload_put(struct proxy_workload *w);
+void workload_get(struct proxy_workload *w);
+
+/* tcp_proxy.c: connections. */
+void tcp_accept(struct worker *wk, struct listener *l);
+void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
+void tcp_pump_ready(struct worker *wk);
+void tcp_timers(struct worker *wk, bool idle_sweep);
+void tcp_close_all(struct worker *wk, const char *why);
+void tcp_free_dead(struct worker *wk);
+
+#endif
