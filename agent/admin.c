@@ -16,7 +16,7 @@
 
 #include "lib/log.h"
 
-/* Tags so that the caller's epoll can tell the server's fds apart. */
+/* One connection: the request head as it arrives, then the response as it leaves. */
 struct admin_client {
 	struct list_head node;
 	int fd;
@@ -300,7 +300,8 @@ void admin_tick(struct admin_server *a, uint64_t now)
 	{
 		struct admin_client *c = list_entry(pos, struct admin_client, node);
 
-		if (now - c->started_ms > ADMIN_TIMEOUT_MS)
+		/* Clients accepted after `now` was taken are younger than it. */
+		if (now > c->started_ms && now - c->started_ms > ADMIN_TIMEOUT_MS)
 			client_close(a, c);
 	}
 }
