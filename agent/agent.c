@@ -33,6 +33,7 @@
 struct agent {
 	const struct agent_opts *o;
 	char cgroup[PATH_MAX];
+	char cgmnt[PATH_MAX]; /* where cgroup2 is mounted */
 	char run_dir[PATH_MAX];
 	int lock_fd;
 	int epfd, sigfd;
@@ -96,6 +97,7 @@ static int resolve_cgroup(struct agent *a)
 		fatal_line("cgroup v2 is not mounted (no cgroup2 entry in /proc/mounts)");
 		return -1;
 	}
+	snprintf(a->cgmnt, sizeof(a->cgmnt), "%s", mnt);
 	if (!a->o->cgroup) {
 		static const char *const candidates[] = {"kubepods.slice", "kubepods"};
 
@@ -210,6 +212,20 @@ static int check_kernel(struct agent *a)
 }
 
 /* ---- admin API ------------------------------------------------------------------------------ */
+
+/* A pod enrolled by hand is named after its cgroup below --cgroup when it has one. */
+static void pod_name_of_pid(struct agent *a, pid_t pid, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	const char *root = a->cgroup + strlen(a->cgmnt);
+	size_t n = strlen(root);
+
+	snprintf(buf, len, "pid-%d", (int)pid);
+	if (cgroup_path_of_pid(pid, path, sizeof(path)))
+		return;
+	if (strncmp(path, root, n) == 0 && path[n] == '/' && path[n + 1])
+		snprintf(buf, len, "%s", path + n + 1);
+}
 
 struct prom_ctx {
 	struct agent *a;
@@ -368,9 +384,15 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 			sb_puts(&resp->body, "{\"error\":\"pid must be a positive integer\"}\n");
 			return;
 		}
-		int err = strcmp(req->path, "/enroll") == 0
-				  ? pods_enroll(&a->pods, (pid_t)pid, 0, NULL, true, NULL)
-				  : pods_unenroll_pid(&a->pods, (pid_t)pid);
+		char name[SHUNT_POD_NAME_LEN];
+		int err;
+
+		if (strcmp(req->path, "/enroll") == 0) {
+			pod_name_of_pid(a, (pid_t)pid, name, sizeof(name));
+			err = pods_enroll(&a->pods, (pid_t)pid, 0, name, true, NULL);
+		} else {
+			err = pods_unenroll_pid(&a->pods, (pid_t)pid);
+		}
 
 		if (err) {
 			resp->status = err == -ENOENT || err == -ESRCH ? 404 : 409;

@@ -23,7 +23,7 @@ struct cg_entry {
 	int wd_dir;
 	int wd_events;
 	int depth;
-	struct pod *pod;
+	__u64 pod_id; /* the pod this cgroup holds a reference on, 0 if none */
 	int retries_left;
 	uint64_t retry_at;
 };
@@ -68,10 +68,10 @@ static void full_path(struct cgwatch *cw, const char *rel, char *buf, size_t len
 
 static void entry_release_pod(struct cgwatch *cw, struct cg_entry *e)
 {
-	if (!e->pod)
+	if (!e->pod_id)
 		return;
-	pods_put(cw->pods, e->pod);
-	e->pod = NULL;
+	pods_put_id(cw->pods, e->pod_id);
+	e->pod_id = 0;
 }
 
 /* Is this cgroup a pod, and is it the pod we think it is? */
@@ -89,14 +89,16 @@ static void evaluate(struct cgwatch *cw, struct cg_entry *e, uint64_t now_ms)
 	if (n < 0)
 		n = 0;
 	for (int i = 0; i < n; i++) {
+		struct pod *p = e->pod_id ? pods_find_id(cw->pods, e->pod_id) : NULL;
 		__u64 ino;
-		struct pod *p;
 		int err;
 
 		if (netns_ino_of_pid(pids[i], &ino) || ino == cw->pods->own_netns_ino)
 			continue;
-		if (e->pod && e->pod->netns_ino == ino)
+		if (p && p->netns_ino == ino)
 			return; /* unchanged */
+		if (!p)
+			e->pod_id = 0; /* removed by hand meanwhile: we hold nothing */
 		if (pods_is_excluded(cw->pods, ino))
 			return;
 		entry_release_pod(cw, e);
@@ -108,7 +110,7 @@ static void evaluate(struct cgwatch *cw, struct cg_entry *e, uint64_t now_ms)
 			e->retries_left = 0;
 			return;
 		}
-		e->pod = p;
+		e->pod_id = p->id;
 		e->retries_left = 0;
 		return;
 	}

@@ -52,6 +52,20 @@ struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino)
 	return NULL;
 }
 
+struct pod *pods_find_id(struct pods *ps, __u64 id)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &ps->list)
+	{
+		struct pod *p = list_entry(pos, struct pod, node);
+
+		if (p->id == id)
+			return p;
+	}
+	return NULL;
+}
+
 bool pods_is_excluded(const struct pods *ps, __u64 netns_ino)
 {
 	for (int i = 0; i < ps->nexcluded; i++)
@@ -336,6 +350,7 @@ int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const 
 	if (!p)
 		return -ENOMEM;
 	list_init(&p->node);
+	p->id = ++ps->next_id;
 	p->netns_ino = ino;
 	p->pid = pid;
 	p->cgroup_id = cgroup_id;
@@ -415,9 +430,11 @@ static void pod_unenroll(struct pods *ps, struct pod *p)
 	pod_free(ps, p);
 }
 
-void pods_put(struct pods *ps, struct pod *p)
+void pods_put_id(struct pods *ps, __u64 id)
 {
-	if (--p->refs > 0)
+	struct pod *p = pods_find_id(ps, id);
+
+	if (!p || --p->refs > 0)
 		return;
 	pod_unenroll(ps, p);
 }

@@ -21,6 +21,8 @@ struct bpf_link;
 
 struct pod {
 	struct list_head node;
+	__u64 id; /* unique for the life of shuntd: holders of a reference keep the id, not a
+		   * pointer, since `shuntctl unenroll` may remove the pod under them */
 	char name[SHUNT_POD_NAME_LEN];
 	__u64 netns_ino;
 	__u64 netns_cookie;
@@ -48,17 +50,20 @@ struct pods {
 	bool inbound;    /* attach sk_lookup and open 15006 */
 	__u64 excluded[POD_MAX_EXCLUDED];
 	int nexcluded;
+	__u64 next_id;
 };
 
 void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
 	       bool inbound);
 struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino);
+struct pod *pods_find_id(struct pods *ps, __u64 id);
 /* Enrolls the netns of pid (or takes another reference on it when already enrolled).
  * name: the cgroup path relative to --cgroup, or NULL for "pid-<pid>". manual: by hand. */
 int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const char *name,
 		bool manual, struct pod **out);
-/* Drops one reference; the last one unenrolls the pod. */
-void pods_put(struct pods *ps, struct pod *p);
+/* Drops one reference taken by pods_enroll on the pod with this id; the last one unenrolls it.
+ * A pod that was removed by hand in the meantime is not touched. */
+void pods_put_id(struct pods *ps, __u64 id);
 /* shuntctl unenroll: removes the pod whatever its references, and keeps its netns out of
  * automatic enrollment until enrolled by hand again. */
 int pods_unenroll_pid(struct pods *ps, pid_t pid);

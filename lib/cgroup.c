@@ -77,3 +77,29 @@ int cgroup_id_of(const char *path, unsigned long long *id)
 	*id = st.st_ino;
 	return 0;
 }
+
+int cgroup_path_of_pid(pid_t pid, char *buf, size_t len)
+{
+	char file[64], line[4096];
+	FILE *f;
+	int err = -ENOENT;
+
+	snprintf(file, sizeof(file), "/proc/%d/cgroup", (int)pid);
+	f = fopen(file, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3) != 0)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (strlen(line + 3) >= len) {
+			err = -ENAMETOOLONG;
+			break;
+		}
+		strcpy(buf, line + 3);
+		err = 0;
+		break;
+	}
+	fclose(f);
+	return err;
+}

@@ -13,6 +13,9 @@ int cgroup2_mount_find(char *buf, size_t len);
 int cgroup2_check_dir(const char *path);
 /* Reads up to max pids from PATH/cgroup.procs. Returns the count or -errno. */
 int cgroup_read_procs(const char *path, pid_t *pids, int max);
+/* The cgroup2 path of pid relative to the cgroup2 mount ("/kubepods/pod1/c"), from
+ * /proc/PID/cgroup. */
+int cgroup_path_of_pid(pid_t pid, char *buf, size_t len);
 /* The cgroup id (inode of the directory), as bpf_get_current_cgroup_id reports it. */
 int cgroup_id_of(const char *path, unsigned long long *id);
 

@@ -169,3 +169,13 @@ void jw_null(struct json_writer *w)
 	before_value(w);
 	sb_puts(w->sb, "null");
 }
+
+void jw_raw(struct json_writer *w, const char *json)
+{
+	size_t len = strlen(json);
+
+	while (len && (json[len - 1] == '\n' || json[len - 1] == ' '))
+		len--;
+	before_value(w);
+	sb_append(w->sb, json, len);
+}

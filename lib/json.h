@@ -30,6 +30,8 @@ void jw_i64(struct json_writer *w, int64_t v);
 void jw_double(struct json_writer *w, double v);
 void jw_bool(struct json_writer *w, bool v);
 void jw_null(struct json_writer *w);
+/* Appends an already-encoded JSON value (e.g. a response from shuntd) in value position. */
+void jw_raw(struct json_writer *w, const char *json);
 /* Appends s as a JSON string body (no quotes), escaping what JSON requires. */
 void json_escape(struct strbuf *sb, const char *s, size_t len);
 

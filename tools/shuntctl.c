@@ -337,8 +337,7 @@ static int cmd_stats(const struct ctl *c)
 		jw_obj_end(&w);
 		jw_key(&w, "proxy");
 		if (st == 200) {
-			/* Already JSON: splice it in as the value. */
-			sb_puts(&sb, sb_str(&proxy));
+			jw_raw(&w, sb_str(&proxy));
 		} else {
 			jw_null(&w);
 		}
@@ -488,7 +487,7 @@ static int cmd_status(const struct ctl *c)
 		jw_i64(&w, pid > 0 ? pid : 0);
 		jw_key(&w, "status");
 		if (pid && admin_call(c, "GET", "/status", &st) == 200)
-			sb_puts(&sb, sb_str(&st));
+			jw_raw(&w, sb_str(&st));
 		else
 			jw_null(&w);
 		jw_obj_end(&w);

@@ -75,18 +75,20 @@ h_pod() {
 	mkdir "$H_CG/$name"
 	# The pause process enters the netns first and the cgroup second, as a runtime does.
 	h_bg_raw "$name" sleep 1000000
+	eval "H_PAUSE_$name=$!"
 }
 
 h_ip() { eval "echo \$H_IP_$1"; }
+h_pause() { eval "echo \$H_PAUSE_$1"; }
 h_ip6() { eval "echo \$H_IP6_$1"; }
 h_ns() { echo "$H_NAME-$1"; }
 
 # h_pod_rm NAME: removes a pod (its processes, cgroup and netns) while the harness runs.
 h_pod_rm() {
 	local name=$1 ns=$H_NAME-$1
-	h_kill_cgroup "$H_CG/$name"
-	rmdir "$H_CG/$name" 2>/dev/null
-	ip netns del "$ns" 2>/dev/null
+	h_kill_cgroup "$H_CG/$name" || return 1
+	rmdir "$H_CG/$name" || return 1
+	ip netns del "$ns"
 }
 
 h_bg_raw() {
@@ -111,7 +113,7 @@ h_bg() {
 	H_LAST_PID=$!
 }
 
-# h_exec_nocg NETNS-OF-POD CMD...: in the pod's netns but outside its cgroup (not enrolled).
+# h_exec_netns POD CMD...: in the pod's netns but outside its cgroup (not enrolled).
 h_exec_netns() {
 	local name=$1
 	shift
@@ -166,14 +168,19 @@ h_wait_for() {
 	done
 }
 
+# h_kill_cgroup DIR: kills every process in a harness cgroup (all of them started by us) and
+# waits until it is empty. cgroupfs files report size 0, so their contents are read.
 h_kill_cgroup() {
-	local cg=$1 pid
+	local cg=$1 pid pids
 	[ -d "$cg" ] || return 0
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		[ -s "$cg/cgroup.procs" ] || return 0
-		while read -r pid; do kill -9 "$pid" 2>/dev/null; done <"$cg/cgroup.procs"
+	for _ in $(seq 1 40); do
+		pids=$(cat "$cg/cgroup.procs" 2>/dev/null)
+		[ -n "$pids" ] || return 0
+		for pid in $pids; do kill -9 "$pid" 2>/dev/null; done
 		sleep 0.05
 	done
+	echo "harness: processes left in $cg: $(cat "$cg/cgroup.procs")" >&2
+	return 1
 }
 
 h_cleanup() {
