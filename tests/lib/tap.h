@@ -47,6 +47,13 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 			tap_diag("  got %lld, want %lld", g_, w_);                                 \
 	} while (0)
 
+#define cmp_ge(got, want, ...)                                                                     \
+	do {                                                                                       \
+		long long g_ = (long long)(got), w_ = (long long)(want);                           \
+		if (!ok(g_ >= w_, __VA_ARGS__))                                                    \
+			tap_diag("  got %lld, want at least %lld", g_, w_);                        \
+	} while (0)
+
 #define is_str(got, want, ...)                                                                     \
 	do {                                                                                       \
 		const char *g_ = (got), *w_ = (want);                                              \
