@@ -59,8 +59,8 @@ FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
 BINS := $(BUILD)/bin/shuntd $(BUILD)/bin/shuntctl
 
-.PHONY: all deps test unit unit-san test-bpf test-integration run bench bench-smoke fuzz fuzz-smoke \
-	lint format clean skels tools
+.PHONY: all deps test unit unit-san test-bpf test-integration run fuzz fuzz-smoke lint format clean \
+	skels tools
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -163,18 +163,12 @@ test-bpf: $(BPFT_BINS) $(BINS) $(TOOL_BINS)
 test-integration: $(BINS) $(TOOL_BINS)
 	@$(PROVE) -f tests/integration/*.t </dev/null
 
-# Order: fast and pure first, then the kernel, then whole-system tests and the bench smoke.
-test: all unit unit-san test-bpf fuzz-smoke test-integration bench-smoke
+# Order: fast and pure first, then the kernel, then whole-system tests.
+test: all unit unit-san test-bpf fuzz-smoke test-integration
 
 # ---- demo and benchmark ---------------------------------------------------------------------
 run: all
 	@tools/demo.sh
-
-bench: all
-	@tools/bench/run.sh
-
-bench-smoke: all
-	@BENCH_SMOKE=1 tools/bench/run.sh
 
 # ---- hygiene --------------------------------------------------------------------------------
 LINT_C := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
@@ -182,8 +176,8 @@ LINT_SH := $(shell git ls-files '*.sh' '*.t' .ci/run 2>/dev/null)
 lint:
 	clang-format --dry-run --Werror $(LINT_C)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-		--suppress=missingIncludeSystem -D__x86_64__ -Ilib -I. $(filter-out bpf/%,$(filter %.c,$(LINT_C)))
-	shellcheck -x $(LINT_SH)
+		--suppress=missingIncludeSystem -D__x86_64__ -Ilib -I. --include=tools/cppcheck.h $(filter-out bpf/%,$(filter %.c,$(LINT_C)))
+	shellcheck -x -S warning $(LINT_SH)
 
 format:
 	clang-format -i $(LINT_C)

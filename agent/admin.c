@@ -48,8 +48,7 @@ static int listen_unix(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) || chmod(path, 0600) ||
-	    listen(fd, 64)) {
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) || chmod(path, 0600) || listen(fd, 64)) {
 		int err = -errno;
 
 		close(fd);
@@ -119,7 +118,7 @@ bool admin_owns(const struct admin_server *a, const void *ptr)
 
 	if (ptr == &a->unix_fd || ptr == &a->tcp_fd)
 		return true;
-	list_for_each_safe(pos, tmp, (struct list_head *)&a->clients)
+	list_for_each_safe (pos, tmp, (struct list_head *)&a->clients)
 		if (ptr == list_entry(pos, struct admin_client, node))
 			return true;
 	return false;
@@ -203,8 +202,8 @@ static void handle(struct admin_server *a, struct admin_client *c)
 static void client_write(struct admin_server *a, struct admin_client *c)
 {
 	while (c->out_off < c->out.len) {
-		ssize_t n = send(c->fd, c->out.buf + c->out_off, c->out.len - c->out_off,
-				 MSG_NOSIGNAL);
+		ssize_t n =
+			send(c->fd, c->out.buf + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -296,8 +295,7 @@ void admin_tick(struct admin_server *a, uint64_t now)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &a->clients)
-	{
+	list_for_each_safe (pos, tmp, &a->clients) {
 		struct admin_client *c = list_entry(pos, struct admin_client, node);
 
 		/* Clients accepted after `now` was taken are younger than it. */
@@ -310,7 +308,7 @@ void admin_close(struct admin_server *a)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &a->clients)
+	list_for_each_safe (pos, tmp, &a->clients)
 		client_close(a, list_entry(pos, struct admin_client, node));
 	if (a->unix_fd >= 0) {
 		close(a->unix_fd);

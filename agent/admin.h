@@ -17,7 +17,7 @@ struct admin_req {
 	const char *method;
 	const char *path;  /* without the query */
 	const char *query; /* after '?', or "" */
-	bool local;        /* came over the unix socket (trusted: may change state) */
+	bool local;	   /* came over the unix socket (trusted: may change state) */
 };
 
 struct admin_resp {

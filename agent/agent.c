@@ -27,8 +27,8 @@
 #include "proxy/proxy.h"
 
 #define AGENT_MAX_EVENTS 64
-#define PID_FILE         "shuntd.pid"
-#define ADMIN_SOCK       "admin.sock"
+#define PID_FILE	 "shuntd.pid"
+#define ADMIN_SOCK	 "admin.sock"
 
 struct agent {
 	const struct agent_opts *o;
@@ -366,8 +366,9 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 			if (lvl < 0) {
 				resp->status = 400;
-				sb_puts(&resp->body, "{\"error\":\"level must be one of error, warn, "
-						     "info, debug\"}\n");
+				sb_puts(&resp->body,
+					"{\"error\":\"level must be one of error, warn, "
+					"info, debug\"}\n");
 				return;
 			}
 			log_threshold = lvl;
@@ -406,8 +407,7 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 		return;
 	}
 	resp->status = get || post ? 404 : 405;
-	sb_printf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method,
-		  req->path);
+	sb_printf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method, req->path);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */
@@ -444,7 +444,8 @@ static void loop(struct agent *a)
 				struct signalfd_siginfo si;
 
 				while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
-					pr_info("received %s: stopping", strsignal((int)si.ssi_signo));
+					pr_info("received %s: stopping",
+						strsignal((int)si.ssi_signo));
 					a->stopping = true;
 				}
 			} else if (ptr == &a->cw) {
@@ -527,8 +528,8 @@ int agent_run(const struct agent_opts *o)
 		.bpffs_dir = o->bpffs_dir,
 		.cgroup_path = a.cgroup,
 		.mark = o->mark,
-		.sockmap = o->sockmap && !probe_missing(&a.probe, "sockmap", missing,
-							sizeof(missing)),
+		.sockmap =
+			o->sockmap && !probe_missing(&a.probe, "sockmap", missing, sizeof(missing)),
 		.outbound = true,
 		.inbound = true,
 		.exclude_in = o->exclude_in,
@@ -545,8 +546,8 @@ int agent_run(const struct agent_opts *o)
 	if (o->access_log && strcmp(o->access_log, "-") == 0) {
 		a.access_log_fd = STDOUT_FILENO;
 	} else if (o->access_log) {
-		a.access_log_fd = open(o->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-				       0644);
+		a.access_log_fd =
+			open(o->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (a.access_log_fd < 0) {
 			fatal_line("--access-log %s: %s", o->access_log, strerror(errno));
 			goto fail;

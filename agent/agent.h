@@ -8,10 +8,14 @@
 
 #define AGENT_MAX_PORTS 64
 
-enum agent_mode { AGENT_MODE_AUTO, AGENT_MODE_EBPF, AGENT_MODE_IPTABLES };
+enum agent_mode {
+	AGENT_MODE_AUTO,
+	AGENT_MODE_EBPF,
+	AGENT_MODE_IPTABLES
+};
 
 struct agent_opts {
-	const char *cgroup;    /* NULL: the kubepods cgroup if there is one */
+	const char *cgroup; /* NULL: the kubepods cgroup if there is one */
 	const char *bpffs_dir;
 	const char *run_dir;
 	const char *config;

@@ -32,8 +32,7 @@ static struct cg_entry *find_wd(struct cgwatch *cw, int wd, bool *is_events)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &cw->cgroups)
-	{
+	list_for_each_safe (pos, tmp, &cw->cgroups) {
 		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
 
 		if (e->wd_dir == wd || e->wd_events == wd) {
@@ -48,8 +47,7 @@ static struct cg_entry *find_rel(struct cgwatch *cw, const char *rel)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &cw->cgroups)
-	{
+	list_for_each_safe (pos, tmp, &cw->cgroups) {
 		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
 
 		if (strcmp(e->rel, rel) == 0)
@@ -141,8 +139,7 @@ static void remove_tree(struct cgwatch *cw, const char *rel)
 	struct list_head *pos, *tmp;
 	size_t n = strlen(rel);
 
-	list_for_each_safe(pos, tmp, &cw->cgroups)
-	{
+	list_for_each_safe (pos, tmp, &cw->cgroups) {
 		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
 
 		if (strncmp(e->rel, rel, n) == 0 && (e->rel[n] == '\0' || e->rel[n] == '/'))
@@ -263,8 +260,7 @@ int cgwatch_tick(struct cgwatch *cw, uint64_t now_ms)
 		cw->next_resync = now_ms + CGWATCH_RESYNC_MS;
 	else if (cw->next_resync < next)
 		next = cw->next_resync;
-	list_for_each_safe(pos, tmp, &cw->cgroups)
-	{
+	list_for_each_safe (pos, tmp, &cw->cgroups) {
 		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
 
 		if (resync || (e->retries_left > 0 && now_ms >= e->retry_at))
@@ -279,7 +275,7 @@ void cgwatch_destroy(struct cgwatch *cw)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &cw->cgroups)
+	list_for_each_safe (pos, tmp, &cw->cgroups)
 		remove_entry(cw, list_entry(pos, struct cg_entry, node));
 	if (cw->ifd >= 0)
 		close(cw->ifd);

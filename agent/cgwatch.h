@@ -7,10 +7,10 @@
 
 #include "lib/list.h"
 
-#define CGWATCH_MAX_DEPTH     8   /* kubepods/burstable/pod<uid>/<container> is 3 */
-#define CGWATCH_RETRY_MS      100 /* re-check a populated cgroup whose processes have not */
-#define CGWATCH_RETRIES       20  /* joined their netns yet (cgroup joined before setns) */
-#define CGWATCH_RESYNC_MS     5000
+#define CGWATCH_MAX_DEPTH 8   /* kubepods/burstable/pod<uid>/<container> is 3 */
+#define CGWATCH_RETRY_MS  100 /* re-check a populated cgroup whose processes have not */
+#define CGWATCH_RETRIES	  20  /* joined their netns yet (cgroup joined before setns) */
+#define CGWATCH_RESYNC_MS 5000
 
 struct pods;
 

@@ -52,9 +52,8 @@ int counters_read(int stats_fd, __u64 netns, struct shunt_counters *out)
 	return 0;
 }
 
-int counters_for_each(int stats_fd, void (*fn)(void *ctx, __u64 netns,
-					       const struct shunt_counters *c),
-		      void *ctx)
+int counters_for_each(int stats_fd,
+		      void (*fn)(void *ctx, __u64 netns, const struct shunt_counters *c), void *ctx)
 {
 	__u64 key, next;
 	void *prev = NULL;

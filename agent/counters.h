@@ -13,8 +13,8 @@ const char *counter_help(enum shunt_stat s);
 /* Sums one key's per-CPU counters. -ENOENT if the key is absent. */
 int counters_read(int stats_fd, __u64 netns, struct shunt_counters *out);
 /* Calls fn for every key of the stats map with its summed counters. */
-int counters_for_each(int stats_fd, void (*fn)(void *ctx, __u64 netns,
-					       const struct shunt_counters *c),
+int counters_for_each(int stats_fd,
+		      void (*fn)(void *ctx, __u64 netns, const struct shunt_counters *c),
 		      void *ctx);
 /* Looks up the enrolled pod of a netns cookie in mesh_netns; -ENOENT if absent. */
 int pod_entry_read(int mesh_fd, __u64 netns, struct shunt_pod *out);

@@ -374,17 +374,16 @@ void dp_close(struct datapath *dp)
 		close(dp->sk_msg_link_fd);
 		dp->sk_msg_link_fd = -1;
 	} else if (dp->sk_msg_attached) {
-		bpf_prog_detach2(bpf_program__fd(dp->sk_msg->progs.shunt_sk_msg),
-				 dp->fd.sock_pairs, BPF_SK_MSG_VERDICT);
+		bpf_prog_detach2(bpf_program__fd(dp->sk_msg->progs.shunt_sk_msg), dp->fd.sock_pairs,
+				 BPF_SK_MSG_VERDICT);
 	}
 	dp->sk_msg_attached = false;
 	/* Unpin the maps (libbpf pinned them by name) before dropping our fds. */
 	if (dp->connect) {
 		struct bpf_map *m;
 
-		bpf_object__for_each_map(m, dp->connect->obj)
-			if (bpf_map__is_pinned(m))
-				bpf_map__unpin(m, NULL);
+		bpf_object__for_each_map(m, dp->connect->obj) if (bpf_map__is_pinned(m))
+			bpf_map__unpin(m, NULL);
 	}
 	shunt_sk_lookup__destroy(dp->sk_lookup);
 	shunt_sk_msg__destroy(dp->sk_msg);

@@ -17,7 +17,9 @@
 	X(SOCKOPS, "sockops")
 
 #define DP_ENUM(id, name) DP_##id,
-enum dp_cgroup_prog { DP_CGROUP_PROGS(DP_ENUM) DP__CGROUP_MAX };
+enum dp_cgroup_prog {
+	DP_CGROUP_PROGS(DP_ENUM) DP__CGROUP_MAX
+};
 #undef DP_ENUM
 
 /* Pinned map names (files under <bpffs-dir>/maps). */
@@ -36,9 +38,9 @@ struct dp_opts {
 	const char *bpffs_dir;
 	const char *cgroup_path;
 	__u32 mark;
-	bool sockmap;        /* attach sk_msg to the SOCKHASH */
-	bool outbound;       /* attach connect/getpeername/getsockopt/sockops */
-	bool inbound;        /* load sk_lookup (attached per pod) */
+	bool sockmap;		  /* attach sk_msg to the SOCKHASH */
+	bool outbound;		  /* attach connect/getpeername/getsockopt/sockops */
+	bool inbound;		  /* load sk_lookup (attached per pod) */
 	const __u16 *exclude_in;  /* extra ports never captured inbound; 0-terminated or NULL */
 	const __u16 *exclude_out; /* ports never captured outbound; 0-terminated or NULL */
 };

@@ -23,7 +23,13 @@
 
 #define LISTEN_BACKLOG 4096
 
-enum { L_OUT4, L_OUT6, L_IN4, L_IN6, L__MAX };
+enum {
+	L_OUT4,
+	L_OUT6,
+	L_IN4,
+	L_IN6,
+	L__MAX
+};
 
 void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
 	       bool inbound)
@@ -42,8 +48,7 @@ struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &ps->list)
-	{
+	list_for_each_safe (pos, tmp, &ps->list) {
 		struct pod *p = list_entry(pos, struct pod, node);
 
 		if (p->netns_ino == netns_ino)
@@ -56,8 +61,7 @@ struct pod *pods_find_id(struct pods *ps, __u64 id)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &ps->list)
-	{
+	list_for_each_safe (pos, tmp, &ps->list) {
 		struct pod *p = list_entry(pos, struct pod, node);
 
 		if (p->id == id)
@@ -193,8 +197,8 @@ static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
 		if (e == 0)
 			p->added_inbound_src6 = true;
 		else if (e != -EEXIST)
-			pr_warn("pod %s: cannot add ::6 to lo (IPv6 inbound will fail): %s", p->name,
-				strerror(-e));
+			pr_warn("pod %s: cannot add ::6 to lo (IPv6 inbound will fail): %s",
+				p->name, strerror(-e));
 	}
 	fds[L_OUT4] = listen_on(AF_INET, "127.0.0.1", SHUNT_PORT_OUTBOUND);
 	fds[L_OUT6] = listen_on(AF_INET6, "::1", SHUNT_PORT_OUTBOUND);
@@ -459,7 +463,7 @@ void pods_destroy(struct pods *ps)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &ps->list)
+	list_for_each_safe (pos, tmp, &ps->list)
 		pod_unenroll(ps, list_entry(pos, struct pod, node));
 }
 
@@ -470,8 +474,7 @@ void pods_to_json(struct pods *ps, struct strbuf *sb)
 
 	jw_init(&w, sb, false);
 	jw_arr_begin(&w);
-	list_for_each_safe(pos, tmp, &ps->list)
-	{
+	list_for_each_safe (pos, tmp, &ps->list) {
 		struct pod *p = list_entry(pos, struct pod, node);
 		char a[ADDR_STRLEN];
 

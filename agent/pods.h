@@ -11,7 +11,7 @@
 #include "lib/list.h"
 #include "lib/strbuf.h"
 
-#define POD_MAX_ADDRS    8
+#define POD_MAX_ADDRS	 8
 #define POD_MAX_EXCLUDED 256 /* netns opted out with `shuntctl unenroll` */
 
 struct datapath;
@@ -47,7 +47,7 @@ struct pods {
 	struct proxy *proxy;
 	__u64 own_netns_ino;
 	__u32 pod_flags; /* SHUNT_POD_F_* for every pod */
-	bool inbound;    /* attach sk_lookup and open 15006 */
+	bool inbound;	 /* attach sk_lookup and open 15006 */
 	__u64 excluded[POD_MAX_EXCLUDED];
 	int nexcluded;
 	__u64 next_id;

@@ -127,16 +127,19 @@ void probe_kernel(struct probe_result *r)
 	r->have[PROBE_PROG_SK_LOOKUP] =
 		libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, NULL) == 1;
 	r->have[PROBE_PROG_SK_MSG] = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_MSG, NULL) == 1;
-	r->have[PROBE_HELPER_SK_LOOKUP_TCP] = libbpf_probe_bpf_helper(
-		BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_lookup_tcp, NULL) == 1;
-	r->have[PROBE_HELPER_NETNS_COOKIE_SOCKOPS] = libbpf_probe_bpf_helper(
-		BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie, NULL) == 1;
-	r->have[PROBE_HELPER_NETNS_COOKIE_SK_MSG] = libbpf_probe_bpf_helper(
-		BPF_PROG_TYPE_SK_MSG, BPF_FUNC_get_netns_cookie, NULL) == 1;
+	r->have[PROBE_HELPER_SK_LOOKUP_TCP] =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_lookup_tcp,
+					NULL) == 1;
+	r->have[PROBE_HELPER_NETNS_COOKIE_SOCKOPS] =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie, NULL) ==
+		1;
+	r->have[PROBE_HELPER_NETNS_COOKIE_SK_MSG] =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_get_netns_cookie, NULL) == 1;
 	r->have[PROBE_HELPER_SK_ASSIGN] =
 		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_sk_assign, NULL) == 1;
-	r->have[PROBE_HELPER_MSG_REDIRECT_HASH] = libbpf_probe_bpf_helper(
-		BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, NULL) == 1;
+	r->have[PROBE_HELPER_MSG_REDIRECT_HASH] =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_MSG, BPF_FUNC_msg_redirect_hash, NULL) ==
+		1;
 	r->have[PROBE_SO_NETNS_COOKIE] = have_netns_cookie();
 	for (int f = 0; f < PROBE__MAX; f++) {
 		if (hidden_by_env(f)) {

@@ -14,15 +14,17 @@
 	X(PROG_SOCK_OPS, "program type sock_ops", "outbound")                                      \
 	X(PROG_SK_LOOKUP, "program type sk_lookup", "inbound")                                     \
 	X(PROG_SK_MSG, "program type sk_msg", "sockmap")                                           \
-	X(HELPER_SK_LOOKUP_TCP, "helper bpf_sk_lookup_tcp in cgroup_sock_addr", "outbound")       \
-	X(HELPER_NETNS_COOKIE_SOCKOPS, "helper bpf_get_netns_cookie in sock_ops", "outbound")     \
-	X(HELPER_NETNS_COOKIE_SK_MSG, "helper bpf_get_netns_cookie in sk_msg", "sockmap")         \
+	X(HELPER_SK_LOOKUP_TCP, "helper bpf_sk_lookup_tcp in cgroup_sock_addr", "outbound")        \
+	X(HELPER_NETNS_COOKIE_SOCKOPS, "helper bpf_get_netns_cookie in sock_ops", "outbound")      \
+	X(HELPER_NETNS_COOKIE_SK_MSG, "helper bpf_get_netns_cookie in sk_msg", "sockmap")          \
 	X(HELPER_SK_ASSIGN, "helper bpf_sk_assign in sk_lookup", "inbound")                        \
 	X(HELPER_MSG_REDIRECT_HASH, "helper bpf_msg_redirect_hash in sk_msg", "sockmap")           \
 	X(SO_NETNS_COOKIE, "socket option SO_NETNS_COOKIE (Linux 5.14)", "all")
 
 #define PROBE_ENUM(id, what, path) PROBE_##id,
-enum probe_feature { PROBE_FEATURES(PROBE_ENUM) PROBE__MAX };
+enum probe_feature {
+	PROBE_FEATURES(PROBE_ENUM) PROBE__MAX
+};
 #undef PROBE_ENUM
 
 struct probe_result {

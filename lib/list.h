@@ -9,9 +9,12 @@ struct list_head {
 	struct list_head *next, *prev;
 };
 
-#define LIST_HEAD_INIT(name) {&(name), &(name)}
+#define LIST_HEAD_INIT(name)                                                                       \
+	{                                                                                          \
+		&(name), &(name)                                                                   \
+	}
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define list_entry(ptr, type, member)   container_of(ptr, type, member)
+#define list_entry(ptr, type, member)	container_of(ptr, type, member)
 
 static inline void list_init(struct list_head *h)
 {

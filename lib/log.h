@@ -4,7 +4,12 @@
 
 #include <stdarg.h>
 
-enum log_level { L_ERROR, L_WARN, L_INFO, L_DEBUG };
+enum log_level {
+	L_ERROR,
+	L_WARN,
+	L_INFO,
+	L_DEBUG
+};
 
 /* Current threshold; messages above it are dropped. Written by the agent (log-level command),
  * read by every thread: a plain int is enough, a stale read only delays the change. */
@@ -16,9 +21,9 @@ int log_level_parse(const char *name);
 const char *log_level_name(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define pr_err(...)   log_msg(L_ERROR, __VA_ARGS__)
-#define pr_warn(...)  log_msg(L_WARN, __VA_ARGS__)
-#define pr_info(...)  log_msg(L_INFO, __VA_ARGS__)
+#define pr_err(...)  log_msg(L_ERROR, __VA_ARGS__)
+#define pr_warn(...) log_msg(L_WARN, __VA_ARGS__)
+#define pr_info(...) log_msg(L_INFO, __VA_ARGS__)
 #define pr_debug(...)                                                                              \
 	do {                                                                                       \
 		if (log_threshold >= L_DEBUG)                                                      \

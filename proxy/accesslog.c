@@ -10,9 +10,8 @@ void accesslog_time(char *buf, size_t len, const struct timespec *ts)
 	struct tm tm;
 
 	gmtime_r(&ts->tv_sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts->tv_nsec / 1000000);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts->tv_nsec / 1000000);
 }
 
 static const char *dash(const char *s)
@@ -26,14 +25,15 @@ void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool
 
 	accesslog_time(start, sizeof(start), &e->start);
 	if (!json) {
-		sb_printf(sb,
-			  "[%s] \"- - -\" 0 %s - %s \"%s\" %llu %llu %llu - \"-\" \"-\" \"-\" \"-\" "
-			  "\"%s\" %s %s %s %s - -\n",
-			  start, dash(e->flags), dash(e->details), dash(e->failure_reason),
-			  (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
-			  (unsigned long long)e->duration_ms, dash(e->upstream_host),
-			  dash(e->upstream_cluster), dash(e->upstream_local),
-			  dash(e->downstream_local), dash(e->downstream_remote));
+		sb_printf(
+			sb,
+			"[%s] \"- - -\" 0 %s - %s \"%s\" %llu %llu %llu - \"-\" \"-\" \"-\" \"-\" "
+			"\"%s\" %s %s %s %s - -\n",
+			start, dash(e->flags), dash(e->details), dash(e->failure_reason),
+			(unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
+			(unsigned long long)e->duration_ms, dash(e->upstream_host),
+			dash(e->upstream_cluster), dash(e->upstream_local),
+			dash(e->downstream_local), dash(e->downstream_remote));
 		return;
 	}
 	struct json_writer w;

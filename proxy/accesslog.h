@@ -13,9 +13,9 @@ struct accesslog_tcp {
 	struct timespec start; /* CLOCK_REALTIME */
 	uint64_t duration_ms;
 	uint64_t bytes_received, bytes_sent;
-	const char *flags;           /* Envoy response flags ("UF", "NR", ...) or "-" */
-	const char *details;         /* connection termination details or "-" */
-	const char *failure_reason;  /* upstream transport failure reason or "-" */
+	const char *flags;	    /* Envoy response flags ("UF", "NR", ...) or "-" */
+	const char *details;	    /* connection termination details or "-" */
+	const char *failure_reason; /* upstream transport failure reason or "-" */
 	const char *upstream_host;
 	const char *upstream_cluster;
 	const char *upstream_local;

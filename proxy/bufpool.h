@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#define BUF_SIZE       16384 /* one copy chunk; a connection holds at most one per direction */
-#define BUF_POOL_KEEP  256   /* free buffers a worker keeps for reuse before returning memory */
+#define BUF_SIZE      16384 /* one copy chunk; a connection holds at most one per direction */
+#define BUF_POOL_KEEP 256   /* free buffers a worker keeps for reuse before returning memory */
 
 struct buf {
 	struct buf *next; /* free-list link while pooled */

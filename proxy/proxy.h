@@ -12,14 +12,14 @@
 
 #include "lib/strbuf.h"
 
-#define PROXY_MAX_WORKERS            64
-#define PROXY_CONNECT_TIMEOUT_MS_DEF 10000   /* Envoy's default cluster connect_timeout is 5s; */
-#define PROXY_IDLE_TIMEOUT_MS_DEF    3600000 /* tcp_proxy idle_timeout default: 1h */
-#define PROXY_DRAIN_TIMEOUT_MS_DEF   5000
+#define PROXY_MAX_WORKERS	     64
+#define PROXY_CONNECT_TIMEOUT_MS_DEF 10000U   /* Envoy's default cluster connect_timeout is 5s; */
+#define PROXY_IDLE_TIMEOUT_MS_DEF    3600000U /* tcp_proxy idle_timeout default: 1h */
+#define PROXY_DRAIN_TIMEOUT_MS_DEF   5000U
 
 struct proxy_config {
 	int workers;
-	__u32 mark;          /* SO_MARK of every upstream socket (never captured again) */
+	__u32 mark;	     /* SO_MARK of every upstream socket (never captured again) */
 	int orig_dst_map_fd; /* orig_dst_by_tuple, or -1 (then SO_ORIGINAL_DST only) */
 	int sock_pairs_fd;   /* the short-circuit SOCKHASH, or -1 to leave hops on TCP */
 	int msg_fallback_fd; /* sk_msg's sticky-fallback marks, cleared for sockets we insert */
@@ -31,17 +31,18 @@ struct proxy_config {
 
 enum proxy_listener_kind {
 	PROXY_LISTENER_OUTBOUND, /* 15001: connections the app made, to their original destination */
-	PROXY_LISTENER_INBOUND,  /* 15006: connections to the app, delivered from 127.0.0.6 */
+	PROXY_LISTENER_INBOUND,	 /* 15006: connections to the app, delivered from 127.0.0.6 */
 };
 
 #define PROXY_WORKLOAD_MAX_LISTENERS 4
 
 struct proxy_workload_desc {
-	const char *name;     /* for logs: the pod's cgroup, relative to --cgroup */
-	int netns_fd;         /* dup'ed by the proxy */
-	__u64 netns_cookie;   /* keys the BPF maps */
-	bool sockmap;         /* put the proxy's ends of in-pod hops into the SOCKHASH */
-	int listen_fds[PROXY_WORKLOAD_MAX_LISTENERS];  /* owned by the proxy from now on; -1 = none */
+	const char *name;   /* for logs: the pod's cgroup, relative to --cgroup */
+	int netns_fd;	    /* dup'ed by the proxy */
+	__u64 netns_cookie; /* keys the BPF maps */
+	bool sockmap;	    /* put the proxy's ends of in-pod hops into the SOCKHASH */
+	int listen_fds
+		[PROXY_WORKLOAD_MAX_LISTENERS]; /* owned by the proxy from now on; -1 = none */
 	enum proxy_listener_kind kinds[PROXY_WORKLOAD_MAX_LISTENERS];
 };
 
@@ -54,7 +55,7 @@ struct proxy_workload_desc {
 	X(upstream_cx_connect_fail, "upstream connects that failed")                               \
 	X(upstream_cx_connect_timeout, "upstream connects that timed out")                         \
 	X(cx_idle_timeout, "connections closed by the idle timeout")                               \
-	X(cx_no_orig_dst, "connections without an original destination (closed)")                 \
+	X(cx_no_orig_dst, "connections without an original destination (closed)")                  \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
 	X(bytes_downstream_rx, "bytes read from downstream")                                       \
 	X(bytes_upstream_rx, "bytes read from upstream")                                           \

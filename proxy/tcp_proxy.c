@@ -44,7 +44,11 @@ struct pipe_dir {
 	uint64_t bytes;
 };
 
-enum conn_state { CONN_CONNECTING, CONN_OPEN, CONN_CLOSED };
+enum conn_state {
+	CONN_CONNECTING,
+	CONN_OPEN,
+	CONN_CLOSED
+};
 
 struct conn {
 	struct conn_side down, up;
@@ -52,7 +56,7 @@ struct conn {
 	struct proxy_workload *w;
 	enum proxy_listener_kind kind;
 	enum conn_state state;
-	struct list_head node;  /* wk->conns, then wk->dead */
+	struct list_head node;	/* wk->conns, then wk->dead */
 	struct list_head tnode; /* wk->connecting */
 	struct list_head rnode; /* wk->ready */
 	uint64_t start_ms, connect_deadline, last_activity;
@@ -96,7 +100,7 @@ static void conn_log(struct worker *wk, struct conn *c)
 	e.failure_reason = c->failure;
 	e.upstream_host = up_host;
 	e.upstream_cluster = c->kind == PROXY_LISTENER_OUTBOUND ? CLUSTER_OUTBOUND_PASSTHROUGH
-								 : CLUSTER_INBOUND_PASSTHROUGH;
+								: CLUSTER_INBOUND_PASSTHROUGH;
 	e.upstream_local = up_local;
 	e.downstream_local = dl;
 	e.downstream_remote = dr;
@@ -154,8 +158,7 @@ void tcp_free_dead(struct worker *wk)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &wk->dead)
-	{
+	list_for_each_safe (pos, tmp, &wk->dead) {
 		struct conn *c = list_entry(pos, struct conn, node);
 
 		list_del_init(&c->node);
@@ -168,8 +171,7 @@ void tcp_close_all(struct worker *wk, const char *why)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &wk->conns)
-	{
+	list_for_each_safe (pos, tmp, &wk->conns) {
 		struct conn *c = list_entry(pos, struct conn, node);
 
 		STAT_INC(wk, cx_drained);
@@ -179,7 +181,12 @@ void tcp_close_all(struct worker *wk, const char *why)
 
 /* ---- copying -------------------------------------------------------------------------------- */
 
-enum pump_result { PUMP_IDLE, PUMP_BUDGET, PUMP_ERR_SRC, PUMP_ERR_DST };
+enum pump_result {
+	PUMP_IDLE,
+	PUMP_BUDGET,
+	PUMP_ERR_SRC,
+	PUMP_ERR_DST
+};
 
 static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side *src,
 			     struct conn_side *dst, struct pipe_dir *d, size_t *budget,
@@ -286,8 +293,7 @@ void tcp_pump_ready(struct worker *wk)
 	batch.next->prev = &batch;
 	batch.prev->next = &batch;
 	list_init(&wk->ready);
-	list_for_each_safe(pos, tmp, &batch)
-	{
+	list_for_each_safe (pos, tmp, &batch) {
 		struct conn *c = list_entry(pos, struct conn, rnode);
 
 		list_del_init(&c->rnode);
@@ -325,6 +331,7 @@ static void sockmap_insert(struct worker *wk, struct proxy_workload *w, int fd)
 		/* sockops got there first (shuntd runs below --cgroup, as in Kubernetes). */
 		STAT_INC(wk, sockmap_present);
 	} else {
+		/* EOPNOTSUPP: the peer already closed (only established sockets go in). */
 		STAT_INC(wk, sockmap_insert_fail);
 		pr_debug("%s: cannot insert socket into sock_pairs: %m", w->name);
 	}
@@ -534,8 +541,7 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 	struct list_head *pos, *tmp;
 	uint64_t idle = wk->p->cfg.idle_timeout_ms;
 
-	list_for_each_safe(pos, tmp, &wk->connecting)
-	{
+	list_for_each_safe (pos, tmp, &wk->connecting) {
 		struct conn *c = list_entry(pos, struct conn, tnode);
 
 		if (wk->now_ms < c->connect_deadline)
@@ -547,8 +553,7 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 	}
 	if (!idle_sweep)
 		return;
-	list_for_each_safe(pos, tmp, &wk->conns)
-	{
+	list_for_each_safe (pos, tmp, &wk->conns) {
 		struct conn *c = list_entry(pos, struct conn, node);
 
 		if (c->state != CONN_OPEN || wk->now_ms - c->last_activity < idle)

@@ -77,7 +77,8 @@ static void worker_hold(struct worker *wk, struct listener *l)
 
 		if (!held) {
 			/* Unsafe only if an event for l is later in this batch; log it loudly. */
-			pr_err("worker %d: out of memory holding a listener; releasing now", wk->id);
+			pr_err("worker %d: out of memory holding a listener; releasing now",
+			       wk->id);
 			listener_put(wk, l);
 			return;
 		}
@@ -170,7 +171,7 @@ static void *worker_main(void *arg)
 	wk->now_ms = mono_ms();
 	wk->last_tick = wk->last_idle_sweep = wk->now_ms;
 	while (!wk->stopping) {
-		int timeout = !list_empty(&wk->ready)	   ? 0
+		int timeout = !list_empty(&wk->ready)	     ? 0
 			      : !list_empty(&wk->connecting) ? WORKER_TICK_MS
 							     : WORKER_IDLE_SWEEP_MS;
 		int n = epoll_wait(wk->epfd, evs, WORKER_MAX_EVENTS, timeout);

@@ -17,14 +17,18 @@
 #include "proxy/bufpool.h"
 #include "proxy/proxy.h"
 
-#define WORKER_MAX_EVENTS     256
-#define WORKER_TICK_MS        100  /* connect-timeout resolution */
-#define WORKER_IDLE_SWEEP_MS  1000 /* idle-timeout resolution */
-#define WORKER_PUMP_BUDGET    (256 * 1024) /* bytes per connection before yielding to others */
-#define WORKER_ACCEPT_BUDGET  64   /* accepts per listener event before yielding */
+#define WORKER_MAX_EVENTS    256
+#define WORKER_TICK_MS	     100	  /* connect-timeout resolution */
+#define WORKER_IDLE_SWEEP_MS 1000	  /* idle-timeout resolution */
+#define WORKER_PUMP_BUDGET   (256 * 1024) /* bytes per connection before yielding to others */
+#define WORKER_ACCEPT_BUDGET 64		  /* accepts per listener event before yielding */
 
 /* The first member of everything registered in epoll: says what the event is for. */
-enum ev_type { EV_WAKE, EV_LISTENER, EV_CONN };
+enum ev_type {
+	EV_WAKE,
+	EV_LISTENER,
+	EV_CONN
+};
 struct ev_handler {
 	enum ev_type type;
 };
@@ -47,7 +51,13 @@ struct listener {
 	atomic_int refs; /* one per worker that has it in its epoll set, plus the adder's */
 };
 
-enum cmd_type { CMD_ADD_LISTENER, CMD_DEL_LISTENER, CMD_PUT_LISTENER, CMD_DRAIN, CMD_STOP };
+enum cmd_type {
+	CMD_ADD_LISTENER,
+	CMD_DEL_LISTENER,
+	CMD_PUT_LISTENER,
+	CMD_DRAIN,
+	CMD_STOP
+};
 struct cmd {
 	enum cmd_type type;
 	struct listener *l;
@@ -67,12 +77,12 @@ struct worker {
 	pthread_mutex_t cmd_lock;
 	struct cmd *cmds;
 
-	struct proxy_stats stats; /* written only by this thread */
-	struct list_head conns;      /* every open connection */
+	struct proxy_stats stats;    /* written only by this thread */
+	struct list_head conns;	     /* every open connection */
 	struct list_head connecting; /* connections waiting for their upstream connect */
-	struct list_head ready;      /* connections with more to pump (budget ran out) */
-	struct list_head dead;       /* closed this iteration, freed at its end */
-	struct listener **held; /* listeners removed this iteration, released at its end */
+	struct list_head ready;	     /* connections with more to pump (budget ran out) */
+	struct list_head dead;	     /* closed this iteration, freed at its end */
+	struct listener **held;	     /* listeners removed this iteration, released at its end */
 	int nheld, held_cap;
 	int nlisteners;
 	struct bufpool pool;

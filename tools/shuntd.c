@@ -148,8 +148,8 @@ int main(int argc, char **argv)
 		.mode = AGENT_MODE_AUTO,
 		.admin_addr = "0.0.0.0",
 		.admin_port = SHUNT_PORT_ADMIN,
-		.workers = ncpu > 0 ? (int)(ncpu < PROXY_MAX_WORKERS ? ncpu : PROXY_MAX_WORKERS)
-				    : 1,
+		.workers =
+			ncpu > 0 ? (int)(ncpu < PROXY_MAX_WORKERS ? ncpu : PROXY_MAX_WORKERS) : 1,
 		.sockmap = true,
 		.access_log = "-",
 		.drain_ms = PROXY_DRAIN_TIMEOUT_MS_DEF,

@@ -7,16 +7,16 @@
 #include <bpf/bpf_endian.h>
 #include "lib/maps.h"
 
-#define AF_INET  2
-#define AF_INET6 10
+#define AF_INET		     2
+#define AF_INET6	     10
 
-#define SOL_IP               0
-#define SOL_IPV6             41
-#define SO_ORIGINAL_DST      80
+#define SOL_IP		     0
+#define SOL_IPV6	     41
+#define SO_ORIGINAL_DST	     80
 #define IP6T_SO_ORIGINAL_DST 80
 
-#define SHUNT_ALLOW 1
-#define SHUNT_DENY  0
+#define SHUNT_ALLOW	     1
+#define SHUNT_DENY	     0
 
 /* Set by the agent before load. */
 const volatile __u32 proxy_mark = SHUNT_MARK_DEFAULT;
@@ -43,8 +43,8 @@ static __always_inline void addr_set_v4(struct shunt_addr *a, __u32 ip4)
  * into one load through a computed context pointer, which the verifier refuses. */
 #define addr_from_ctx(a, is_v4, ctx, f4, f6)                                                       \
 	do {                                                                                       \
-		__u32 v4_ = (ctx)->f4, w0_ = (ctx)->f6[0], w1_ = (ctx)->f6[1],                     \
-		      w2_ = (ctx)->f6[2], w3_ = (ctx)->f6[3];                                      \
+		__u32 v4_ = (ctx)->f4, w0_ = (ctx)->f6[0], w1_ = (ctx)->f6[1], w2_ = (ctx)->f6[2], \
+		      w3_ = (ctx)->f6[3];                                                          \
 		barrier_var(v4_);                                                                  \
 		barrier_var(w0_);                                                                  \
 		barrier_var(w1_);                                                                  \

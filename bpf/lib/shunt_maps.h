@@ -18,7 +18,7 @@
 #define SHUNT_PORT_HBONE    15008
 #define SHUNT_PORT_ADMIN    15020
 #define SHUNT_PORT_HEALTH   15021
-#define SHUNT_PORT_PROM     15090
+#define SHUNT_PORT_PROM	    15090
 
 /* Source address of the proxy's connections to the app (Istio's InboundPassthrough bind). */
 #define SHUNT_INBOUND_SRC4 0x7f000006 /* 127.0.0.6 */
@@ -27,11 +27,11 @@
 #define SHUNT_MARK_DEFAULT 0x534e
 
 /* Map sizes. Exceeding one is counted (SHUNT_STAT_ERR_*), never silent. */
-#define SHUNT_MAX_PODS        4096
-#define SHUNT_MAX_PODS_ADDRS  (4 * SHUNT_MAX_PODS)
-#define SHUNT_MAX_CONNS       65536 /* tracked redirected connections (original destinations) */
-#define SHUNT_MAX_SOCKS       131072 /* sockets in the short-circuit SOCKHASH (two per hop) */
-#define SHUNT_POD_NAME_LEN    64
+#define SHUNT_MAX_PODS	     4096
+#define SHUNT_MAX_PODS_ADDRS (4 * SHUNT_MAX_PODS)
+#define SHUNT_MAX_CONNS	     65536  /* tracked redirected connections (original destinations) */
+#define SHUNT_MAX_SOCKS	     131072 /* sockets in the short-circuit SOCKHASH (two per hop) */
+#define SHUNT_POD_NAME_LEN   64
 
 struct shunt_addr {
 	__u32 ip[4]; /* network byte order; IPv4 as ::ffff:a.b.c.d */
@@ -39,7 +39,7 @@ struct shunt_addr {
 
 /* A TCP connection as seen from one of its sockets, in the netns it lives in. */
 struct shunt_sock_key {
-	__u64 netns;  /* netns cookie */
+	__u64 netns; /* netns cookie */
 	struct shunt_addr local;
 	struct shunt_addr remote;
 	__u32 local_port;  /* host byte order */
@@ -56,7 +56,7 @@ struct shunt_orig_dst {
 
 /* An enrolled pod (keyed by netns cookie). Written by the agent at enrollment. */
 #define SHUNT_POD_F_FAIL_CLOSED (1u << 0) /* refuse, instead of going direct, if no proxy listens */
-#define SHUNT_POD_F_NO_SOCKMAP  (1u << 1) /* leave the app<->proxy hop on the TCP stack */
+#define SHUNT_POD_F_NO_SOCKMAP	(1u << 1) /* leave the app<->proxy hop on the TCP stack */
 struct shunt_pod {
 	__u64 cgroup_id;
 	__u32 flags; /* SHUNT_POD_F_* */
@@ -68,7 +68,7 @@ struct shunt_pod {
 
 /* Per-port policy, indexed by port (host order): which directions are never captured. */
 #define SHUNT_PORT_F_EXCLUDE_OUT (1u << 0)
-#define SHUNT_PORT_F_EXCLUDE_IN  (1u << 1)
+#define SHUNT_PORT_F_EXCLUDE_IN	 (1u << 1)
 
 /* Counters, per netns cookie and per CPU. Key 0 collects what cannot be attributed. */
 #define SHUNT_STATS(X)                                                                             \
@@ -78,20 +78,22 @@ struct shunt_pod {
 	X(CONNECT_REFUSED, "connect_refused", "fail-closed: no proxy listening, refused")          \
 	X(INBOUND_STEERED, "inbound_steered", "inbound SYNs steered to 15006")                     \
 	X(INBOUND_PASSTHROUGH, "inbound_passthrough", "inbound SYNs left alone (policy)")          \
-	X(SOCK_INSERTED, "sock_inserted", "sockets put into the short-circuit map by sockops")    \
+	X(SOCK_INSERTED, "sock_inserted", "sockets put into the short-circuit map by sockops")     \
 	X(MSG_REDIRECTED, "msg_redirected", "sk_msg messages redirected to the peer socket")       \
 	X(MSG_BYTES, "msg_bytes", "bytes redirected by sk_msg")                                    \
-	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")      \
+	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")       \
 	X(MSG_FALLBACK_STICKY, "msg_fallback_sticky", "sk_msg: sender stays on TCP (order kept)")  \
 	X(ORIGDST_ANSWERED, "origdst_answered", "SO_ORIGINAL_DST answered from the maps")          \
-	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                  \
+	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                   \
 	X(ERR_SOCKHASH, "err_sockhash", "SOCKHASH update failed")                                  \
 	X(ERR_REDIRECT, "err_redirect", "sk_msg redirect failed")                                  \
-	X(ERR_SK_ASSIGN, "err_sk_assign", "sk_lookup could not assign the 15006 listener")        \
+	X(ERR_SK_ASSIGN, "err_sk_assign", "sk_lookup could not assign the 15006 listener")         \
 	X(ERR_NO_LISTENER, "err_no_listener", "inbound SYN for an enrolled pod with no listener")
 
 #define SHUNT_STAT_ENUM(id, name, help) SHUNT_STAT_##id,
-enum shunt_stat { SHUNT_STATS(SHUNT_STAT_ENUM) SHUNT_STAT__MAX };
+enum shunt_stat {
+	SHUNT_STATS(SHUNT_STAT_ENUM) SHUNT_STAT__MAX
+};
 #undef SHUNT_STAT_ENUM
 
 struct shunt_counters {
@@ -99,7 +101,7 @@ struct shunt_counters {
 };
 
 /* Pin names, relative to --bpffs-dir. */
-#define SHUNT_PIN_MAPS  "maps"
+#define SHUNT_PIN_MAPS	"maps"
 #define SHUNT_PIN_LINKS "links"
 
 #endif

@@ -27,9 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK       65536
-#define MAX_CONNS   20000
-#define IO_TIMEOUT  30000 /* ms without progress before giving up */
+#define CHUNK	   65536
+#define MAX_CONNS  20000
+#define IO_TIMEOUT 30000 /* ms without progress before giving up */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -429,7 +429,8 @@ int main(int argc, char **argv)
 	else if (argc == 6 && strcmp(argv[1], "rr") == 0)
 		rr(argv[2], argv[3], atoi(argv[4]), parse_size(argv[5]));
 	else {
-		fputs("usage: nettest serve PORT [echo|peer] | peer HOST PORT | bulk HOST PORT BYTES"
+		fputs("usage: nettest serve PORT [echo|peer] | peer HOST PORT | bulk HOST PORT "
+		      "BYTES"
 		      " | conns HOST PORT N [BYTES] | rr HOST PORT COUNT SIZE\n",
 		      stderr);
 		return 2;

@@ -26,10 +26,10 @@
 #include "lib/netns.h"
 #include "tests/lib/tap.h"
 
-#define MARK       0x534e
-#define DST4       "10.99.0.1"
-#define DST6       "fd99::1"
-#define EXCL_PORT  9091
+#define MARK	  0x534e
+#define DST4	  "10.99.0.1"
+#define DST6	  "fd99::1"
+#define EXCL_PORT 9091
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
@@ -161,7 +161,10 @@ static int setup(void)
 {
 	char mnt[PATH_MAX], rel[PATH_MAX];
 	static const __u16 excl_out[] = {EXCL_PORT, 0};
-	struct dp_opts o = {.mark = MARK, .sockmap = true, .outbound = true, .inbound = true,
+	struct dp_opts o = {.mark = MARK,
+			    .sockmap = true,
+			    .outbound = true,
+			    .inbound = true,
 			    .exclude_out = excl_out};
 	struct shunt_counters zero[512] = {0};
 

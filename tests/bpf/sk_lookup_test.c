@@ -19,8 +19,8 @@
 #include "tests/lib/tap.h"
 
 #define POD_NETNS 4242ULL
-#define POD_IP4   "10.77.0.3"
-#define POD_IP6   "fd77::3"
+#define POD_IP4	  "10.77.0.3"
+#define POD_IP6	  "fd77::3"
 #define NOLIS_IP4 "10.77.0.9" /* a pod address whose listener is missing */
 
 static int listen_any(int family)
@@ -54,25 +54,35 @@ struct tcase {
 	int want; /* 0: passes, 4: steered to the v4 listener, 6: to the v6 listener */
 };
 
+/* clang-format off: one case per line reads as a table. */
 static const struct tcase cases[] = {
-	{"v4 SYN to a pod port is steered", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 80, 4},
-	{"v4 SYN to a high port is steered", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 32000, 4},
-	{"v6 SYN to a pod port is steered", AF_INET6, IPPROTO_TCP, "fd77::2", POD_IP6, 40000, 80, 6},
-	{"15001 passes (the proxy's own port)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15001, 0},
+	{"v4 SYN to a pod port is steered", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 80,
+	 4},
+	{"v4 SYN to a high port is steered", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000,
+	 32000, 4},
+	{"v6 SYN to a pod port is steered", AF_INET6, IPPROTO_TCP, "fd77::2", POD_IP6, 40000, 80,
+	 6},
+	{"15001 passes (the proxy's own port)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000,
+	 15001, 0},
 	{"15006 passes", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15006, 0},
 	{"15008 passes (HBONE)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15008, 0},
 	{"15020 passes (admin)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15020, 0},
 	{"15021 passes (health)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15021, 0},
 	{"15090 passes (Prometheus)", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 15090, 0},
-	{"an excluded inbound port passes", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 9090, 0},
-	{"from 127.0.0.6 passes (the proxy reaching the app)", AF_INET, IPPROTO_TCP, "127.0.0.6", POD_IP4, 40000, 80, 0},
+	{"an excluded inbound port passes", AF_INET, IPPROTO_TCP, "10.77.0.2", POD_IP4, 40000, 9090,
+	 0},
+	{"from 127.0.0.6 passes (the proxy reaching the app)", AF_INET, IPPROTO_TCP, "127.0.0.6",
+	 POD_IP4, 40000, 80, 0},
 	{"from ::6 passes", AF_INET6, IPPROTO_TCP, "::6", POD_IP6, 40000, 80, 0},
 	{"from 127.0.0.1 passes", AF_INET, IPPROTO_TCP, "127.0.0.1", POD_IP4, 40000, 80, 0},
 	{"from the pod's own address passes", AF_INET, IPPROTO_TCP, POD_IP4, POD_IP4, 40000, 80, 0},
-	{"to an address that is no pod's passes", AF_INET, IPPROTO_TCP, "10.77.0.2", "10.77.0.77", 40000, 80, 0},
-	{"to a pod without a listener passes", AF_INET, IPPROTO_TCP, "10.77.0.2", NOLIS_IP4, 40000, 80, 0},
+	{"to an address that is no pod's passes", AF_INET, IPPROTO_TCP, "10.77.0.2", "10.77.0.77",
+	 40000, 80, 0},
+	{"to a pod without a listener passes", AF_INET, IPPROTO_TCP, "10.77.0.2", NOLIS_IP4, 40000,
+	 80, 0},
 	{"UDP passes", AF_INET, IPPROTO_UDP, "10.77.0.2", POD_IP4, 40000, 53, 0},
 };
+/* clang-format on */
 
 static int run_case(int prog_fd, const struct tcase *t, __u64 *cookie)
 {
@@ -157,7 +167,8 @@ int main(void)
 			passed++;
 	}
 	counters_read(smap, netns, &got);
-	is_int(got.v[SHUNT_STAT_INBOUND_STEERED], steered, "inbound_steered counts the steered SYNs");
+	is_int(got.v[SHUNT_STAT_INBOUND_STEERED], steered,
+	       "inbound_steered counts the steered SYNs");
 	is_int(got.v[SHUNT_STAT_INBOUND_PASSTHROUGH], passed,
 	       "inbound_passthrough counts the pod's SYNs left alone");
 	is_int(got.v[SHUNT_STAT_ERR_NO_LISTENER], 1, "err_no_listener counts the pod without one");

@@ -110,6 +110,7 @@ h_exec() {
 # h_bg POD CMD...: the same in the background; the pid is in $H_LAST_PID.
 h_bg() {
 	h_bg_raw "$@"
+	# shellcheck disable=SC2034 # read by the scripts that source this file
 	H_LAST_PID=$!
 }
 
@@ -129,8 +130,7 @@ h_shuntd() {
 		--admin-port 0 --access-log "$H_DIR/access.log" "$@" \
 		>>"$H_DIR/shuntd.log" 2>&1 &
 	H_SHUNTD_PID=$!
-	local i
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		if ! kill -0 "$H_SHUNTD_PID" 2>/dev/null; then
 			cat "$H_DIR/shuntd.log" >&2
 			wait "$H_SHUNTD_PID" 2>/dev/null
@@ -186,6 +186,9 @@ h_kill_cgroup() {
 h_cleanup() {
 	local rc=$? pid ns p
 	trap - EXIT
+	# Cleanup must run to the end whatever the caller's shell options: a `wait` on a killed
+	# process returns 137, which errexit would turn into an abandoned cleanup.
+	set +e
 	if [ -n "$H_SHUNTD_PID" ]; then
 		kill -TERM "$H_SHUNTD_PID" 2>/dev/null
 		for _ in $(seq 1 100); do
@@ -209,7 +212,11 @@ h_cleanup() {
 	if [ -n "${H_DIR:-}" ]; then
 		# A shuntd killed hard may leave its private bpffs mounted.
 		grep -q " $H_DIR/bpf " /proc/mounts && umount -l "$H_DIR/bpf"
-		[ -n "${H_KEEP:-}" ] && echo "harness: kept $H_DIR" >&2 || rm -rf "$H_DIR"
+		if [ -n "${H_KEEP:-}" ]; then
+			echo "harness: kept $H_DIR" >&2
+		else
+			rm -rf "$H_DIR"
+		fi
 	fi
 	exit $rc
 }

@@ -55,7 +55,7 @@ like() {
 
 # cmp_ok GOT OP WANT DESCRIPTION, OP one of -gt -ge -lt -le -eq -ne
 cmp_ok() {
-	if [ "$1" "$2" "$3" ] 2>/dev/null; then
+	if test "$1" "$2" "$3" 2>/dev/null; then
 		t_ok 0 "$4"
 	else
 		t_ok 1 "$4"
