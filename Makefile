@@ -130,7 +130,7 @@ $(BUILD)/bin/%: tests/bin/%.c $(LIBS_REL) | $(SKELS) gen-prereqs
 # The fuzz variant is the library code built by clang with coverage instrumentation; each
 # tests/fuzz/<name>_fuzz.c defines LLVMFuzzerTestOneInput and has a seed corpus in
 # tests/fuzz/corpus/<name>/.
-CFLAGS_FUZZ = $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+CFLAGS_FUZZ = $(CFLAGS_COMMON) -Wno-unknown-warning-option -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
 		-DSHUNT_FUZZ
 $(BUILD)/fuzz/obj/%.o: %.c | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)

@@ -167,32 +167,43 @@ static void respond(struct admin_client *c, int status, const char *ctype, struc
 	sb_append(&c->out, sb_str(body), body->len);
 }
 
-/* Parses "METHOD /path?query HTTP/1.x" from a complete head and runs the handler. */
+int admin_parse_head(char *head, struct admin_req *req)
+{
+	char *sp1, *sp2, *q;
+
+	sp1 = strchr(head, ' ');
+	sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+	if (!sp1 || !sp2 || sp1 == head || sp1[1] != '/' || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+		return -EINVAL;
+	for (const char *m = head; m < sp1; m++)
+		if (*m < 'A' || *m > 'Z')
+			return -EINVAL;
+	*sp1 = '\0';
+	*sp2 = '\0';
+	req->method = head;
+	req->path = sp1 + 1;
+	q = strchr(sp1 + 1, '?');
+	if (q) {
+		*q = '\0';
+		req->query = q + 1;
+	} else {
+		req->query = "";
+	}
+	return 0;
+}
+
+/* Parses the request line of a complete head and runs the handler. */
 static void handle(struct admin_server *a, struct admin_client *c)
 {
 	struct admin_resp resp = {.status = 200, .content_type = "application/json"};
 	struct admin_req req = {.local = c->local};
-	char *sp1, *sp2, *q;
 
 	c->req[c->len] = '\0';
-	sp1 = strchr(c->req, ' ');
-	sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp1 || !sp2 || sp1[1] != '/') {
+	if (admin_parse_head(c->req, &req)) {
 		sb_puts(&resp.body, "{\"error\":\"malformed request line\"}\n");
 		respond(c, 400, resp.content_type, &resp.body);
 		sb_free(&resp.body);
 		return;
-	}
-	*sp1 = '\0';
-	*sp2 = '\0';
-	req.method = c->req;
-	req.path = sp1 + 1;
-	q = strchr(sp1 + 1, '?');
-	if (q) {
-		*q = '\0';
-		req.query = q + 1;
-	} else {
-		req.query = "";
 	}
 	a->handler(a->ctx, &req, &resp);
 	respond(c, resp.status, resp.content_type, &resp.body);

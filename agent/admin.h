@@ -47,6 +47,9 @@ void admin_on_event(struct admin_server *a, void *ptr, uint32_t events);
 /* Closes clients idle for longer than ADMIN_TIMEOUT_MS. */
 void admin_tick(struct admin_server *a, uint64_t now_ms);
 void admin_close(struct admin_server *a);
+/* Splits "METHOD /path?query HTTP/1.x..." in place (NUL-terminated head) into req's method,
+ * path and query. -EINVAL for anything else. */
+int admin_parse_head(char *head, struct admin_req *req);
 /* Value of name in a query string ("pid=12&x=y"), copied into buf; false if absent. */
 bool admin_query_get(const char *query, const char *name, char *buf, size_t len);
 

@@ -426,5 +426,9 @@ void proxy_stop(struct proxy *p, unsigned drain_ms)
 		pthread_join(p->workers[i].thread, NULL);
 		worker_destroy(&p->workers[i]);
 	}
+	proxy_stats_get(p, &st);
+	pr_info("proxy stopped: %llu connections served, %llu still open at the drain deadline "
+		"were closed",
+		(unsigned long long)st.downstream_cx_total, (unsigned long long)st.cx_drained);
 	free(p);
 }

@@ -123,9 +123,16 @@ h_exec_netns() {
 
 # h_shuntd [FLAGS...]: shuntd for this node, in its own cgroup below the harness's (as a
 # DaemonSet pod is below kubepods), logging to $H_DIR/shuntd.log; waits for readiness.
+# With H_SHUNTD_OUTSIDE=1 its cgroup is a sibling of the pods' parent instead, so that no
+# cgroup program sees shuntd's own sockets.
 h_shuntd() {
-	mkdir -p "$H_CG/shuntd" "$H_DIR/run"
-	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$H_CG/shuntd" \
+	local cg=$H_CG/shuntd
+	if [ -n "${H_SHUNTD_OUTSIDE:-}" ]; then
+		cg=$H_CG-agent
+		H_EXTRA_CG=$cg
+	fi
+	mkdir -p "$cg" "$H_DIR/run"
+	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" \
 		"$H_BIN/shuntd" --cgroup "$H_CG" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" \
 		--admin-port 0 --access-log "$H_DIR/access.log" "$@" \
 		>>"$H_DIR/shuntd.log" 2>&1 &
@@ -200,6 +207,10 @@ h_cleanup() {
 	fi
 	for pid in "${H_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
 	for pid in "${H_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+	if [ -n "${H_EXTRA_CG:-}" ] && [ -d "$H_EXTRA_CG" ]; then
+		h_kill_cgroup "$H_EXTRA_CG"
+		rmdir "$H_EXTRA_CG" 2>/dev/null
+	fi
 	if [ -n "${H_CG:-}" ] && [ -d "$H_CG" ]; then
 		for p in "$H_CG"/*/; do
 			[ -d "$p" ] || continue
