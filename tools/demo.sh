@@ -32,7 +32,7 @@ h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8000 '"
 
 step "Traffic from pod a"
 B=$(h_ip b)
-for i in 1 2 3; do
+for _ in 1 2 3; do
 	printf 'curl http://%s:8000/ -> ' "$B"
 	h_exec a curl -s -o /dev/stdout -w ' (HTTP %{http_code})\n' "http://$B:8000/" | tr -d '\n'
 	echo
