@@ -56,6 +56,9 @@ struct proxy_workload_desc {
 	X(upstream_cx_connect_timeout, "upstream connects that timed out")                         \
 	X(cx_idle_timeout, "connections closed by the idle timeout")                               \
 	X(cx_no_orig_dst, "connections without an original destination (closed)")                  \
+	X(cx_no_route, "connections no listener or filter chain matched (closed, NR)")             \
+	X(cx_no_cluster, "connections routed to a cluster that does not exist (closed, NC)")       \
+	X(cx_no_healthy_upstream, "connections to a cluster without endpoints (closed, UH)")       \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
 	X(bytes_downstream_rx, "bytes read from downstream")                                       \
 	X(bytes_upstream_rx, "bytes read from upstream")                                           \
@@ -72,6 +75,7 @@ struct proxy_stats {
 
 struct proxy;
 struct proxy_workload;
+struct px_snapshot;
 
 /* Starts cfg->workers threads. NULL with errno set on failure. */
 struct proxy *proxy_start(const struct proxy_config *cfg);
@@ -81,6 +85,11 @@ struct proxy_workload *proxy_workload_add(struct proxy *p, const struct proxy_wo
 /* Stops accepting for the workload: connections already queued are still accepted and served,
  * open connections finish. The handle is invalid afterwards. */
 void proxy_workload_remove(struct proxy *p, struct proxy_workload *w);
+/* Publishes a finalised snapshot (takes over the caller's reference). New connections use it
+ * from their next accept; open connections finish on the one they started with. */
+void proxy_config_set(struct proxy *p, struct px_snapshot *s);
+/* A reference to the snapshot in force now (px_snapshot_put it). */
+struct px_snapshot *proxy_config_get(struct proxy *p);
 void proxy_stats_get(struct proxy *p, struct proxy_stats *out);
 /* Appends "name value\n" lines for every counter (for admin /stats). */
 void proxy_stats_format(const struct proxy_stats *s, struct strbuf *sb, bool json);

@@ -23,9 +23,6 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define CLUSTER_OUTBOUND_PASSTHROUGH "PassthroughCluster"
-#define CLUSTER_INBOUND_PASSTHROUGH  "InboundPassthroughCluster"
-
 struct conn;
 
 /* One socket of a connection; registered in epoll with itself as the handler. */
@@ -54,6 +51,11 @@ struct conn {
 	struct conn_side down, up;
 	struct pipe_dir d2u, u2d;
 	struct proxy_workload *w;
+	struct px_snapshot *snap; /* the config this connection started on (a reference) */
+	const struct px_cluster *cluster;
+	int endpoint;	  /* index in cluster->endpoints, -1 for ORIGINAL_DST */
+	bool bound_local; /* upstream bound to the cluster's upstream_bind_config */
+	uint32_t idle_timeout_ms;
 	enum proxy_listener_kind kind;
 	enum conn_state state;
 	struct list_head node;	/* wk->conns, then wk->dead */
@@ -99,8 +101,7 @@ static void conn_log(struct worker *wk, struct conn *c)
 	e.details = c->details;
 	e.failure_reason = c->failure;
 	e.upstream_host = up_host;
-	e.upstream_cluster = c->kind == PROXY_LISTENER_OUTBOUND ? CLUSTER_OUTBOUND_PASSTHROUGH
-								: CLUSTER_INBOUND_PASSTHROUGH;
+	e.upstream_cluster = c->cluster ? c->cluster->name : NULL;
 	e.upstream_local = up_local;
 	e.downstream_local = dl;
 	e.downstream_remote = dr;
@@ -132,6 +133,8 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 	if (c->up.fd >= 0)
 		close(c->up.fd);
 	c->down.fd = c->up.fd = -1;
+	if (c->cluster && c->endpoint >= 0)
+		px_lb_release(worker_lb(wk, c->snap, c->cluster), (uint32_t)c->endpoint);
 	pipe_release(wk, &c->d2u);
 	pipe_release(wk, &c->u2d);
 	if (list_linked(&c->tnode))
@@ -163,6 +166,7 @@ void tcp_free_dead(struct worker *wk)
 
 		list_del_init(&c->node);
 		workload_put(c->w);
+		px_snapshot_put(c->snap);
 		free(c);
 	}
 }
@@ -360,17 +364,18 @@ static int upstream_open(struct worker *wk, struct conn *c)
 	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)))
 		return -errno;
 	set_nodelay(fd);
-	if (c->kind == PROXY_LISTENER_INBOUND) {
-		/* Reach the app from 127.0.0.6 (::6), which capture lets through. */
+	if (family == AF_INET ? c->cluster->has_bind4 : c->cluster->has_bind6) {
+		/* upstream_bind_config: Istio's inbound clusters reach the app from 127.0.0.6 (::6),
+		 * which capture lets through. */
 		struct sockaddr_storage src;
-		struct shunt_addr a;
-
-		addr_parse(&a, family == AF_INET ? "127.0.0.6" : "::6");
-		socklen_t slen = addr_to_sockaddr(&a, 0, family, &src);
+		socklen_t slen = addr_to_sockaddr(family == AF_INET ? &c->cluster->bind4
+								    : &c->cluster->bind6,
+						  0, family, &src);
 
 		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(fd, (struct sockaddr *)&src, slen))
 			return -errno;
+		c->bound_local = true;
 	}
 	if (connect(fd, (struct sockaddr *)&dst, dlen) && errno != EINPROGRESS)
 		return -errno;
@@ -391,7 +396,8 @@ static void upstream_connected(struct worker *wk, struct conn *c)
 	list_del_init(&c->tnode);
 	c->state = CONN_OPEN;
 	c->last_activity = wk->now_ms;
-	if (c->kind == PROXY_LISTENER_INBOUND)
+	/* Bound to 127.0.0.6/::6: the upstream is the app in this pod, an in-pod hop. */
+	if (c->bound_local)
 		sockmap_insert(wk, c->w, c->up.fd);
 	conn_pump(wk, c);
 }
@@ -410,6 +416,10 @@ static struct conn *conn_new(struct worker *wk, struct listener *l, int fd)
 	c->up.fd = -1;
 	c->w = l->w;
 	workload_get(c->w);
+	c->snap = wk->snap;
+	px_snapshot_get(c->snap);
+	c->endpoint = -1;
+	c->idle_timeout_ms = wk->p->cfg.idle_timeout_ms;
 	c->kind = l->kind;
 	c->state = CONN_CONNECTING;
 	c->flags = "-";
@@ -429,10 +439,10 @@ static struct conn *conn_new(struct worker *wk, struct listener *l, int fd)
 	return c;
 }
 
-/* Fills up_host with where the connection goes. Outbound: the original destination recorded by
- * capture. Inbound: the address the SYN was sent to (sk_lookup keeps it as our local address),
- * or SO_ORIGINAL_DST when iptables REDIRECT rewrote it to 15006. */
-static int conn_resolve(struct worker *wk, struct conn *c)
+/* Where the connection wanted to go. Outbound: the original destination recorded by capture.
+ * Inbound: the address the SYN was sent to (sk_lookup keeps it as our local address), or
+ * SO_ORIGINAL_DST when iptables REDIRECT rewrote it to 15006. */
+static int conn_original_dst(struct worker *wk, struct conn *c, struct shunt_addr *dst, __u16 *port)
 {
 	struct shunt_sock_key key;
 	int err;
@@ -446,19 +456,88 @@ static int conn_resolve(struct worker *wk, struct conn *c)
 	c->down_local_port = (__u16)key.local_port;
 
 	if (c->kind == PROXY_LISTENER_INBOUND && key.local_port != SHUNT_PORT_INBOUND) {
-		c->up_host = key.local;
-		c->up_host_port = (__u16)key.local_port;
+		*dst = key.local;
+		*port = (__u16)key.local_port;
 		return 0;
 	}
-	err = orig_dst_lookup(wk->p->cfg.orig_dst_map_fd, c->down.fd, &key, &c->up_host,
-			      &c->up_host_port);
+	err = orig_dst_lookup(wk->p->cfg.orig_dst_map_fd, c->down.fd, &key, dst, port);
 	if (err)
 		return err;
 	/* A connection made straight to a proxy port would loop back into the proxy. */
-	if (c->up_host_port == SHUNT_PORT_OUTBOUND || c->up_host_port == SHUNT_PORT_INBOUND)
+	if (*port == SHUNT_PORT_OUTBOUND || *port == SHUNT_PORT_INBOUND)
 		return -ELOOP;
-	c->down_local = c->up_host;
-	c->down_local_port = c->up_host_port;
+	c->down_local = *dst;
+	c->down_local_port = *port;
+	return 0;
+}
+
+static const char *pick_weighted_cluster(struct worker *wk, const struct px_tcp_proxy *tp)
+{
+	uint64_t r;
+
+	if (tp->cluster)
+		return tp->cluster;
+	r = px_hash_bytes(&wk->now_ms, sizeof(wk->now_ms)) ^ (uint64_t)(uintptr_t)tp ^
+	    wk->stats.downstream_cx_total * 0x9E3779B97F4A7C15ULL;
+	r %= tp->total_weight;
+	for (uint32_t i = 0; i < tp->nweighted; i++) {
+		if (r < tp->weighted[i].weight)
+			return tp->weighted[i].cluster;
+		r -= tp->weighted[i].weight;
+	}
+	return tp->weighted[tp->nweighted - 1].cluster;
+}
+
+/* Listener -> filter chain -> cluster -> endpoint, from the connection's snapshot. On failure,
+ * sets the Envoy response flag and details and returns -1. */
+static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr *orig,
+		      __u16 orig_port)
+{
+	const struct px_snapshot *s = c->snap;
+	const struct px_listener *via =
+		c->kind == PROXY_LISTENER_OUTBOUND ? s->virtual_outbound : s->virtual_inbound;
+	struct px_conn_info ci = {.dst = *orig,
+				  .dst_port = orig_port,
+				  .src = c->down_remote,
+				  .src_port = c->down_remote_port};
+	const struct px_filter_chain *fc;
+	const char *cluster;
+
+	fc = via ? px_filter_chain_match(px_listener_for(s, via, &ci), &ci) : NULL;
+	if (!fc || fc->kind != PX_NF_TCP_PROXY) {
+		STAT_INC(wk, cx_no_route);
+		c->flags = "NR";
+		c->details = fc ? "http_not_served_yet" : "filter_chain_not_found";
+		return -1;
+	}
+	if (fc->tcp.idle_timeout_ms)
+		c->idle_timeout_ms = fc->tcp.idle_timeout_ms;
+	cluster = pick_weighted_cluster(wk, &fc->tcp);
+	c->cluster = px_cluster_find(s, cluster);
+	if (!c->cluster) {
+		STAT_INC(wk, cx_no_cluster);
+		c->flags = "NC";
+		c->details = "cluster_not_found";
+		return -1;
+	}
+	if (c->cluster->type == PX_CLUSTER_ORIGINAL_DST) {
+		c->up_host = *orig;
+		c->up_host_port = orig_port;
+		return 0;
+	}
+	struct px_lb_state *lb = worker_lb(wk, s, c->cluster);
+	int ep = px_lb_pick(c->cluster, lb, NULL, NULL, 0);
+
+	if (ep < 0) {
+		STAT_INC(wk, cx_no_healthy_upstream);
+		c->flags = "UH";
+		c->details = "no_healthy_upstream";
+		return -1;
+	}
+	c->endpoint = ep;
+	px_lb_acquire(lb, c->cluster, (uint32_t)ep);
+	c->up_host = c->cluster->endpoints[ep].addr;
+	c->up_host_port = c->cluster->endpoints[ep].port;
 	return 0;
 }
 
@@ -474,11 +553,18 @@ static void conn_start(struct worker *wk, struct conn *c)
 		conn_fail(wk, c, "-", "epoll_error", true);
 		return;
 	}
-	err = conn_resolve(wk, c);
+	struct shunt_addr orig;
+	__u16 orig_port;
+
+	err = conn_original_dst(wk, c, &orig, &orig_port);
 	if (err) {
 		STAT_INC(wk, cx_no_orig_dst);
 		c->failure = strerror(-err);
 		conn_fail(wk, c, "NR", "no_original_destination", true);
+		return;
+	}
+	if (conn_route(wk, c, &orig, orig_port)) {
+		conn_close(wk, c, true);
 		return;
 	}
 	err = upstream_open(wk, c);
@@ -488,7 +574,9 @@ static void conn_start(struct worker *wk, struct conn *c)
 		conn_fail(wk, c, "UF", "upstream_connect_error", true);
 		return;
 	}
-	c->connect_deadline = wk->now_ms + wk->p->cfg.connect_timeout_ms;
+	c->connect_deadline =
+		wk->now_ms + (c->cluster->connect_timeout_ms ? c->cluster->connect_timeout_ms
+							     : wk->p->cfg.connect_timeout_ms);
 	list_add_tail(&c->tnode, &wk->connecting);
 }
 
@@ -539,7 +627,6 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 void tcp_timers(struct worker *wk, bool idle_sweep)
 {
 	struct list_head *pos, *tmp;
-	uint64_t idle = wk->p->cfg.idle_timeout_ms;
 
 	list_for_each_safe (pos, tmp, &wk->connecting) {
 		struct conn *c = list_entry(pos, struct conn, tnode);
@@ -556,7 +643,7 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 	list_for_each_safe (pos, tmp, &wk->conns) {
 		struct conn *c = list_entry(pos, struct conn, node);
 
-		if (c->state != CONN_OPEN || wk->now_ms - c->last_activity < idle)
+		if (c->state != CONN_OPEN || wk->now_ms - c->last_activity < c->idle_timeout_ms)
 			continue;
 		STAT_INC(wk, cx_idle_timeout);
 		conn_fail(wk, c, "SI", "idle_timeout", false);

@@ -143,6 +143,71 @@ static void worker_run_cmds(struct worker *wk)
 	}
 }
 
+/* ---- configuration ------------------------------------------------------------------------- */
+
+void proxy_config_set(struct proxy *p, struct px_snapshot *s)
+{
+	struct px_snapshot *old;
+
+	pthread_mutex_lock(&p->snap_lock);
+	old = p->snap;
+	p->snap = s;
+	atomic_fetch_add_explicit(&p->snap_gen, 1, memory_order_release);
+	pthread_mutex_unlock(&p->snap_lock);
+	px_snapshot_put(old);
+}
+
+struct px_snapshot *proxy_config_get(struct proxy *p)
+{
+	struct px_snapshot *s;
+
+	pthread_mutex_lock(&p->snap_lock);
+	s = p->snap;
+	if (s)
+		px_snapshot_get(s);
+	pthread_mutex_unlock(&p->snap_lock);
+	return s;
+}
+
+static void worker_lb_free(struct worker *wk)
+{
+	for (uint32_t i = 0; i < wk->nlb; i++)
+		px_lb_state_free(&wk->lb[i]);
+	free(wk->lb);
+	wk->lb = NULL;
+	wk->nlb = 0;
+}
+
+/* One atomic load per iteration; the lock only when a new snapshot was published. */
+static void worker_refresh_config(struct worker *wk)
+{
+	uint64_t gen = atomic_load_explicit(&wk->p->snap_gen, memory_order_acquire);
+	struct px_snapshot *s;
+
+	if (gen == wk->snap_gen && wk->snap)
+		return;
+	s = proxy_config_get(wk->p);
+	if (!s)
+		return;
+	px_snapshot_put(wk->snap);
+	worker_lb_free(wk);
+	wk->snap = s;
+	wk->snap_gen = gen;
+	wk->lb = calloc(s->nclusters ? s->nclusters : 1, sizeof(*wk->lb));
+	wk->nlb = wk->lb ? s->nclusters : 0;
+}
+
+struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
+			      const struct px_cluster *c)
+{
+	static __thread struct px_lb_state scratch;
+
+	/* A connection on an older snapshot balances with throwaway state. */
+	if (s != wk->snap || c->index >= wk->nlb)
+		return &scratch;
+	return &wk->lb[c->index];
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static void worker_flush_log(struct worker *wk)
@@ -170,6 +235,7 @@ static void *worker_main(void *arg)
 
 	wk->now_ms = mono_ms();
 	wk->last_tick = wk->last_idle_sweep = wk->now_ms;
+	worker_refresh_config(wk);
 	while (!wk->stopping) {
 		int timeout = !list_empty(&wk->ready)	     ? 0
 			      : !list_empty(&wk->connecting) ? WORKER_TICK_MS
@@ -181,6 +247,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		wk->now_ms = mono_ms();
+		worker_refresh_config(wk);
 		for (int i = 0; i < n; i++) {
 			struct ev_handler *h = evs[i].data.ptr;
 
@@ -253,6 +320,9 @@ static void worker_destroy(struct worker *wk)
 		free(c);
 	}
 	free(wk->held);
+	worker_lb_free(wk);
+	px_snapshot_put(wk->snap);
+	wk->snap = NULL;
 	bufpool_destroy(&wk->pool);
 	sb_free(&wk->log);
 	if (wk->epfd >= 0)
@@ -277,6 +347,13 @@ struct proxy *proxy_start(const struct proxy_config *cfg)
 	if (!p)
 		return NULL;
 	p->cfg = *cfg;
+	pthread_mutex_init(&p->snap_lock, NULL);
+	p->snap = px_snapshot_passthrough();
+	if (!p->snap) {
+		free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (!p->cfg.connect_timeout_ms)
 		p->cfg.connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS_DEF;
 	if (!p->cfg.idle_timeout_ms)
@@ -430,5 +507,7 @@ void proxy_stop(struct proxy *p, unsigned drain_ms)
 	pr_info("proxy stopped: %llu connections served, %llu still open at the drain deadline "
 		"were closed",
 		(unsigned long long)st.downstream_cx_total, (unsigned long long)st.cx_drained);
+	px_snapshot_put(p->snap);
+	pthread_mutex_destroy(&p->snap_lock);
 	free(p);
 }

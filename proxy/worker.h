@@ -15,6 +15,8 @@
 #include "lib/list.h"
 #include "lib/strbuf.h"
 #include "proxy/bufpool.h"
+#include "proxy/config.h"
+#include "proxy/lb.h"
 #include "proxy/proxy.h"
 
 #define WORKER_MAX_EVENTS    256
@@ -87,12 +89,21 @@ struct worker {
 	int nlisteners;
 	struct bufpool pool;
 	struct strbuf log; /* access-log lines, flushed once per iteration */
+	/* The snapshot new connections use, refreshed when the proxy's generation moves, and
+	 * this worker's balancer state for each of its clusters (by px_cluster.index). */
+	struct px_snapshot *snap;
+	uint64_t snap_gen;
+	struct px_lb_state *lb;
+	uint32_t nlb;
 	uint64_t last_tick, last_idle_sweep;
 	bool draining, stopping;
 };
 
 struct proxy {
 	struct proxy_config cfg;
+	pthread_mutex_t snap_lock; /* guards snap; taken only when the generation moves */
+	struct px_snapshot *snap;
+	atomic_uint_fast64_t snap_gen;
 	int nworkers;
 	struct worker workers[PROXY_MAX_WORKERS];
 };
@@ -104,6 +115,9 @@ struct proxy {
 #define STAT_DEC(wk, field) STAT_ADD(wk, field, (uint64_t)-1)
 
 void workload_put(struct proxy_workload *w);
+/* The worker's balancer state for a cluster of its current snapshot. */
+struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
+			      const struct px_cluster *c);
 void workload_get(struct proxy_workload *w);
 
 /* tcp_proxy.c: connections. */

@@ -8,10 +8,6 @@
 #ifndef SHUNT_BPF_MAPS_H
 #define SHUNT_BPF_MAPS_H
 
-/* Bumped whenever a key, value or pin name below changes shape; pinned maps of another layout
- * are not adopted. */
-#define SHUNT_LAYOUT_VERSION 1
-
 /* Ports with a fixed meaning in a captured pod (Istio's numbers). */
 #define SHUNT_PORT_OUTBOUND 15001 /* proxy's outbound listener in each pod */
 #define SHUNT_PORT_INBOUND  15006 /* proxy's inbound listener in each pod */

@@ -1,0 +1,416 @@
+/* Config snapshots: lifecycle, name index, listener and filter-chain selection. */
+#include "proxy/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/addr.h"
+#include "proxy/lb.h"
+
+/* ---- name index: open addressing, built once, read-only afterwards ------------------------- */
+
+struct px_index {
+	uint32_t mask;
+	struct {
+		const char *name;
+		void *value;
+	} slots[];
+};
+
+static struct px_index *index_new(struct arena *a, uint32_t n)
+{
+	uint32_t cap = 16;
+	struct px_index *ix;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	ix = arena_alloc(a, sizeof(*ix) + cap * sizeof(ix->slots[0]));
+	if (ix)
+		ix->mask = cap - 1;
+	return ix;
+}
+
+/* -EEXIST if the name is already there. */
+static int index_add(struct px_index *ix, const char *name, void *value)
+{
+	for (uint32_t i = (uint32_t)px_hash_str(name) & ix->mask;; i = (i + 1) & ix->mask) {
+		if (!ix->slots[i].name) {
+			ix->slots[i].name = name;
+			ix->slots[i].value = value;
+			return 0;
+		}
+		if (strcmp(ix->slots[i].name, name) == 0)
+			return -EEXIST;
+	}
+}
+
+static void *index_get(const struct px_index *ix, const char *name)
+{
+	if (!ix || !name)
+		return NULL;
+	for (uint32_t i = (uint32_t)px_hash_str(name) & ix->mask;; i = (i + 1) & ix->mask) {
+		if (!ix->slots[i].name)
+			return NULL;
+		if (strcmp(ix->slots[i].name, name) == 0)
+			return ix->slots[i].value;
+	}
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+struct px_snapshot *px_snapshot_new(void)
+{
+	struct px_snapshot *s = calloc(1, sizeof(*s));
+
+	if (s)
+		atomic_init(&s->refs, 1);
+	return s;
+}
+
+void px_snapshot_get(struct px_snapshot *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void px_snapshot_put(struct px_snapshot *s)
+{
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	arena_free(&s->arena);
+	free(s);
+}
+
+const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name)
+{
+	return index_get(s->cluster_index, name);
+}
+
+static const char *errf(struct px_snapshot *s, const char *fmt, const char *a, const char *b)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), fmt, a, b ? b : "");
+	return arena_strdup(&s->arena, buf);
+}
+
+static int check_cluster_ref(struct px_snapshot *s, const char *where, const char *cluster,
+			     const char **err)
+{
+	if (px_cluster_find(s, cluster))
+		return 0;
+	*err = errf(s, "%s: unknown cluster \"%s\"", where, cluster);
+	return -EINVAL;
+}
+
+int px_snapshot_finalize(struct px_snapshot *s, const char **err)
+{
+	char where[256];
+	int rc;
+
+	*err = NULL;
+	s->cluster_index = index_new(&s->arena, s->nclusters);
+	if (!s->cluster_index)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nclusters; i++) {
+		struct px_cluster *c = &s->clusters[i];
+
+		c->index = i;
+		if (!c->name || !*c->name) {
+			*err = errf(s, "clusters[%s]: a cluster needs a name%s", "?", NULL);
+			return -EINVAL;
+		}
+		if (index_add(s->cluster_index, c->name, c)) {
+			*err = errf(s, "cluster \"%s\": duplicate name%s", c->name, NULL);
+			return -EINVAL;
+		}
+		rc = px_lb_prepare(&s->arena, c);
+		if (rc) {
+			*err = errf(s, "cluster \"%s\": cannot build its balancer tables%s", c->name,
+				    NULL);
+			return rc;
+		}
+	}
+	for (uint32_t i = 0; i < s->nlisteners; i++) {
+		struct px_listener *l = &s->listeners[i];
+
+		for (uint32_t j = 0; j < s->nlisteners; j++) {
+			if (j != i && strcmp(s->listeners[j].name, l->name) == 0) {
+				*err = errf(s, "listener \"%s\": duplicate name%s", l->name, NULL);
+				return -EINVAL;
+			}
+		}
+		if (strcmp(l->name, PX_LISTENER_VIRTUAL_OUTBOUND) == 0)
+			s->virtual_outbound = l;
+		else if (strcmp(l->name, PX_LISTENER_VIRTUAL_INBOUND) == 0)
+			s->virtual_inbound = l;
+		for (uint32_t k = 0; k <= l->nchains; k++) {
+			struct px_filter_chain *fc = k < l->nchains ? &l->chains[k] : l->default_chain;
+
+			if (!fc || fc->kind != PX_NF_TCP_PROXY)
+				continue;
+			snprintf(where, sizeof(where), "listener \"%s\" filter chain \"%s\" tcp_proxy",
+				 l->name, fc->name ? fc->name : "");
+			if (fc->tcp.cluster && check_cluster_ref(s, where, fc->tcp.cluster, err))
+				return -EINVAL;
+			fc->tcp.total_weight = 0;
+			for (uint32_t w = 0; w < fc->tcp.nweighted; w++) {
+				if (check_cluster_ref(s, where, fc->tcp.weighted[w].cluster, err))
+					return -EINVAL;
+				fc->tcp.total_weight += fc->tcp.weighted[w].weight;
+			}
+			if (!fc->tcp.cluster && !fc->tcp.total_weight) {
+				*err = errf(s, "%s: no cluster%s", where, NULL);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- the built-in passthrough configuration ------------------------------------------------ */
+
+static struct px_filter_chain *passthrough_chain(struct arena *a, const char *name,
+						 const char *cluster)
+{
+	struct px_filter_chain *fc = arena_new(a, struct px_filter_chain, 1);
+
+	if (!fc)
+		return NULL;
+	fc->name = name;
+	fc->kind = PX_NF_TCP_PROXY;
+	fc->tcp.stat_prefix = cluster;
+	fc->tcp.cluster = cluster;
+	return fc;
+}
+
+struct px_snapshot *px_snapshot_passthrough(void)
+{
+	struct px_snapshot *s = px_snapshot_new();
+	const char *err;
+
+	if (!s)
+		return NULL;
+	s->clusters = arena_new(&s->arena, struct px_cluster, 2);
+	s->listeners = arena_new(&s->arena, struct px_listener, 2);
+	if (!s->clusters || !s->listeners)
+		goto fail;
+	s->nclusters = 2;
+	s->clusters[0] = (struct px_cluster){.name = PX_CLUSTER_PASSTHROUGH,
+					     .type = PX_CLUSTER_ORIGINAL_DST,
+					     .connect_timeout_ms = 10000};
+	s->clusters[1] = (struct px_cluster){.name = PX_CLUSTER_INBOUND_PASSTHROUGH,
+					     .type = PX_CLUSTER_ORIGINAL_DST,
+					     .connect_timeout_ms = 10000,
+					     .has_bind4 = true,
+					     .has_bind6 = true};
+	addr_parse(&s->clusters[1].bind4, "127.0.0.6");
+	addr_parse(&s->clusters[1].bind6, "::6");
+	s->nlisteners = 2;
+	s->listeners[0] = (struct px_listener){
+		.name = PX_LISTENER_VIRTUAL_OUTBOUND,
+		.port = SHUNT_PORT_OUTBOUND,
+		.use_original_dst = true,
+		.default_chain = passthrough_chain(&s->arena, "virtualOutbound-catchall-tcp",
+						   PX_CLUSTER_PASSTHROUGH),
+	};
+	s->listeners[1] = (struct px_listener){
+		.name = PX_LISTENER_VIRTUAL_INBOUND,
+		.port = SHUNT_PORT_INBOUND,
+		.use_original_dst = true,
+		.default_chain = passthrough_chain(&s->arena, "virtualInbound-catchall-tcp",
+						   PX_CLUSTER_INBOUND_PASSTHROUGH),
+	};
+	if (!s->listeners[0].default_chain || !s->listeners[1].default_chain ||
+	    px_snapshot_finalize(s, &err))
+		goto fail;
+	return s;
+fail:
+	px_snapshot_put(s);
+	return NULL;
+}
+
+/* ---- matching -------------------------------------------------------------------------------- */
+
+int px_cidr_parse(struct px_cidr *c, const char *addr, uint32_t prefix_len)
+{
+	bool v4;
+
+	if (addr_parse(&c->addr, addr))
+		return -EINVAL;
+	v4 = addr_is_v4(&c->addr);
+	if (prefix_len > (v4 ? 32u : 128u))
+		return -EINVAL;
+	c->prefix_len = (uint8_t)(v4 ? prefix_len + 96 : prefix_len);
+	return 0;
+}
+
+bool px_cidr_contains(const struct px_cidr *c, const struct shunt_addr *a)
+{
+	const uint8_t *x = (const uint8_t *)c->addr.ip, *y = (const uint8_t *)a->ip;
+	unsigned bits = c->prefix_len, full = bits / 8, rest = bits % 8;
+
+	if (memcmp(x, y, full))
+		return false;
+	if (!rest)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+	return (x[full] & mask) == (y[full] & mask);
+}
+
+static bool addr_is_any(const struct shunt_addr *a)
+{
+	static const struct shunt_addr any6;
+
+	/* 0.0.0.0 is ::ffff:0.0.0.0 in normalised form. */
+	return memcmp(a, &any6, sizeof(*a)) == 0 || (addr_is_v4(a) && a->ip[3] == 0);
+}
+
+const struct px_listener *px_listener_for(const struct px_snapshot *s,
+					  const struct px_listener *via,
+					  const struct px_conn_info *ci)
+{
+	const struct px_listener *wildcard = NULL;
+
+	if (!via || !via->use_original_dst)
+		return via;
+	for (uint32_t i = 0; i < s->nlisteners; i++) {
+		const struct px_listener *l = &s->listeners[i];
+
+		if (l == via || l->use_original_dst || l->port != ci->dst_port)
+			continue;
+		if (memcmp(&l->addr, &ci->dst, sizeof(ci->dst)) == 0)
+			return l;
+		if (!wildcard && addr_is_any(&l->addr) && addr_is_v4(&l->addr) == addr_is_v4(&ci->dst))
+			wildcard = l;
+	}
+	return wildcard ? wildcard : via;
+}
+
+/* Specificity of one field for one chain: -1 no match, 0 wildcard, higher is more specific. */
+typedef int (*field_score_fn)(const struct px_filter_chain_match *m,
+			      const struct px_conn_info *ci);
+
+static int score_dst_port(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	if (!m->dst_port)
+		return 0;
+	return m->dst_port == ci->dst_port ? 1 : -1;
+}
+
+static int score_cidrs(const struct px_cidr *c, uint32_t n, const struct shunt_addr *a)
+{
+	int best = -1;
+
+	if (!n)
+		return 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (px_cidr_contains(&c[i], a) && c[i].prefix_len + 1 > best)
+			best = c[i].prefix_len + 1;
+	return best;
+}
+
+static int score_prefix(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	return score_cidrs(m->prefix_ranges, m->nprefix_ranges, &ci->dst);
+}
+
+static int score_server_name(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	int best = -1;
+
+	if (!m->nserver_names)
+		return 0;
+	if (!ci->server_name)
+		return -1;
+	for (uint32_t i = 0; i < m->nserver_names; i++) {
+		const char *n = m->server_names[i];
+		size_t nl = strlen(n), sl = strlen(ci->server_name);
+
+		if (strcasecmp(n, ci->server_name) == 0)
+			return 1 << 20; /* exact beats every wildcard */
+		/* "*.example.com" matches "a.example.com"; a longer suffix is more specific. */
+		if (n[0] == '*' && n[1] == '.' && sl > nl - 1 &&
+		    strcasecmp(ci->server_name + sl - (nl - 1), n + 1) == 0 && (int)nl > best)
+			best = (int)nl;
+	}
+	return best;
+}
+
+static int score_str_field(const char *want, const char *have)
+{
+	if (!want)
+		return 0;
+	return have && strcmp(want, have) == 0 ? 1 : -1;
+}
+
+static int score_transport(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	return score_str_field(m->transport_protocol,
+			       ci->transport_protocol ? ci->transport_protocol : "raw_buffer");
+}
+
+static int score_alpn(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	if (!m->napplication_protocols)
+		return 0;
+	for (uint32_t i = 0; i < m->napplication_protocols; i++)
+		if (ci->application_protocol &&
+		    strcmp(m->application_protocols[i], ci->application_protocol) == 0)
+			return 1;
+	return -1;
+}
+
+static int score_source_prefix(const struct px_filter_chain_match *m,
+			       const struct px_conn_info *ci)
+{
+	return score_cidrs(m->source_prefix_ranges, m->nsource_prefix_ranges, &ci->src);
+}
+
+static int score_source_port(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
+{
+	if (!m->nsource_ports)
+		return 0;
+	for (uint32_t i = 0; i < m->nsource_ports; i++)
+		if (m->source_ports[i] == ci->src_port)
+			return 1;
+	return -1;
+}
+
+#define PX_MATCH_MAX_CANDIDATES 1024
+
+const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
+						    const struct px_conn_info *ci)
+{
+	/* Envoy's order: destination port, destination IP, server name, transport protocol,
+	 * application protocols, source IP, source port. At each step only the chains with the
+	 * most specific match survive. */
+	static const field_score_fn fields[] = {score_dst_port,	  score_prefix,
+						score_server_name, score_transport,
+						score_alpn,	   score_source_prefix,
+						score_source_port};
+	const struct px_filter_chain *cand[PX_MATCH_MAX_CANDIDATES];
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < l->nchains && n < PX_MATCH_MAX_CANDIDATES; i++)
+		cand[n++] = &l->chains[i];
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]) && n; f++) {
+		int best = -1;
+		uint32_t kept = 0;
+
+		for (uint32_t i = 0; i < n; i++) {
+			int sc = fields[f](&cand[i]->match, ci);
+
+			if (sc > best)
+				best = sc;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			if (best >= 0 && fields[f](&cand[i]->match, ci) == best)
+				cand[kept++] = cand[i];
+		n = kept;
+	}
+	return n ? cand[0] : l->default_chain;
+}

@@ -1,0 +1,196 @@
+/* The proxy's configuration: one immutable snapshot of listeners, clusters and routes.
+ *
+ * The agent builds a snapshot (from xDS, a bootstrap file or the built-in passthrough default),
+ * finalises it and publishes it; workers take a reference per connection, so a connection
+ * finishes on the snapshot it started with and a config change never blocks the data path.
+ * Everything in a snapshot lives in its arena and goes away with its last reference.
+ */
+#ifndef SHUNT_PROXY_CONFIG_H
+#define SHUNT_PROXY_CONFIG_H
+
+#include <linux/types.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bpf/lib/shunt_maps.h"
+#include "lib/arena.h"
+
+/* Istio's names for the clusters that carry traffic nobody configured. */
+#define PX_CLUSTER_PASSTHROUGH         "PassthroughCluster"
+#define PX_CLUSTER_INBOUND_PASSTHROUGH "InboundPassthroughCluster"
+#define PX_CLUSTER_BLACKHOLE           "BlackHoleCluster"
+#define PX_LISTENER_VIRTUAL_OUTBOUND   "virtualOutbound"
+#define PX_LISTENER_VIRTUAL_INBOUND    "virtualInbound"
+
+#define PX_MAGLEV_TABLE_SIZE 65537 /* Envoy's default, a prime */
+#define PX_RING_POINTS       256     /* ring points per unit of (normalised) weight */
+#define PX_RING_MAX_SIZE     8388608 /* Envoy's maximum_ring_size default */
+
+struct px_cidr {
+	struct shunt_addr addr;
+	uint8_t prefix_len; /* over the 128-bit normalised form: IPv4 /24 is stored as /120 */
+};
+
+/* ---- clusters ---------------------------------------------------------------------------- */
+
+enum px_cluster_type {
+	PX_CLUSTER_STATIC,
+	PX_CLUSTER_STRICT_DNS,
+	PX_CLUSTER_EDS,
+	PX_CLUSTER_ORIGINAL_DST, /* the connection's own original destination */
+};
+
+enum px_lb_policy {
+	PX_LB_ROUND_ROBIN,
+	PX_LB_LEAST_REQUEST,
+	PX_LB_RANDOM,
+	PX_LB_RING_HASH,
+	PX_LB_MAGLEV,
+};
+
+struct px_endpoint {
+	struct shunt_addr addr;
+	__u16 port;
+	uint32_t weight;   /* load_balancing_weight, >= 1 */
+	uint32_t priority; /* 0 is highest */
+	bool healthy;      /* health_status UNKNOWN/HEALTHY count as healthy */
+	const char *locality; /* "region/zone/subzone" or NULL */
+};
+
+struct px_cluster {
+	const char *name;
+	enum px_cluster_type type;
+	enum px_lb_policy lb;
+	uint32_t connect_timeout_ms;
+	/* upstream_bind_config: the source of upstream connections (Istio's inbound clusters
+	 * use 127.0.0.6 and ::6, which capture lets through). */
+	bool has_bind4, has_bind6;
+	struct shunt_addr bind4, bind6;
+	struct px_endpoint *endpoints;
+	uint32_t nendpoints;
+	/* Precomputed by px_snapshot_finalize, for the hashing balancers: endpoint indexes. */
+	/* Precomputed by px_snapshot_finalize (px_lb_prepare): the endpoints traffic may go to
+	 * (healthy ones of the best priority; all of priority 0 in panic), their running weight
+	 * sums, and the tables of the hashing balancers, all as endpoint indexes. */
+	uint32_t *eligible;
+	uint32_t neligible;
+	bool equal_weights;
+	uint64_t *cumulative_weight; /* over eligible */
+	uint64_t total_weight;
+	uint32_t *maglev;
+	uint32_t maglev_size;
+	struct px_ring_entry *ring;
+	uint32_t ring_size;
+	uint32_t index; /* position in the snapshot, for per-worker state */
+};
+
+struct px_ring_entry {
+	uint64_t hash;
+	uint32_t endpoint;
+};
+
+/* ---- listeners ----------------------------------------------------------------------------- */
+
+struct px_filter_chain_match {
+	uint32_t dst_port; /* 0: any */
+	struct px_cidr *prefix_ranges;
+	uint32_t nprefix_ranges;
+	struct px_cidr *source_prefix_ranges;
+	uint32_t nsource_prefix_ranges;
+	__u16 *source_ports;
+	uint32_t nsource_ports;
+	const char *transport_protocol; /* NULL: any; "raw_buffer" or "tls" */
+	const char **server_names;      /* exact or "*.suffix" */
+	uint32_t nserver_names;
+	const char **application_protocols;
+	uint32_t napplication_protocols;
+};
+
+struct px_weighted_cluster {
+	const char *cluster;
+	uint32_t weight;
+};
+
+struct px_tcp_proxy {
+	const char *stat_prefix;
+	const char *cluster; /* or weighted_clusters */
+	struct px_weighted_cluster *weighted;
+	uint32_t nweighted;
+	uint32_t total_weight;
+	uint32_t idle_timeout_ms; /* 0: the proxy default (1 h) */
+};
+
+enum px_network_filter { PX_NF_TCP_PROXY, PX_NF_HTTP };
+
+struct px_filter_chain {
+	const char *name;
+	struct px_filter_chain_match match;
+	enum px_network_filter kind;
+	struct px_tcp_proxy tcp;
+};
+
+struct px_listener {
+	const char *name;
+	struct shunt_addr addr;
+	__u16 port;
+	/* virtualOutbound/virtualInbound: hand each connection to the listener that matches its
+	 * original destination, and use our own chains only when none does. */
+	bool use_original_dst;
+	bool tls_inspector;  /* listener filters that fill the match's transport / SNI / ALPN */
+	bool http_inspector;
+	struct px_filter_chain *chains;
+	uint32_t nchains;
+	struct px_filter_chain *default_chain; /* NULL: close unmatched connections */
+};
+
+/* ---- the snapshot ------------------------------------------------------------------------- */
+
+struct px_index; /* name -> pointer, built by finalize */
+
+struct px_snapshot {
+	atomic_int refs;
+	uint64_t generation;
+	struct arena arena;
+	struct px_listener *listeners;
+	uint32_t nlisteners;
+	struct px_cluster *clusters;
+	uint32_t nclusters;
+	struct px_index *cluster_index;
+	struct px_listener *virtual_outbound; /* set by finalize from the listener names */
+	struct px_listener *virtual_inbound;
+};
+
+/* A connection as the matcher sees it. Strings may be NULL when not inspected. */
+struct px_conn_info {
+	struct shunt_addr dst;
+	__u16 dst_port;
+	struct shunt_addr src;
+	__u16 src_port;
+	const char *transport_protocol; /* "raw_buffer" or "tls" */
+	const char *server_name;
+	const char *application_protocol; /* the first one offered */
+};
+
+struct px_snapshot *px_snapshot_new(void);
+/* Checks references, builds indexes and balancer tables. 0, or -EINVAL with *err naming the
+ * resource and the problem (arena-allocated). The snapshot is immutable afterwards. */
+int px_snapshot_finalize(struct px_snapshot *s, const char **err);
+void px_snapshot_get(struct px_snapshot *s);
+void px_snapshot_put(struct px_snapshot *s);
+/* The built-in configuration without a control plane: outbound and inbound passthrough. */
+struct px_snapshot *px_snapshot_passthrough(void);
+
+const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name);
+/* Which listener handles a connection that arrived on `via` (a virtual listener) for `ci->dst`:
+ * an exact ip:port listener, else the 0.0.0.0/[::] listener of that port, else `via` itself. */
+const struct px_listener *px_listener_for(const struct px_snapshot *s,
+					  const struct px_listener *via,
+					  const struct px_conn_info *ci);
+/* Envoy's filter-chain selection: most specific match per field, in Envoy's field order. */
+const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
+						    const struct px_conn_info *ci);
+bool px_cidr_contains(const struct px_cidr *c, const struct shunt_addr *a);
+int px_cidr_parse(struct px_cidr *c, const char *addr, uint32_t prefix_len);
+
+#endif

@@ -1,0 +1,260 @@
+/* Tests proxy/lb.c: each balancer's distribution, hashing affinity and minimal disruption,
+ * health and priorities, and the retry avoid-list. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lib/addr.h"
+#include "proxy/lb.h"
+#include "tests/lib/tap.h"
+
+#define MAXEP 16
+
+struct fixture {
+	struct arena a;
+	struct px_cluster c;
+	struct px_endpoint eps[MAXEP];
+};
+
+static void setup(struct fixture *f, enum px_lb_policy lb, int n, const uint32_t *weights)
+{
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < n; i++) {
+		char ip[32];
+
+		snprintf(ip, sizeof(ip), "10.1.0.%d", i + 1);
+		addr_parse(&f->eps[i].addr, ip);
+		f->eps[i].port = 8080;
+		f->eps[i].weight = weights ? weights[i] : 1;
+		f->eps[i].healthy = true;
+	}
+	f->c.name = "c";
+	f->c.type = PX_CLUSTER_EDS;
+	f->c.lb = lb;
+	f->c.endpoints = f->eps;
+	f->c.nendpoints = (uint32_t)n;
+}
+
+static int prepare(struct fixture *f)
+{
+	return px_lb_prepare(&f->a, &f->c);
+}
+
+/* Pearson's chi-square of counts against expected shares of `total`. */
+static double chi2(const unsigned *counts, const double *share, int n, unsigned total)
+{
+	double x = 0;
+
+	for (int i = 0; i < n; i++) {
+		double e = share[i] * total;
+
+		x += (counts[i] - e) * (counts[i] - e) / e;
+	}
+	return x;
+}
+
+/* Critical values at p = 0.001 for 1..5 degrees of freedom. */
+static const double chi2_crit[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52};
+
+static void test_round_robin(void)
+{
+	struct fixture f;
+	struct px_lb_state st = {0};
+	unsigned counts[MAXEP] = {0};
+	static const uint32_t w[] = {1, 2, 3};
+
+	setup(&f, PX_LB_ROUND_ROBIN, 3, NULL);
+	ok(prepare(&f) == 0 && f.c.equal_weights, "round robin, equal weights");
+	for (int i = 0; i < 3000; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(counts[0] == 1000 && counts[1] == 1000 && counts[2] == 1000,
+	   "3000 picks over 3 endpoints: exactly 1000 each (%u %u %u)", counts[0], counts[1],
+	   counts[2]);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	setup(&f, PX_LB_ROUND_ROBIN, 3, w);
+	memset(counts, 0, sizeof(counts));
+	prepare(&f);
+	int run = 0, longest = 0, last = -1;
+
+	for (int i = 0; i < 6000; i++) {
+		int ep = px_lb_pick(&f.c, &st, NULL, NULL, 0);
+
+		counts[ep]++;
+		run = ep == last ? run + 1 : 1;
+		longest = run > longest ? run : longest;
+		last = ep;
+	}
+	ok(counts[0] == 1000 && counts[1] == 2000 && counts[2] == 3000,
+	   "weights 1:2:3 give exactly 1000/2000/3000 of 6000 (%u %u %u)", counts[0], counts[1],
+	   counts[2]);
+	cmp_ge(2, longest, "and interleave smoothly (longest run %d)", longest);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+}
+
+static void test_random_and_least_request(void)
+{
+	static const uint32_t w[] = {1, 1, 2};
+	static const double share[] = {0.25, 0.25, 0.5}, even[] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+	struct fixture f;
+	struct px_lb_state st = {0};
+	unsigned counts[MAXEP] = {0};
+
+	setup(&f, PX_LB_RANDOM, 3, w);
+	prepare(&f);
+	for (int i = 0; i < 40000; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	double x = chi2(counts, share, 3, 40000);
+
+	ok(x < chi2_crit[2], "random with weights 1:1:2 fits the weights (chi2 %.2f < %.2f)", x,
+	   chi2_crit[2]);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	setup(&f, PX_LB_LEAST_REQUEST, 3, NULL);
+	prepare(&f);
+	memset(counts, 0, sizeof(counts));
+	for (int i = 0; i < 30000; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	x = chi2(counts, even, 3, 30000);
+	ok(x < chi2_crit[2], "least request with nothing in flight spreads evenly (chi2 %.2f)", x);
+	/* Endpoint 0 is busy: power of two choices avoids it whenever the other pick is idle. */
+	for (int i = 0; i < 50; i++)
+		px_lb_acquire(&st, &f.c, 0);
+	memset(counts, 0, sizeof(counts));
+	for (int i = 0; i < 9000; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(counts[0] < 9000 / 9 + 200,
+	   "a busy endpoint is chosen only when both choices land on it (%u of 9000)", counts[0]);
+	for (int i = 0; i < 50; i++)
+		px_lb_release(&st, 0);
+	is_int(st.active[0], 0, "releases bring it back to zero");
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+}
+
+/* Hashing balancers: affinity, distribution, and how many keys move when an endpoint goes. */
+static void test_hashing(enum px_lb_policy lb, const char *name, double max_skew, double min_kept)
+{
+	enum { N = 5, KEYS = 20000 };
+	struct fixture f, g;
+	struct px_lb_state st = {0};
+	unsigned counts[MAXEP] = {0};
+	int *first = calloc(KEYS, sizeof(int));
+	int moved_other = 0, on_removed = 0;
+
+	setup(&f, lb, N, NULL);
+	ok(prepare(&f) == 0, "%s: tables built", name);
+	for (int k = 0; k < KEYS; k++) {
+		uint64_t h = px_hash_bytes(&k, sizeof(k));
+
+		first[k] = px_lb_pick(&f.c, &st, &h, NULL, 0);
+		counts[first[k]]++;
+	}
+	int same = 1;
+
+	for (int k = 0; k < KEYS; k += 97) {
+		uint64_t h = px_hash_bytes(&k, sizeof(k));
+
+		same &= px_lb_pick(&f.c, &st, &h, NULL, 0) == first[k];
+	}
+	ok(same, "%s: the same key always lands on the same endpoint", name);
+	double worst = 0;
+
+	for (int i = 0; i < N; i++) {
+		double skew = fabs(counts[i] - KEYS / (double)N) / (KEYS / (double)N);
+
+		worst = skew > worst ? skew : worst;
+	}
+	ok(worst < max_skew, "%s: keys spread within %.0f%% of even (worst %.1f%%)", name,
+	   max_skew * 100, worst * 100);
+
+	/* Endpoint 2 leaves: only its keys should move. */
+	setup(&g, lb, N, NULL);
+	g.eps[2].healthy = false;
+	prepare(&g);
+	for (int k = 0; k < KEYS; k++) {
+		uint64_t h = px_hash_bytes(&k, sizeof(k));
+		int now = px_lb_pick(&g.c, &st, &h, NULL, 0);
+
+		if (first[k] == 2)
+			on_removed += now == 2;
+		else
+			moved_other += now != first[k];
+	}
+	is_int(on_removed, 0, "%s: nothing goes to the endpoint that left", name);
+	double kept = 1.0 - (double)moved_other / (KEYS - counts[2]);
+
+	ok(kept >= min_kept, "%s: %.1f%% of the other keys stay where they were (>= %.0f%%)", name,
+	   kept * 100, min_kept * 100);
+	free(first);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+	arena_free(&g.a);
+}
+
+static void test_health_priority_avoid(void)
+{
+	struct fixture f;
+	struct px_lb_state st = {0};
+	unsigned counts[MAXEP] = {0};
+
+	setup(&f, PX_LB_ROUND_ROBIN, 4, NULL);
+	f.eps[0].healthy = false;
+	f.eps[2].priority = 1;
+	f.eps[3].priority = 1;
+	prepare(&f);
+	for (int i = 0; i < 100; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(counts[1] == 100, "only the healthy endpoint of priority 0 is used (%u %u %u %u)",
+	   counts[0], counts[1], counts[2], counts[3]);
+	arena_free(&f.a);
+
+	setup(&f, PX_LB_ROUND_ROBIN, 4, NULL);
+	f.eps[0].healthy = f.eps[1].healthy = false;
+	f.eps[2].priority = f.eps[3].priority = 1;
+	prepare(&f);
+	memset(counts, 0, sizeof(counts));
+	for (int i = 0; i < 100; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(counts[2] == 50 && counts[3] == 50, "priority 1 takes over when priority 0 is down");
+	arena_free(&f.a);
+
+	setup(&f, PX_LB_ROUND_ROBIN, 2, NULL);
+	f.eps[0].healthy = f.eps[1].healthy = false;
+	prepare(&f);
+	ok(px_lb_pick(&f.c, &st, NULL, NULL, 0) >= 0, "with nothing healthy, panic mode still picks");
+	arena_free(&f.a);
+
+	for (int lb = PX_LB_ROUND_ROBIN; lb <= PX_LB_MAGLEV; lb++) {
+		setup(&f, lb, 2, NULL);
+		prepare(&f);
+		uint64_t h = 42;
+		int a = px_lb_pick(&f.c, &st, &h, NULL, 0);
+		uint32_t avoid = (uint32_t)a;
+		int b = px_lb_pick(&f.c, &st, &h, &avoid, 1);
+
+		ok(a >= 0 && b >= 0 && a != b, "policy %d: a retry avoids the previous endpoint", lb);
+		px_lb_state_free(&st);
+		arena_free(&f.a);
+	}
+	setup(&f, PX_LB_ROUND_ROBIN, 0, NULL);
+	prepare(&f);
+	is_int(px_lb_pick(&f.c, &st, NULL, NULL, 0), -1, "an empty cluster gives no endpoint");
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+}
+
+int main(void)
+{
+	test_round_robin();
+	test_random_and_least_request();
+	/* Bounds: 4000 keys per endpoint have a sampling error of about 1.4% (one sigma); the
+	 * ring adds the unevenness of 256 points per endpoint. */
+	test_hashing(PX_LB_RING_HASH, "ring hash", 0.15, 0.999);
+	test_hashing(PX_LB_MAGLEV, "maglev", 0.06, 0.99);
+	test_health_priority_avoid();
+	return done_testing();
+}
