@@ -171,8 +171,8 @@ run: all
 	@tools/demo.sh
 
 # ---- hygiene --------------------------------------------------------------------------------
-LINT_C := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
-LINT_SH := $(shell git ls-files '*.sh' '*.t' .ci/run 2>/dev/null)
+LINT_C := $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
+LINT_SH := $(shell git ls-files --cached --others --exclude-standard '*.sh' '*.t' .ci/run 2>/dev/null)
 lint:
 	clang-format --dry-run --Werror $(LINT_C)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \

@@ -128,8 +128,8 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 		}
 		rc = px_lb_prepare(&s->arena, c);
 		if (rc) {
-			*err = errf(s, "cluster \"%s\": cannot build its balancer tables%s", c->name,
-				    NULL);
+			*err = errf(s, "cluster \"%s\": cannot build its balancer tables%s",
+				    c->name, NULL);
 			return rc;
 		}
 	}
@@ -147,12 +147,14 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 		else if (strcmp(l->name, PX_LISTENER_VIRTUAL_INBOUND) == 0)
 			s->virtual_inbound = l;
 		for (uint32_t k = 0; k <= l->nchains; k++) {
-			struct px_filter_chain *fc = k < l->nchains ? &l->chains[k] : l->default_chain;
+			struct px_filter_chain *fc =
+				k < l->nchains ? &l->chains[k] : l->default_chain;
 
 			if (!fc || fc->kind != PX_NF_TCP_PROXY)
 				continue;
-			snprintf(where, sizeof(where), "listener \"%s\" filter chain \"%s\" tcp_proxy",
-				 l->name, fc->name ? fc->name : "");
+			snprintf(where, sizeof(where),
+				 "listener \"%s\" filter chain \"%s\" tcp_proxy", l->name,
+				 fc->name ? fc->name : "");
 			if (fc->tcp.cluster && check_cluster_ref(s, where, fc->tcp.cluster, err))
 				return -EINVAL;
 			fc->tcp.total_weight = 0;
@@ -284,15 +286,15 @@ const struct px_listener *px_listener_for(const struct px_snapshot *s,
 			continue;
 		if (memcmp(&l->addr, &ci->dst, sizeof(ci->dst)) == 0)
 			return l;
-		if (!wildcard && addr_is_any(&l->addr) && addr_is_v4(&l->addr) == addr_is_v4(&ci->dst))
+		if (!wildcard && addr_is_any(&l->addr) &&
+		    addr_is_v4(&l->addr) == addr_is_v4(&ci->dst))
 			wildcard = l;
 	}
 	return wildcard ? wildcard : via;
 }
 
 /* Specificity of one field for one chain: -1 no match, 0 wildcard, higher is more specific. */
-typedef int (*field_score_fn)(const struct px_filter_chain_match *m,
-			      const struct px_conn_info *ci);
+typedef int (*field_score_fn)(const struct px_filter_chain_match *m, const struct px_conn_info *ci);
 
 static int score_dst_port(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
 {
@@ -364,8 +366,7 @@ static int score_alpn(const struct px_filter_chain_match *m, const struct px_con
 	return -1;
 }
 
-static int score_source_prefix(const struct px_filter_chain_match *m,
-			       const struct px_conn_info *ci)
+static int score_source_prefix(const struct px_filter_chain_match *m, const struct px_conn_info *ci)
 {
 	return score_cidrs(m->source_prefix_ranges, m->nsource_prefix_ranges, &ci->src);
 }
@@ -388,9 +389,8 @@ const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
 	/* Envoy's order: destination port, destination IP, server name, transport protocol,
 	 * application protocols, source IP, source port. At each step only the chains with the
 	 * most specific match survive. */
-	static const field_score_fn fields[] = {score_dst_port,	  score_prefix,
-						score_server_name, score_transport,
-						score_alpn,	   score_source_prefix,
+	static const field_score_fn fields[] = {score_dst_port,	  score_prefix, score_server_name,
+						score_transport,  score_alpn,	score_source_prefix,
 						score_source_port};
 	const struct px_filter_chain *cand[PX_MATCH_MAX_CANDIDATES];
 	uint32_t n = 0;

@@ -17,15 +17,15 @@
 #include "lib/arena.h"
 
 /* Istio's names for the clusters that carry traffic nobody configured. */
-#define PX_CLUSTER_PASSTHROUGH         "PassthroughCluster"
+#define PX_CLUSTER_PASSTHROUGH	       "PassthroughCluster"
 #define PX_CLUSTER_INBOUND_PASSTHROUGH "InboundPassthroughCluster"
-#define PX_CLUSTER_BLACKHOLE           "BlackHoleCluster"
+#define PX_CLUSTER_BLACKHOLE	       "BlackHoleCluster"
 #define PX_LISTENER_VIRTUAL_OUTBOUND   "virtualOutbound"
 #define PX_LISTENER_VIRTUAL_INBOUND    "virtualInbound"
 
-#define PX_MAGLEV_TABLE_SIZE 65537 /* Envoy's default, a prime */
-#define PX_RING_POINTS       256     /* ring points per unit of (normalised) weight */
-#define PX_RING_MAX_SIZE     8388608 /* Envoy's maximum_ring_size default */
+#define PX_MAGLEV_TABLE_SIZE	       65537   /* Envoy's default, a prime */
+#define PX_RING_POINTS		       256     /* ring points per unit of (normalised) weight */
+#define PX_RING_MAX_SIZE	       8388608 /* Envoy's maximum_ring_size default */
 
 struct px_cidr {
 	struct shunt_addr addr;
@@ -52,9 +52,9 @@ enum px_lb_policy {
 struct px_endpoint {
 	struct shunt_addr addr;
 	__u16 port;
-	uint32_t weight;   /* load_balancing_weight, >= 1 */
-	uint32_t priority; /* 0 is highest */
-	bool healthy;      /* health_status UNKNOWN/HEALTHY count as healthy */
+	uint32_t weight;      /* load_balancing_weight, >= 1 */
+	uint32_t priority;    /* 0 is highest */
+	bool healthy;	      /* health_status UNKNOWN/HEALTHY count as healthy */
 	const char *locality; /* "region/zone/subzone" or NULL */
 };
 
@@ -101,7 +101,7 @@ struct px_filter_chain_match {
 	__u16 *source_ports;
 	uint32_t nsource_ports;
 	const char *transport_protocol; /* NULL: any; "raw_buffer" or "tls" */
-	const char **server_names;      /* exact or "*.suffix" */
+	const char **server_names;	/* exact or "*.suffix" */
 	uint32_t nserver_names;
 	const char **application_protocols;
 	uint32_t napplication_protocols;
@@ -121,7 +121,10 @@ struct px_tcp_proxy {
 	uint32_t idle_timeout_ms; /* 0: the proxy default (1 h) */
 };
 
-enum px_network_filter { PX_NF_TCP_PROXY, PX_NF_HTTP };
+enum px_network_filter {
+	PX_NF_TCP_PROXY,
+	PX_NF_HTTP
+};
 
 struct px_filter_chain {
 	const char *name;
@@ -137,7 +140,7 @@ struct px_listener {
 	/* virtualOutbound/virtualInbound: hand each connection to the listener that matches its
 	 * original destination, and use our own chains only when none does. */
 	bool use_original_dst;
-	bool tls_inspector;  /* listener filters that fill the match's transport / SNI / ALPN */
+	bool tls_inspector; /* listener filters that fill the match's transport / SNI / ALPN */
 	bool http_inspector;
 	struct px_filter_chain *chains;
 	uint32_t nchains;

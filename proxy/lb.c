@@ -300,8 +300,8 @@ int px_lb_pick(const struct px_cluster *c, struct px_lb_state *st, const uint64_
 		return -1;
 	ep = pick_one(c, st, hash, 0);
 	/* Another endpoint when possible; bounded, so a tiny cluster still gets an answer. */
-	for (uint32_t attempt = 1; navoid && avoided(ep, avoid, navoid) && attempt <= 2 * c->neligible;
-	     attempt++)
+	for (uint32_t attempt = 1;
+	     navoid && avoided(ep, avoid, navoid) && attempt <= 2 * c->neligible; attempt++)
 		ep = pick_one(c, st, hash, attempt);
 	return (int)ep;
 }

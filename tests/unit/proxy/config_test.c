@@ -22,11 +22,11 @@ static void test_cidr(void)
 		const char *addr;
 		bool in;
 	} t[] = {
-		{"10.0.0.0", 8, "10.1.2.3", true},	   {"10.0.0.0", 8, "11.0.0.1", false},
-		{"10.1.2.0", 24, "10.1.2.255", true},  {"10.1.2.0", 24, "10.1.3.0", false},
-		{"10.1.2.3", 32, "10.1.2.3", true},    {"0.0.0.0", 0, "192.168.1.1", true},
-		{"0.0.0.0", 0, "fd00::1", false},	   {"fd00::", 8, "fd77::3", true},
-		{"fd00::", 16, "fd77::3", false},	   {"10.1.2.0", 23, "10.1.3.7", true},
+		{"10.0.0.0", 8, "10.1.2.3", true},    {"10.0.0.0", 8, "11.0.0.1", false},
+		{"10.1.2.0", 24, "10.1.2.255", true}, {"10.1.2.0", 24, "10.1.3.0", false},
+		{"10.1.2.3", 32, "10.1.2.3", true},   {"0.0.0.0", 0, "192.168.1.1", true},
+		{"0.0.0.0", 0, "fd00::1", false},     {"fd00::", 8, "fd77::3", true},
+		{"fd00::", 16, "fd77::3", false},     {"10.1.2.0", 23, "10.1.3.7", true},
 		{"::", 0, "10.0.0.1", true}, /* ::/0 covers the v4-mapped range too */
 	};
 	struct px_cidr c;
@@ -50,13 +50,27 @@ static const char *sni_exact[] = {"api.example.com"}, *sni_wild[] = {"*.example.
 		  *alpn_h2[] = {"h2"};
 static struct px_filter_chain chains[] = {
 	{.name = "port-80", .match = {.dst_port = 80}},
-	{.name = "port-80-pod-ip", .match = {.dst_port = 80, .prefix_ranges = pr_pod, .nprefix_ranges = 1}},
-	{.name = "port-80-wide", .match = {.dst_port = 80, .prefix_ranges = pr_wide, .nprefix_ranges = 1}},
+	{.name = "port-80-pod-ip",
+	 .match = {.dst_port = 80, .prefix_ranges = pr_pod, .nprefix_ranges = 1}},
+	{.name = "port-80-wide",
+	 .match = {.dst_port = 80, .prefix_ranges = pr_wide, .nprefix_ranges = 1}},
 	{.name = "tls-any", .match = {.dst_port = 443, .transport_protocol = "tls"}},
-	{.name = "tls-exact-sni", .match = {.dst_port = 443, .transport_protocol = "tls", .server_names = sni_exact, .nserver_names = 1}},
-	{.name = "tls-wild-sni", .match = {.dst_port = 443, .transport_protocol = "tls", .server_names = sni_wild, .nserver_names = 1}},
+	{.name = "tls-exact-sni",
+	 .match = {.dst_port = 443,
+		   .transport_protocol = "tls",
+		   .server_names = sni_exact,
+		   .nserver_names = 1}},
+	{.name = "tls-wild-sni",
+	 .match = {.dst_port = 443,
+		   .transport_protocol = "tls",
+		   .server_names = sni_wild,
+		   .nserver_names = 1}},
 	{.name = "raw-9000", .match = {.dst_port = 9000, .transport_protocol = "raw_buffer"}},
-	{.name = "h2-9000", .match = {.dst_port = 9000, .transport_protocol = "raw_buffer", .application_protocols = alpn_h2, .napplication_protocols = 1}},
+	{.name = "h2-9000",
+	 .match = {.dst_port = 9000,
+		   .transport_protocol = "raw_buffer",
+		   .application_protocols = alpn_h2,
+		   .napplication_protocols = 1}},
 };
 static struct px_filter_chain fallback = {.name = "default"};
 
@@ -81,7 +95,8 @@ static const struct {
 
 static void test_filter_chains(void)
 {
-	struct px_listener l = {.name = "virtualInbound", .chains = chains,
+	struct px_listener l = {.name = "virtualInbound",
+				.chains = chains,
 				.nchains = sizeof(chains) / sizeof(chains[0]),
 				.default_chain = &fallback};
 
@@ -117,7 +132,7 @@ static void test_snapshot(void)
 	const char *err;
 
 	ok(s && s->virtual_outbound && s->virtual_inbound, "the passthrough snapshot has both "
-	   "virtual listeners");
+							   "virtual listeners");
 	ok(px_cluster_find(s, PX_CLUSTER_PASSTHROUGH) && px_cluster_find(s, "nope") == NULL,
 	   "clusters are found by name");
 	addr_parse(&ci.dst, "10.0.0.5");

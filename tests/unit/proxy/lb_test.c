@@ -138,7 +138,10 @@ static void test_random_and_least_request(void)
 /* Hashing balancers: affinity, distribution, and how many keys move when an endpoint goes. */
 static void test_hashing(enum px_lb_policy lb, const char *name, double max_skew, double min_kept)
 {
-	enum { N = 5, KEYS = 20000 };
+	enum {
+		N = 5,
+		KEYS = 20000
+	};
 	struct fixture f, g;
 	struct px_lb_state st = {0};
 	unsigned counts[MAXEP] = {0};
@@ -225,7 +228,8 @@ static void test_health_priority_avoid(void)
 	setup(&f, PX_LB_ROUND_ROBIN, 2, NULL);
 	f.eps[0].healthy = f.eps[1].healthy = false;
 	prepare(&f);
-	ok(px_lb_pick(&f.c, &st, NULL, NULL, 0) >= 0, "with nothing healthy, panic mode still picks");
+	ok(px_lb_pick(&f.c, &st, NULL, NULL, 0) >= 0,
+	   "with nothing healthy, panic mode still picks");
 	arena_free(&f.a);
 
 	for (int lb = PX_LB_ROUND_ROBIN; lb <= PX_LB_MAGLEV; lb++) {
@@ -236,7 +240,8 @@ static void test_health_priority_avoid(void)
 		uint32_t avoid = (uint32_t)a;
 		int b = px_lb_pick(&f.c, &st, &h, &avoid, 1);
 
-		ok(a >= 0 && b >= 0 && a != b, "policy %d: a retry avoids the previous endpoint", lb);
+		ok(a >= 0 && b >= 0 && a != b, "policy %d: a retry avoids the previous endpoint",
+		   lb);
 		px_lb_state_free(&st);
 		arena_free(&f.a);
 	}

@@ -88,7 +88,8 @@ static void *backend_main(void *arg)
 
 static int dial(__u16 port)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(0x7f000001)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct timeval tv = {.tv_sec = 5};
@@ -117,8 +118,8 @@ static char greeting(__u16 port, int *fdp)
 
 /* ---- snapshots ------------------------------------------------------------------------------- */
 
-static struct px_cluster *add_cluster(struct px_snapshot *s, const char *name,
-				      enum px_lb_policy lb, int first, int count)
+static struct px_cluster *add_cluster(struct px_snapshot *s, const char *name, enum px_lb_policy lb,
+				      int first, int count)
 {
 	struct px_cluster *c = &s->clusters[s->nclusters++];
 
@@ -192,8 +193,11 @@ static struct proxy_stats stats(struct proxy *p)
 
 int main(void)
 {
-	struct proxy_config cfg = {.workers = 2, .mark = 0, .orig_dst_map_fd = -1,
-				   .sock_pairs_fd = -1, .msg_fallback_fd = -1,
+	struct proxy_config cfg = {.workers = 2,
+				   .mark = 0,
+				   .orig_dst_map_fd = -1,
+				   .sock_pairs_fd = -1,
+				   .msg_fallback_fd = -1,
 				   .access_log_fd = -1};
 	__u16 ports[4];
 	int lfds[4];
@@ -254,8 +258,8 @@ int main(void)
 		na += c == 'A';
 		nc += c == 'C';
 	}
-	ok(na + nc == 400 && na > 60 && na < 140, "weighted clusters 1:3 give about 100:300 (%d:%d)",
-	   na, nc);
+	ok(na + nc == 400 && na > 60 && na < 140,
+	   "weighted clusters 1:3 give about 100:300 (%d:%d)", na, nc);
 
 	/* Failures: no chain, unknown cluster, no endpoints, refused connect. */
 	struct proxy_stats before = stats(p);
