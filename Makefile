@@ -10,6 +10,15 @@ CLANG     ?= clang
 BPFTOOL   ?= bpftool
 PROVE     ?= prove
 OPT       ?= -O2
+V         ?= 0
+# Quiet by default: one line per output ("CC  proxy/lb.c"); `make V=1` shows commands.
+ifeq ($(V),0)
+Q     := @
+say    = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q     :=
+say    =
+endif
 
 ARCH      := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 VMLINUX   := $(BUILD)/include/vmlinux.h
@@ -75,15 +84,15 @@ deps:
 # ---- BPF ------------------------------------------------------------------------------------
 $(VMLINUX):
 	@mkdir -p $(dir $@)
-	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+	$(call say,GEN,$@)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX)
 	@mkdir -p $(dir $@)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD)/include -Ibpf \
+	$(call say,BPF,$<)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD)/include -Ibpf \
 		-c $< -o $@.tmp && $(BPFTOOL) gen object $@ $@.tmp && rm -f $@.tmp
 
 $(BUILD)/include/%.skel.h: $(BUILD)/bpf/%.bpf.o
-	$(BPFTOOL) gen skeleton $< name shunt_$(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+	$(call say,SKEL,$@)$(BPFTOOL) gen skeleton $< name shunt_$(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 
 skels: $(SKELS)
 
@@ -93,19 +102,19 @@ skels: $(SKELS)
 define variant
 $(BUILD)/$(1)/obj/%.o: %.c | $(SKELS) gen-prereqs
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS_$(2)) -MMD -MP -c $$< -o $$@
+	$$(call say,CC-$(1),$$<)$$(CC) $$(CFLAGS_$(2)) -MMD -MP -c $$< -o $$@
 
 LIBS_$(2) := $(foreach m,agent proxy iptables lib gen,$(call lib_of,$(1),$(m)))
 
 $(BUILD)/$(1)/tests/%: tests/%.c $$(LIBS_$(2)) | $(SKELS) gen-prereqs
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS_$(2)) -MMD -MP -o $$@ $$< $$(LIBS_$(2)) $$(LDLIBS)
+	$$(call say,LD-$(1),$$@)$$(CC) $$(CFLAGS_$(2)) -MMD -MP -o $$@ $$< $$(LIBS_$(2)) $$(LDLIBS)
 endef
 
 define lib_rule
 $(call lib_of,$(1),$(2)): $(call objs_of,$(1),$(3))
 	@mkdir -p $$(dir $$@)
-	rm -f $$@ && ar rcs $$@ $$^
+	$$(call say,AR,$$@)rm -f $$@ && ar rcs $$@ $$^
 endef
 
 $(eval $(call variant,rel,REL))
@@ -120,11 +129,11 @@ gen-prereqs: $(GEN_HDRS) $(VMLINUX)
 
 $(BUILD)/bin/%: tools/%.c $(LIBS_REL) | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_REL) -MMD -MP -o $@ $< $(LIBS_REL) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(CFLAGS_REL) -MMD -MP -o $@ $< $(LIBS_REL) $(LDLIBS)
 
 $(BUILD)/bin/%: tests/bin/%.c $(LIBS_REL) | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_REL) -MMD -MP -o $@ $< $(LIBS_REL) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(CFLAGS_REL) -MMD -MP -o $@ $< $(LIBS_REL) $(LDLIBS)
 
 # ---- fuzzing (libFuzzer, clang) --------------------------------------------------------------
 # The fuzz variant is the library code built by clang with coverage instrumentation; each
@@ -134,13 +143,13 @@ CFLAGS_FUZZ = $(CFLAGS_COMMON) -Wno-unknown-warning-option -O1 -fno-omit-frame-p
 		-DSHUNT_FUZZ
 $(BUILD)/fuzz/obj/%.o: %.c | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CFLAGS_FUZZ) -MMD -MP -c $< -o $@
+	$(call say,CC-fuzz,$<)$(CLANG) $(CFLAGS_FUZZ) -MMD -MP -c $< -o $@
 $(foreach m,$(MODULES),$(eval $(call lib_rule,fuzz,$(m),$(call mod_srcs,$(m)))))
 $(eval $(call lib_rule,fuzz,gen,$(GEN_SRCS)))
 LIBS_FUZZ := $(foreach m,agent proxy iptables lib gen,$(call lib_of,fuzz,$(m)))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS_FUZZ) | $(SKELS) gen-prereqs
 	@mkdir -p $(dir $@)
-	$(CLANG) $(subst fuzzer-no-link,fuzzer,$(CFLAGS_FUZZ)) -o $@ $< $(LIBS_FUZZ) $(LDLIBS)
+	$(call say,LD-fuzz,$@)$(CLANG) $(subst fuzzer-no-link,fuzzer,$(CFLAGS_FUZZ)) -o $@ $< $(LIBS_FUZZ) $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZ_BINS)
@@ -174,10 +183,10 @@ run: all
 LINT_C := $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 LINT_SH := $(shell git ls-files --cached --others --exclude-standard '*.sh' '*.t' .ci/run 2>/dev/null)
 lint:
-	clang-format --dry-run --Werror $(LINT_C)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	$(call say,LINT,clang-format)clang-format --dry-run --Werror $(LINT_C)
+	$(call say,LINT,cppcheck)cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -D__x86_64__ -Ilib -I. --include=tools/cppcheck.h $(filter-out bpf/%,$(filter %.c,$(LINT_C)))
-	shellcheck -x -S warning $(LINT_SH)
+	$(call say,LINT,shellcheck)shellcheck -x -S warning $(LINT_SH)
 
 format:
 	clang-format -i $(LINT_C)

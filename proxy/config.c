@@ -412,5 +412,7 @@ const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
 				cand[kept++] = cand[i];
 		n = kept;
 	}
+	/* cand[0..n) was filled above; cppcheck cannot see it through the filtering loop. */
+	// cppcheck-suppress uninitvar
 	return n ? cand[0] : l->default_chain;
 }
