@@ -10,15 +10,16 @@
 
 static int tap_n, tap_failed;
 
+/* Diagnostics follow failures, so they go to stderr with them. */
 static inline void tap_diag(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("# ", stdout);
-	vfprintf(stdout, fmt, ap);
-	fputc('\n', stdout);
-	va_end(ap);
 	fflush(stdout);
+	fputs("# ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
 }
 
 static inline int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
@@ -32,7 +33,9 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 	putchar('\n');
 	if (!cond) {
 		tap_failed++;
-		printf("#   failed at %s:%d\n", file, line);
+		/* Failure diagnostics go to stderr, where prove shows them without -v. */
+		fflush(stdout);
+		fprintf(stderr, "#   failed at %s:%d\n", file, line);
 	}
 	fflush(stdout);
 	return cond;

@@ -16,7 +16,8 @@ t_ok() {
 		# Report the test file's line, not this helper's.
 		local i=1
 		while [ "${BASH_SOURCE[$i]:-}" = "${BASH_SOURCE[0]}" ]; do i=$((i + 1)); done
-		echo "#   failed at ${BASH_SOURCE[$i]:-?}:${BASH_LINENO[$((i - 1))]}"
+		# Failure diagnostics go to stderr, where prove shows them without -v.
+		echo "#   failed at ${BASH_SOURCE[$i]:-?}:${BASH_LINENO[$((i - 1))]}: $*" >&2
 	fi
 	return "$cond"
 }
@@ -35,8 +36,8 @@ is() {
 		t_ok 0 "$3"
 	else
 		t_ok 1 "$3"
-		echo "#   got:  '$1'"
-		echo "#   want: '$2'"
+		echo "#   got:  '$1'" >&2
+		echo "#   want: '$2'" >&2
 		return 1
 	fi
 }
@@ -47,8 +48,8 @@ like() {
 		t_ok 0 "$3"
 	else
 		t_ok 1 "$3"
-		echo "#   got:  '$1'"
-		echo "#   want match: /$2/"
+		echo "#   got:  '$1'" >&2
+		echo "#   want match: /$2/" >&2
 		return 1
 	fi
 }
@@ -59,7 +60,7 @@ cmp_ok() {
 		t_ok 0 "$4"
 	else
 		t_ok 1 "$4"
-		echo "#   got: '$1', want $2 '$3'"
+		echo "#   got: '$1', want $2 '$3'" >&2
 		return 1
 	fi
 }
