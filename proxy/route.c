@@ -1,0 +1,408 @@
+/* Virtual-host and route matching, regex compilation, retry_on parsing. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "proxy/route.h"
+
+#include <errno.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/arena.h"
+
+/* ---- regexes ---------------------------------------------------------------------------------- */
+
+/* Compiles src anchored at both ends (Envoy's safe_regex matches the whole value). */
+static int compile(struct arena *a, const char *src, bool ignore_case, pcre2_code **out,
+		   const char **err)
+{
+	int code;
+	PCRE2_SIZE off;
+	uint32_t opts = PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_NO_AUTO_CAPTURE;
+
+	if (ignore_case)
+		opts |= PCRE2_CASELESS;
+	*out = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED, opts, &code, &off, NULL);
+	if (*out)
+		return 0;
+	char msg[128], full[256];
+
+	pcre2_get_error_message(code, (PCRE2_UCHAR *)msg, sizeof(msg));
+	snprintf(full, sizeof(full), "regex \"%s\": %s at offset %zu", src, msg, (size_t)off);
+	*err = arena_strdup(a, full);
+	return -EINVAL;
+}
+
+static bool regex_match(const pcre2_code *re, const char *s, size_t len)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+	int rc;
+
+	if (!md)
+		return false;
+	rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
+static int string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err)
+{
+	if (m->kind != PX_STR_REGEX)
+		return 0;
+	return compile(a, m->value ? m->value : "", m->ignore_case, (pcre2_code **)&m->re, err);
+}
+
+int px_route_config_finalize(struct arena *a, struct px_route_config *rc, const char **err)
+{
+	*err = NULL;
+	for (uint32_t v = 0; v < rc->nvhosts; v++) {
+		struct px_vhost *vh = &rc->vhosts[v];
+
+		for (uint32_t r = 0; r < vh->nroutes; r++) {
+			struct px_route *rt = &vh->routes[r];
+			struct px_route_match *m = &rt->match;
+
+			if (m->kind == PX_PATH_REGEX &&
+			    compile(a, m->path, m->case_insensitive, (pcre2_code **)&m->re, err))
+				return -EINVAL;
+			for (uint32_t h = 0; h < m->nheaders; h++)
+				if (m->headers[h].kind == PX_HDR_STRING &&
+				    string_matcher_prepare(a, &m->headers[h].str, err))
+					return -EINVAL;
+			for (uint32_t q = 0; q < m->nquery; q++)
+				if (!m->query[q].present_only &&
+				    string_matcher_prepare(a, &m->query[q].str, err))
+					return -EINVAL;
+			if (rt->action.regex_rewrite_pattern) {
+				/* A rewrite replaces every match, not just a whole-path one. */
+				int code;
+				PCRE2_SIZE off;
+
+				rt->action.rewrite_re = (struct pcre2_real_code_8 *)pcre2_compile(
+					(PCRE2_SPTR)rt->action.regex_rewrite_pattern,
+					PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+				if (!rt->action.rewrite_re) {
+					*err = arena_strdup(a,
+							    "regex_rewrite: the pattern does not "
+							    "compile");
+					return -EINVAL;
+				}
+			}
+			uint32_t total = 0;
+
+			for (uint32_t w = 0; w < rt->action.nweighted; w++)
+				total += rt->action.weighted[w].weight;
+			rt->action.total_weight = total;
+			if (rt->kind == PX_ROUTE_REDIRECT && !rt->redirect.response_code)
+				rt->redirect.response_code = 301;
+		}
+	}
+	return 0;
+}
+
+static void string_matcher_release(struct px_string_matcher *m)
+{
+	pcre2_code_free((pcre2_code *)m->re);
+	m->re = NULL;
+}
+
+void px_route_config_release(struct px_route_config *rc)
+{
+	for (uint32_t v = 0; v < rc->nvhosts; v++) {
+		struct px_vhost *vh = &rc->vhosts[v];
+
+		for (uint32_t r = 0; r < vh->nroutes; r++) {
+			struct px_route_match *m = &vh->routes[r].match;
+
+			pcre2_code_free((pcre2_code *)m->re);
+			m->re = NULL;
+			for (uint32_t h = 0; h < m->nheaders; h++)
+				string_matcher_release(&m->headers[h].str);
+			for (uint32_t q = 0; q < m->nquery; q++)
+				string_matcher_release(&m->query[q].str);
+			pcre2_code_free((pcre2_code *)vh->routes[r].action.rewrite_re);
+			vh->routes[r].action.rewrite_re = NULL;
+		}
+	}
+}
+
+/* ---- strings ---------------------------------------------------------------------------------- */
+
+static bool eq(const char *a, size_t alen, const char *b, size_t blen, bool ci)
+{
+	if (alen != blen)
+		return false;
+	return ci ? strncasecmp(a, b, alen) == 0 : memcmp(a, b, alen) == 0;
+}
+
+static bool has_prefix(const char *s, size_t len, const char *p, size_t plen, bool ci)
+{
+	return len >= plen && eq(s, plen, p, plen, ci);
+}
+
+static bool has_suffix(const char *s, size_t len, const char *p, size_t plen, bool ci)
+{
+	return len >= plen && eq(s + len - plen, plen, p, plen, ci);
+}
+
+static bool contains(const char *s, size_t len, const char *p, size_t plen, bool ci)
+{
+	for (size_t i = 0; i + plen <= len; i++)
+		if (eq(s + i, plen, p, plen, ci))
+			return true;
+	return false;
+}
+
+bool px_string_match(const struct px_string_matcher *m, const char *s, size_t len)
+{
+	const char *v = m->value ? m->value : "";
+	size_t vlen = strlen(v);
+
+	switch (m->kind) {
+	case PX_STR_EXACT:
+		return eq(s, len, v, vlen, m->ignore_case);
+	case PX_STR_PREFIX:
+		return has_prefix(s, len, v, vlen, m->ignore_case);
+	case PX_STR_SUFFIX:
+		return has_suffix(s, len, v, vlen, m->ignore_case);
+	case PX_STR_CONTAINS:
+		return contains(s, len, v, vlen, m->ignore_case);
+	case PX_STR_REGEX:
+		return m->re && regex_match((const pcre2_code *)m->re, s, len);
+	}
+	return false;
+}
+
+/* ---- virtual hosts ---------------------------------------------------------------------------- */
+
+const struct px_vhost *px_vhost_match(const struct px_route_config *rc, const char *authority,
+				      size_t len)
+{
+	const struct px_vhost *suffix = NULL, *prefix = NULL, *any = NULL;
+	size_t suffix_len = 0, prefix_len = 0;
+
+	for (uint32_t v = 0; v < rc->nvhosts; v++) {
+		const struct px_vhost *vh = &rc->vhosts[v];
+
+		for (uint32_t d = 0; d < vh->ndomains; d++) {
+			const char *dom = vh->domains[d];
+			size_t dl = strlen(dom);
+
+			if (dl == 1 && dom[0] == '*') {
+				if (!any)
+					any = vh;
+			} else if (dom[0] == '*') {
+				/* "*.foo.com" or "*-bar.foo.com": the rest must be a proper suffix. */
+				if (len > dl - 1 &&
+				    has_suffix(authority, len, dom + 1, dl - 1, true) &&
+				    dl > suffix_len) {
+					suffix = vh;
+					suffix_len = dl;
+				}
+			} else if (dom[dl - 1] == '*') {
+				if (len > dl - 1 && has_prefix(authority, len, dom, dl - 1, true) &&
+				    dl > prefix_len) {
+					prefix = vh;
+					prefix_len = dl;
+				}
+			} else if (eq(authority, len, dom, dl, true)) {
+				return vh;
+			}
+		}
+	}
+	return suffix ? suffix : prefix ? prefix : any;
+}
+
+/* ---- routes ----------------------------------------------------------------------------------- */
+
+const char *px_req_header(const struct px_req_view *r, const char *name, size_t *len)
+{
+	size_t nl = strlen(name);
+
+	if (name[0] == ':') {
+		struct {
+			const char *n, *v;
+			size_t l;
+		} pseudo[] = {{":method", r->method, r->method_len},
+			      {":authority", r->authority, r->authority_len},
+			      {":path", r->path, r->path_len},
+			      {":scheme", r->scheme, r->scheme_len}};
+
+		for (size_t i = 0; i < sizeof(pseudo) / sizeof(pseudo[0]); i++) {
+			if (strcmp(name, pseudo[i].n) == 0) {
+				*len = pseudo[i].l;
+				return pseudo[i].v;
+			}
+		}
+		return NULL;
+	}
+	for (uint32_t i = 0; i < r->nhdrs; i++) {
+		if (eq(r->hdrs[i].name, r->hdrs[i].name_len, name, nl, true)) {
+			*len = r->hdrs[i].value_len;
+			return r->hdrs[i].value;
+		}
+	}
+	return NULL;
+}
+
+static bool header_matches(const struct px_header_matcher *m, const struct px_req_view *r)
+{
+	size_t len = 0;
+	const char *v = px_req_header(r, m->name, &len);
+	bool hit;
+
+	if (!v && m->treat_missing_as_empty && m->kind != PX_HDR_PRESENT) {
+		v = "";
+		len = 0;
+	}
+	switch (m->kind) {
+	case PX_HDR_PRESENT:
+		hit = (v != NULL) == m->present;
+		break;
+	case PX_HDR_RANGE: {
+		char buf[32];
+		char *end;
+		long long n;
+
+		if (!v || len == 0 || len >= sizeof(buf)) {
+			hit = false;
+			break;
+		}
+		memcpy(buf, v, len);
+		buf[len] = '\0';
+		n = strtoll(buf, &end, 10);
+		hit = *end == '\0' && n >= m->range_start && n < m->range_end;
+		break;
+	}
+	case PX_HDR_STRING:
+	default:
+		hit = v && px_string_match(&m->str, v, len);
+		break;
+	}
+	/* Envoy: an absent header fails the match even when inverted (unless treated as ""). */
+	if (!v && m->kind != PX_HDR_PRESENT)
+		return false;
+	return m->invert ? !hit : hit;
+}
+
+/* Finds name in the query string (after '?'); *val points into the path, undecoded. */
+static bool query_param(const char *q, size_t qlen, const char *name, const char **val,
+			size_t *vlen)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < qlen;) {
+		size_t end = i;
+
+		while (end < qlen && q[end] != '&')
+			end++;
+		const char *eqs = memchr(q + i, '=', end - i);
+		size_t keylen = eqs ? (size_t)(eqs - (q + i)) : end - i;
+
+		if (keylen == nl && memcmp(q + i, name, nl) == 0) {
+			*val = eqs ? eqs + 1 : q + end;
+			*vlen = eqs ? (size_t)(q + end - (eqs + 1)) : 0;
+			return true;
+		}
+		i = end + 1;
+	}
+	return false;
+}
+
+static bool path_matches(const struct px_route_match *m, const char *path, size_t len)
+{
+	const char *p = m->path ? m->path : "";
+	size_t plen = strlen(p);
+
+	switch (m->kind) {
+	case PX_PATH_PREFIX:
+		return has_prefix(path, len, p, plen, m->case_insensitive);
+	case PX_PATH_EXACT:
+		return eq(path, len, p, plen, m->case_insensitive);
+	case PX_PATH_SEPARATED_PREFIX:
+		return has_prefix(path, len, p, plen, m->case_insensitive) &&
+		       (len == plen || path[plen] == '/');
+	case PX_PATH_REGEX:
+		return m->re && regex_match((const pcre2_code *)m->re, path, len);
+	}
+	return false;
+}
+
+const struct px_route *px_route_match(const struct px_vhost *vh, const struct px_req_view *r)
+{
+	const char *q = memchr(r->path, '?', r->path_len);
+	size_t path_len = q ? (size_t)(q - r->path) : r->path_len;
+	const char *query = q ? q + 1 : "";
+	size_t qlen = q ? r->path_len - path_len - 1 : 0;
+
+	for (uint32_t i = 0; i < vh->nroutes; i++) {
+		const struct px_route *rt = &vh->routes[i];
+		const struct px_route_match *m = &rt->match;
+		bool ok = path_matches(m, r->path, path_len);
+
+		for (uint32_t h = 0; ok && h < m->nheaders; h++)
+			ok = header_matches(&m->headers[h], r);
+		for (uint32_t k = 0; ok && k < m->nquery; k++) {
+			const char *v;
+			size_t vlen;
+
+			ok = query_param(query, qlen, m->query[k].name, &v, &vlen) &&
+			     (m->query[k].present_only ||
+			      px_string_match(&m->query[k].str, v, vlen));
+		}
+		if (ok)
+			return rt;
+	}
+	return NULL;
+}
+
+/* ---- retry_on --------------------------------------------------------------------------------- */
+
+int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} names[] = {
+		{"5xx", PX_RETRY_5XX},
+		{"gateway-error", PX_RETRY_GATEWAY_ERROR},
+		{"reset", PX_RETRY_RESET},
+		{"connect-failure", PX_RETRY_CONNECT_FAILURE},
+		{"refused-stream", PX_RETRY_REFUSED_STREAM},
+		{"retriable-4xx", PX_RETRY_RETRIABLE_4XX},
+		{"retriable-status-codes", PX_RETRY_RETRIABLE_STATUS_CODES},
+		{"unavailable", PX_RETRY_UNAVAILABLE},
+		{"cancelled", PX_RETRY_CANCELLED},
+		{"deadline-exceeded", PX_RETRY_DEADLINE_EXCEEDED},
+		{"resource-exhausted", PX_RETRY_RESOURCE_EXHAUSTED},
+	};
+
+	*bits = 0;
+	*bad = NULL;
+	for (const char *p = list; p && *p;) {
+		size_t len = strcspn(p, ",");
+		size_t s = 0, e = len;
+		bool found = false;
+
+		while (s < e && p[s] == ' ')
+			s++;
+		while (e > s && p[e - 1] == ' ')
+			e--;
+		for (size_t i = 0; e > s && i < sizeof(names) / sizeof(names[0]); i++) {
+			if (strlen(names[i].name) == e - s &&
+			    !memcmp(p + s, names[i].name, e - s)) {
+				*bits |= names[i].bit;
+				found = true;
+			}
+		}
+		if (!found && e > s) {
+			*bad = p + s;
+			return -EINVAL;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}

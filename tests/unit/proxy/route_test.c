@@ -1,0 +1,215 @@
+/* Tests proxy/route.c: virtual-host selection, route matching by path, headers and query
+ * parameters, retry_on parsing. Each table row is one request and the route it must reach. */
+#include <errno.h>
+#include <string.h>
+
+#include "lib/arena.h"
+#include "proxy/route.h"
+#include "tests/lib/tap.h"
+
+static struct arena a;
+
+/* ---- virtual hosts ---------------------------------------------------------------------------- */
+
+static const char *d_exact[] = {"reviews", "reviews:9080", "reviews.default.svc.cluster.local"};
+static const char *d_suffix[] = {"*.example.com"};
+static const char *d_longer_suffix[] = {"*.api.example.com"};
+static const char *d_prefix[] = {"foo.*"};
+static const char *d_any[] = {"*"};
+
+static struct px_vhost vhosts[] = {
+	{.name = "any", .domains = d_any, .ndomains = 1},
+	{.name = "suffix", .domains = d_suffix, .ndomains = 1},
+	{.name = "longer-suffix", .domains = d_longer_suffix, .ndomains = 1},
+	{.name = "prefix", .domains = d_prefix, .ndomains = 1},
+	{.name = "exact", .domains = d_exact, .ndomains = 3},
+};
+
+static const struct {
+	const char *authority, *want;
+} vh_cases[] = {
+	{"reviews", "exact"},
+	{"REVIEWS:9080", "exact"},
+	{"reviews.default.svc.cluster.local", "exact"},
+	{"www.example.com", "suffix"},
+	{"v1.api.example.com", "longer-suffix"},
+	{"example.com", "any"}, /* "*.example.com" needs something before the dot */
+	{"foo.bar", "prefix"},
+	{"foo.api.example.com", "longer-suffix"}, /* suffix wildcards beat prefix wildcards */
+	{"ratings:9080", "any"},
+};
+
+static void test_vhosts(void)
+{
+	struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 5};
+
+	for (size_t i = 0; i < sizeof(vh_cases) / sizeof(vh_cases[0]); i++) {
+		const struct px_vhost *vh =
+			px_vhost_match(&rc, vh_cases[i].authority, strlen(vh_cases[i].authority));
+
+		is_str(vh ? vh->name : NULL, vh_cases[i].want, "host %s -> %s",
+		       vh_cases[i].authority, vh_cases[i].want);
+	}
+	rc.nvhosts = 4;
+	rc.vhosts = &vhosts[1];
+	ok(px_vhost_match(&rc, "ratings", 7) == NULL,
+	   "no wildcard vhost: an unknown host has none");
+}
+
+/* ---- routes ------------------------------------------------------------------------------------ */
+
+static struct px_header_matcher h_v2[] = {
+	{.name = "x-version", .kind = PX_HDR_STRING, .str = {.kind = PX_STR_EXACT, .value = "v2"}}};
+static struct px_header_matcher h_canary[] = {
+	{.name = "cookie",
+	 .kind = PX_HDR_STRING,
+	 .str = {.kind = PX_STR_REGEX, .value = "^(.*?;)?(user=jason)(;.*)?$"}}};
+static struct px_header_matcher h_not_mobile[] = {
+	{.name = "user-agent",
+	 .kind = PX_HDR_STRING,
+	 .str = {.kind = PX_STR_CONTAINS, .value = "mobile", .ignore_case = true},
+	 .invert = true}};
+static struct px_header_matcher h_present[] = {
+	{.name = "x-debug", .kind = PX_HDR_PRESENT, .present = true}};
+static struct px_header_matcher h_range[] = {
+	{.name = "x-tier", .kind = PX_HDR_RANGE, .range_start = 1, .range_end = 10}};
+static struct px_header_matcher h_method[] = {
+	{.name = ":method", .kind = PX_HDR_STRING, .str = {.kind = PX_STR_EXACT, .value = "POST"}}};
+static struct px_query_matcher q_debug[] = {{.name = "debug", .present_only = true}};
+static struct px_query_matcher q_lang[] = {
+	{.name = "lang", .str = {.kind = PX_STR_PREFIX, .value = "en"}}};
+
+static struct px_route routes[] = {
+	{.name = "exact-health", .match = {.kind = PX_PATH_EXACT, .path = "/healthz"}},
+	{.name = "v2-header",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/api", .headers = h_v2, .nheaders = 1}},
+	{.name = "canary-cookie",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/api", .headers = h_canary, .nheaders = 1}},
+	{.name = "debug-query",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/api", .query = q_debug, .nquery = 1}},
+	{.name = "lang-query",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/docs", .query = q_lang, .nquery = 1}},
+	{.name = "regex-id", .match = {.kind = PX_PATH_REGEX, .path = "/users/[0-9]+"}},
+	{.name = "post-only",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/submit", .headers = h_method, .nheaders = 1}},
+	{.name = "debug-header",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/x", .headers = h_present, .nheaders = 1}},
+	{.name = "tier-range",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/x", .headers = h_range, .nheaders = 1}},
+	{.name = "desktop",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/app", .headers = h_not_mobile, .nheaders = 1}},
+	{.name = "ci-prefix",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/CASE", .case_insensitive = true}},
+	{.name = "separated", .match = {.kind = PX_PATH_SEPARATED_PREFIX, .path = "/v1"}},
+	{.name = "api", .match = {.kind = PX_PATH_PREFIX, .path = "/api"}},
+	{.name = "catch-all", .match = {.kind = PX_PATH_PREFIX, .path = "/"}},
+};
+
+/* clang-format off: one request per line. */
+static const struct {
+	const char *method, *path, *hname, *hvalue;
+	const char *want;
+} rt_cases[] = {
+	{"GET", "/healthz", NULL, NULL, "exact-health"},
+	{"GET", "/healthz?verbose=1", NULL, NULL, "exact-health"}, /* the query is not the path */
+	{"GET", "/healthz/x", NULL, NULL, "catch-all"},
+	{"GET", "/api/items", "x-version", "v2", "v2-header"},
+	{"GET", "/api/items", "X-Version", "v2",
+	 "v2-header"}, /* header names are case-insensitive */
+	{"GET", "/api/items", "x-version", "v3", "api"},
+	{"GET", "/api/items", "cookie", "a=b;user=jason;c=d", "canary-cookie"},
+	{"GET", "/api/items", "cookie", "user=jasonx", "api"},
+	{"GET", "/api/items?debug", NULL, NULL, "debug-query"},
+	{"GET", "/api/items?x=1&debug=true", NULL, NULL, "debug-query"},
+	{"GET", "/api/items?debugx=1", NULL, NULL, "api"},
+	{"GET", "/docs?lang=en-GB", NULL, NULL, "lang-query"},
+	{"GET", "/docs?lang=fr", NULL, NULL, "catch-all"},
+	{"GET", "/users/42", NULL, NULL, "regex-id"},
+	{"GET", "/users/42?x=y", NULL, NULL, "regex-id"},
+	{"GET", "/users/42/posts", NULL, NULL, "catch-all"}, /* safe_regex matches the whole path */
+	{"GET", "/users/abc", NULL, NULL, "catch-all"},
+	{"POST", "/submit", NULL, NULL, "post-only"},
+	{"GET", "/submit", NULL, NULL, "catch-all"},
+	{"GET", "/x", "x-debug", "", "debug-header"},
+	{"GET", "/x", "x-tier", "5", "tier-range"},
+	{"GET", "/x", "x-tier", "10", "catch-all"}, /* [1, 10) */
+	{"GET", "/x", "x-tier", "5a", "catch-all"},
+	{"GET", "/app", "user-agent", "Desktop Firefox", "desktop"},
+	{"GET", "/app", "user-agent", "Some MOBILE browser", "catch-all"},
+	{"GET", "/app", NULL, NULL, "catch-all"}, /* absent header: an inverted match still fails */
+	{"GET", "/case/x", NULL, NULL, "ci-prefix"},
+	{"GET", "/v1", NULL, NULL, "separated"},
+	{"GET", "/v1/users", NULL, NULL, "separated"},
+	{"GET", "/v1beta", NULL, NULL, "catch-all"},
+	{"GET", "/API", NULL, NULL, "catch-all"}, /* prefixes are case-sensitive by default */
+};
+/* clang-format on */
+
+static void test_routes(void)
+{
+	struct px_vhost vh = {
+		.name = "vh", .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0])};
+	struct px_route_config rc = {.vhosts = &vh, .nvhosts = 1};
+	const char *err;
+
+	ok(px_route_config_finalize(&a, &rc, &err) == 0, "regexes compile");
+	for (size_t i = 0; i < sizeof(rt_cases) / sizeof(rt_cases[0]); i++) {
+		struct px_hdr h = {0};
+		struct px_req_view r = {.method = rt_cases[i].method,
+					.method_len = strlen(rt_cases[i].method),
+					.path = rt_cases[i].path,
+					.path_len = strlen(rt_cases[i].path)};
+		const struct px_route *rt;
+
+		if (rt_cases[i].hname) {
+			h = (struct px_hdr){rt_cases[i].hname, (uint32_t)strlen(rt_cases[i].hname),
+					    rt_cases[i].hvalue,
+					    (uint32_t)strlen(rt_cases[i].hvalue)};
+			r.hdrs = &h;
+			r.nhdrs = 1;
+		}
+		rt = px_route_match(&vh, &r);
+		is_str(rt ? rt->name : NULL, rt_cases[i].want, "%s %s%s%s%s -> %s",
+		       rt_cases[i].method, rt_cases[i].path, rt_cases[i].hname ? " [" : "",
+		       rt_cases[i].hname ? rt_cases[i].hname : "", rt_cases[i].hname ? "]" : "",
+		       rt_cases[i].want);
+	}
+	px_route_config_release(&rc);
+
+	struct px_route bad = {.name = "bad", .match = {.kind = PX_PATH_REGEX, .path = "/a(b"}};
+	struct px_vhost bvh = {.routes = &bad, .nroutes = 1};
+	struct px_route_config brc = {.vhosts = &bvh, .nvhosts = 1};
+
+	is_int(px_route_config_finalize(&a, &brc, &err), -EINVAL, "a bad regex is refused");
+	ok(err && strstr(err, "regex \"/a(b\": ") != NULL, "and named: %s", err ? err : "");
+}
+
+static void test_retry_on(void)
+{
+	uint32_t bits;
+	const char *bad;
+
+	is_int(px_retry_on_parse("connect-failure,refused-stream,unavailable,cancelled,"
+				 "retriable-status-codes",
+				 &bits, &bad),
+	       0, "Istio's default retry_on parses");
+	is_int(bits,
+	       PX_RETRY_CONNECT_FAILURE | PX_RETRY_REFUSED_STREAM | PX_RETRY_UNAVAILABLE |
+		       PX_RETRY_CANCELLED | PX_RETRY_RETRIABLE_STATUS_CODES,
+	       "into those five conditions");
+	is_int(px_retry_on_parse(" 5xx , reset", &bits, &bad), 0, "spaces around items are fine");
+	is_int(bits, PX_RETRY_5XX | PX_RETRY_RESET, "5xx and reset");
+	is_int(px_retry_on_parse("5xx,sometimes", &bits, &bad), -EINVAL, "an unknown one fails");
+	is_str(bad, "sometimes", "and is named");
+	is_int(px_retry_on_parse("", &bits, &bad), 0, "an empty list is no conditions");
+	is_int(bits, 0, "none");
+}
+
+int main(void)
+{
+	test_vhosts();
+	test_routes();
+	test_retry_on();
+	arena_free(&a);
+	return done_testing();
+}
