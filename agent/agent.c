@@ -468,17 +468,19 @@ static void teardown(struct agent *a)
 	if (a->admin_open)
 		admin_close(&a->admin);
 	a->admin_open = false;
-	if (a->cw_open)
-		cgwatch_destroy(&a->cw);
-	a->cw_open = false;
 	/* Unenrolling stops capture first, then stops accepting (the proxy still serves what
-	 * was queued); open connections get the drain period before the maps go away. */
+	 * was queued); open connections get the drain period before the maps go away. Pods go
+	 * before the cgroup watcher, whose teardown would otherwise take them for dead. */
 	if (a->pods_ready)
 		pods_destroy(&a->pods);
 	a->pods_ready = false;
+	if (a->cw_open)
+		cgwatch_destroy(&a->cw);
+	a->cw_open = false;
 	if (a->proxy)
 		proxy_stop(a->proxy, a->o->drain_ms);
 	a->proxy = NULL;
+	pods_release_deferred(&a->pods);
 	if (a->dp_open)
 		dp_close(&a->dp);
 	a->dp_open = false;

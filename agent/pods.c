@@ -226,12 +226,12 @@ out:
 	return err;
 }
 
-static void pod_remove_src6(struct pod *p)
+static void remove_src6(int netns_fd)
 {
 	struct netns_saved saved;
 	struct nl_sock *nl;
 
-	if (!p->added_inbound_src6 || netns_enter(p->netns_fd, &saved))
+	if (netns_enter(netns_fd, &saved))
 		return;
 	nl = nl_socket_alloc();
 	if (nl && nl_connect(nl, NETLINK_ROUTE) == 0)
@@ -239,7 +239,6 @@ static void pod_remove_src6(struct pod *p)
 	if (nl)
 		nl_socket_free(nl);
 	netns_leave(&saved);
-	p->added_inbound_src6 = false;
 }
 
 /* ---- maps ----------------------------------------------------------------------------------- */
@@ -301,7 +300,16 @@ static void pod_maps_clear(struct pods *ps, struct pod *p)
 
 /* ---- enroll / unenroll ---------------------------------------------------------------------- */
 
-static void pod_free(struct pods *ps, struct pod *p)
+/* When ::6 leaves the pod: at once when the pod is gone; at shutdown only after the proxy has
+ * drained (it may still carry IPv6 connections to the app from ::6); never after an unenroll
+ * by hand, where such connections may go on (Istio leaves ::6 in place for good, too). */
+enum src6_fate {
+	SRC6_REMOVE,
+	SRC6_DEFER,
+	SRC6_KEEP
+};
+
+static void pod_free(struct pods *ps, struct pod *p, enum src6_fate fate)
 {
 	if (p->sk_lookup)
 		dp_detach_sk_lookup(ps->dp, p->sk_lookup, p->netns_cookie);
@@ -311,11 +319,34 @@ static void pod_free(struct pods *ps, struct pod *p)
 	if (p->pw)
 		proxy_workload_remove(ps->proxy, p->pw);
 	p->pw = NULL;
-	if (p->netns_fd >= 0) {
-		pod_remove_src6(p);
-		close(p->netns_fd);
+	if (p->netns_fd >= 0 && p->added_inbound_src6) {
+		if (fate == SRC6_REMOVE) {
+			remove_src6(p->netns_fd);
+		} else if (fate == SRC6_DEFER) {
+			int *grown = realloc(ps->deferred_src6,
+					     (size_t)(ps->ndeferred_src6 + 1) * sizeof(int));
+
+			if (grown) {
+				ps->deferred_src6 = grown;
+				ps->deferred_src6[ps->ndeferred_src6++] = p->netns_fd;
+				p->netns_fd = -1; /* the deferred list owns it now */
+			}
+		}
 	}
+	if (p->netns_fd >= 0)
+		close(p->netns_fd);
 	free(p);
+}
+
+void pods_release_deferred(struct pods *ps)
+{
+	for (int i = 0; i < ps->ndeferred_src6; i++) {
+		remove_src6(ps->deferred_src6[i]);
+		close(ps->deferred_src6[i]);
+	}
+	free(ps->deferred_src6);
+	ps->deferred_src6 = NULL;
+	ps->ndeferred_src6 = 0;
 }
 
 int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const char *name,
@@ -421,17 +452,17 @@ fail:
 	for (int i = 0; i < L__MAX; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	pod_free(ps, p);
+	pod_free(ps, p, SRC6_REMOVE);
 	return err;
 }
 
-static void pod_unenroll(struct pods *ps, struct pod *p)
+static void pod_unenroll(struct pods *ps, struct pod *p, enum src6_fate fate)
 {
 	pr_info("unenrolled pod %s (netns cookie %llu)", p->name,
 		(unsigned long long)p->netns_cookie);
 	list_del_init(&p->node);
 	ps->count--;
-	pod_free(ps, p);
+	pod_free(ps, p, fate);
 }
 
 void pods_put_id(struct pods *ps, __u64 id)
@@ -440,7 +471,8 @@ void pods_put_id(struct pods *ps, __u64 id)
 
 	if (!p || --p->refs > 0)
 		return;
-	pod_unenroll(ps, p);
+	/* The last cgroup of the pod went away or emptied: its processes are gone. */
+	pod_unenroll(ps, p, SRC6_REMOVE);
 }
 
 int pods_unenroll_pid(struct pods *ps, pid_t pid)
@@ -455,7 +487,7 @@ int pods_unenroll_pid(struct pods *ps, pid_t pid)
 	if (!p)
 		return -ENOENT;
 	excluded_set(ps, ino, true);
-	pod_unenroll(ps, p);
+	pod_unenroll(ps, p, SRC6_KEEP);
 	return 0;
 }
 
@@ -464,7 +496,7 @@ void pods_destroy(struct pods *ps)
 	struct list_head *pos, *tmp;
 
 	list_for_each_safe (pos, tmp, &ps->list)
-		pod_unenroll(ps, list_entry(pos, struct pod, node));
+		pod_unenroll(ps, list_entry(pos, struct pod, node), SRC6_DEFER);
 }
 
 void pods_to_json(struct pods *ps, struct strbuf *sb)

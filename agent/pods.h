@@ -51,6 +51,8 @@ struct pods {
 	__u64 excluded[POD_MAX_EXCLUDED];
 	int nexcluded;
 	__u64 next_id;
+	int *deferred_src6; /* netns fds whose ::6 goes once the proxy has drained */
+	int ndeferred_src6;
 };
 
 void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
@@ -68,7 +70,10 @@ void pods_put_id(struct pods *ps, __u64 id);
  * automatic enrollment until enrolled by hand again. */
 int pods_unenroll_pid(struct pods *ps, pid_t pid);
 bool pods_is_excluded(const struct pods *ps, __u64 netns_ino);
+/* Unenrolls every pod (at shutdown). */
 void pods_destroy(struct pods *ps);
+/* After the proxy has drained: removes the ::6 addresses pods_destroy left in place. */
+void pods_release_deferred(struct pods *ps);
 /* JSON array of the enrolled pods. */
 void pods_to_json(struct pods *ps, struct strbuf *sb);
 

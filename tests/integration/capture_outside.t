@@ -33,18 +33,24 @@ cmp_ok "$(kstat msg_redirected)" -gt 0 "sk_msg redirected messages"
 diag "sk_msg: $(kstat msg_redirected) redirected, $(kstat msg_fallback_no_peer) first-message" \
 	"fallbacks, $(kstat msg_fallback_sticky) sticky fallbacks"
 
-# A transfer in flight when SIGTERM arrives completes: accepted connections are drained.
-h_exec a "$H_BIN/nettest" bulk "$B" 8080 400M >"$H_DIR/bulk.out" 2>&1 &
-bulk=$!
-h_wait_for 5 sh -c "[ \"\$(ss -Htn state established '( dport = :15001 or sport = :15001 )' -N $(h_ns a) | wc -l)\" -gt 0 ]" 2>/dev/null
-sleep 0.2
+# Transfers in flight when SIGTERM arrives complete: accepted connections are drained, and
+# the ::6 source of B's IPv6 inbound leg stays until they are done.
+h_exec a "$H_BIN/nettest" bulk "$B" 8080 300M >"$H_DIR/bulk4.out" 2>&1 &
+bulk4=$!
+h_exec a "$H_BIN/nettest" bulk "$(h_ip6 b)" 8080 300M >"$H_DIR/bulk6.out" 2>&1 &
+bulk6=$!
+sleep 0.5
 kill -TERM "$H_SHUNTD_PID"
-wait "$bulk"
-like "$(cat "$H_DIR/bulk.out")" '^ok bytes=419430400 ' \
-	"a 400 MB transfer in flight at SIGTERM completes intact (drained, not cut)"
+wait "$bulk4"
+wait "$bulk6"
+like "$(cat "$H_DIR/bulk4.out")" '^ok bytes=314572800 ' \
+	"a 300 MB IPv4 transfer in flight at SIGTERM completes intact (drained, not cut)"
+like "$(cat "$H_DIR/bulk6.out")" '^ok bytes=314572800 ' \
+	"and so does an IPv6 one, whose inbound leg comes from ::6"
 wait "$H_SHUNTD_PID"
 is "$?" "0" "shuntd exits 0 after draining"
 H_SHUNTD_PID=
 like "$(grep 'proxy stopped' "$H_DIR/shuntd.log")" ', 0 still open at the drain deadline were closed$' \
 	"no connection was cut at the drain deadline"
+ok "::6 is gone from B's loopback once drained" sh -c "! ip -n $(h_ns b) -6 addr show dev lo | grep -q '::6/128'"
 done_testing
