@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/pods.h"
@@ -147,7 +148,8 @@ static void remove_tree(struct cgwatch *cw, const char *rel)
 	}
 }
 
-/* Watches rel, evaluates it, and descends into existing children (created before the watch). */
+/* Watches rel and evaluates it if it is new, then descends into its children (which may have
+ * been created before the watch, or missed when events were lost). */
 static void add_tree(struct cgwatch *cw, const char *rel, int depth, uint64_t now_ms)
 {
 	char path[PATH_MAX], file[PATH_MAX + 16];
@@ -155,26 +157,27 @@ static void add_tree(struct cgwatch *cw, const char *rel, int depth, uint64_t no
 	struct dirent *de;
 	DIR *d;
 
-	if (depth > CGWATCH_MAX_DEPTH || find_rel(cw, rel))
+	if (depth > CGWATCH_MAX_DEPTH)
 		return;
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		return;
-	snprintf(e->rel, sizeof(e->rel), "%s", rel);
-	e->depth = depth;
 	full_path(cw, rel, path, sizeof(path));
-	e->wd_dir = inotify_add_watch(cw->ifd, path, DIR_EVENTS);
-	snprintf(file, sizeof(file), "%s/cgroup.events", path);
-	e->wd_events = rel[0] ? inotify_add_watch(cw->ifd, file, IN_MODIFY) : -1;
-	if (e->wd_dir < 0) {
-		pr_debug("cannot watch cgroup %s: %m", path);
-		free(e);
-		return;
+	if (!find_rel(cw, rel)) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return;
+		snprintf(e->rel, sizeof(e->rel), "%s", rel);
+		e->depth = depth;
+		e->wd_dir = inotify_add_watch(cw->ifd, path, DIR_EVENTS);
+		snprintf(file, sizeof(file), "%s/cgroup.events", path);
+		e->wd_events = rel[0] ? inotify_add_watch(cw->ifd, file, IN_MODIFY) : -1;
+		if (e->wd_dir < 0) {
+			pr_debug("cannot watch cgroup %s: %m", path);
+			free(e);
+			return;
+		}
+		list_add_tail(&e->node, &cw->cgroups);
+		e->retries_left = CGWATCH_RETRIES;
+		evaluate(cw, e, now_ms);
 	}
-	list_add_tail(&e->node, &cw->cgroups);
-	e->retries_left = CGWATCH_RETRIES;
-	evaluate(cw, e, now_ms);
-
 	d = opendir(path);
 	if (!d)
 		return;
@@ -190,6 +193,24 @@ static void add_tree(struct cgwatch *cw, const char *rel, int depth, uint64_t no
 		add_tree(cw, child, depth + 1, now_ms);
 	}
 	closedir(d);
+}
+
+/* Prunes cgroups that vanished and discovers ones we missed: the periodic safety net, and the
+ * recovery when inotify's queue overflowed and events were lost. */
+static void rescan(struct cgwatch *cw, uint64_t now_ms)
+{
+	struct list_head *pos, *tmp;
+	char path[PATH_MAX];
+	struct stat st;
+
+	list_for_each_safe (pos, tmp, &cw->cgroups) {
+		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
+
+		full_path(cw, e->rel, path, sizeof(path));
+		if (e->rel[0] && stat(path, &st) != 0)
+			remove_tree(cw, e->rel);
+	}
+	add_tree(cw, "", 0, now_ms);
 }
 
 int cgwatch_init(struct cgwatch *cw, const char *root, struct pods *pods)
@@ -219,9 +240,17 @@ void cgwatch_process(struct cgwatch *cw, uint64_t now_ms)
 		for (char *ptr = buf; ptr < buf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)ptr;
 			bool is_events = false;
-			struct cg_entry *e = find_wd(cw, ev->wd, &is_events);
+			struct cg_entry *e;
 
 			ptr += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				pr_warn("cgroup events were lost (inotify queue overflow): "
+					"rescanning %s",
+					cw->root);
+				rescan(cw, now_ms);
+				continue;
+			}
+			e = find_wd(cw, ev->wd, &is_events);
 			if (!e)
 				continue;
 			if (is_events) {
@@ -256,10 +285,12 @@ int cgwatch_tick(struct cgwatch *cw, uint64_t now_ms)
 	uint64_t next = now_ms + CGWATCH_RESYNC_MS;
 	bool resync = now_ms >= cw->next_resync;
 
-	if (resync)
+	if (resync) {
 		cw->next_resync = now_ms + CGWATCH_RESYNC_MS;
-	else if (cw->next_resync < next)
+		rescan(cw, now_ms);
+	} else if (cw->next_resync < next) {
 		next = cw->next_resync;
+	}
 	list_for_each_safe (pos, tmp, &cw->cgroups) {
 		struct cg_entry *e = list_entry(pos, struct cg_entry, node);
 
@@ -268,6 +299,10 @@ int cgwatch_tick(struct cgwatch *cw, uint64_t now_ms)
 		if (e->retries_left > 0 && e->retry_at < next)
 			next = e->retry_at;
 	}
+	int linger = pods_tick(cw->pods, now_ms);
+
+	if (linger >= 0 && now_ms + (uint64_t)linger < next)
+		next = now_ms + (uint64_t)linger;
 	return next > now_ms ? (int)(next - now_ms) : 0;
 }
 

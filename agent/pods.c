@@ -374,6 +374,7 @@ int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const 
 		if (!manual || !p->manual)
 			p->refs++;
 		p->manual |= manual;
+		p->orphan_since = 0;
 		if (out)
 			*out = p;
 		return 0;
@@ -465,14 +466,46 @@ static void pod_unenroll(struct pods *ps, struct pod *p, enum src6_fate fate)
 	pod_free(ps, p, fate);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void pods_put_id(struct pods *ps, __u64 id)
 {
 	struct pod *p = pods_find_id(ps, id);
 
-	if (!p || --p->refs > 0)
+	if (!p || p->refs == 0 || --p->refs > 0)
 		return;
-	/* The last cgroup of the pod went away or emptied: its processes are gone. */
-	pod_unenroll(ps, p, SRC6_REMOVE);
+	p->orphan_since = mono_ms();
+	if (!p->orphan_since)
+		p->orphan_since = 1;
+}
+
+int pods_tick(struct pods *ps, uint64_t now_ms)
+{
+	struct list_head *pos, *tmp;
+	int next = -1;
+
+	list_for_each_safe (pos, tmp, &ps->list) {
+		struct pod *p = list_entry(pos, struct pod, node);
+		uint64_t due;
+
+		if (!p->orphan_since || p->refs)
+			continue;
+		due = p->orphan_since + POD_LINGER_MS;
+		if (now_ms >= due) {
+			/* No cgroup claimed it back: its processes are gone. */
+			pod_unenroll(ps, p, SRC6_REMOVE);
+			continue;
+		}
+		if (next < 0 || (int)(due - now_ms) < next)
+			next = (int)(due - now_ms);
+	}
+	return next;
 }
 
 int pods_unenroll_pid(struct pods *ps, pid_t pid)

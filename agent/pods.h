@@ -5,6 +5,7 @@
 
 #include <linux/types.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "bpf/lib/shunt_maps.h"
@@ -12,6 +13,7 @@
 #include "lib/strbuf.h"
 
 #define POD_MAX_ADDRS	 8
+#define POD_LINGER_MS	 300 /* a pod without cgroups waits this long for one before it goes */
 #define POD_MAX_EXCLUDED 256 /* netns opted out with `shuntctl unenroll` */
 
 struct datapath;
@@ -37,7 +39,8 @@ struct pod {
 	struct proxy_workload *pw;
 	int refs; /* cgroups whose processes live in this netns, plus one if enrolled by hand */
 	bool manual;
-	__u64 enrolled_at; /* CLOCK_REALTIME seconds */
+	__u64 enrolled_at;     /* CLOCK_REALTIME seconds */
+	uint64_t orphan_since; /* CLOCK_MONOTONIC ms when refs reached 0; 0 while referenced */
 };
 
 struct pods {
@@ -63,9 +66,13 @@ struct pod *pods_find_id(struct pods *ps, __u64 id);
  * name: the cgroup path relative to --cgroup, or NULL for "pid-<pid>". manual: by hand. */
 int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const char *name,
 		bool manual, struct pod **out);
-/* Drops one reference taken by pods_enroll on the pod with this id; the last one unenrolls it.
- * A pod that was removed by hand in the meantime is not touched. */
+/* Drops one reference taken by pods_enroll on the pod with this id. A pod left without
+ * references lingers POD_LINGER_MS (a process moving between container cgroups empties one
+ * before it fills the other), then pods_tick unenrolls it. A pod removed by hand in the
+ * meantime is not touched. */
 void pods_put_id(struct pods *ps, __u64 id);
+/* Unenrolls pods whose linger ran out; returns the ms until the next one would, or -1. */
+int pods_tick(struct pods *ps, uint64_t now_ms);
 /* shuntctl unenroll: removes the pod whatever its references, and keeps its netns out of
  * automatic enrollment until enrolled by hand again. */
 int pods_unenroll_pid(struct pods *ps, pid_t pid);

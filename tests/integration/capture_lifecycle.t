@@ -50,6 +50,32 @@ is "$(h_ctl -o json status | jq '.links | length')" "$((links_with_c - 1))" \
 	"its sk_lookup link is gone"
 is "$(h_ctl -o json status | jq '.maps.mesh_netns, .maps.pod_by_addr, .maps.stats' | tr '\n' ' ')" \
 	"2 4 3 " "its map entries are gone (2 pods, 4 addresses, 2+1 counter sets)"
+# Kubernetes nests container cgroups (kubepods/burstable/pod<uid>/<ctr>) and a pod has several;
+# the pod stays enrolled while any of them holds a process in its netns.
+h_pod d
+h_wait_for 2 has_pod d
+mkdir -p "$H_CG/burstable/pod-d/ctr1" "$H_CG/burstable/pod-d/ctr2"
+echo "$(h_pause d)" >"$H_CG/burstable/pod-d/ctr1/cgroup.procs"
+h_bg_raw d sleep 1000000
+sleep 0.3
+echo "$!" >"$H_CG/burstable/pod-d/ctr2/cgroup.procs"
+rmdir "$H_CG/d"
+sleep 0.5
+ok "a pod whose processes moved into nested container cgroups stays enrolled" has_pod d
+like "$(h_exec_netns d socat -t2 - "TCP:$B:8080" </dev/null)" '^peer=' \
+	"and its netns still reaches B"
+cookie=$(h_ctl -o json workloads | jq -r '.[] | select(.name == "d") | .netns_cookie')
+h_kill_cgroup "$H_CG/burstable/pod-d/ctr1"
+rmdir "$H_CG/burstable/pod-d/ctr1"
+sleep 0.5
+ok "one container leaving keeps it enrolled" has_pod d
+h_kill_cgroup "$H_CG/burstable/pod-d/ctr2"
+rmdir "$H_CG/burstable/pod-d/ctr2" "$H_CG/burstable/pod-d" "$H_CG/burstable"
+h_wait_for 2 lacks_pod d
+ok "the last container leaving unenrolls it" lacks_pod d
+is "$(h_ctl -o json workloads | jq -r ".[] | select(.netns_cookie == ${cookie:-0}) | .name")" "" \
+	"nothing is left under its netns cookie"
+
 ok "no iptables rule in any pod while shuntd runs" no_iptables_rules a b
 
 # 6. Stop: everything goes, pods talk directly.
