@@ -75,10 +75,27 @@ void px_snapshot_get(struct px_snapshot *s)
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+static void release_routes(struct px_snapshot *s)
+{
+	for (uint32_t i = 0; i < s->nroute_configs; i++)
+		px_route_config_release(&s->route_configs[i]);
+	for (uint32_t i = 0; i < s->nlisteners; i++) {
+		struct px_listener *l = &s->listeners[i];
+
+		for (uint32_t k = 0; k <= l->nchains; k++) {
+			struct px_filter_chain *fc = k < l->nchains ? &l->chains[k] : l->default_chain;
+
+			if (fc && fc->kind == PX_NF_HTTP && fc->http.inline_routes)
+				px_route_config_release(fc->http.inline_routes);
+		}
+	}
+}
+
 void px_snapshot_put(struct px_snapshot *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	release_routes(s); /* compiled regexes live outside the arena */
 	arena_free(&s->arena);
 	free(s);
 }
@@ -86,6 +103,11 @@ void px_snapshot_put(struct px_snapshot *s)
 const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name)
 {
 	return index_get(s->cluster_index, name);
+}
+
+const struct px_route_config *px_route_config_find(const struct px_snapshot *s, const char *name)
+{
+	return index_get(s->route_index, name);
 }
 
 static const char *errf(struct px_snapshot *s, const char *fmt, const char *a, const char *b)
@@ -103,6 +125,83 @@ static int check_cluster_ref(struct px_snapshot *s, const char *where, const cha
 		return 0;
 	*err = errf(s, "%s: unknown cluster \"%s\"", where, cluster);
 	return -EINVAL;
+}
+
+/* Compiles a route configuration and checks that its routes name clusters that exist. */
+static int check_routes(struct px_snapshot *s, struct px_route_config *rc, const char *what,
+			const char **err)
+{
+	char where[512];
+	int rc_err = px_route_config_finalize(&s->arena, rc, err);
+
+	if (rc_err) {
+		snprintf(where, sizeof(where), "%s \"%s\": %s", what, rc->name ? rc->name : "",
+			 *err ? *err : "invalid");
+		*err = arena_strdup(&s->arena, where);
+		return rc_err;
+	}
+	for (uint32_t v = 0; v < rc->nvhosts; v++) {
+		const struct px_vhost *vh = &rc->vhosts[v];
+
+		for (uint32_t r = 0; r < vh->nroutes; r++) {
+			const struct px_route *rt = &vh->routes[r];
+
+			if (rt->kind != PX_ROUTE_FORWARD)
+				continue;
+			snprintf(where, sizeof(where), "%s \"%s\" virtual host \"%s\" route \"%s\"",
+				 what, rc->name ? rc->name : "", vh->name ? vh->name : "",
+				 rt->name ? rt->name : "");
+			if (rt->action.cluster && check_cluster_ref(s, where, rt->action.cluster, err))
+				return -EINVAL;
+			for (uint32_t w = 0; w < rt->action.nweighted; w++)
+				if (check_cluster_ref(s, where, rt->action.weighted[w].cluster, err))
+					return -EINVAL;
+			if (!rt->action.cluster && !rt->action.nweighted &&
+			    !rt->action.cluster_header) {
+				*err = errf(s, "%s: no cluster%s", where, NULL);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+#define rc_ok_or_return(s, rc, what, err)                                                          \
+	do {                                                                                       \
+		int e_ = check_routes(s, rc, what, err);                                           \
+		if (e_)                                                                            \
+			return e_;                                                                 \
+	} while (0)
+
+/* An HTTP filter chain: inline routes are compiled; an RDS name is resolved when the snapshot
+ * has that route configuration (until it arrives, requests get 404 NR, as Envoy's do). */
+static int finalize_hcm(struct px_snapshot *s, const struct px_listener *l,
+			struct px_filter_chain *fc, const char **err)
+{
+	struct px_hcm *h = &fc->http;
+
+	if (h->inline_routes) {
+		rc_ok_or_return(s, h->inline_routes, "inline route configuration", err);
+		h->routes = h->inline_routes;
+	} else if (h->rds_name) {
+		h->routes = px_route_config_find(s, h->rds_name);
+	} else {
+		*err = errf(s, "listener \"%s\" filter chain \"%s\": http_connection_manager "
+			       "without route_config or rds",
+			    l->name, fc->name ? fc->name : "");
+		return -EINVAL;
+	}
+	if (!h->server_name)
+		h->server_name = "envoy";
+	if (!h->max_request_headers_kb)
+		h->max_request_headers_kb = PX_HCM_MAX_HEADERS_KB_DEF;
+	if (!h->max_headers_count)
+		h->max_headers_count = PX_HCM_MAX_HEADERS_DEF;
+	if (!h->idle_timeout_ms)
+		h->idle_timeout_ms = PX_HCM_IDLE_MS_DEF;
+	if (!h->stream_idle_timeout_ms)
+		h->stream_idle_timeout_ms = PX_HCM_STREAM_IDLE_MS_DEF;
+	return 0;
 }
 
 int px_snapshot_finalize(struct px_snapshot *s, const char **err)
@@ -133,6 +232,19 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 			return rc;
 		}
 	}
+	s->route_index = index_new(&s->arena, s->nroute_configs);
+	if (!s->route_index)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nroute_configs; i++) {
+		struct px_route_config *cfg = &s->route_configs[i];
+
+		if (!cfg->name || index_add(s->route_index, cfg->name, cfg)) {
+			*err = errf(s, "route configuration \"%s\": missing or duplicate name%s",
+				    cfg->name ? cfg->name : "", NULL);
+			return -EINVAL;
+		}
+		rc_ok_or_return(s, cfg, "route configuration", err);
+	}
 	for (uint32_t i = 0; i < s->nlisteners; i++) {
 		struct px_listener *l = &s->listeners[i];
 
@@ -150,6 +262,12 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 			struct px_filter_chain *fc =
 				k < l->nchains ? &l->chains[k] : l->default_chain;
 
+			if (fc && fc->kind == PX_NF_HTTP) {
+				rc = finalize_hcm(s, l, fc, err);
+				if (rc)
+					return rc;
+				continue;
+			}
 			if (!fc || fc->kind != PX_NF_TCP_PROXY)
 				continue;
 			snprintf(where, sizeof(where),

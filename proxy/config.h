@@ -15,6 +15,7 @@
 
 #include "bpf/lib/shunt_maps.h"
 #include "lib/arena.h"
+#include "proxy/route.h"
 
 /* Istio's names for the clusters that carry traffic nobody configured. */
 #define PX_CLUSTER_PASSTHROUGH	       "PassthroughCluster"
@@ -58,11 +59,24 @@ struct px_endpoint {
 	const char *locality; /* "region/zone/subzone" or NULL */
 };
 
+/* Envoy's circuit-breaker thresholds (default priority); exceeding one is an overflow (UO). */
+#define PX_CB_DEFAULT 1024
+struct px_circuit_breakers {
+	uint32_t max_connections;
+	uint32_t max_pending_requests;
+	uint32_t max_requests;
+	uint32_t max_retries; /* Envoy's default is 3 */
+};
+
 struct px_cluster {
 	const char *name;
 	enum px_cluster_type type;
 	enum px_lb_policy lb;
 	uint32_t connect_timeout_ms;
+	bool http2;			      /* speak HTTP/2 (h2c) to the endpoints */
+	uint32_t max_requests_per_connection; /* 0: unlimited */
+	uint32_t upstream_idle_timeout_ms;    /* pooled connections idle this long close */
+	struct px_circuit_breakers cb;	      /* 0 fields: Envoy's defaults */
 	/* upstream_bind_config: the source of upstream connections (Istio's inbound clusters
 	 * use 127.0.0.6 and ::6, which capture lets through). */
 	bool has_bind4, has_bind6;
@@ -126,11 +140,41 @@ enum px_network_filter {
 	PX_NF_HTTP
 };
 
+enum px_codec { PX_CODEC_AUTO, PX_CODEC_HTTP1, PX_CODEC_HTTP2 };
+enum px_server_header { PX_SERVER_OVERWRITE, PX_SERVER_APPEND_IF_ABSENT, PX_SERVER_PASS_THROUGH };
+
+#define PX_HCM_STREAM_IDLE_MS_DEF 300000  /* Envoy's stream_idle_timeout: 5 min */
+#define PX_HCM_IDLE_MS_DEF        3600000 /* common_http_protocol_options.idle_timeout */
+#define PX_HCM_MAX_HEADERS_KB_DEF 60
+#define PX_HCM_MAX_HEADERS_DEF    100
+
+/* envoy.filters.network.http_connection_manager, with the router as its terminal filter. */
+struct px_hcm {
+	const char *stat_prefix;
+	enum px_codec codec;
+	const char *rds_name;			  /* routes from RDS, by name ... */
+	struct px_route_config *inline_routes;	  /* ... or inline */
+	const struct px_route_config *routes;	  /* resolved by finalize; NULL: not yet */
+	const char *server_name;		  /* "envoy" when unset */
+	enum px_server_header server_header;
+	bool use_remote_address;
+	uint32_t xff_num_trusted_hops;
+	bool skip_xff_append;
+	bool preserve_request_id; /* keep an incoming x-request-id even from outside */
+	bool no_generate_request_id;
+	uint32_t max_request_headers_kb;
+	uint32_t max_headers_count;
+	uint32_t idle_timeout_ms;
+	uint32_t stream_idle_timeout_ms;
+	uint32_t request_timeout_ms; /* 0: none */
+};
+
 struct px_filter_chain {
 	const char *name;
 	struct px_filter_chain_match match;
 	enum px_network_filter kind;
 	struct px_tcp_proxy tcp;
+	struct px_hcm http;
 };
 
 struct px_listener {
@@ -160,6 +204,9 @@ struct px_snapshot {
 	struct px_cluster *clusters;
 	uint32_t nclusters;
 	struct px_index *cluster_index;
+	struct px_route_config *route_configs; /* from RDS */
+	uint32_t nroute_configs;
+	struct px_index *route_index;
 	struct px_listener *virtual_outbound; /* set by finalize from the listener names */
 	struct px_listener *virtual_inbound;
 };
@@ -185,6 +232,7 @@ void px_snapshot_put(struct px_snapshot *s);
 struct px_snapshot *px_snapshot_passthrough(void);
 
 const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name);
+const struct px_route_config *px_route_config_find(const struct px_snapshot *s, const char *name);
 /* Which listener handles a connection that arrived on `via` (a virtual listener) for `ci->dst`:
  * an exact ip:port listener, else the 0.0.0.0/[::] listener of that port, else `via` itself. */
 const struct px_listener *px_listener_for(const struct px_snapshot *s,
