@@ -83,7 +83,8 @@ static void release_routes(struct px_snapshot *s)
 		struct px_listener *l = &s->listeners[i];
 
 		for (uint32_t k = 0; k <= l->nchains; k++) {
-			struct px_filter_chain *fc = k < l->nchains ? &l->chains[k] : l->default_chain;
+			struct px_filter_chain *fc =
+				k < l->nchains ? &l->chains[k] : l->default_chain;
 
 			if (fc && fc->kind == PX_NF_HTTP && fc->http.inline_routes)
 				px_route_config_release(fc->http.inline_routes);
@@ -151,10 +152,12 @@ static int check_routes(struct px_snapshot *s, struct px_route_config *rc, const
 			snprintf(where, sizeof(where), "%s \"%s\" virtual host \"%s\" route \"%s\"",
 				 what, rc->name ? rc->name : "", vh->name ? vh->name : "",
 				 rt->name ? rt->name : "");
-			if (rt->action.cluster && check_cluster_ref(s, where, rt->action.cluster, err))
+			if (rt->action.cluster &&
+			    check_cluster_ref(s, where, rt->action.cluster, err))
 				return -EINVAL;
 			for (uint32_t w = 0; w < rt->action.nweighted; w++)
-				if (check_cluster_ref(s, where, rt->action.weighted[w].cluster, err))
+				if (check_cluster_ref(s, where, rt->action.weighted[w].cluster,
+						      err))
 					return -EINVAL;
 			if (!rt->action.cluster && !rt->action.nweighted &&
 			    !rt->action.cluster_header) {
@@ -186,8 +189,9 @@ static int finalize_hcm(struct px_snapshot *s, const struct px_listener *l,
 	} else if (h->rds_name) {
 		h->routes = px_route_config_find(s, h->rds_name);
 	} else {
-		*err = errf(s, "listener \"%s\" filter chain \"%s\": http_connection_manager "
-			       "without route_config or rds",
+		*err = errf(s,
+			    "listener \"%s\" filter chain \"%s\": http_connection_manager "
+			    "without route_config or rds",
 			    l->name, fc->name ? fc->name : "");
 		return -EINVAL;
 	}

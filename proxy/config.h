@@ -140,22 +140,30 @@ enum px_network_filter {
 	PX_NF_HTTP
 };
 
-enum px_codec { PX_CODEC_AUTO, PX_CODEC_HTTP1, PX_CODEC_HTTP2 };
-enum px_server_header { PX_SERVER_OVERWRITE, PX_SERVER_APPEND_IF_ABSENT, PX_SERVER_PASS_THROUGH };
+enum px_codec {
+	PX_CODEC_AUTO,
+	PX_CODEC_HTTP1,
+	PX_CODEC_HTTP2
+};
+enum px_server_header {
+	PX_SERVER_OVERWRITE,
+	PX_SERVER_APPEND_IF_ABSENT,
+	PX_SERVER_PASS_THROUGH
+};
 
 #define PX_HCM_STREAM_IDLE_MS_DEF 300000  /* Envoy's stream_idle_timeout: 5 min */
-#define PX_HCM_IDLE_MS_DEF        3600000 /* common_http_protocol_options.idle_timeout */
+#define PX_HCM_IDLE_MS_DEF	  3600000 /* common_http_protocol_options.idle_timeout */
 #define PX_HCM_MAX_HEADERS_KB_DEF 60
-#define PX_HCM_MAX_HEADERS_DEF    100
+#define PX_HCM_MAX_HEADERS_DEF	  100
 
 /* envoy.filters.network.http_connection_manager, with the router as its terminal filter. */
 struct px_hcm {
 	const char *stat_prefix;
 	enum px_codec codec;
-	const char *rds_name;			  /* routes from RDS, by name ... */
-	struct px_route_config *inline_routes;	  /* ... or inline */
-	const struct px_route_config *routes;	  /* resolved by finalize; NULL: not yet */
-	const char *server_name;		  /* "envoy" when unset */
+	const char *rds_name;		       /* routes from RDS, by name ... */
+	struct px_route_config *inline_routes; /* ... or inline */
+	const struct px_route_config *routes;  /* resolved by finalize; NULL: not yet */
+	const char *server_name;	       /* "envoy" when unset */
 	enum px_server_header server_header;
 	bool use_remote_address;
 	uint32_t xff_num_trusted_hops;

@@ -1,0 +1,266 @@
+/* Outgoing header lists, hop-by-hop rules, x-forwarded-for, request ids, local replies. */
+#include "proxy/http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+void http_hdrs_reset(struct http_hdrs *h)
+{
+	h->n = 0;
+	h->own_len = 0;
+	h->overflow = false;
+}
+
+void http_hdrs_add(struct http_hdrs *h, const char *name, size_t nlen, const char *value,
+		   size_t vlen)
+{
+	if (h->n >= HTTP_HDRS_MAX) {
+		h->overflow = true;
+		return;
+	}
+	h->v[h->n++] = (struct px_hdr){name, (uint32_t)nlen, value, (uint32_t)vlen};
+}
+
+void http_hdrs_addf(struct http_hdrs *h, const char *name, const char *fmt, ...)
+{
+	size_t room = HTTP_HDRS_OWN - h->own_len;
+	char *dst = h->own + h->own_len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dst, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room) {
+		h->overflow = true;
+		return;
+	}
+	h->own_len += (size_t)n + 1;
+	http_hdrs_add(h, name, strlen(name), dst, (size_t)n);
+}
+
+int http_hdrs_find(const struct http_hdrs *h, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (uint32_t i = 0; i < h->n; i++)
+		if (h->v[i].name_len == nl && strncasecmp(h->v[i].name, name, nl) == 0)
+			return (int)i;
+	return -1;
+}
+
+void http_hdrs_remove(struct http_hdrs *h, const char *name)
+{
+	size_t nl = strlen(name);
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < h->n; i++)
+		if (!(h->v[i].name_len == nl && strncasecmp(h->v[i].name, name, nl) == 0))
+			h->v[k++] = h->v[i];
+	h->n = k;
+}
+
+bool http_is_hop_by_hop(const char *name, size_t len)
+{
+	static const char *const hop[] = {
+		"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+		"upgrade",    "te",	    "trailer",		"proxy-authenticate"};
+
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (strlen(hop[i]) == len && strncasecmp(hop[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+bool http_connection_lists(const char *conn, size_t clen, const char *name, size_t nlen)
+{
+	size_t i = 0;
+
+	while (i < clen) {
+		size_t s, e;
+
+		while (i < clen && (conn[i] == ' ' || conn[i] == '\t' || conn[i] == ','))
+			i++;
+		s = i;
+		while (i < clen && conn[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (conn[e - 1] == ' ' || conn[e - 1] == '\t'))
+			e--;
+		if (e - s == nlen && strncasecmp(conn + s, name, nlen) == 0)
+			return true;
+	}
+	return false;
+}
+
+void http_apply_mutation(struct http_hdrs *h, const struct px_header_mutation *m)
+{
+	for (uint32_t i = 0; i < m->nremove; i++)
+		http_hdrs_remove(h, m->remove[i]);
+	for (uint32_t i = 0; i < m->nadd; i++) {
+		const struct px_header_value *v = &m->add[i];
+		int at = http_hdrs_find(h, v->name);
+
+		if (v->append == PX_ADD_IF_ABSENT && at >= 0)
+			continue;
+		if (v->append == PX_OVERWRITE_IF_EXISTS_OR_ADD)
+			http_hdrs_remove(h, v->name);
+		http_hdrs_add(h, v->name, strlen(v->name), v->value, strlen(v->value));
+	}
+}
+
+void http_uuid(char *out, uint64_t *rng)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+
+	for (int i = 0; i < 16; i += 8) {
+		uint64_t x;
+
+		*rng ^= *rng >> 12;
+		*rng ^= *rng << 25;
+		*rng ^= *rng >> 27;
+		x = *rng * 0x2545F4914F6CDD1DULL;
+		memcpy(b + i, &x, 8);
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	for (int i = 0, o = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[HTTP_UUID_LEN] = '\0';
+}
+
+bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool skip_append,
+	      const char *remote_ip, struct strbuf *out)
+{
+	if (!use_remote_address || skip_append || !remote_ip || !*remote_ip)
+		return false;
+	sb_reset(out);
+	if (incoming && ilen) {
+		sb_append(out, incoming, ilen);
+		sb_puts(out, ",");
+	}
+	sb_puts(out, remote_ip);
+	return true;
+}
+
+static const struct {
+	int status;
+	const char *flag;
+	const char *body;
+} replies[] = {
+	[HTTP_LR_NO_ROUTE] = {404, "NR", ""},
+	[HTTP_LR_NO_CLUSTER] = {503, "NC", ""},
+	[HTTP_LR_NO_HEALTHY] = {503, "UH", "no healthy upstream"},
+	[HTTP_LR_CONNECT_FAILURE] = {503, "UF",
+				     "upstream connect error or disconnect/reset before headers. "
+				     "reset reason: connection failure"},
+	[HTTP_LR_UPSTREAM_RESET] = {503, "UC",
+				    "upstream connect error or disconnect/reset before headers. "
+				    "reset reason: connection termination"},
+	[HTTP_LR_TIMEOUT] = {504, "UT", "upstream request timeout"},
+	[HTTP_LR_OVERFLOW] = {503, "UO",
+			      "upstream connect error or disconnect/reset before "
+			      "headers. reset reason: overflow"},
+	[HTTP_LR_BAD_REQUEST] = {400, "DPE", "Bad Request"},
+	[HTTP_LR_HEADERS_TOO_LARGE] = {431, "DPE", "Request Header Fields Too Large"},
+	[HTTP_LR_URI_TOO_LONG] = {414, "DPE", "URI Too Long"},
+	[HTTP_LR_VERSION] = {505, "DPE", "HTTP Version Not Supported"},
+	[HTTP_LR_STREAM_IDLE] = {408, "SI", "stream timeout"},
+};
+
+int http_local_reply_status(enum http_local_reply r)
+{
+	return replies[r].status;
+}
+
+const char *http_local_reply_flag(enum http_local_reply r)
+{
+	return replies[r].flag;
+}
+
+void http_local_reply_body(enum http_local_reply r, const char *reason, struct strbuf *out)
+{
+	if ((r == HTTP_LR_CONNECT_FAILURE || r == HTTP_LR_UPSTREAM_RESET) && reason && *reason) {
+		sb_printf(out,
+			  "upstream connect error or disconnect/reset before headers. reset "
+			  "reason: %s",
+			  reason);
+		return;
+	}
+	sb_puts(out, replies[r].body);
+}
+
+const char *http_reason_phrase(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 101:
+		return "Switching Protocols";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 204:
+		return "No Content";
+	case 206:
+		return "Partial Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 303:
+		return "See Other";
+	case 304:
+		return "Not Modified";
+	case 307:
+		return "Temporary Redirect";
+	case 308:
+		return "Permanent Redirect";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Payload Too Large";
+	case 414:
+		return "URI Too Long";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return status < 200   ? "Informational"
+		       : status < 300 ? "Success"
+		       : status < 400 ? "Redirection"
+		       : status < 500 ? "Client Error"
+				      : "Server Error";
+	}
+}

@@ -1,0 +1,81 @@
+/* Codec-neutral HTTP pieces of the connection manager: outgoing header lists and the rules that
+ * build them (hop-by-hop headers, x-forwarded-for, x-request-id, header mutations, server),
+ * and Envoy's local replies. */
+#ifndef SHUNT_PROXY_HTTP_H
+#define SHUNT_PROXY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/strbuf.h"
+#include "proxy/route.h"
+
+#define HTTP_HDRS_MAX 256  /* outgoing headers per head (incoming ones are limited below) */
+#define HTTP_HDRS_OWN 8192 /* bytes of header values a list creates itself */
+#define HTTP_UUID_LEN 36
+
+/* An outgoing head's header list: spans that point into the incoming buffers, the snapshot's
+ * config, or `own`, which holds the values this list formatted (fixed size, so pointers into
+ * it never move). Reset per use; no allocation. */
+struct http_hdrs {
+	struct px_hdr v[HTTP_HDRS_MAX];
+	uint32_t n;
+	size_t own_len;
+	bool overflow; /* a header did not fit: the head must be refused, not sent short */
+	char own[HTTP_HDRS_OWN];
+};
+
+void http_hdrs_reset(struct http_hdrs *h);
+/* Appends name: value; the bytes must outlive the list (or use http_hdrs_addf). */
+void http_hdrs_add(struct http_hdrs *h, const char *name, size_t nlen, const char *value,
+		   size_t vlen);
+/* Appends a header whose value is formatted into the list's own storage. */
+void http_hdrs_addf(struct http_hdrs *h, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Index of the first header with this (lower-case) name, or -1. */
+int http_hdrs_find(const struct http_hdrs *h, const char *name);
+void http_hdrs_remove(struct http_hdrs *h, const char *name);
+
+/* Hop-by-hop headers (RFC 9110 7.6.1, plus Envoy's list) and the names listed in Connection:
+ * none of them is forwarded. te: trailers is the exception callers handle. */
+bool http_is_hop_by_hop(const char *name, size_t len);
+/* True when the Connection header value lists `name` (comma separated, case-insensitive). */
+bool http_connection_lists(const char *conn, size_t clen, const char *name, size_t nlen);
+
+/* Applies add/remove in Envoy's order: route configuration, virtual host, route (the most
+ * specific is applied last, so it wins). */
+void http_apply_mutation(struct http_hdrs *h, const struct px_header_mutation *m);
+
+/* A random UUID v4 (x-request-id) into out[HTTP_UUID_LEN + 1]. */
+void http_uuid(char *out, uint64_t *rng);
+
+/* x-forwarded-for as Envoy builds it: the incoming value, plus the downstream address when
+ * use_remote_address. Writes the new value into out; returns false if unchanged. */
+bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool skip_append,
+	      const char *remote_ip, struct strbuf *out);
+
+/* Envoy's local replies: the status and the exact body text users see. */
+enum http_local_reply {
+	HTTP_LR_NO_ROUTE,	   /* 404 NR */
+	HTTP_LR_NO_CLUSTER,	   /* 503 NC */
+	HTTP_LR_NO_HEALTHY,	   /* 503 UH: "no healthy upstream" */
+	HTTP_LR_CONNECT_FAILURE,   /* 503 UF */
+	HTTP_LR_UPSTREAM_RESET,	   /* 503 UC/UR */
+	HTTP_LR_TIMEOUT,	   /* 504 UT: "upstream request timeout" */
+	HTTP_LR_OVERFLOW,	   /* 503 UO */
+	HTTP_LR_BAD_REQUEST,	   /* 400 */
+	HTTP_LR_HEADERS_TOO_LARGE, /* 431 */
+	HTTP_LR_URI_TOO_LONG,	   /* 414 */
+	HTTP_LR_VERSION,	   /* 505 */
+	HTTP_LR_STREAM_IDLE,	   /* 408 SI */
+};
+
+int http_local_reply_status(enum http_local_reply r);
+/* The body; for resets and connect failures it names the reason as Envoy does. */
+void http_local_reply_body(enum http_local_reply r, const char *reason, struct strbuf *out);
+/* Envoy's response flag for a local reply. */
+const char *http_local_reply_flag(enum http_local_reply r);
+const char *http_reason_phrase(int status);
+
+#endif

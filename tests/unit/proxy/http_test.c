@@ -1,0 +1,138 @@
+/* Tests proxy/http.c: header lists and mutations, hop-by-hop rules, x-forwarded-for,
+ * request ids, Envoy's local replies. */
+#include <stdlib.h>
+
+#include "proxy/http.h"
+#include "tests/lib/tap.h"
+
+static struct http_hdrs h;
+
+static const char *joined(void)
+{
+	static char out[1024];
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (uint32_t i = 0; i < h.n && o < sizeof(out) - 1; i++)
+		o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%.*s=%.*s", i ? " " : "",
+				      (int)h.v[i].name_len, h.v[i].name, (int)h.v[i].value_len,
+				      h.v[i].value);
+	return out;
+}
+
+#define ADD(n, v) http_hdrs_add(&h, n, strlen(n), v, strlen(v))
+
+static void test_mutations(void)
+{
+	static struct px_header_value add[] = {
+		{"x-a", "1", PX_APPEND_IF_EXISTS_OR_ADD},
+		{"x-b", "new", PX_OVERWRITE_IF_EXISTS_OR_ADD},
+		{"x-c", "kept?", PX_ADD_IF_ABSENT},
+		{"x-d", "added", PX_ADD_IF_ABSENT},
+	};
+	static const char *rm[] = {"x-remove-me"};
+	struct px_header_mutation m = {.add = add, .nadd = 4, .remove = rm, .nremove = 1};
+
+	http_hdrs_reset(&h);
+	ADD("x-a", "0");
+	ADD("x-b", "old");
+	ADD("X-C", "present");
+	ADD("x-remove-me", "gone");
+	http_apply_mutation(&h, &m);
+	is_str(joined(), "x-a=0 X-C=present x-a=1 x-b=new x-d=added",
+	       "remove, then append / overwrite / add-if-absent as Envoy does");
+	is_int(http_hdrs_find(&h, "x-c"), 1, "lookups ignore case");
+
+	http_hdrs_reset(&h);
+	http_hdrs_addf(&h, "x-envoy-attempt-count", "%u", 3u);
+	http_hdrs_addf(&h, "x-envoy-upstream-service-time", "%llu", 12ULL);
+	is_str(joined(), "x-envoy-attempt-count=3 x-envoy-upstream-service-time=12",
+	       "formatted values live in the list's own storage");
+
+	http_hdrs_reset(&h);
+	for (int i = 0; i < HTTP_HDRS_MAX + 1; i++)
+		ADD("x", "y");
+	ok(h.overflow && h.n == HTTP_HDRS_MAX, "one header too many marks the list overflowed");
+	http_hdrs_reset(&h);
+	char big[HTTP_HDRS_OWN + 10];
+
+	memset(big, 'z', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	http_hdrs_addf(&h, "x", "%s", big);
+	ok(h.overflow && h.n == 0, "a value too big for the list's storage overflows it");
+}
+
+static void test_hop_by_hop(void)
+{
+	static const struct {
+		const char *name;
+		bool hop;
+	} t[] = {{"Connection", true},	    {"keep-alive", true}, {"Transfer-Encoding", true},
+		 {"upgrade", true},	    {"TE", true},	  {"proxy-connection", true},
+		 {"content-length", false}, {"host", false},	  {"x-forwarded-for", false}};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		is_int(http_is_hop_by_hop(t[i].name, strlen(t[i].name)), t[i].hop,
+		       "%s is %shop-by-hop", t[i].name, t[i].hop ? "" : "not ");
+	ok(http_connection_lists("keep-alive, X-Custom ,close", 27, "x-custom", 8),
+	   "Connection lists x-custom");
+	ok(!http_connection_lists("keep-alive, X-Customer", 22, "x-custom", 8),
+	   "but not as a prefix of another name");
+}
+
+static void test_xff_and_ids(void)
+{
+	struct strbuf sb = {0};
+	char id[HTTP_UUID_LEN + 1], id2[HTTP_UUID_LEN + 1];
+	uint64_t rng = 12345;
+
+	ok(!http_xff(NULL, 0, false, false, "10.0.0.1", &sb),
+	   "without use_remote_address, x-forwarded-for is left as is");
+	ok(http_xff(NULL, 0, true, false, "10.0.0.1", &sb) && !strcmp(sb_str(&sb), "10.0.0.1"),
+	   "with it, the downstream address becomes the value");
+	ok(http_xff("1.2.3.4, 5.6.7.8", 16, true, false, "10.0.0.1", &sb) &&
+		   !strcmp(sb_str(&sb), "1.2.3.4, 5.6.7.8,10.0.0.1"),
+	   "and is appended to an incoming one");
+	ok(!http_xff("1.2.3.4", 7, true, true, "10.0.0.1", &sb), "skip_xff_append leaves it");
+	sb_free(&sb);
+
+	http_uuid(id, &rng);
+	http_uuid(id2, &rng);
+	ok(strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[14] == '4' && id[18] == '-' &&
+		   strchr("89ab", id[19]) && id[23] == '-',
+	   "x-request-id is a version 4 UUID: %s", id);
+	ok(strcmp(id, id2) != 0, "and a new one each time");
+}
+
+static void test_local_replies(void)
+{
+	struct strbuf sb = {0};
+
+	is_int(http_local_reply_status(HTTP_LR_NO_HEALTHY), 503, "no healthy upstream is a 503");
+	http_local_reply_body(HTTP_LR_NO_HEALTHY, NULL, &sb);
+	is_str(sb_str(&sb), "no healthy upstream", "with Envoy's body");
+	sb_reset(&sb);
+	http_local_reply_body(HTTP_LR_CONNECT_FAILURE,
+			      "remote connection failure, transport "
+			      "failure reason: delayed connect error: 111",
+			      &sb);
+	is_str(sb_str(&sb),
+	       "upstream connect error or disconnect/reset before headers. reset reason: remote "
+	       "connection failure, transport failure reason: delayed connect error: 111",
+	       "a connect failure names its reason");
+	is_str(http_local_reply_flag(HTTP_LR_TIMEOUT), "UT", "a timeout is flagged UT");
+	is_int(http_local_reply_status(HTTP_LR_TIMEOUT), 504, "and answered 504");
+	is_int(http_local_reply_status(HTTP_LR_NO_ROUTE), 404, "no route is a 404");
+	is_str(http_reason_phrase(431), "Request Header Fields Too Large", "reason phrases");
+	is_str(http_reason_phrase(299), "Success", "and a class phrase for unknown codes");
+	sb_free(&sb);
+}
+
+int main(void)
+{
+	test_mutations();
+	test_hop_by_hop();
+	test_xff_and_ids();
+	test_local_replies();
+	return done_testing();
+}
