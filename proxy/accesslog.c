@@ -71,3 +71,112 @@ void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool
 	jw_obj_end(&w);
 	sb_putc(sb, '\n');
 }
+
+/* Writes a request value as a log field: "-" when absent; quotes and control bytes escaped
+ * so that a request cannot forge log fields or lines. */
+static void put_span(struct strbuf *sb, struct accesslog_span v)
+{
+	if (!v.p || !v.len) {
+		sb_putc(sb, '-');
+		return;
+	}
+	for (size_t i = 0; i < v.len; i++) {
+		unsigned char c = (unsigned char)v.p[i];
+
+		if (c == '"' || c == '\\')
+			sb_printf(sb, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			sb_printf(sb, "\\x%02x", c);
+		else
+			sb_putc(sb, (char)c);
+	}
+}
+
+static void json_span(struct json_writer *w, const char *key, struct accesslog_span v)
+{
+	jw_key(w, key);
+	if (v.p && v.len)
+		jw_strn(w, v.p, v.len);
+	else
+		jw_null(w);
+}
+
+void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bool json)
+{
+	char start[40], st[24];
+
+	accesslog_time(start, sizeof(start), &e->start);
+	if (e->upstream_service_time_ms >= 0)
+		snprintf(st, sizeof(st), "%lld", (long long)e->upstream_service_time_ms);
+	else
+		snprintf(st, sizeof(st), "-");
+	if (!json) {
+		sb_printf(sb, "[%s] \"", start);
+		put_span(sb, e->method);
+		sb_putc(sb, ' ');
+		put_span(sb, e->path);
+		sb_printf(sb, " %s\" %d %s %s - \"%s\" %llu %llu %llu %s \"", dash(e->protocol),
+			  e->status, dash(e->flags), dash(e->details), dash(e->failure_reason),
+			  (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
+			  (unsigned long long)e->duration_ms, st);
+		put_span(sb, e->xff);
+		sb_puts(sb, "\" \"");
+		put_span(sb, e->user_agent);
+		sb_puts(sb, "\" \"");
+		put_span(sb, e->request_id);
+		sb_puts(sb, "\" \"");
+		put_span(sb, e->authority);
+		sb_printf(sb, "\" \"%s\" %s %s %s %s - %s\n", dash(e->upstream_host),
+			  dash(e->upstream_cluster), dash(e->upstream_local),
+			  dash(e->downstream_local), dash(e->downstream_remote),
+			  dash(e->route_name));
+		return;
+	}
+	struct json_writer w;
+
+	jw_init(&w, sb, false);
+	jw_obj_begin(&w);
+	jw_key(&w, "start_time");
+	jw_str(&w, start);
+	json_span(&w, "method", e->method);
+	json_span(&w, "path", e->path);
+	jw_key(&w, "protocol");
+	jw_str(&w, dash(e->protocol));
+	jw_key(&w, "response_code");
+	jw_i64(&w, e->status);
+	jw_key(&w, "response_flags");
+	jw_str(&w, dash(e->flags));
+	jw_key(&w, "response_code_details");
+	jw_str(&w, dash(e->details));
+	jw_key(&w, "upstream_transport_failure_reason");
+	jw_str(&w, dash(e->failure_reason));
+	jw_key(&w, "bytes_received");
+	jw_u64(&w, e->bytes_received);
+	jw_key(&w, "bytes_sent");
+	jw_u64(&w, e->bytes_sent);
+	jw_key(&w, "duration");
+	jw_u64(&w, e->duration_ms);
+	jw_key(&w, "upstream_service_time");
+	if (e->upstream_service_time_ms >= 0)
+		jw_i64(&w, e->upstream_service_time_ms);
+	else
+		jw_null(&w);
+	json_span(&w, "x_forwarded_for", e->xff);
+	json_span(&w, "user_agent", e->user_agent);
+	json_span(&w, "request_id", e->request_id);
+	json_span(&w, "authority", e->authority);
+	jw_key(&w, "upstream_host");
+	jw_str(&w, dash(e->upstream_host));
+	jw_key(&w, "upstream_cluster");
+	jw_str(&w, dash(e->upstream_cluster));
+	jw_key(&w, "upstream_local_address");
+	jw_str(&w, dash(e->upstream_local));
+	jw_key(&w, "downstream_local_address");
+	jw_str(&w, dash(e->downstream_local));
+	jw_key(&w, "downstream_remote_address");
+	jw_str(&w, dash(e->downstream_remote));
+	jw_key(&w, "route_name");
+	jw_str(&w, dash(e->route_name));
+	jw_obj_end(&w);
+	sb_putc(sb, '\n');
+}

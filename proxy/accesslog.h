@@ -23,6 +23,31 @@ struct accesslog_tcp {
 	const char *downstream_remote;
 };
 
+/* Bytes from a request (not NUL-terminated); p == NULL or len == 0 prints "-". */
+struct accesslog_span {
+	const char *p;
+	size_t len;
+};
+
+/* Everything an HTTP line says. */
+struct accesslog_http {
+	struct timespec start;
+	struct accesslog_span method, path, authority, xff, user_agent, request_id;
+	const char *protocol; /* "HTTP/1.1", "HTTP/2" */
+	int status;	      /* 0 when no response was sent */
+	const char *flags, *details, *failure_reason;
+	uint64_t bytes_received, bytes_sent, duration_ms;
+	int64_t upstream_service_time_ms; /* -1: none */
+	const char *upstream_host, *upstream_cluster, *upstream_local;
+	const char *downstream_local, *downstream_remote, *route_name;
+};
+
+/* Istio's default line for HTTP:
+ * [START] "METHOD PATH PROTOCOL" CODE FLAGS DETAILS - "REASON" RX TX DURATION SERVICE_TIME
+ * "XFF" "USER-AGENT" "REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST" CLUSTER UPSTREAM_LOCAL
+ * DOWNSTREAM_LOCAL DOWNSTREAM_REMOTE - ROUTE_NAME */
+void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bool json);
+
 /* Appends one line (ending in '\n'). Istio's format, with HTTP fields as "-":
  * [START] "- - -" 0 FLAGS - DETAILS "REASON" RX TX DURATION - "-" "-" "-" "-" "UPSTREAM_HOST"
  * CLUSTER UPSTREAM_LOCAL DOWNSTREAM_LOCAL DOWNSTREAM_REMOTE - - */

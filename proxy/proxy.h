@@ -65,7 +65,15 @@ struct proxy_workload_desc {
 	X(sockmap_inserted, "proxy sockets put into the SOCKHASH")                                 \
 	X(sockmap_present, "proxy sockets sockops had already put into the SOCKHASH")              \
 	X(sockmap_insert_fail, "proxy sockets the SOCKHASH refused")                               \
-	X(accept_fail, "accept(2) failures other than EAGAIN")
+	X(accept_fail, "accept(2) failures other than EAGAIN")                                     \
+	X(http_rq_total, "HTTP requests")                                                          \
+	X(http_rq_2xx_3xx, "HTTP requests answered 2xx or 3xx")                                    \
+	X(http_rq_4xx, "HTTP requests answered 4xx")                                               \
+	X(http_rq_5xx, "HTTP requests answered 5xx")                                               \
+	X(http_rq_retry, "HTTP request retries")                                                   \
+	X(http_rq_timeout, "HTTP requests that timed out (UT)")                                    \
+	X(http_rq_overflow, "HTTP requests a circuit breaker refused (UO)")                        \
+	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")
 
 #define PROXY_STAT_FIELD(name, help) uint64_t name;
 struct proxy_stats {

@@ -140,7 +140,8 @@ struct px_route_action {
 	uint32_t nweighted;
 	uint32_t total_weight;
 	const char *cluster_header; /* route to the cluster named by this request header */
-	uint32_t timeout_ms;	    /* 0 disables; PX_ROUTE_TIMEOUT_MS_DEF when unset */
+	uint32_t timeout_ms;	    /* 0: PX_ROUTE_TIMEOUT_MS_DEF, unless no_timeout */
+	bool no_timeout;	    /* timeout: 0s in the config */
 	uint32_t idle_timeout_ms;
 	const char *prefix_rewrite;
 	const char *regex_rewrite_pattern; /* with regex_rewrite_substitution */
@@ -187,6 +188,7 @@ struct px_vhost {
 	struct px_route *routes;
 	uint32_t nroutes;
 	struct px_retry_policy *retry;
+	bool include_attempt_count; /* include_request_attempt_count (Istio sets it) */
 	struct px_header_mutation request, response;
 };
 

@@ -208,6 +208,19 @@ struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
 	return &wk->lb[c->index];
 }
 
+/* The Date header value, rebuilt when the second changes (IMF-fixdate, RFC 9110 5.6.7). */
+static void worker_refresh_date(struct worker *wk)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if ((uint64_t)now == wk->http_date_sec)
+		return;
+	wk->http_date_sec = (uint64_t)now;
+	gmtime_r(&now, &tm);
+	strftime(wk->http_date, sizeof(wk->http_date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static void worker_flush_log(struct worker *wk)
@@ -248,6 +261,7 @@ static void *worker_main(void *arg)
 		}
 		wk->now_ms = mono_ms();
 		worker_refresh_config(wk);
+		worker_refresh_date(wk);
 		for (int i = 0; i < n; i++) {
 			struct ev_handler *h = evs[i].data.ptr;
 
@@ -303,6 +317,9 @@ static int worker_init(struct proxy *p, struct worker *wk, int id)
 	wk->home_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (wk->epfd < 0 || wk->wakefd < 0 || wk->home_netns_fd < 0)
 		return -errno;
+	wk->scratch_hdrs = calloc(1, sizeof(*wk->scratch_hdrs));
+	if (!wk->scratch_hdrs)
+		return -ENOMEM;
 	ev.data.ptr = &wk->wake_h;
 	if (epoll_ctl(wk->epfd, EPOLL_CTL_ADD, wk->wakefd, &ev))
 		return -errno;
@@ -320,6 +337,10 @@ static void worker_destroy(struct worker *wk)
 		free(c);
 	}
 	free(wk->held);
+	free(wk->scratch_hdrs);
+	sb_free(&wk->scratch_body);
+	sb_free(&wk->scratch_xff);
+	sb_free(&wk->scratch_path);
 	worker_lb_free(wk);
 	px_snapshot_put(wk->snap);
 	wk->snap = NULL;

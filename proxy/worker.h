@@ -16,6 +16,7 @@
 #include "lib/strbuf.h"
 #include "proxy/bufpool.h"
 #include "proxy/config.h"
+#include "proxy/http.h"
 #include "proxy/lb.h"
 #include "proxy/proxy.h"
 
@@ -93,6 +94,12 @@ struct worker {
 	 * this worker's balancer state for each of its clusters (by px_cluster.index). */
 	struct px_snapshot *snap;
 	uint64_t snap_gen;
+	/* HTTP scratch space, used within one call at a time (this thread only). */
+	struct http_hdrs *scratch_hdrs;
+	struct strbuf scratch_body, scratch_xff, scratch_path;
+	char cluster_name[256];
+	char http_date[40]; /* IMF-fixdate, refreshed once per second */
+	uint64_t http_date_sec;
 	struct px_lb_state *lb;
 	uint32_t nlb;
 	uint64_t last_tick, last_idle_sweep;

@@ -1,0 +1,740 @@
+/* The HTTP stream logic: route, pick, forward, retry, time out, answer locally, log. */
+#include "proxy/hcm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib/addr.h"
+#include "proxy/accesslog.h"
+#include "proxy/lb.h"
+#include "proxy/upool.h"
+#include "proxy/worker.h"
+
+#define RETRY_MAX_INTERVAL_FACTOR 10 /* Envoy: max_interval defaults to 10x base_interval */
+
+static bool span_eq(const char *p, size_t len, const char *lit)
+{
+	return strlen(lit) == len && strncasecmp(p, lit, len) == 0;
+}
+
+static const char *req_header(const struct hstream *s, const char *name, size_t *len)
+{
+	return px_req_header(&s->req, name, len);
+}
+
+/* ---- finishing -------------------------------------------------------------------------------- */
+
+static void log_stream(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	char up_host[ADDR_STRLEN] = "-", dl[ADDR_STRLEN], dr[ADDR_STRLEN];
+	struct accesslog_http e = {0};
+	size_t n;
+	const char *v;
+
+	if (wk->p->cfg.access_log_fd < 0)
+		return;
+	if (s->cluster && s->endpoint >= 0)
+		addr_port_fmt(&s->cluster->endpoints[s->endpoint].addr,
+			      s->cluster->endpoints[s->endpoint].port, up_host, sizeof(up_host));
+	addr_port_fmt(&s->hc->local, s->hc->local_port, dl, sizeof(dl));
+	addr_port_fmt(&s->hc->remote, s->hc->remote_port, dr, sizeof(dr));
+	e.start = s->start_real;
+	e.method = (struct accesslog_span){s->req.method, s->req.method_len};
+	e.path = (struct accesslog_span){s->req.path, s->req.path_len};
+	e.authority = (struct accesslog_span){s->req.authority, s->req.authority_len};
+	e.protocol = s->codec_id ? "HTTP/2" : "HTTP/1.1";
+	e.status = s->status;
+	e.flags = s->flags;
+	e.details = s->details;
+	e.failure_reason = s->failure[0] ? s->failure : NULL;
+	e.bytes_received = s->bytes_rx;
+	e.bytes_sent = s->bytes_tx;
+	e.duration_ms = wk->now_ms - s->t_start;
+	e.upstream_service_time_ms = s->t_first_byte && s->t_upstream_start
+					     ? (int64_t)(s->t_first_byte - s->t_upstream_start)
+					     : -1;
+	v = req_header(s, "x-forwarded-for", &n);
+	e.xff = (struct accesslog_span){v, v ? n : 0};
+	v = req_header(s, "user-agent", &n);
+	e.user_agent = (struct accesslog_span){v, v ? n : 0};
+	e.request_id = (struct accesslog_span){s->request_id, strlen(s->request_id)};
+	e.upstream_host = up_host;
+	e.upstream_cluster = s->cluster ? s->cluster->name : NULL;
+	e.downstream_local = dl;
+	e.downstream_remote = dr;
+	e.route_name = s->route && s->route->name ? s->route->name : NULL;
+	accesslog_http_format(&wk->log, &e, wk->p->cfg.access_log_json);
+}
+
+/* The stream is over from our side: log it, hand the upstream back, let the codec go on. */
+static void finish(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+
+	if (s->done)
+		return;
+	s->done = true;
+	if (s->up) {
+		upool_release(wk, s->up, true);
+		s->up = NULL;
+	} else {
+		upool_cancel(wk, s);
+	}
+	if (s->cluster && s->endpoint >= 0)
+		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+	if (s->status >= 500)
+		STAT_INC(wk, http_rq_5xx);
+	else if (s->status >= 400)
+		STAT_INC(wk, http_rq_4xx);
+	else if (s->status >= 200)
+		STAT_INC(wk, http_rq_2xx_3xx);
+	log_stream(s);
+	s->down->stream_done(s);
+}
+
+static void abandon_upstream(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+
+	if (s->up) {
+		s->up_ops->abandon(s->up, s);
+		s->up = NULL;
+	} else {
+		upool_cancel(wk, s);
+	}
+	if (s->cluster && s->endpoint >= 0)
+		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+}
+
+/* Answers the request ourselves (Envoy's local reply), unless the response already started,
+ * in which case all we can do is reset the downstream. */
+static void local_reply(struct hstream *s, enum http_local_reply r, const char *details,
+			const char *reason)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	struct strbuf *body = &wk->scratch_body;
+
+	abandon_upstream(s);
+	if (!s->flags || !strcmp(s->flags, "-"))
+		s->flags = http_local_reply_flag(r);
+	s->details = details;
+	if (reason)
+		snprintf(s->failure, sizeof(s->failure), "%s", reason);
+	if (s->resp_started) {
+		s->down->reset(s);
+		return;
+	}
+	s->status = http_local_reply_status(r);
+	sb_reset(body);
+	http_local_reply_body(r, reason, body);
+	http_hdrs_reset(h);
+	if (body->len) {
+		http_hdrs_add(h, "content-type", 12, "text/plain", 10);
+		http_hdrs_addf(h, "content-length", "%zu", body->len);
+	} else {
+		http_hdrs_add(h, "content-length", 14, "0", 1);
+	}
+	http_hdrs_addf(h, "date", "%s", wk->http_date);
+	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	s->resp_started = true;
+	s->down->send_headers(s, s->status, h, body->len == 0 || s->is_head);
+	if (body->len && !s->is_head)
+		s->down->send_data(s, sb_str(body), body->len, true);
+	s->bytes_tx += body->len;
+	finish(s);
+}
+
+/* ---- direct responses and redirects ---------------------------------------------------------- */
+
+static void direct_response(struct hstream *s, const struct px_route *rt)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	const char *body = rt->direct.body ? rt->direct.body : "";
+	size_t blen = strlen(body);
+
+	s->status = (int)rt->direct.status;
+	s->details = "direct_response";
+	http_hdrs_reset(h);
+	if (blen)
+		http_hdrs_add(h, "content-type", 12, "text/plain", 10);
+	http_hdrs_addf(h, "content-length", "%zu", blen);
+	http_hdrs_addf(h, "date", "%s", wk->http_date);
+	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	http_apply_mutation(h, &s->rc->response);
+	http_apply_mutation(h, &s->vh->response);
+	http_apply_mutation(h, &rt->response);
+	s->resp_started = true;
+	s->down->send_headers(s, s->status, h, blen == 0 || s->is_head);
+	if (blen && !s->is_head)
+		s->down->send_data(s, body, blen, true);
+	s->bytes_tx += blen;
+	finish(s);
+}
+
+static void redirect(struct hstream *s, const struct px_route *rt)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	const struct px_redirect *r = &rt->redirect;
+	const char *q = memchr(s->req.path, '?', s->req.path_len);
+	size_t plen = q ? (size_t)(q - s->req.path) : s->req.path_len;
+	char port[16] = "";
+	struct strbuf *loc = &wk->scratch_body;
+	const char *host = r->host;
+	size_t hlen = host ? strlen(host) : 0;
+
+	if (!host) {
+		/* Keep the request's host, without its port when the redirect sets one. */
+		const char *colon = memchr(s->req.authority, ':', s->req.authority_len);
+
+		host = s->req.authority;
+		hlen = r->port && colon ? (size_t)(colon - s->req.authority) : s->req.authority_len;
+	}
+	if (r->port)
+		snprintf(port, sizeof(port), ":%u", r->port);
+	sb_reset(loc);
+	sb_printf(loc, "%s://%.*s%s", r->scheme ? r->scheme : "http", (int)hlen, host, port);
+	if (r->path) {
+		sb_puts(loc, r->path);
+	} else if (r->prefix_rewrite && rt->match.kind == PX_PATH_PREFIX) {
+		size_t mlen = strlen(rt->match.path);
+
+		sb_puts(loc, r->prefix_rewrite);
+		if (plen > mlen)
+			sb_append(loc, s->req.path + mlen, plen - mlen);
+	} else {
+		sb_append(loc, s->req.path, plen);
+	}
+	if (q && !r->strip_query && !r->path)
+		sb_append(loc, q, s->req.path_len - plen);
+	s->status = (int)r->response_code;
+	s->details = "redirect";
+	http_hdrs_reset(h);
+	http_hdrs_add(h, "location", 8, sb_str(loc), loc->len);
+	http_hdrs_add(h, "content-length", 14, "0", 1);
+	http_hdrs_addf(h, "date", "%s", wk->http_date);
+	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	s->resp_started = true;
+	s->down->send_headers(s, s->status, h, true);
+	finish(s);
+}
+
+/* ---- attempts -------------------------------------------------------------------------------- */
+
+static uint64_t stream_rand(struct hstream *s)
+{
+	uint64_t *r = &s->hc->rng;
+
+	*r ^= *r >> 12;
+	*r ^= *r << 25;
+	*r ^= *r >> 27;
+	return *r * 0x2545F4914F6CDD1DULL;
+}
+
+static const char *pick_cluster(struct hstream *s, const struct px_route_action *a)
+{
+	if (a->cluster_header) {
+		size_t len;
+		const char *v = req_header(s, a->cluster_header, &len);
+		struct worker *wk = s->hc->wk;
+
+		if (!v || len >= sizeof(wk->cluster_name))
+			return NULL;
+		memcpy(wk->cluster_name, v, len);
+		wk->cluster_name[len] = '\0';
+		return wk->cluster_name;
+	}
+	if (a->cluster || !a->total_weight)
+		return a->cluster;
+	uint64_t r = stream_rand(s) % a->total_weight;
+
+	for (uint32_t i = 0; i < a->nweighted; i++) {
+		if (r < a->weighted[i].weight)
+			return a->weighted[i].cluster;
+		r -= a->weighted[i].weight;
+	}
+	return a->weighted[a->nweighted - 1].cluster;
+}
+
+/* The hash for ring hash / Maglev from the route's hash policies; false if none applies. */
+static bool route_hash(struct hstream *s, uint64_t *out)
+{
+	const struct px_route_action *a = &s->route->action;
+	bool have = false;
+
+	for (uint32_t i = 0; i < a->nhash; i++) {
+		const struct px_hash_policy *hp = &a->hash[i];
+		uint64_t h = 0;
+		bool got = false;
+
+		if (hp->kind == PX_HASH_SOURCE_IP) {
+			h = px_hash_bytes(&s->hc->remote, sizeof(s->hc->remote));
+			got = true;
+		} else if (hp->kind == PX_HASH_HEADER) {
+			size_t len;
+			const char *v = req_header(s, hp->name, &len);
+
+			if (v) {
+				h = px_hash_bytes(v, len);
+				got = true;
+			}
+		} else if (hp->kind == PX_HASH_COOKIE) {
+			size_t len, nl = strlen(hp->name);
+			const char *c = req_header(s, "cookie", &len);
+
+			for (size_t k = 0; c && k + nl < len; k++) {
+				if ((k == 0 || c[k - 1] == ' ' || c[k - 1] == ';') &&
+				    !strncmp(c + k, hp->name, nl) && c[k + nl] == '=') {
+					size_t e = k + nl + 1;
+
+					while (e < len && c[e] != ';')
+						e++;
+					h = px_hash_bytes(c + k + nl + 1, e - (k + nl + 1));
+					got = true;
+					break;
+				}
+			}
+		}
+		if (got) {
+			*out = have ? ((*out << 1) | (*out >> 63)) ^ h : h;
+			have = true;
+			if (hp->terminal)
+				break;
+		}
+	}
+	return have;
+}
+
+static void start_attempt(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	struct px_lb_state *lb = worker_lb(wk, s->hc->snap, s->cluster);
+	uint64_t hash;
+	bool hashed = route_hash(s, &hash);
+	int ep, rc;
+
+	s->deadline_backoff = 0;
+	ep = px_lb_pick(s->cluster, lb, hashed ? &hash : NULL,
+			s->retry && s->retry->previous_hosts ? s->avoid : NULL, s->navoid);
+	if (ep < 0) {
+		STAT_INC(wk, cx_no_healthy_upstream);
+		local_reply(s, HTTP_LR_NO_HEALTHY, "no_healthy_upstream", NULL);
+		return;
+	}
+	s->endpoint = ep;
+	px_lb_acquire(lb, s->cluster, (uint32_t)ep);
+	if (s->navoid < HCM_MAX_AVOID)
+		s->avoid[s->navoid++] = (uint32_t)ep;
+	s->t_upstream_start = wk->now_ms;
+	s->deadline_try = s->retry && s->retry->per_try_timeout_ms
+				  ? wk->now_ms + s->retry->per_try_timeout_ms
+				  : 0;
+	rc = upool_request(wk, s, s->cluster, (uint32_t)ep);
+	if (rc == -EBUSY) {
+		STAT_INC(wk, http_rq_overflow);
+		local_reply(s, HTTP_LR_OVERFLOW, "upstream_overflow", NULL);
+	} else if (rc) {
+		hstream_on_upstream_failure(s, true, strerror(-rc));
+	}
+}
+
+/* Whether this failure may be retried, and if so schedules the retry. */
+static bool maybe_retry(struct hstream *s, uint32_t cond, int status)
+{
+	const struct px_retry_policy *rp = s->retry;
+	struct worker *wk = s->hc->wk;
+	bool on = false;
+
+	if (!rp || s->resp_started || !s->body_replayable || s->attempt > rp->num_retries)
+		return false;
+	if (rp->retry_on & cond)
+		on = true;
+	if (status) {
+		if ((rp->retry_on & PX_RETRY_5XX) && status >= 500)
+			on = true;
+		if ((rp->retry_on & PX_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
+			on = true;
+		if ((rp->retry_on & PX_RETRY_RETRIABLE_4XX) && status == 409)
+			on = true;
+		for (uint32_t i = 0; (rp->retry_on & PX_RETRY_RETRIABLE_STATUS_CODES) &&
+				     i < rp->nretriable_status_codes;
+		     i++)
+			on |= rp->retriable_status_codes[i] == status;
+	} else if (rp->retry_on & (PX_RETRY_5XX | PX_RETRY_GATEWAY_ERROR)) {
+		/* Envoy counts connect failures and resets as 5xx/gateway errors too. */
+		on = true;
+	}
+	if (!on)
+		return false;
+	/* Exponential back-off with full jitter: [0, base * (2^n - 1)], capped. */
+	uint64_t base = rp->base_interval_ms ? rp->base_interval_ms : HCM_RETRY_BASE_MS_DEF;
+	uint64_t cap = rp->max_interval_ms ? rp->max_interval_ms : base * RETRY_MAX_INTERVAL_FACTOR;
+	uint64_t span = base * ((1ULL << (s->attempt < 16 ? s->attempt : 16)) - 1);
+
+	if (span > cap)
+		span = cap;
+	abandon_upstream(s);
+	s->attempt++;
+	s->deadline_try = 0;
+	s->deadline_backoff = wk->now_ms + 1 + stream_rand(s) % (span + 1);
+	STAT_INC(wk, http_rq_retry);
+	return true;
+}
+
+/* ---- the request ----------------------------------------------------------------------------- */
+
+static void set_request_id(struct hstream *s)
+{
+	size_t len;
+	const char *v = req_header(s, "x-request-id", &len);
+
+	if (v && len && len <= HTTP_UUID_LEN) {
+		memcpy(s->request_id, v, len);
+		s->request_id[len] = '\0';
+	} else if (!s->hc->cfg->no_generate_request_id) {
+		http_uuid(s->request_id, &s->hc->rng);
+	}
+}
+
+static uint32_t route_timeout(const struct hstream *s)
+{
+	const struct px_route_action *a = &s->route->action;
+
+	if (a->no_timeout)
+		return 0;
+	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
+}
+
+void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *ops)
+{
+	struct worker *wk = hc->wk;
+
+	memset(s, 0, sizeof(*s));
+	s->hc = hc;
+	s->down = ops;
+	s->endpoint = -1;
+	s->attempt = 1;
+	s->flags = "-";
+	s->details = "-";
+	s->t_start = s->last_activity = wk->now_ms;
+	clock_gettime(CLOCK_REALTIME, &s->start_real);
+	list_init(&s->node);
+}
+
+void hstream_on_request_headers(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	const struct px_hcm *cfg = s->hc->cfg;
+	const struct px_route_action *a;
+	const char *cluster;
+
+	STAT_INC(wk, http_rq_total);
+	s->is_head = span_eq(s->req.method, s->req.method_len, "HEAD");
+	set_request_id(s);
+	s->rc = cfg->routes;
+	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;
+	s->route = s->vh ? px_route_match(s->vh, &s->req) : NULL;
+	if (!s->route) {
+		STAT_INC(wk, cx_no_route);
+		local_reply(s, HTTP_LR_NO_ROUTE, "route_not_found", NULL);
+		return;
+	}
+	if (s->route->kind == PX_ROUTE_DIRECT) {
+		direct_response(s, s->route);
+		return;
+	}
+	if (s->route->kind == PX_ROUTE_REDIRECT) {
+		redirect(s, s->route);
+		return;
+	}
+	a = &s->route->action;
+	cluster = pick_cluster(s, a);
+	s->cluster = cluster ? px_cluster_find(s->hc->snap, cluster) : NULL;
+	if (!s->cluster) {
+		STAT_INC(wk, cx_no_cluster);
+		local_reply(s, HTTP_LR_NO_CLUSTER, "cluster_not_found", NULL);
+		return;
+	}
+	s->retry = a->retry ? a->retry : s->vh->retry;
+	s->body_replayable = s->retry && s->retry->num_retries > 0;
+	/* Envoy's route timeout runs from the end of the downstream request. */
+	if (s->req_end) {
+		s->t_req_end = wk->now_ms;
+		if (route_timeout(s))
+			s->deadline_route = wk->now_ms + route_timeout(s);
+	}
+	start_attempt(s);
+}
+
+void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bool end)
+{
+	struct worker *wk = s->hc->wk;
+
+	s->bytes_rx += len;
+	s->last_activity = wk->now_ms;
+	if (end) {
+		s->req_end = true;
+		s->t_req_end = wk->now_ms;
+		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s))
+			s->deadline_route = wk->now_ms + route_timeout(s);
+	}
+	if (s->done)
+		return;
+	/* Keep what may be replayed; past the limit, retries are off. */
+	if (s->body_replayable || !s->up) {
+		if (s->body.len + len > HCM_RETRY_BUFFER_MAX && s->up) {
+			s->body_replayable = false;
+			sb_free(&s->body);
+		} else if (len) {
+			sb_append(&s->body, data, len);
+		}
+	}
+	if (s->up && (len || end))
+		s->up_ops->send_data(s->up, s, data, len, end);
+}
+
+/* Builds the upstream request head and sends it with whatever body already arrived. */
+void hstream_on_upstream_ready(struct hstream *s, struct uconn *u, const struct uconn_ops *ops)
+{
+	struct worker *wk = s->hc->wk;
+	const struct px_hcm *cfg = s->hc->cfg;
+	const struct px_route_action *a = &s->route->action;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	const char *conn_hdr = NULL;
+	size_t conn_len = 0, xff_len = 0;
+	const char *xff = NULL;
+	bool have_xfp = false;
+
+	s->up = u;
+	s->up_ops = ops;
+	http_hdrs_reset(h);
+	conn_hdr = req_header(s, "connection", &conn_len);
+	for (uint32_t i = 0; i < s->req.nhdrs; i++) {
+		const struct px_hdr *x = &s->req.hdrs[i];
+
+		if (http_is_hop_by_hop(x->name, x->name_len) ||
+		    (conn_hdr && http_connection_lists(conn_hdr, conn_len, x->name, x->name_len)) ||
+		    span_eq(x->name, x->name_len, "host") ||
+		    span_eq(x->name, x->name_len, "x-envoy-attempt-count") ||
+		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]))
+			continue;
+		if (span_eq(x->name, x->name_len, "x-forwarded-for")) {
+			xff = x->value;
+			xff_len = x->value_len;
+			continue;
+		}
+		have_xfp |= span_eq(x->name, x->name_len, "x-forwarded-proto");
+		http_hdrs_add(h, x->name, x->name_len, x->value, x->value_len);
+	}
+	/* te: trailers is the one hop-by-hop value gRPC needs end to end. */
+	size_t te_len;
+	const char *te = req_header(s, "te", &te_len);
+
+	if (te && http_connection_lists(te, te_len, "trailers", 8))
+		http_hdrs_add(h, "te", 2, "trailers", 8);
+	if (a->host_rewrite_literal) {
+		s->up_authority = a->host_rewrite_literal;
+		s->up_authority_len = strlen(a->host_rewrite_literal);
+	} else {
+		s->up_authority = s->req.authority;
+		s->up_authority_len = s->req.authority_len;
+	}
+	if (http_xff(xff, xff_len, cfg->use_remote_address, cfg->skip_xff_append, s->hc->remote_ip,
+		     &wk->scratch_xff))
+		http_hdrs_add(h, "x-forwarded-for", 15, sb_str(&wk->scratch_xff),
+			      wk->scratch_xff.len);
+	else if (xff)
+		http_hdrs_add(h, "x-forwarded-for", 15, xff, xff_len);
+	if (!have_xfp)
+		http_hdrs_add(h, "x-forwarded-proto", 17, "http", 4);
+	if (s->request_id[0] && http_hdrs_find(h, "x-request-id") < 0)
+		http_hdrs_add(h, "x-request-id", 12, s->request_id, strlen(s->request_id));
+	if (s->vh->include_attempt_count)
+		http_hdrs_addf(h, "x-envoy-attempt-count", "%u", s->attempt);
+	http_apply_mutation(h, &s->rc->request);
+	http_apply_mutation(h, &s->vh->request);
+	http_apply_mutation(h, &s->route->request);
+
+	/* The path, rewritten if the route says so. */
+	const char *q = memchr(s->req.path, '?', s->req.path_len);
+	size_t plen = q ? (size_t)(q - s->req.path) : s->req.path_len;
+
+	sb_reset(&wk->scratch_path);
+	if (a->prefix_rewrite && s->route->match.kind == PX_PATH_PREFIX) {
+		size_t mlen = strlen(s->route->match.path);
+
+		sb_puts(&wk->scratch_path, a->prefix_rewrite);
+		if (plen > mlen)
+			sb_append(&wk->scratch_path, s->req.path + mlen, s->req.path_len - mlen);
+		else if (q)
+			sb_append(&wk->scratch_path, q, s->req.path_len - plen);
+	} else {
+		sb_append(&wk->scratch_path, s->req.path, s->req.path_len);
+	}
+	s->up_path = sb_str(&wk->scratch_path);
+	s->up_path_len = wk->scratch_path.len;
+	if (h->overflow) {
+		local_reply(s, HTTP_LR_HEADERS_TOO_LARGE, "request_headers_too_large", NULL);
+		return;
+	}
+	if (ops->send_headers(u, s, h, !s->req_has_body) < 0) {
+		hstream_on_upstream_failure(s, false, "cannot send request");
+		return;
+	}
+	if (s->req_has_body && (s->body.len || s->req_end))
+		ops->send_data(u, s, s->body.buf ? s->body.buf : "", s->body.len, s->req_end);
+	if (!s->body_replayable) {
+		/* Nothing will be replayed: the buffer was only a staging area. */
+		sb_free(&s->body);
+	}
+}
+
+/* ---- the response ---------------------------------------------------------------------------- */
+
+void hstream_on_response_headers(struct hstream *s, int status, const struct px_hdr *hdrs,
+				 uint32_t n, bool end_stream)
+{
+	struct worker *wk = s->hc->wk;
+	const struct px_hcm *cfg = s->hc->cfg;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	bool have_server = false;
+	const char *conn_hdr = NULL;
+	size_t conn_len = 0;
+
+	if (s->done)
+		return;
+	s->t_first_byte = wk->now_ms;
+	s->deadline_try = 0;
+	if (status >= 400 && maybe_retry(s, 0, status))
+		return;
+	http_hdrs_reset(h);
+	for (uint32_t i = 0; i < n; i++)
+		if (span_eq(hdrs[i].name, hdrs[i].name_len, "connection")) {
+			conn_hdr = hdrs[i].value;
+			conn_len = hdrs[i].value_len;
+		}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct px_hdr *x = &hdrs[i];
+
+		if (http_is_hop_by_hop(x->name, x->name_len) ||
+		    (conn_hdr && http_connection_lists(conn_hdr, conn_len, x->name, x->name_len)))
+			continue;
+		if (span_eq(x->name, x->name_len, "server")) {
+			if (cfg->server_header == PX_SERVER_OVERWRITE)
+				continue;
+			have_server = true;
+		}
+		http_hdrs_add(h, x->name, x->name_len, x->value, x->value_len);
+	}
+	http_hdrs_addf(h, "x-envoy-upstream-service-time", "%llu",
+		       (unsigned long long)(s->t_first_byte - s->t_upstream_start));
+	if (cfg->server_header == PX_SERVER_OVERWRITE ||
+	    (cfg->server_header == PX_SERVER_APPEND_IF_ABSENT && !have_server))
+		http_hdrs_add(h, "server", 6, cfg->server_name, strlen(cfg->server_name));
+	http_apply_mutation(h, &s->rc->response);
+	http_apply_mutation(h, &s->vh->response);
+	http_apply_mutation(h, &s->route->response);
+	s->status = status;
+	s->details = "via_upstream";
+	s->resp_started = true;
+	s->down->send_headers(s, status, h, end_stream);
+	if (end_stream)
+		finish(s);
+}
+
+void hstream_on_response_data(struct hstream *s, const char *data, size_t len, bool end)
+{
+	if (s->done)
+		return;
+	s->bytes_tx += len;
+	s->last_activity = s->hc->wk->now_ms;
+	s->down->send_data(s, data, len, end);
+	if (end)
+		finish(s);
+}
+
+void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason)
+{
+	struct worker *wk = s->hc->wk;
+
+	if (s->done)
+		return;
+	s->up = NULL; /* the codec has let go of it */
+	snprintf(s->failure, sizeof(s->failure), "%s", reason ? reason : "");
+	if (connect_failure)
+		STAT_INC(wk, upstream_cx_connect_fail);
+	if (maybe_retry(s, connect_failure ? PX_RETRY_CONNECT_FAILURE : PX_RETRY_RESET, 0))
+		return;
+	if (s->resp_started) {
+		s->flags = "UR";
+		s->details = "upstream_reset_after_response_started";
+		s->down->reset(s);
+		return;
+	}
+	if (s->attempt > 1)
+		s->flags = connect_failure ? "UF,URX" : "UC,URX";
+	local_reply(s, connect_failure ? HTTP_LR_CONNECT_FAILURE : HTTP_LR_UPSTREAM_RESET,
+		    connect_failure
+			    ? "upstream_reset_before_response_started{connection_failure}"
+			    : "upstream_reset_before_response_started{connection_termination}",
+		    connect_failure ? "connection failure" : "connection termination");
+}
+
+void hstream_on_downstream_reset(struct hstream *s, const char *why)
+{
+	if (s->done)
+		return;
+	abandon_upstream(s);
+	s->done = true;
+	if (!strcmp(s->flags, "-"))
+		s->flags = "DC";
+	s->details = why;
+	if (!s->status)
+		s->status = 0;
+	log_stream(s);
+}
+
+void hstream_release(struct hstream *s)
+{
+	sb_free(&s->body);
+}
+
+/* ---- timers ----------------------------------------------------------------------------------- */
+
+void hconn_tick(struct hconn *hc, uint64_t now)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &hc->streams) {
+		struct hstream *s = list_entry(pos, struct hstream, node);
+
+		if (s->done)
+			continue;
+		if (s->deadline_backoff && now >= s->deadline_backoff) {
+			start_attempt(s);
+			continue;
+		}
+		if (s->deadline_try && now >= s->deadline_try) {
+			STAT_INC(hc->wk, http_rq_timeout);
+			/* A per-try timeout is retried like a reset. */
+			if (maybe_retry(s, PX_RETRY_RESET, 0))
+				continue;
+			local_reply(s, HTTP_LR_TIMEOUT, "upstream_per_try_timeout", NULL);
+			continue;
+		}
+		if (s->deadline_route && now >= s->deadline_route) {
+			STAT_INC(hc->wk, http_rq_timeout);
+			local_reply(s, HTTP_LR_TIMEOUT, "upstream_response_timeout", NULL);
+			continue;
+		}
+		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started)
+			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
+	}
+}

@@ -1,0 +1,144 @@
+/* The HTTP connection manager: one stream per request, routed by the snapshot's route
+ * configuration to a cluster, retried and timed out as the route says, answered locally when
+ * it cannot be forwarded, and logged. Codecs (HTTP/1, HTTP/2) sit on both sides behind small
+ * ops tables; this file's logic does not know which one it talks to.
+ *
+ * Ownership: a downstream connection (struct hconn) owns its streams; a stream owns its
+ * request body buffer and holds at most one upstream exchange (struct uxchg) at a time. The
+ * upstream connection pool owns upstream connections; an exchange borrows one.
+ */
+#ifndef SHUNT_PROXY_HCM_H
+#define SHUNT_PROXY_HCM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lib/list.h"
+#include "lib/strbuf.h"
+#include "proxy/config.h"
+#include "proxy/http.h"
+
+#define HCM_RETRY_BUFFER_MAX  (1u << 20) /* request body kept for replay (Envoy: 1 MiB) */
+#define HCM_MAX_AVOID	      8		 /* previous hosts remembered for retries */
+#define HCM_RETRY_BASE_MS_DEF 25	 /* Envoy's retry back-off base interval */
+
+struct worker;
+struct hconn;
+struct hstream;
+struct uconn;
+struct proxy_workload;
+
+/* What the downstream codec does for the stream logic. */
+struct hconn_ops {
+	/* Response head; end_stream when no body follows. */
+	void (*send_headers)(struct hstream *s, int status, struct http_hdrs *h, bool end_stream);
+	void (*send_data)(struct hstream *s, const char *data, size_t len, bool end_stream);
+	void (*send_trailers)(struct hstream *s, struct http_hdrs *h);
+	/* The stream is finished (logged): the codec may release it and go on. */
+	void (*stream_done)(struct hstream *s);
+	/* Abort the stream (HTTP/1: close the connection; HTTP/2: RST_STREAM). */
+	void (*reset)(struct hstream *s);
+};
+
+/* What an upstream codec does for a stream (HTTP/1: one exchange per connection at a time;
+ * HTTP/2: many). */
+struct uconn_ops {
+	/* Sends the request head (and then any body the stream passes on). */
+	int (*send_headers)(struct uconn *u, struct hstream *s, struct http_hdrs *h,
+			    bool end_stream);
+	int (*send_data)(struct uconn *u, struct hstream *s, const char *data, size_t len,
+			 bool end_stream);
+	/* The stream no longer wants this exchange (timeout, downstream gone, retry). */
+	void (*abandon)(struct uconn *u, struct hstream *s);
+};
+
+/* A request in flight. */
+struct hstream {
+	struct hconn *hc;
+	const struct hconn_ops *down;
+	struct list_head node; /* in its connection's streams */
+	uint32_t codec_id;     /* HTTP/2 stream id downstream; 0 for HTTP/1 */
+
+	/* The request as received: spans into the codec's buffers (HTTP/1) or copies it keeps
+	 * for the stream's lifetime (HTTP/2). */
+	struct px_req_view req;
+	bool req_end;	   /* the whole request (body and trailers) has arrived */
+	bool req_has_body; /* a body follows the head */
+	bool is_head;	   /* HEAD: a response never has a body */
+
+	/* Routing. */
+	const struct px_route *route;
+	const struct px_route_config *rc;
+	const struct px_vhost *vh;
+	const struct px_cluster *cluster;
+	const struct px_retry_policy *retry;
+	int endpoint;
+	uint32_t attempt; /* 1 for the first try */
+	uint32_t avoid[HCM_MAX_AVOID];
+	uint32_t navoid;
+	char request_id[HTTP_UUID_LEN + 1];
+
+	/* The request body, kept while it may still be replayed. */
+	struct strbuf body;
+	bool body_replayable;
+
+	/* The upstream side. up_path/up_authority are what the upstream request carries
+	 * (rewritten), valid during uconn_ops.send_headers. */
+	const char *up_path, *up_authority;
+	size_t up_path_len, up_authority_len;
+	struct uconn *up;
+	const struct uconn_ops *up_ops;
+	bool resp_started; /* response headers went downstream: no retry any more */
+	bool done;
+	int status;
+	const char *flags;
+	const char *details;
+	char failure[96];
+
+	/* Timers (CLOCK_MONOTONIC ms; 0 = not armed). */
+	uint64_t t_start, t_req_end, t_upstream_start, t_first_byte;
+	uint64_t deadline_route, deadline_try, deadline_backoff;
+	uint64_t last_activity;
+
+	uint64_t bytes_rx, bytes_tx;
+	struct timespec start_real;
+};
+
+/* A downstream connection as the stream logic sees it; codecs embed it. */
+struct hconn {
+	struct worker *wk;
+	struct proxy_workload *w;
+	struct px_snapshot *snap; /* a reference: the connection's streams route on it */
+	const struct px_hcm *cfg;
+	struct shunt_addr remote, local;
+	__u16 remote_port, local_port;
+	char remote_ip[48];
+	struct list_head streams;
+	struct list_head node; /* in the worker's HTTP connections (for timers) */
+	uint64_t last_activity;
+	uint64_t rng;
+};
+
+/* Stream lifecycle, called by downstream codecs. */
+void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *ops);
+/* The request head is complete: route it and start the first attempt (or answer locally). */
+void hstream_on_request_headers(struct hstream *s);
+void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bool end);
+/* The downstream is gone: abandon upstream work and log. */
+void hstream_on_downstream_reset(struct hstream *s, const char *why);
+/* Frees what the stream owns (after stream_done or reset). */
+void hstream_release(struct hstream *s);
+
+/* Called by upstream codecs. */
+void hstream_on_upstream_ready(struct hstream *s, struct uconn *u, const struct uconn_ops *ops);
+void hstream_on_response_headers(struct hstream *s, int status, const struct px_hdr *hdrs,
+				 uint32_t n, bool end_stream);
+void hstream_on_response_data(struct hstream *s, const char *data, size_t len, bool end);
+/* The exchange failed before (or after) response headers: reason in Envoy's words. */
+void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason);
+
+/* Timers of all streams of a connection; called from the worker's tick. */
+void hconn_tick(struct hconn *hc, uint64_t now_ms);
+
+#endif
