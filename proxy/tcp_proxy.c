@@ -14,14 +14,10 @@
 
 #include "lib/addr.h"
 #include "lib/log.h"
-#include "lib/netns.h"
 #include "proxy/accesslog.h"
 #include "proxy/orig_dst.h"
+#include "proxy/upstream.h"
 #include "proxy/worker.h"
-
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
 
 struct conn;
 
@@ -341,55 +337,24 @@ static void sockmap_insert(struct worker *wk, struct proxy_workload *w, int fd)
 	}
 }
 
-static void set_nodelay(int fd)
-{
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 static int upstream_open(struct worker *wk, struct conn *c)
 {
-	struct sockaddr_storage dst;
-	int family = addr_is_v4(&c->up_host) ? AF_INET : AF_INET6;
-	socklen_t dlen = addr_to_sockaddr(&c->up_host, c->up_host_port, family, &dst);
-	__u32 mark = wk->p->cfg.mark;
-	int fd, one = 1;
+	int fd = upstream_connect(wk, c->w, c->cluster, &c->up_host, c->up_host_port,
+				  &c->bound_local);
 
-	fd = netns_socket_home(wk->home_netns_fd, c->w->netns_fd, family,
-			       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fd;
 	c->up.fd = fd;
-	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)))
-		return -errno;
-	set_nodelay(fd);
-	if (family == AF_INET ? c->cluster->has_bind4 : c->cluster->has_bind6) {
-		/* upstream_bind_config: Istio's inbound clusters reach the app from 127.0.0.6 (::6),
-		 * which capture lets through. */
-		struct sockaddr_storage src;
-		socklen_t slen = addr_to_sockaddr(family == AF_INET ? &c->cluster->bind4
-								    : &c->cluster->bind6,
-						  0, family, &src);
-
-		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-		if (bind(fd, (struct sockaddr *)&src, slen))
-			return -errno;
-		c->bound_local = true;
-	}
-	if (connect(fd, (struct sockaddr *)&dst, dlen) && errno != EINPROGRESS)
-		return -errno;
 	return epoll_add_side(wk, &c->up);
 }
 
 static void upstream_connected(struct worker *wk, struct conn *c)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
+	int err = upstream_connect_result(c->up.fd);
 
-	if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+	if (err) {
 		STAT_INC(wk, upstream_cx_connect_fail);
-		c->failure = strerror(err ? err : errno);
+		c->failure = strerror(-err);
 		conn_fail(wk, c, "UF", "upstream_connect_error", true);
 		return;
 	}
@@ -545,7 +510,7 @@ static void conn_start(struct worker *wk, struct conn *c)
 {
 	int err;
 
-	set_nodelay(c->down.fd);
+	upstream_set_nodelay(c->down.fd);
 	if (c->kind == PROXY_LISTENER_OUTBOUND)
 		sockmap_insert(wk, c->w, c->down.fd);
 	err = epoll_add_side(wk, &c->down);
