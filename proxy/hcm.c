@@ -321,8 +321,10 @@ static void start_attempt(struct hstream *s)
 	int ep, rc;
 
 	s->deadline_backoff = 0;
-	ep = px_lb_pick(s->cluster, lb, hashed ? &hash : NULL,
-			s->retry && s->retry->previous_hosts ? s->avoid : NULL, s->navoid);
+	bool avoid = s->retry && s->retry->previous_hosts;
+
+	ep = px_lb_pick(s->cluster, lb, hashed ? &hash : NULL, avoid ? s->avoid : NULL,
+			avoid ? s->navoid : 0);
 	if (ep < 0) {
 		STAT_INC(wk, cx_no_healthy_upstream);
 		local_reply(s, HTTP_LR_NO_HEALTHY, "no_healthy_upstream", NULL);
@@ -336,6 +338,7 @@ static void start_attempt(struct hstream *s)
 	s->deadline_try = s->retry && s->retry->per_try_timeout_ms
 				  ? wk->now_ms + s->retry->per_try_timeout_ms
 				  : 0;
+	worker_timer(wk, s->deadline_try);
 	rc = upool_request(wk, s, s->cluster, (uint32_t)ep);
 	if (rc == -EBUSY) {
 		STAT_INC(wk, http_rq_overflow);
@@ -384,6 +387,7 @@ static bool maybe_retry(struct hstream *s, uint32_t cond, int status)
 	s->attempt++;
 	s->deadline_try = 0;
 	s->deadline_backoff = wk->now_ms + 1 + stream_rand(s) % (span + 1);
+	worker_timer(wk, s->deadline_backoff);
 	STAT_INC(wk, http_rq_retry);
 	return true;
 }
@@ -426,6 +430,7 @@ void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *o
 	s->t_start = s->last_activity = wk->now_ms;
 	clock_gettime(CLOCK_REALTIME, &s->start_real);
 	list_init(&s->node);
+	list_init(&s->pool_node);
 }
 
 void hstream_on_request_headers(struct hstream *s)
@@ -467,8 +472,10 @@ void hstream_on_request_headers(struct hstream *s)
 	/* Envoy's route timeout runs from the end of the downstream request. */
 	if (s->req_end) {
 		s->t_req_end = wk->now_ms;
-		if (route_timeout(s))
+		if (route_timeout(s)) {
 			s->deadline_route = wk->now_ms + route_timeout(s);
+			worker_timer(wk, s->deadline_route);
+		}
 	}
 	start_attempt(s);
 }
@@ -482,8 +489,10 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	if (end) {
 		s->req_end = true;
 		s->t_req_end = wk->now_ms;
-		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s))
+		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s)) {
 			s->deadline_route = wk->now_ms + route_timeout(s);
+			worker_timer(wk, s->deadline_route);
+		}
 	}
 	if (s->done)
 		return;
@@ -734,7 +743,13 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 			local_reply(s, HTTP_LR_TIMEOUT, "upstream_response_timeout", NULL);
 			continue;
 		}
-		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started)
+		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started) {
 			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
+			continue;
+		}
+		/* Still pending: keep the loop's timer armed for the nearest one. */
+		worker_timer(hc->wk, s->deadline_backoff);
+		worker_timer(hc->wk, s->deadline_try);
+		worker_timer(hc->wk, s->deadline_route);
 	}
 }

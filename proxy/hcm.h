@@ -39,6 +39,10 @@ struct hconn_ops {
 	void (*stream_done)(struct hstream *s);
 	/* Abort the stream (HTTP/1: close the connection; HTTP/2: RST_STREAM). */
 	void (*reset)(struct hstream *s);
+	/* Response bytes queued but not yet written (the upstream pauses above a mark). */
+	size_t (*pending_out)(struct hstream *s);
+	/* The upstream drained what we queued: read the request body again. */
+	void (*resume)(struct hstream *s);
 };
 
 /* What an upstream codec does for a stream (HTTP/1: one exchange per connection at a time;
@@ -51,6 +55,10 @@ struct uconn_ops {
 			 bool end_stream);
 	/* The stream no longer wants this exchange (timeout, downstream gone, retry). */
 	void (*abandon)(struct uconn *u, struct hstream *s);
+	/* Request bytes queued but not yet written. */
+	size_t (*pending_out)(struct uconn *u);
+	/* The downstream drained the response we queued: read from the upstream again. */
+	void (*resume)(struct uconn *u);
 };
 
 /* A request in flight. */
@@ -89,6 +97,8 @@ struct hstream {
 	size_t up_path_len, up_authority_len;
 	struct uconn *up;
 	const struct uconn_ops *up_ops;
+	struct list_head pool_node; /* waiting in a pool for a connection */
+	struct upool *pool_wait;
 	bool resp_started; /* response headers went downstream: no retry any more */
 	bool done;
 	int status;

@@ -66,6 +66,8 @@ struct proxy_workload_desc {
 	X(sockmap_present, "proxy sockets sockops had already put into the SOCKHASH")              \
 	X(sockmap_insert_fail, "proxy sockets the SOCKHASH refused")                               \
 	X(accept_fail, "accept(2) failures other than EAGAIN")                                     \
+	X(http_cx_total, "HTTP downstream connections")                                            \
+	X(http_rq_parsed, "HTTP/1 request heads parsed")                                           \
 	X(http_rq_total, "HTTP requests")                                                          \
 	X(http_rq_2xx_3xx, "HTTP requests answered 2xx or 3xx")                                    \
 	X(http_rq_4xx, "HTTP requests answered 4xx")                                               \

@@ -15,6 +15,7 @@
 #include "lib/addr.h"
 #include "lib/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/h1_down.h"
 #include "proxy/orig_dst.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
@@ -51,6 +52,7 @@ struct conn {
 	const struct px_cluster *cluster;
 	int endpoint;	  /* index in cluster->endpoints, -1 for ORIGINAL_DST */
 	bool bound_local; /* upstream bound to the cluster's upstream_bind_config */
+	bool handed_off;  /* the socket went to the HTTP codec: no log, no count here */
 	uint32_t idle_timeout_ms;
 	enum proxy_listener_kind kind;
 	enum conn_state state;
@@ -118,7 +120,8 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 {
 	if (c->state == CONN_CLOSED)
 		return;
-	conn_log(wk, c);
+	if (!c->handed_off)
+		conn_log(wk, c);
 	if (reset && c->down.fd >= 0) {
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
@@ -140,7 +143,8 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 	list_del_init(&c->node);
 	list_add_tail(&c->node, &wk->dead);
 	c->state = CONN_CLOSED;
-	STAT_DEC(wk, downstream_cx_active);
+	if (!c->handed_off)
+		STAT_DEC(wk, downstream_cx_active);
 }
 
 static void conn_fail(struct worker *wk, struct conn *c, const char *flags, const char *details,
@@ -453,6 +457,24 @@ static const char *pick_weighted_cluster(struct worker *wk, const struct px_tcp_
 	return tp->weighted[tp->nweighted - 1].cluster;
 }
 
+/* The filter chain runs the HTTP connection manager: the HTTP/1 codec takes the socket over
+ * and this TCP connection ends without a log line of its own. Returns 1 (handed over). */
+static int conn_to_http(struct worker *wk, struct conn *c, const struct px_filter_chain *fc,
+			const struct shunt_addr *orig, __u16 orig_port)
+{
+	int err = h1_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
+				c->down_remote_port, orig, orig_port);
+
+	if (err) {
+		c->flags = "-";
+		c->details = "http_setup_failed";
+		return -1;
+	}
+	c->down.fd = -1;
+	c->handed_off = true;
+	return 1;
+}
+
 /* Listener -> filter chain -> cluster -> endpoint, from the connection's snapshot. On failure,
  * sets the Envoy response flag and details and returns -1. */
 static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr *orig,
@@ -469,12 +491,14 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 	const char *cluster;
 
 	fc = via ? px_filter_chain_match(px_listener_for(s, via, &ci), &ci) : NULL;
-	if (!fc || fc->kind != PX_NF_TCP_PROXY) {
+	if (!fc) {
 		STAT_INC(wk, cx_no_route);
 		c->flags = "NR";
-		c->details = fc ? "http_not_served_yet" : "filter_chain_not_found";
+		c->details = "filter_chain_not_found";
 		return -1;
 	}
+	if (fc->kind == PX_NF_HTTP)
+		return conn_to_http(wk, c, fc, orig, orig_port);
 	if (fc->tcp.idle_timeout_ms)
 		c->idle_timeout_ms = fc->tcp.idle_timeout_ms;
 	cluster = pick_weighted_cluster(wk, &fc->tcp);
@@ -528,8 +552,9 @@ static void conn_start(struct worker *wk, struct conn *c)
 		conn_fail(wk, c, "NR", "no_original_destination", true);
 		return;
 	}
-	if (conn_route(wk, c, &orig, orig_port)) {
-		conn_close(wk, c, true);
+	err = conn_route(wk, c, &orig, orig_port);
+	if (err) {
+		conn_close(wk, c, err < 0);
 		return;
 	}
 	err = upstream_open(wk, c);

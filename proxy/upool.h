@@ -7,11 +7,67 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/list.h"
+#include "lib/strbuf.h"
 #include "proxy/config.h"
+#include "proxy/http1-t.h"
+#include "proxy/worker.h"
 
-struct worker;
+#define UCONN_IN_SIZE	  16384	    /* response bytes read at a time */
+#define UCONN_OUT_HIGH	  (1 << 20) /* request bytes queued before the downstream is paused */
+#define UPOOL_IDLE_MS_DEF 60000	    /* pooled connections idle this long close */
+
 struct hstream;
-struct uconn;
+struct upool;
+
+enum uconn_state {
+	UC_CONNECTING,
+	UC_IDLE,
+	UC_BUSY,
+	UC_CLOSED
+};
+
+/* One upstream connection (HTTP/1 for now). Owned by its pool. */
+struct uconn {
+	struct ev_handler h; /* EV_UPSTREAM */
+	struct upool *pool;
+	struct list_head node; /* in the pool's idle or busy list */
+	struct list_head dead; /* in the worker's free-at-end-of-iteration list */
+	int fd;
+	bool readable, writable;
+	enum uconn_state state;
+	struct hstream *stream; /* the exchange using it (HTTP/1: one) */
+	uint64_t deadline;	/* connect timeout while connecting, idle expiry while idle */
+	uint32_t requests;
+	bool bound_local;
+	/* HTTP/1 codec state. */
+	char in[UCONN_IN_SIZE];
+	size_t in_len;
+	struct strbuf out;
+	size_t out_off;
+	bool req_chunked, req_done;
+	struct http1_parser parser;
+	struct http1_chunked chunked;
+	struct http1_header hdrs[128];
+	struct http1_header trailers[16];
+	bool head_done; /* response head received */
+	enum http1_body body;
+	uint64_t body_left;
+	bool keep_alive;
+	bool resp_done;
+};
+
+/* A pool of connections from one workload (its netns) to one endpoint of one cluster. */
+struct upool {
+	struct list_head node; /* in the worker's pools */
+	struct proxy_workload *w;
+	char cluster[256];
+	struct shunt_addr addr;
+	__u16 port;
+	struct px_cluster cfg; /* the cluster's settings when last used (no endpoints) */
+	struct list_head idle, busy, pending; /* connections, connections, streams */
+	uint32_t nconns, npending;
+};
 
 /* Finds s an upstream for endpoint ep of cluster c. The pool calls hstream_on_upstream_ready
  * (possibly before returning) or hstream_on_upstream_failure later. -EBUSY when a circuit
@@ -24,5 +80,10 @@ void upool_release(struct worker *wk, struct uconn *u, bool reusable);
 /* Connect timeouts and idle expiry. */
 void upool_tick(struct worker *wk);
 void upool_destroy(struct worker *wk);
+void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events);
+/* Hands connections that became free to waiting streams (end of each loop iteration). */
+void upool_dispatch(struct worker *wk);
+/* Frees connections closed during this loop iteration. */
+void upool_free_dead(struct worker *wk);
 
 #endif

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "proxy/h1_down.h"
+#include "proxy/upool.h"
 
 static uint64_t mono_ms(void)
 {
@@ -250,9 +252,17 @@ static void *worker_main(void *arg)
 	wk->last_tick = wk->last_idle_sweep = wk->now_ms;
 	worker_refresh_config(wk);
 	while (!wk->stopping) {
-		int timeout = !list_empty(&wk->ready)	     ? 0
+		int timeout = !list_empty(&wk->ready) || !list_empty(&wk->http_ready) ? 0
 			      : !list_empty(&wk->connecting) ? WORKER_TICK_MS
 							     : WORKER_IDLE_SWEEP_MS;
+
+		if (wk->next_timer) {
+			uint64_t now = mono_ms();
+			int due = wk->next_timer > now ? (int)(wk->next_timer - now) : 0;
+
+			if (due < timeout)
+				timeout = due;
+		}
 		int n = epoll_wait(wk->epfd, evs, WORKER_MAX_EVENTS, timeout);
 
 		if (n < 0 && errno != EINTR) {
@@ -275,13 +285,32 @@ static void *worker_main(void *arg)
 			case EV_CONN:
 				tcp_on_event(wk, h, evs[i].events);
 				break;
+			case EV_HTTP:
+				h1_down_on_event(wk, h, evs[i].events);
+				break;
+			case EV_UPSTREAM:
+				uconn_on_event(wk, (struct uconn *)h, evs[i].events);
+				break;
 			}
 		}
 		tcp_pump_ready(wk);
+		upool_dispatch(wk);
+		h1_down_run_ready(wk);
+		if (wk->next_timer && wk->now_ms >= wk->next_timer) {
+			/* The ticks re-arm what is still pending. */
+			wk->next_timer = 0;
+			h1_down_tick(wk);
+			upool_tick(wk);
+			upool_dispatch(wk);
+			h1_down_run_ready(wk);
+		}
 		if (wk->now_ms - wk->last_tick >= WORKER_TICK_MS) {
 			bool sweep = wk->now_ms - wk->last_idle_sweep >= WORKER_IDLE_SWEEP_MS;
 
 			tcp_timers(wk, sweep);
+			h1_down_tick(wk);
+			upool_tick(wk);
+			upool_dispatch(wk);
 			wk->last_tick = wk->now_ms;
 			if (sweep)
 				wk->last_idle_sweep = wk->now_ms;
@@ -291,10 +320,14 @@ static void *worker_main(void *arg)
 			listener_put(wk, wk->held[i]);
 		wk->nheld = 0;
 		tcp_free_dead(wk); /* the final accepts above may have failed connections */
+		h1_down_free_dead(wk);
+		upool_free_dead(wk);
 		worker_flush_log(wk);
 	}
 	tcp_close_all(wk, "shutdown");
 	tcp_free_dead(wk);
+	h1_down_close_all(wk);
+	upool_destroy(wk);
 	worker_flush_log(wk);
 	return NULL;
 }
@@ -311,6 +344,11 @@ static int worker_init(struct proxy *p, struct worker *wk, int id)
 	list_init(&wk->connecting);
 	list_init(&wk->ready);
 	list_init(&wk->dead);
+	list_init(&wk->http_conns);
+	list_init(&wk->http_dead);
+	list_init(&wk->pools);
+	list_init(&wk->up_dead);
+	list_init(&wk->http_ready);
 	pthread_mutex_init(&wk->cmd_lock, NULL);
 	wk->epfd = epoll_create1(EPOLL_CLOEXEC);
 	wk->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -30,7 +30,9 @@
 enum ev_type {
 	EV_WAKE,
 	EV_LISTENER,
-	EV_CONN
+	EV_CONN,
+	EV_HTTP,
+	EV_UPSTREAM
 };
 struct ev_handler {
 	enum ev_type type;
@@ -85,7 +87,14 @@ struct worker {
 	struct list_head connecting; /* connections waiting for their upstream connect */
 	struct list_head ready;	     /* connections with more to pump (budget ran out) */
 	struct list_head dead;	     /* closed this iteration, freed at its end */
-	struct listener **held;	     /* listeners removed this iteration, released at its end */
+	struct list_head http_conns; /* downstream HTTP connections (timers) */
+	struct list_head http_dead;  /* HTTP connections closed this iteration */
+	struct list_head pools;	     /* upstream connection pools */
+	struct list_head up_dead;    /* upstream connections closed this iteration */
+	struct list_head
+		http_ready;	/* HTTP connections whose exchange ended: go on with the next */
+	uint64_t next_timer;	/* earliest HTTP deadline (CLOCK_MONOTONIC ms), 0: none */
+	struct listener **held; /* listeners removed this iteration, released at its end */
 	int nheld, held_cap;
 	int nlisteners;
 	struct bufpool pool;
@@ -122,6 +131,13 @@ struct proxy {
 #define STAT_DEC(wk, field) STAT_ADD(wk, field, (uint64_t)-1)
 
 void workload_put(struct proxy_workload *w);
+/* Asks the loop to run the HTTP timers no later than `at`. */
+static inline void worker_timer(struct worker *wk, uint64_t at)
+{
+	if (at && (!wk->next_timer || at < wk->next_timer))
+		wk->next_timer = at;
+}
+
 /* The worker's balancer state for a cluster of its current snapshot. */
 struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
 			      const struct px_cluster *c);

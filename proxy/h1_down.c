@@ -1,0 +1,622 @@
+/* The HTTP/1.1 downstream codec: parse requests (keep-alive, pipelining, bodies), hand them to
+ * the stream logic, and write its responses with our own framing.
+ *
+ * The current request's head stays at the start of the input buffer for the whole exchange:
+ * its header spans are what the stream routes on, rewrites and replays for retries. Body bytes
+ * after it are consumed in place; the next request moves to the front once the exchange is
+ * over. */
+#include "proxy/h1_down.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "proxy/hcm.h"
+#include "proxy/http1.h"
+#include "proxy/upool.h"
+#include "proxy/upstream.h"
+
+#define H1_IN_INITIAL 16384
+#define H1_IN_SLACK   16384	/* room for body bytes beyond the largest head */
+#define H1_OUT_HIGH   (1 << 20) /* response bytes queued before upstream reads pause */
+#define H1_TRAILERS   16
+
+struct h1conn {
+	struct ev_handler h; /* EV_HTTP */
+	struct hconn hc;
+	struct list_head dead;
+	struct list_head ready; /* in the worker's http_ready list */
+	int fd;
+	bool readable, writable, peer_eof, closing, closed;
+	char *in;
+	size_t in_cap, in_len;
+	size_t head_len; /* the current request's head: in[0..head_len) */
+	size_t body_off; /* the next unprocessed byte */
+	struct strbuf out;
+	size_t out_off;
+	struct http1_limits lim;
+	struct http1_parser parser;
+	struct http1_header *hdrs;
+	struct px_hdr *req_hdrs;
+	size_t hdrs_cap;
+	struct hstream stream;
+	bool active;   /* a request is in progress */
+	bool finished; /* its response is complete (queued) */
+	enum http1_body body;
+	uint64_t body_left;
+	bool body_done;
+	struct http1_chunked chunked;
+	struct http1_header trailers[H1_TRAILERS];
+	bool keep_alive;
+	uint8_t minor;
+	bool resp_chunked, resp_close_delimited, resp_no_body;
+	uint32_t requests;
+};
+
+static const struct hconn_ops h1_ops;
+
+static struct h1conn *of_stream(struct hstream *s)
+{
+	return container_of(s->hc, struct h1conn, hc);
+}
+
+/* ---- output ----------------------------------------------------------------------------------- */
+
+static void h1_close(struct worker *wk, struct h1conn *c, bool reset)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	if (c->active && !c->stream.done)
+		hstream_on_downstream_reset(&c->stream, "downstream_remote_disconnect");
+	if (c->active)
+		hstream_release(&c->stream);
+	c->active = false;
+	if (reset) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(c->fd);
+	c->fd = -1;
+	list_del_init(&c->hc.node);
+	if (list_linked(&c->ready))
+		list_del_init(&c->ready);
+	list_add_tail(&c->dead, &wk->http_dead);
+	STAT_DEC(wk, downstream_cx_active);
+}
+
+static void flush(struct worker *wk, struct h1conn *c)
+{
+	while (c->out_off < c->out.len && c->writable) {
+		ssize_t n =
+			send(c->fd, c->out.buf + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN)
+				c->writable = false;
+			else if (errno != EINTR)
+				h1_close(wk, c, false);
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	if (c->out_off == c->out.len) {
+		sb_reset(&c->out);
+		c->out_off = 0;
+		/* Connection: close answered, or the peer half-closed: done once written. */
+		if (c->closing && !c->active)
+			h1_close(wk, c, false);
+	}
+}
+
+static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, bool end_stream)
+{
+	struct h1conn *c = of_stream(s);
+	struct strbuf *o = &c->out;
+	bool has_cl = http_hdrs_find(h, "content-length") >= 0;
+	bool bodiless = s->is_head || status == 204 || status == 304 || status < 200;
+
+	sb_printf(o, "HTTP/1.1 %d %s\r\n", status, http_reason_phrase(status));
+	for (uint32_t i = 0; i < h->n; i++) {
+		sb_append(o, h->v[i].name, h->v[i].name_len);
+		sb_puts(o, ": ");
+		sb_append(o, h->v[i].value, h->v[i].value_len);
+		sb_puts(o, "\r\n");
+	}
+	c->resp_chunked = c->resp_close_delimited = false;
+	c->resp_no_body = bodiless || end_stream;
+	if (!bodiless && end_stream && !has_cl) {
+		sb_puts(o, "content-length: 0\r\n");
+	} else if (!bodiless && !end_stream && !has_cl) {
+		/* Unknown length: chunked for HTTP/1.1 clients, until close for HTTP/1.0 ones. */
+		if (c->minor >= 1) {
+			c->resp_chunked = true;
+			sb_puts(o, "transfer-encoding: chunked\r\n");
+		} else {
+			c->resp_close_delimited = true;
+			c->keep_alive = false;
+		}
+	}
+	if (!c->keep_alive)
+		sb_puts(o, "connection: close\r\n");
+	else if (c->minor == 0)
+		sb_puts(o, "connection: keep-alive\r\n");
+	sb_puts(o, "\r\n");
+	flush(c->hc.wk, c);
+}
+
+static void h1_send_data(struct hstream *s, const char *data, size_t len, bool end_stream)
+{
+	struct h1conn *c = of_stream(s);
+	struct strbuf *o = &c->out;
+	char hdr[HTTP1_CHUNK_HEADER_MAX];
+
+	if (!c->resp_no_body && len) {
+		if (c->resp_chunked) {
+			sb_append(o, hdr, http1_chunk_header(hdr, len));
+			sb_append(o, data, len);
+			sb_puts(o, HTTP1_CHUNK_END);
+		} else {
+			sb_append(o, data, len);
+		}
+	}
+	if (end_stream && c->resp_chunked && !c->resp_no_body)
+		sb_puts(o, HTTP1_CHUNK_LAST);
+	flush(c->hc.wk, c);
+}
+
+static void h1_send_trailers(struct hstream *s, struct http_hdrs *h)
+{
+	/* HTTP/1 clients rarely ask for trailers (TE: trailers); the body ends without them. */
+	h1_send_data(s, "", 0, true);
+}
+
+static void process(struct worker *wk, struct h1conn *c);
+
+static void h1_stream_done(struct hstream *s)
+{
+	struct h1conn *c = of_stream(s);
+
+	c->finished = true;
+	c->requests++;
+	if (!c->keep_alive || c->resp_close_delimited)
+		c->closing = true;
+	/* The next request is set up by process() at the end of the loop iteration, outside the
+	 * stream's call chain. */
+	if (!list_linked(&c->ready))
+		list_add_tail(&c->ready, &c->hc.wk->http_ready);
+}
+
+static void h1_reset(struct hstream *s)
+{
+	struct h1conn *c = of_stream(s);
+
+	h1_close(c->hc.wk, c, true);
+}
+
+static void h1_resume(struct hstream *s);
+static size_t h1_pending_out(struct hstream *s);
+
+static const struct hconn_ops h1_ops = {
+	.send_headers = h1_send_headers,
+	.send_data = h1_send_data,
+	.send_trailers = h1_send_trailers,
+	.stream_done = h1_stream_done,
+	.reset = h1_reset,
+	.pending_out = h1_pending_out,
+	.resume = h1_resume,
+};
+
+/* ---- input ------------------------------------------------------------------------------------ */
+
+/* A request we refuse before any routing: 400/414/431/505, logged, connection closed. */
+static void protocol_error(struct worker *wk, struct h1conn *c, enum http1_err err)
+{
+	struct hstream *s = &c->stream;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	const char *text = http1_err_text(err);
+	int status = http1_err_status(err);
+
+	STAT_INC(wk, http_downstream_protocol_error);
+	hstream_init(s, &c->hc, &h1_ops);
+	c->active = true;
+	c->keep_alive = false;
+	c->closing = true;
+	s->status = status;
+	s->flags = "DPE";
+	s->details = http1_err_is_smuggling(err) ? "http1.request_smuggling" : "http1.codec_error";
+	snprintf(s->failure, sizeof(s->failure), "%s", text);
+	http_hdrs_reset(h);
+	http_hdrs_add(h, "content-type", 12, "text/plain", 10);
+	http_hdrs_addf(h, "content-length", "%zu", strlen(text));
+	http_hdrs_add(h, "server", 6, c->hc.cfg->server_name, strlen(c->hc.cfg->server_name));
+	c->minor = 1;
+	h1_send_headers(s, status, h, false);
+	h1_send_data(s, text, strlen(text), true);
+	s->bytes_tx = strlen(text);
+	/* Logged like any stream, though nothing was routed. */
+	hstream_on_downstream_reset(s, s->details);
+	hstream_release(s);
+	c->active = false;
+	flush(wk, c);
+}
+
+static bool grow_in(struct h1conn *c)
+{
+	size_t max = c->lim.max_head_bytes + H1_IN_SLACK, cap;
+	char *n;
+
+	if (c->in_cap >= max)
+		return false;
+	cap = c->in_cap * 2 > max ? max : c->in_cap * 2;
+	n = realloc(c->in, cap);
+	if (!n)
+		return false;
+	c->in = n;
+	c->in_cap = cap;
+	return true;
+}
+
+static void start_request(struct worker *wk, struct h1conn *c, const struct http1_msg *m,
+			  size_t head_len)
+{
+	struct hstream *s = &c->stream;
+	struct px_req_view *r = &s->req;
+
+	hstream_init(s, &c->hc, &h1_ops);
+	c->active = true;
+	c->finished = false;
+	c->head_len = c->body_off = head_len;
+	c->keep_alive = m->keep_alive;
+	c->minor = m->minor;
+	c->body = m->body;
+	c->body_left = m->content_length;
+	c->body_done = m->body == HTTP1_BODY_NONE;
+	for (size_t i = 0; i < m->nheaders; i++)
+		c->req_hdrs[i] =
+			(struct px_hdr){m->headers[i].name.p, (uint32_t)m->headers[i].name.len,
+					m->headers[i].value.p, (uint32_t)m->headers[i].value.len};
+	r->method = m->method_name.p;
+	r->method_len = m->method_name.len;
+	if (m->path.len) {
+		r->path = m->path.p;
+		r->path_len = m->path.len;
+	} else {
+		r->path = "/";
+		r->path_len = 1;
+	}
+	if (m->authority.len) {
+		r->authority = m->authority.p;
+		r->authority_len = m->authority.len;
+	} else {
+		r->authority = m->host.p ? m->host.p : "";
+		r->authority_len = m->host.p ? m->host.len : 0;
+	}
+	r->scheme = "http";
+	r->scheme_len = 4;
+	r->hdrs = c->req_hdrs;
+	r->nhdrs = (uint32_t)m->nheaders;
+	s->req_has_body = !c->body_done;
+	s->req_end = c->body_done;
+	if (c->body == HTTP1_BODY_CHUNKED)
+		http1_chunked_begin(&c->chunked, &c->lim, c->trailers, H1_TRAILERS);
+	list_add_tail(&s->node, &c->hc.streams);
+	hstream_on_request_headers(s);
+}
+
+/* Feeds body bytes to the stream (or drops them once its response is complete).
+ * Returns false when no progress is possible now. */
+static bool feed_body(struct worker *wk, struct h1conn *c)
+{
+	size_t avail = c->in_len - c->body_off;
+	const char *p = c->in + c->body_off;
+	struct hstream *s = &c->stream;
+
+	if (c->body_done || !avail)
+		return false;
+	if (c->body == HTTP1_BODY_LENGTH) {
+		size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
+
+		c->body_left -= take;
+		c->body_off += take;
+		c->body_done = c->body_left == 0;
+		if (!s->done)
+			hstream_on_request_data(s, p, take, c->body_done);
+		return true;
+	}
+	if (c->body == HTTP1_BODY_CHUNKED) {
+		struct http1_span data = {"", 0};
+		ssize_t n = http1_chunked_decode(&c->chunked, p, avail, &data);
+
+		if (n == HTTP1_INVALID) {
+			if (!s->done)
+				hstream_on_downstream_reset(s, "http1.invalid_chunk");
+			h1_close(wk, c, true);
+			return false;
+		}
+		if (n == HTTP1_INCOMPLETE)
+			return false;
+		if (n > 0)
+			c->body_off += (size_t)n;
+		c->body_done = n == 0 || http1_chunked_done(&c->chunked);
+		if (!s->done && (data.len || c->body_done))
+			hstream_on_request_data(s, data.p, data.len, c->body_done);
+		return true;
+	}
+	/* A body we do not frame (tunnel): not carried on this path. */
+	c->body_done = true;
+	return true;
+}
+
+/* The upstream has more request body queued than we want to buffer: stop reading. */
+static bool paused(const struct h1conn *c)
+{
+	const struct hstream *s = &c->stream;
+
+	if (!c->active || s->done)
+		return false;
+	if (s->up && s->up_ops->pending_out(s->up) > UCONN_OUT_HIGH)
+		return true;
+	return !s->up && s->body.len > HCM_RETRY_BUFFER_MAX;
+}
+
+static void process(struct worker *wk, struct h1conn *c)
+{
+	for (;;) {
+		if (c->closed)
+			return;
+		if (c->active && c->finished && c->body_done) {
+			/* Exchange over: move what follows (a pipelined request) to the front. */
+			list_del_init(&c->stream.node);
+			hstream_release(&c->stream);
+			c->active = false;
+			memmove(c->in, c->in + c->body_off, c->in_len - c->body_off);
+			c->in_len -= c->body_off;
+			c->head_len = c->body_off = 0;
+			if (c->closing) {
+				flush(wk, c);
+				return;
+			}
+		}
+		if (c->active) {
+			if (paused(c) || !feed_body(wk, c))
+				return;
+			continue;
+		}
+		if (!c->in_len) {
+			if (c->peer_eof)
+				h1_close(wk, c, false);
+			return;
+		}
+		struct http1_msg m;
+		int n;
+
+		http1_request_begin(&c->parser, &c->lim, c->hdrs, c->hdrs_cap);
+		n = http1_parse_request(&c->parser, c->in, c->in_len, &m);
+		if (n == HTTP1_INCOMPLETE) {
+			if (c->in_len >= c->lim.max_head_bytes)
+				protocol_error(wk, c, HTTP1_E_HEAD_TOO_LARGE);
+			else if (c->peer_eof)
+				h1_close(wk, c, false);
+			return;
+		}
+		if (n == HTTP1_INVALID) {
+			protocol_error(wk, c, c->parser.err);
+			return;
+		}
+		STAT_INC(wk, http_rq_parsed);
+		start_request(wk, c, &m, (size_t)n);
+	}
+}
+
+static void read_in(struct worker *wk, struct h1conn *c)
+{
+	while (c->readable && !c->closed && !c->peer_eof) {
+		ssize_t n;
+
+		if (c->in_len == c->in_cap) {
+			/* Room is made by the exchange consuming body bytes; heads may grow it. */
+			if (c->active && c->body_off > c->head_len) {
+				memmove(c->in + c->head_len, c->in + c->body_off,
+					c->in_len - c->body_off);
+				c->in_len -= c->body_off - c->head_len;
+				c->body_off = c->head_len;
+			} else if (!grow_in(c)) {
+				break;
+			}
+			continue;
+		}
+		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		if (n < 0 && errno == EAGAIN) {
+			c->readable = false;
+			break;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			c->peer_eof = true;
+			if (n < 0 || (c->active && !c->body_done)) {
+				h1_close(wk, c, n < 0);
+				return;
+			}
+			break;
+		}
+		c->in_len += (size_t)n;
+		c->hc.last_activity = wk->now_ms;
+		process(wk, c);
+		if (paused(c))
+			break;
+	}
+	process(wk, c);
+}
+
+void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
+{
+	struct h1conn *c = container_of(h, struct h1conn, h);
+
+	if (c->closed)
+		return;
+	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		c->writable = true;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+		c->readable = true;
+	flush(wk, c);
+	/* Written out: an upstream paused for us may read again. */
+	if (!c->closed && c->active && c->stream.up && c->out.len - c->out_off < H1_OUT_HIGH)
+		c->stream.up_ops->resume(c->stream.up);
+	if (!c->closed)
+		read_in(wk, c);
+}
+
+static void h1_resume(struct hstream *s)
+{
+	struct h1conn *c = of_stream(s);
+
+	if (!c->closed && !paused(c))
+		read_in(c->hc.wk, c);
+}
+
+static size_t h1_pending_out(struct hstream *s)
+{
+	struct h1conn *c = of_stream(s);
+
+	return c->out.len - c->out_off;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------------- */
+
+int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
+		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
+		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port)
+{
+	struct h1conn *c = calloc(1, sizeof(*c));
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+	struct http1_limits want = {0};
+
+	if (!c)
+		return -ENOMEM;
+	c->h.type = EV_HTTP;
+	c->fd = fd;
+	c->hc.wk = wk;
+	c->hc.w = w;
+	workload_get(w);
+	c->hc.snap = snap;
+	px_snapshot_get(snap);
+	c->hc.cfg = &fc->http;
+	c->hc.remote = *remote;
+	c->hc.remote_port = remote_port;
+	c->hc.local = *local;
+	c->hc.local_port = local_port;
+	c->hc.last_activity = wk->now_ms;
+	c->hc.rng = (uint64_t)(uintptr_t)c ^ (wk->now_ms * 0x9E3779B97F4A7C15ULL) ^ 1;
+	addr_fmt(remote, c->hc.remote_ip, sizeof(c->hc.remote_ip));
+	list_init(&c->hc.streams);
+	list_init(&c->dead);
+	list_init(&c->ready);
+	want.max_head_bytes = fc->http.max_request_headers_kb * 1024;
+	want.max_headers = fc->http.max_headers_count;
+	http1_limits_resolve(&c->lim, &want);
+	c->hdrs_cap = c->lim.max_headers;
+	c->hdrs = calloc(c->hdrs_cap, sizeof(*c->hdrs));
+	c->req_hdrs = calloc(c->hdrs_cap, sizeof(*c->req_hdrs));
+	c->in_cap = H1_IN_INITIAL;
+	c->in = malloc(c->in_cap);
+	if (!c->hdrs || !c->req_hdrs || !c->in) {
+		free(c->hdrs);
+		free(c->req_hdrs);
+		free(c->in);
+		workload_put(w);
+		px_snapshot_put(snap);
+		free(c);
+		return -ENOMEM;
+	}
+	ev.data.ptr = &c->h;
+	if (epoll_ctl(wk->epfd, EPOLL_CTL_MOD, fd, &ev) &&
+	    epoll_ctl(wk->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		int err = -errno;
+
+		free(c->hdrs);
+		free(c->req_hdrs);
+		free(c->in);
+		workload_put(w);
+		px_snapshot_put(snap);
+		free(c);
+		return err;
+	}
+	list_add_tail(&c->hc.node, &wk->http_conns);
+	STAT_INC(wk, http_cx_total);
+	/* The socket may already hold the first request. */
+	c->readable = c->writable = true;
+	read_in(wk, c);
+	return 0;
+}
+
+void h1_down_run_ready(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->http_ready) {
+		struct h1conn *c = list_entry(pos, struct h1conn, ready);
+
+		list_del_init(&c->ready);
+		process(wk, c);
+		if (!c->closed && c->readable && !paused(c))
+			read_in(wk, c);
+	}
+}
+
+void h1_down_tick(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->http_conns) {
+		struct h1conn *c =
+			container_of(list_entry(pos, struct hconn, node), struct h1conn, hc);
+
+		if (c->active) {
+			hconn_tick(&c->hc, wk->now_ms);
+			process(wk, c);
+		} else if (wk->now_ms - c->hc.last_activity >= c->hc.cfg->idle_timeout_ms) {
+			STAT_INC(wk, cx_idle_timeout);
+			h1_close(wk, c, false);
+		}
+	}
+}
+
+void h1_down_free_dead(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->http_dead) {
+		struct h1conn *c = list_entry(pos, struct h1conn, dead);
+
+		list_del_init(&c->dead);
+		sb_free(&c->out);
+		free(c->in);
+		free(c->hdrs);
+		free(c->req_hdrs);
+		workload_put(c->hc.w);
+		px_snapshot_put(c->hc.snap);
+		free(c);
+	}
+}
+
+void h1_down_close_all(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->http_conns) {
+		struct h1conn *c =
+			container_of(list_entry(pos, struct hconn, node), struct h1conn, hc);
+
+		STAT_INC(wk, cx_drained);
+		h1_close(wk, c, false);
+	}
+	h1_down_free_dead(wk);
+}

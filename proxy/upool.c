@@ -1,0 +1,619 @@
+/* Upstream pools and the HTTP/1 upstream codec: lend a kept-alive connection or open one,
+ * write the request head and body with our own framing, parse the response and stream it to
+ * the waiting stream. */
+#include "proxy/upool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "proxy/hcm.h"
+#include "proxy/http1.h"
+#include "proxy/upstream.h"
+
+static const struct uconn_ops h1_up_ops;
+
+static uint32_t cb_or(uint32_t v, uint32_t def)
+{
+	return v ? v : def;
+}
+
+/* ---- pools ------------------------------------------------------------------------------------ */
+
+static struct upool *pool_get(struct worker *wk, struct proxy_workload *w,
+			      const struct px_cluster *c, const struct px_endpoint *ep)
+{
+	struct list_head *pos, *tmp;
+	struct upool *p;
+
+	list_for_each_safe (pos, tmp, &wk->pools) {
+		p = list_entry(pos, struct upool, node);
+		if (p->w == w && p->port == ep->port &&
+		    !memcmp(&p->addr, &ep->addr, sizeof(ep->addr)) && !strcmp(p->cluster, c->name))
+			goto found;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->w = w;
+	workload_get(w);
+	snprintf(p->cluster, sizeof(p->cluster), "%s", c->name);
+	p->addr = ep->addr;
+	p->port = ep->port;
+	list_init(&p->idle);
+	list_init(&p->busy);
+	list_init(&p->pending);
+	list_add_tail(&p->node, &wk->pools);
+found:
+	/* Settings follow the newest snapshot that used the pool; nothing that points into a
+	 * snapshot is kept, since the pool outlives snapshots. */
+	p->cfg = *c;
+	p->cfg.name = p->cluster;
+	p->cfg.endpoints = NULL;
+	p->cfg.nendpoints = 0;
+	p->cfg.eligible = NULL;
+	p->cfg.cumulative_weight = NULL;
+	p->cfg.maglev = NULL;
+	p->cfg.ring = NULL;
+	return p;
+}
+
+static void pool_maybe_free(struct upool *p)
+{
+	if (p->nconns || p->npending)
+		return;
+	list_del_init(&p->node);
+	workload_put(p->w);
+	free(p);
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
+
+static void uconn_close(struct worker *wk, struct uconn *u)
+{
+	if (u->state == UC_CLOSED)
+		return;
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+	u->state = UC_CLOSED;
+	list_del_init(&u->node);
+	u->pool->nconns--;
+	list_add_tail(&u->dead, &wk->up_dead);
+}
+
+void upool_free_dead(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->up_dead) {
+		struct uconn *u = list_entry(pos, struct uconn, dead);
+		struct upool *p = u->pool;
+
+		list_del_init(&u->dead);
+		sb_free(&u->out);
+		free(u);
+		pool_maybe_free(p);
+	}
+}
+
+/* The stream's exchange failed: tell it (it may retry elsewhere) and drop the connection. */
+static void uconn_fail(struct worker *wk, struct uconn *u, bool connect_failure, const char *reason)
+{
+	struct hstream *s = u->stream;
+
+	u->stream = NULL;
+	uconn_close(wk, u);
+	if (s)
+		hstream_on_upstream_failure(s, connect_failure, reason);
+}
+
+/* Writes what is queued. A hard error is not handled here, inside some send path: shutting
+ * the socket down makes epoll report it, and the read path fails the stream then. */
+static void flush_out(struct uconn *u)
+{
+	while (u->out_off < u->out.len && u->writable) {
+		ssize_t n =
+			send(u->fd, u->out.buf + u->out_off, u->out.len - u->out_off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				u->writable = false;
+			} else if (errno != EINTR) {
+				shutdown(u->fd, SHUT_RDWR);
+				u->writable = false;
+			}
+			return;
+		}
+		u->out_off += (size_t)n;
+	}
+	if (u->out_off == u->out.len) {
+		sb_reset(&u->out);
+		u->out_off = 0;
+	}
+}
+
+static enum http1_method method_of(const struct hstream *s)
+{
+	static const struct {
+		const char *name;
+		enum http1_method m;
+	} m[] = {{"HEAD", HTTP1_METHOD_HEAD}, {"CONNECT", HTTP1_METHOD_CONNECT}};
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (s->req.method_len == strlen(m[i].name) &&
+		    !memcmp(s->req.method, m[i].name, s->req.method_len))
+			return m[i].m;
+	return HTTP1_METHOD_GET;
+}
+
+/* Lends u to s and sends s's request on it. */
+static void attach(struct worker *wk, struct uconn *u, struct hstream *s)
+{
+	list_del_init(&u->node);
+	list_add_tail(&u->node, &u->pool->busy);
+	u->state = UC_BUSY;
+	u->stream = s;
+	u->requests++;
+	u->head_done = u->resp_done = u->req_done = false;
+	u->in_len = 0;
+	http1_response_begin(&u->parser, NULL, u->hdrs, sizeof(u->hdrs) / sizeof(u->hdrs[0]),
+			     method_of(s));
+	hstream_on_upstream_ready(s, u, &h1_up_ops);
+}
+
+static void park(struct worker *wk, struct uconn *u)
+{
+	struct upool *p = u->pool;
+
+	list_del_init(&u->node);
+	list_add_tail(&u->node, &p->idle);
+	u->state = UC_IDLE;
+	u->stream = NULL;
+	u->deadline = wk->now_ms + cb_or(p->cfg.upstream_idle_timeout_ms, UPOOL_IDLE_MS_DEF);
+}
+
+/* Hands parked connections to waiting streams. Runs at the end of each loop iteration, never
+ * from inside a codec callback, so that no parser is working on a connection's buffer while
+ * it changes hands. */
+void upool_dispatch(struct worker *wk)
+{
+	struct list_head *pp, *ptmp;
+
+	list_for_each_safe (pp, ptmp, &wk->pools) {
+		struct upool *p = list_entry(pp, struct upool, node);
+
+		while (!list_empty(&p->pending) && !list_empty(&p->idle)) {
+			struct hstream *s = list_entry(p->pending.next, struct hstream, pool_node);
+
+			list_del_init(&s->pool_node);
+			s->pool_wait = NULL;
+			p->npending--;
+			attach(wk, list_entry(p->idle.next, struct uconn, node), s);
+		}
+	}
+}
+
+static int uconn_open(struct worker *wk, struct upool *p)
+{
+	struct uconn *u = calloc(1, sizeof(*u));
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+	int fd;
+
+	if (!u)
+		return -ENOMEM;
+	fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &u->bound_local);
+	if (fd < 0) {
+		free(u);
+		return fd;
+	}
+	u->h.type = EV_UPSTREAM;
+	u->fd = fd;
+	u->pool = p;
+	u->state = UC_CONNECTING;
+	u->deadline = wk->now_ms + cb_or(p->cfg.connect_timeout_ms, wk->p->cfg.connect_timeout_ms);
+	worker_timer(wk, u->deadline);
+	list_init(&u->dead);
+	list_add_tail(&u->node, &p->busy);
+	p->nconns++;
+	ev.data.ptr = &u->h;
+	if (epoll_ctl(wk->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		int err = -errno;
+
+		uconn_close(wk, u);
+		return err;
+	}
+	return 0;
+}
+
+int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c, uint32_t ep)
+{
+	struct upool *p = pool_get(wk, s->hc->w, c, &c->endpoints[ep]);
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	if (!list_empty(&p->idle)) {
+		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
+		return 0;
+	}
+	if (p->npending >= cb_or(c->cb.max_pending_requests, PX_CB_DEFAULT)) {
+		pool_maybe_free(p);
+		return -EBUSY;
+	}
+	/* Wait in line; a new connection (if the breaker allows one) serves the oldest waiter. */
+	list_add_tail(&s->pool_node, &p->pending);
+	s->pool_wait = p;
+	p->npending++;
+	if (p->nconns < cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
+		err = uconn_open(wk, p);
+		if (err) {
+			upool_cancel(wk, s);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void upool_cancel(struct worker *wk, struct hstream *s)
+{
+	struct upool *p = s->pool_wait;
+
+	if (!p)
+		return;
+	list_del_init(&s->pool_node);
+	s->pool_wait = NULL;
+	p->npending--;
+	pool_maybe_free(p);
+}
+
+void upool_release(struct worker *wk, struct uconn *u, bool reusable)
+{
+	uint32_t max = u->pool->cfg.max_requests_per_connection;
+
+	u->stream = NULL;
+	if (!reusable || !u->keep_alive || !u->resp_done || !u->req_done ||
+	    u->out_off < u->out.len || (max && u->requests >= max)) {
+		uconn_close(wk, u);
+		return;
+	}
+	park(wk, u);
+}
+
+void upool_tick(struct worker *wk)
+{
+	struct list_head *pp, *ptmp, *pos, *tmp;
+
+	list_for_each_safe (pp, ptmp, &wk->pools) {
+		struct upool *p = list_entry(pp, struct upool, node);
+
+		list_for_each_safe (pos, tmp, &p->busy) {
+			struct uconn *u = list_entry(pos, struct uconn, node);
+
+			if (u->state == UC_CONNECTING && wk->now_ms < u->deadline)
+				worker_timer(wk, u->deadline);
+			if (u->state == UC_CONNECTING && wk->now_ms >= u->deadline) {
+				/* The waiter this connection was opened for gives up on it. */
+				struct hstream *s = list_empty(&p->pending)
+							    ? NULL
+							    : list_entry(p->pending.next,
+									 struct hstream, pool_node);
+
+				if (s)
+					upool_cancel(wk, s);
+				uconn_close(wk, u);
+				if (s)
+					hstream_on_upstream_failure(s, true, "connection timeout");
+			}
+		}
+		list_for_each_safe (pos, tmp, &p->idle) {
+			struct uconn *u = list_entry(pos, struct uconn, node);
+
+			if (wk->now_ms >= u->deadline)
+				uconn_close(wk, u);
+		}
+	}
+}
+
+void upool_destroy(struct worker *wk)
+{
+	struct list_head *pp, *ptmp, *pos, *tmp;
+
+	list_for_each_safe (pp, ptmp, &wk->pools) {
+		struct upool *p = list_entry(pp, struct upool, node);
+
+		list_for_each_safe (pos, tmp, &p->idle)
+			uconn_close(wk, list_entry(pos, struct uconn, node));
+		list_for_each_safe (pos, tmp, &p->busy)
+			uconn_close(wk, list_entry(pos, struct uconn, node));
+	}
+	upool_free_dead(wk);
+}
+
+/* ---- the HTTP/1 upstream codec ----------------------------------------------------------------- */
+
+static bool method_takes_body(const struct hstream *s)
+{
+	static const char *const m[] = {"POST", "PUT", "PATCH"};
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (s->req.method_len == strlen(m[i]) &&
+		    !memcmp(s->req.method, m[i], s->req.method_len))
+			return true;
+	return false;
+}
+
+static int h1_send_headers(struct uconn *u, struct hstream *s, struct http_hdrs *h, bool end_stream)
+{
+	struct strbuf *o = &u->out;
+	bool has_cl = http_hdrs_find(h, "content-length") >= 0;
+
+	sb_append(o, s->req.method, s->req.method_len);
+	sb_putc(o, ' ');
+	if (s->up_path_len)
+		sb_append(o, s->up_path, s->up_path_len);
+	else
+		sb_putc(o, '/');
+	sb_puts(o, " HTTP/1.1\r\nhost: ");
+	sb_append(o, s->up_authority, s->up_authority_len);
+	sb_puts(o, "\r\n");
+	for (uint32_t i = 0; i < h->n; i++) {
+		sb_append(o, h->v[i].name, h->v[i].name_len);
+		sb_puts(o, ": ");
+		sb_append(o, h->v[i].value, h->v[i].value_len);
+		sb_puts(o, "\r\n");
+	}
+	/* Our own framing: a known length passes through, anything else is chunked. */
+	u->req_chunked = !end_stream && !has_cl;
+	if (u->req_chunked)
+		sb_puts(o, "transfer-encoding: chunked\r\n");
+	else if (end_stream && !has_cl && method_takes_body(s))
+		sb_puts(o, "content-length: 0\r\n");
+	sb_puts(o, "\r\n");
+	u->req_done = end_stream;
+	if (o->oom)
+		return -ENOMEM;
+	flush_out(u);
+	return 0;
+}
+
+static int h1_send_data(struct uconn *u, struct hstream *s, const char *data, size_t len,
+			bool end_stream)
+{
+	struct strbuf *o = &u->out;
+	char hdr[HTTP1_CHUNK_HEADER_MAX];
+
+	if (u->req_done)
+		return 0;
+	if (u->req_chunked && len) {
+		sb_append(o, hdr, http1_chunk_header(hdr, len));
+		sb_append(o, data, len);
+		sb_puts(o, HTTP1_CHUNK_END);
+	} else if (len) {
+		sb_append(o, data, len);
+	}
+	if (end_stream) {
+		if (u->req_chunked)
+			sb_puts(o, HTTP1_CHUNK_LAST);
+		u->req_done = true;
+	}
+	if (o->oom)
+		return -ENOMEM;
+	flush_out(u);
+	return 0;
+}
+
+static void h1_abandon(struct uconn *u, struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+
+	/* The response is unread (or half read): this connection cannot carry another. */
+	u->stream = NULL;
+	uconn_close(wk, u);
+}
+
+static size_t h1_pending_out(struct uconn *u)
+{
+	return u->out.len - u->out_off;
+}
+
+static void h1_resume(struct uconn *u)
+{
+	struct worker *wk = u->stream ? u->stream->hc->wk : NULL;
+
+	if (wk && u->state == UC_BUSY)
+		uconn_on_event(wk, u, 0);
+}
+
+static const struct uconn_ops h1_up_ops = {
+	.send_headers = h1_send_headers,
+	.send_data = h1_send_data,
+	.abandon = h1_abandon,
+	.pending_out = h1_pending_out,
+	.resume = h1_resume,
+};
+
+/* Parses what arrived; delivers head and body to the stream. Returns false if u is gone. */
+static bool h1_read_response(struct worker *wk, struct uconn *u)
+{
+	struct hstream *s = u->stream;
+
+	while (u->in_len && s && !u->resp_done) {
+		if (!u->head_done) {
+			struct http1_msg msg;
+			struct px_hdr hdrs[128];
+			int n = http1_parse_response(&u->parser, u->in, u->in_len, &msg);
+
+			if (n == HTTP1_INCOMPLETE) {
+				if (u->in_len == sizeof(u->in)) {
+					uconn_fail(wk, u, false, "response headers too large");
+					return false;
+				}
+				return true;
+			}
+			if (n == HTTP1_INVALID) {
+				uconn_fail(wk, u, false, "protocol error");
+				return false;
+			}
+			if (msg.status >= 100 && msg.status < 200 && msg.status != 101) {
+				/* 100 Continue and friends: not ours to forward; wait for the real one. */
+				memmove(u->in, u->in + n, u->in_len - (size_t)n);
+				u->in_len -= (size_t)n;
+				http1_response_begin(&u->parser, NULL, u->hdrs, 128,
+						     u->parser.req_method);
+				continue;
+			}
+			for (size_t i = 0; i < msg.nheaders; i++)
+				hdrs[i] = (struct px_hdr){
+					msg.headers[i].name.p, (uint32_t)msg.headers[i].name.len,
+					msg.headers[i].value.p, (uint32_t)msg.headers[i].value.len};
+			u->head_done = true;
+			u->body = msg.body;
+			u->body_left = msg.content_length;
+			u->keep_alive = msg.keep_alive;
+			if (u->body == HTTP1_BODY_CHUNKED)
+				http1_chunked_begin(&u->chunked, NULL, u->trailers, 16);
+			u->resp_done = u->body == HTTP1_BODY_NONE;
+			hstream_on_response_headers(s, msg.status, hdrs, (uint32_t)msg.nheaders,
+						    u->resp_done);
+			memmove(u->in, u->in + n, u->in_len - (size_t)n);
+			u->in_len -= (size_t)n;
+			if (u->resp_done || u->stream != s)
+				return u->state != UC_CLOSED;
+			continue;
+		}
+		if (u->body == HTTP1_BODY_LENGTH || u->body == HTTP1_BODY_UNTIL_CLOSE) {
+			size_t take = u->in_len;
+
+			if (u->body == HTTP1_BODY_LENGTH && take > u->body_left)
+				take = (size_t)u->body_left;
+			u->body_left -= take;
+			u->resp_done = u->body == HTTP1_BODY_LENGTH && u->body_left == 0;
+			hstream_on_response_data(s, u->in, take, u->resp_done);
+			memmove(u->in, u->in + take, u->in_len - take);
+			u->in_len -= take;
+			continue;
+		}
+		if (u->body == HTTP1_BODY_CHUNKED) {
+			struct http1_span data = {"", 0};
+			ssize_t n = http1_chunked_decode(&u->chunked, u->in, u->in_len, &data);
+
+			if (n == HTTP1_INVALID) {
+				uconn_fail(wk, u, false, "protocol error");
+				return false;
+			}
+			if (n == HTTP1_INCOMPLETE)
+				return true;
+			if (n > 0) {
+				memmove(u->in, u->in + n, u->in_len - (size_t)n);
+				u->in_len -= (size_t)n;
+			}
+			u->resp_done = n == 0 || http1_chunked_done(&u->chunked);
+			if (data.len || u->resp_done)
+				hstream_on_response_data(s, data.p, data.len, u->resp_done);
+			if (u->resp_done)
+				return u->state != UC_CLOSED;
+			continue;
+		}
+		/* Tunnels (101, CONNECT) are not carried on pooled connections. */
+		uconn_fail(wk, u, false, "upgrade not supported on this path");
+		return false;
+	}
+	return true;
+}
+
+void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
+{
+	if (u->state == UC_CLOSED)
+		return;
+	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		u->writable = true;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+		u->readable = true;
+	if (u->state == UC_CONNECTING) {
+		if (!u->writable)
+			return;
+		int err = upstream_connect_result(u->fd);
+
+		if (err) {
+			struct upool *p = u->pool;
+			struct hstream *s =
+				list_empty(&p->pending)
+					? NULL
+					: list_entry(p->pending.next, struct hstream, pool_node);
+
+			if (s)
+				upool_cancel(wk, s);
+			uconn_close(wk, u);
+			if (s) {
+				char why[96];
+
+				snprintf(why, sizeof(why), "delayed connect error: %d", -err);
+				hstream_on_upstream_failure(s, true, why);
+			}
+			return;
+		}
+		/* Connected: it serves the oldest waiter at the end of this iteration. */
+		park(wk, u);
+		return;
+	}
+	if (u->state == UC_IDLE) {
+		/* A parked connection has nothing to say: EOF or bytes both end it. */
+		char b;
+
+		if (u->readable && recv(u->fd, &b, 1, MSG_PEEK) != -1)
+			uconn_close(wk, u);
+		else if (errno == EAGAIN)
+			u->readable = false;
+		return;
+	}
+	flush_out(u);
+	/* The downstream drained: it may read request body again. */
+	if (u->stream && u->out.len - u->out_off < UCONN_OUT_HIGH)
+		u->stream->down->resume(u->stream);
+	while (u->readable && u->state == UC_BUSY && u->stream) {
+		ssize_t n;
+
+		/* The downstream is not writing what we gave it: wait for it. */
+		if (u->stream->down->pending_out(u->stream) > UCONN_OUT_HIGH)
+			break;
+		if (u->in_len == sizeof(u->in))
+			break; /* the stream is not consuming: wait */
+		n = recv(u->fd, u->in + u->in_len, sizeof(u->in) - u->in_len, 0);
+		if (n < 0 && errno == EAGAIN) {
+			u->readable = false;
+			break;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Closed by the server: the end of a read-until-close body, a keep-alive
+			 * connection that expired while idle, or a reset mid-exchange. */
+			if (u->stream && u->head_done && u->body == HTTP1_BODY_UNTIL_CLOSE) {
+				struct hstream *s = u->stream;
+
+				u->resp_done = true;
+				u->keep_alive = false;
+				hstream_on_response_data(s, "", 0, true);
+			} else if (u->stream) {
+				uconn_fail(wk, u, false, "connection termination");
+			} else {
+				uconn_close(wk, u);
+			}
+			return;
+		}
+		u->in_len += (size_t)n;
+		if (!u->stream) {
+			/* Bytes from a server we asked nothing: it cannot be trusted any more. */
+			uconn_close(wk, u);
+			return;
+		}
+		if (!h1_read_response(wk, u))
+			return;
+	}
+}

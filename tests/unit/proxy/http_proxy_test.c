@@ -1,0 +1,571 @@
+/* Tests the HTTP connection manager end to end through real sockets on loopback: routing by
+ * host and path, rewrites, redirects and direct responses, headers added both ways, bodies
+ * (length and chunked), keep-alive and pipelining, retries, timeouts, malformed requests.
+ *
+ * Backends are threads speaking HTTP/1.1 with the project's own parser. Their answer depends
+ * on the path: /echo... describes the request, /status/N answers N, /sleep/MS waits, /flaky/K/N
+ * fails its first N requests with key K. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/addr.h"
+#include "lib/log.h"
+#include "proxy/config.h"
+#include "proxy/http1.h"
+#include "proxy/proxy.h"
+#include "tests/lib/tap.h"
+
+#define NBACKENDS 3
+
+struct backend {
+	int lfd;
+	__u16 port;
+	char id;
+	pthread_t thread;
+};
+
+static struct backend backends[NBACKENDS];
+static volatile int stopping;
+static pthread_mutex_t flaky_lock = PTHREAD_MUTEX_INITIALIZER;
+static int flaky_seen[16];
+
+static int listen_local(__u16 *port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 128))
+		return -1;
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static void span_hdr(const struct http1_msg *m, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "-");
+	for (size_t i = 0; i < m->nheaders; i++)
+		if (http1_span_ieq(m->headers[i].name, name))
+			snprintf(out, len, "%.*s", (int)m->headers[i].value.len,
+				 m->headers[i].value.p);
+}
+
+/* Serves one connection: requests in, scripted answers out, until EOF. */
+static void *serve_conn(void *arg)
+{
+	struct backend *b = ((void **)arg)[0];
+	int fd = (int)(intptr_t)((void **)arg)[1];
+	char buf[65536];
+	size_t len = 0;
+
+	free(arg);
+	for (;;) {
+		struct http1_parser p;
+		struct http1_header hdrs[64];
+		struct http1_msg m;
+		int n;
+
+		http1_request_begin(&p, NULL, hdrs, 64);
+		while ((n = http1_parse_request(&p, buf, len, &m)) == HTTP1_INCOMPLETE) {
+			ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+
+			if (r <= 0)
+				goto out;
+			len += (size_t)r;
+		}
+		if (n < 0)
+			goto out;
+		/* Read the body (length or chunked) and count it. */
+		size_t body = 0, off = (size_t)n;
+
+		if (m.body == HTTP1_BODY_LENGTH) {
+			while (len - off < m.content_length) {
+				ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+
+				if (r <= 0)
+					goto out;
+				len += (size_t)r;
+			}
+			body = m.content_length;
+			off += body;
+		} else if (m.body == HTTP1_BODY_CHUNKED) {
+			struct http1_chunked ch;
+			struct http1_span data;
+
+			http1_chunked_begin(&ch, NULL, NULL, 0);
+			while (!http1_chunked_done(&ch)) {
+				ssize_t d = http1_chunked_decode(&ch, buf + off, len - off, &data);
+
+				if (d == 0)
+					break;
+				if (d > 0) {
+					off += (size_t)d;
+					body += data.len;
+					continue;
+				}
+				if (d == HTTP1_INVALID)
+					goto out;
+				ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+
+				if (r <= 0)
+					goto out;
+				len += (size_t)r;
+			}
+		}
+		char path[256], host[128], xfp[32], rid[64], attempt[16], custom[64], resp[2048];
+		int status = 200, k, times;
+
+		snprintf(path, sizeof(path), "%.*s", (int)m.path.len, m.path.p);
+		span_hdr(&m, "host", host, sizeof(host));
+		span_hdr(&m, "x-forwarded-proto", xfp, sizeof(xfp));
+		span_hdr(&m, "x-request-id", rid, sizeof(rid));
+		span_hdr(&m, "x-envoy-attempt-count", attempt, sizeof(attempt));
+		span_hdr(&m, "x-custom", custom, sizeof(custom));
+		if (sscanf(path, "/status/%d", &status) == 1) {
+		} else if (sscanf(path, "/sleep/%d", &k) == 1) {
+			usleep((useconds_t)k * 1000);
+		} else if (sscanf(path, "/flaky/%d/%d", &k, &times) == 2 && k >= 0 && k < 16) {
+			pthread_mutex_lock(&flaky_lock);
+			if (flaky_seen[k]++ < times)
+				status = 503;
+			pthread_mutex_unlock(&flaky_lock);
+		}
+		int blen = snprintf(resp, sizeof(resp),
+				    "backend=%c path=%s host=%s xfp=%s rid=%s attempt=%s custom=%s "
+				    "body=%zu",
+				    b->id, path, host, xfp, rid, attempt, custom, body);
+		char msg[3072];
+		int mlen = snprintf(msg, sizeof(msg),
+				    "HTTP/1.1 %d X\r\nserver: backend\r\ncontent-length: %d\r\n"
+				    "x-backend: %c\r\n\r\n%s",
+				    status, blen, b->id, resp);
+
+		/* One write, as real servers do: two would meet Nagle and delayed ACKs. */
+		if (write(fd, msg, (size_t)mlen) != mlen)
+			goto out;
+		memmove(buf, buf + off, len - off);
+		len -= off;
+		if (!m.keep_alive)
+			goto out;
+	}
+out:
+	close(fd);
+	return NULL;
+}
+
+static void *backend_main(void *arg)
+{
+	struct backend *b = arg;
+
+	while (!stopping) {
+		struct pollfd pf = {.fd = b->lfd, .events = POLLIN};
+
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		int fd = accept(b->lfd, NULL, NULL);
+
+		if (fd < 0)
+			continue;
+		void **a = malloc(2 * sizeof(void *));
+		pthread_t t;
+
+		a[0] = b;
+		a[1] = (void *)(intptr_t)fd;
+		pthread_create(&t, NULL, serve_conn, a);
+		pthread_detach(t);
+	}
+	return NULL;
+}
+
+/* ---- client ----------------------------------------------------------------------------------- */
+
+static int dial(__u16 port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(0x7f000001)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = {.tv_sec = 5};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct reply {
+	int status;
+	char body[2048];
+	char hdrs[2048]; /* "name: value\n" lines, lower-cased names */
+	bool closed;	 /* the proxy closed after it */
+};
+
+/* Reads one response from fd; rbuf keeps what follows it (pipelining). */
+static int read_reply(int fd, char *rbuf, size_t *rlen, struct reply *out)
+{
+	struct http1_parser p;
+	struct http1_header hdrs[64];
+	struct http1_msg m;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	http1_response_begin(&p, NULL, hdrs, 64, HTTP1_METHOD_GET);
+	while ((n = http1_parse_response(&p, rbuf, *rlen, &m)) == HTTP1_INCOMPLETE) {
+		ssize_t r = read(fd, rbuf + *rlen, 65536 - *rlen);
+
+		if (r <= 0)
+			return -1;
+		*rlen += (size_t)r;
+	}
+	if (n < 0)
+		return -1;
+	out->status = m.status;
+	for (size_t i = 0, o = 0; i < m.nheaders && o < sizeof(out->hdrs) - 1; i++) {
+		o += (size_t)snprintf(out->hdrs + o, sizeof(out->hdrs) - o, "%.*s: %.*s\n",
+				      (int)m.headers[i].name.len, m.headers[i].name.p,
+				      (int)m.headers[i].value.len, m.headers[i].value.p);
+	}
+	size_t off = (size_t)n, blen = 0;
+
+	if (m.body == HTTP1_BODY_LENGTH) {
+		while (*rlen - off < m.content_length) {
+			ssize_t r = read(fd, rbuf + *rlen, 65536 - *rlen);
+
+			if (r <= 0)
+				return -1;
+			*rlen += (size_t)r;
+		}
+		blen = m.content_length;
+	}
+	snprintf(out->body, sizeof(out->body), "%.*s", (int)blen, rbuf + off);
+	off += blen;
+	memmove(rbuf, rbuf + off, *rlen - off);
+	*rlen -= off;
+	out->closed = !m.keep_alive;
+	return 0;
+}
+
+static struct reply request(__u16 port, const char *raw)
+{
+	static char rbuf[65536];
+	size_t rlen = 0;
+	struct reply r = {.status = -1};
+	int fd = dial(port);
+
+	if (fd < 0 || write(fd, raw, strlen(raw)) != (ssize_t)strlen(raw) ||
+	    read_reply(fd, rbuf, &rlen, &r))
+		r.status = -1;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static bool has(const char *hay, const char *needle)
+{
+	return strstr(hay, needle) != NULL;
+}
+
+/* ---- config ----------------------------------------------------------------------------------- */
+
+static struct px_cluster *cluster(struct px_snapshot *s, const char *name, int first, int n)
+{
+	struct px_cluster *c = &s->clusters[s->nclusters++];
+
+	c->name = name;
+	c->type = PX_CLUSTER_STATIC;
+	c->connect_timeout_ms = 1000;
+	c->nendpoints = (uint32_t)n;
+	c->endpoints = arena_new(&s->arena, struct px_endpoint, n ? n : 1);
+	for (int i = 0; i < n; i++) {
+		addr_parse(&c->endpoints[i].addr, "127.0.0.1");
+		c->endpoints[i].port = backends[first + i].port;
+		c->endpoints[i].healthy = true;
+	}
+	return c;
+}
+
+static struct px_retry_policy retry5xx = {
+	.retry_on = PX_RETRY_5XX, .num_retries = 2, .base_interval_ms = 5};
+static struct px_retry_policy retry_try = {.retry_on = PX_RETRY_5XX,
+					   .num_retries = 1,
+					   .per_try_timeout_ms = 150,
+					   .base_interval_ms = 5};
+static struct px_retry_policy retry_cf = {.retry_on = PX_RETRY_CONNECT_FAILURE,
+					  .num_retries = 2,
+					  .base_interval_ms = 5,
+					  .previous_hosts = true};
+static struct px_header_value add_req[] = {{"x-custom", "from-route", PX_APPEND_IF_EXISTS_OR_ADD}};
+static struct px_header_value add_resp[] = {{"x-route", "yes", PX_OVERWRITE_IF_EXISTS_OR_ADD}};
+static const char *dom_api[] = {"api.local", "api.local:80"};
+static const char *dom_any[] = {"*"};
+static struct px_weighted_route_cluster wsplit[] = {{"a", 20}, {"b", 80}};
+
+static struct px_route routes_api[] = {
+	{.name = "rewrite",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/v1/"},
+	 .action = {.cluster = "b",
+		    .prefix_rewrite = "/echo/",
+		    .host_rewrite_literal = "backend.internal"}},
+	{.name = "api",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/"},
+	 .action = {.cluster = "b"},
+	 .request = {.add = add_req, .nadd = 1},
+	 .response = {.add = add_resp, .nadd = 1}},
+};
+static struct px_route routes_any[] = {
+	{.name = "redirect",
+	 .match = {.kind = PX_PATH_EXACT, .path = "/old"},
+	 .kind = PX_ROUTE_REDIRECT,
+	 .redirect = {.path = "/new", .response_code = 301}},
+	{.name = "direct",
+	 .match = {.kind = PX_PATH_EXACT, .path = "/hello"},
+	 .kind = PX_ROUTE_DIRECT,
+	 .direct = {.status = 200, .body = "hi there"}},
+	{.name = "split",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/split"},
+	 .action = {.weighted = wsplit, .nweighted = 2}},
+	{.name = "flaky",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/flaky"},
+	 .action = {.cluster = "a", .retry = &retry5xx}},
+	{.name = "slow",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep/1000"},
+	 .action = {.cluster = "a", .timeout_ms = 200}},
+	{.name = "per-try",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep"},
+	 .action = {.cluster = "a", .retry = &retry_try}},
+	{.name = "deadfirst",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/failover"},
+	 .action = {.cluster = "deadfirst", .retry = &retry_cf}},
+	{.name = "empty",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/empty"},
+	 .action = {.cluster = "empty"}},
+	{.name = "echo",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/"},
+	 .action = {.cluster = "a"}},
+};
+static struct px_vhost vhosts[] = {
+	{.name = "api",
+	 .domains = dom_api,
+	 .ndomains = 2,
+	 .routes = routes_api,
+	 .nroutes = 2,
+	 .include_attempt_count = true},
+	{.name = "any",
+	 .domains = dom_any,
+	 .ndomains = 1,
+	 .routes = routes_any,
+	 .nroutes = 9,
+	 .include_attempt_count = true},
+};
+static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2};
+
+static struct px_snapshot *build(__u16 port, __u16 dead_port)
+{
+	struct px_snapshot *s = px_snapshot_new();
+	struct px_listener *l;
+	struct px_cluster *df;
+	const char *err;
+
+	s->clusters = arena_new(&s->arena, struct px_cluster, 8);
+	cluster(s, "a", 0, 1);
+	cluster(s, "b", 1, 1);
+	cluster(s, "empty", 0, 0);
+	df = cluster(s, "deadfirst", 0, 2);
+	df->endpoints[0].port = dead_port;
+	df->lb = PX_LB_ROUND_ROBIN;
+	s->listeners = arena_new(&s->arena, struct px_listener, 1);
+	s->nlisteners = 1;
+	l = &s->listeners[0];
+	l->name = PX_LISTENER_VIRTUAL_INBOUND;
+	l->use_original_dst = true;
+	l->nchains = 1;
+	l->chains = arena_new(&s->arena, struct px_filter_chain, 1);
+	l->chains[0].name = "http";
+	l->chains[0].match.dst_port = port;
+	l->chains[0].kind = PX_NF_HTTP;
+	l->chains[0].http.inline_routes = &rc;
+	l->chains[0].http.max_request_headers_kb = 8;
+	if (px_snapshot_finalize(s, &err)) {
+		tap_diag("finalize: %s", err);
+		return NULL;
+	}
+	return s;
+}
+
+int main(void)
+{
+	struct proxy_config cfg = {.workers = 1,
+				   .orig_dst_map_fd = -1,
+				   .sock_pairs_fd = -1,
+				   .msg_fallback_fd = -1,
+				   .access_log_fd = getenv("HTTP_PROXY_TEST_LOG") ? 2 : -1};
+	struct proxy_workload_desc d = {.name = "test", .listen_fds = {-1, -1, -1, -1}};
+	__u16 port, dead_port;
+	struct proxy *p;
+	struct reply r;
+	int lfd, tmp;
+
+	if (geteuid())
+		skip_all("needs root (the proxy enters the workload's netns with setns)");
+	log_threshold = L_ERROR;
+	signal(SIGPIPE, SIG_IGN); /* backends write to sockets the proxy may close */
+	for (int i = 0; i < NBACKENDS; i++) {
+		backends[i].id = (char)('A' + i);
+		backends[i].lfd = listen_local(&backends[i].port);
+		pthread_create(&backends[i].thread, NULL, backend_main, &backends[i]);
+	}
+	tmp = listen_local(&dead_port);
+	close(tmp);
+	lfd = listen_local(&port);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	d.listen_fds[0] = lfd;
+	d.kinds[0] = PROXY_LISTENER_INBOUND;
+	d.netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	p = proxy_start(&cfg);
+	struct proxy_workload *w = p ? proxy_workload_add(p, &d) : NULL;
+
+	ok(p && w, "proxy with an HTTP filter chain starts");
+	struct px_snapshot *snap = build(port, dead_port);
+
+	ok(snap != NULL, "the route configuration compiles");
+	proxy_config_set(p, snap);
+	usleep(30000);
+
+	/* Routing by host and path; what the backend saw; what the client got. */
+	r = request(port, "GET /echo/x?q=1 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	is_int(r.status, 200, "GET through the proxy: 200");
+	ok(has(r.body, "backend=A path=/echo/x?q=1 host=web.local xfp=http"),
+	   "the catch-all vhost routes to A with host and x-forwarded-proto: %s", r.body);
+	ok(has(r.body, "attempt=1") && strlen(strstr(r.body, "rid=") + 4) > 36,
+	   "x-envoy-attempt-count and a generated x-request-id reach the backend");
+	ok(has(r.hdrs, "server: envoy\n") && !has(r.hdrs, "server: backend"),
+	   "the response's server header is overwritten");
+	ok(has(r.hdrs, "x-envoy-upstream-service-time: "), "x-envoy-upstream-service-time is set");
+	r = request(port, "GET /anything HTTP/1.1\r\nHost: API.local:80\r\nX-Request-Id: "
+			  "my-id\r\n\r\n");
+	ok(has(r.body, "backend=B") && has(r.body, "rid=my-id") && has(r.body, "custom=from-route"),
+	   "host api.local:80 goes to B, keeps its request id, gets the route's header: %s",
+	   r.body);
+	ok(has(r.hdrs, "x-route: yes"), "and the route's response header");
+	r = request(port, "GET /v1/items HTTP/1.1\r\nHost: api.local\r\n\r\n");
+	ok(has(r.body, "path=/echo/items host=backend.internal"), "prefix and host rewrites: %s",
+	   r.body);
+
+	r = request(port, "GET /old?x=1 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 301 && has(r.hdrs, "location: http://web.local/new\n"),
+	   "a redirect route answers 301 with the location");
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 200 && !strcmp(r.body, "hi there"),
+	   "a direct response route answers itself");
+	r = request(port, "GET /empty HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 503 && !strcmp(r.body, "no healthy upstream"),
+	   "a cluster without endpoints: 503 no healthy upstream");
+
+	/* Bodies. */
+	r = request(port, "POST /echo HTTP/1.1\r\nHost: web.local\r\nContent-Length: 11\r\n\r\n"
+			  "hello world");
+	ok(has(r.body, "body=11"), "a content-length body reaches the backend whole");
+	r = request(port, "POST /echo HTTP/1.1\r\nHost: web.local\r\nTransfer-Encoding: chunked\r\n"
+			  "\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n");
+	ok(has(r.body, "body=11"), "a chunked body is re-framed and reaches the backend whole");
+
+	/* Keep-alive and pipelining on one connection. */
+	{
+		static char rbuf[65536];
+		size_t rlen = 0;
+		int fd = dial(port);
+		const char *three = "GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+				    "GET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\n"
+				    "GET /echo/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+		bool inorder = write(fd, three, strlen(three)) == (ssize_t)strlen(three);
+
+		for (int i = 1; i <= 3 && inorder; i++) {
+			char want[32];
+
+			snprintf(want, sizeof(want), "path=/echo/%d ", i);
+			inorder = read_reply(fd, rbuf, &rlen, &r) == 0 && has(r.body, want);
+		}
+		ok(inorder, "three pipelined requests are answered in order on one connection");
+		ok(r.closed && has(r.hdrs, "connection: close"),
+		   "and Connection: close is honoured");
+		close(fd);
+	}
+
+	/* Retries and timeouts. */
+	r = request(port, "GET /flaky/1/2 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "attempt=3"),
+	   "a backend failing twice with 503: success on the third attempt (%d, %s)", r.status,
+	   r.body);
+	r = request(port, "GET /flaky/2/5 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	is_int(r.status, 503, "failing more often than retries allow: its 503 comes through");
+	r = request(port, "GET /status/404 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 404 && has(r.body, "attempt=1"), "a 404 is not retried");
+	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
+	   "the route timeout (200 ms) answers 504 upstream request timeout");
+	r = request(port, "GET /sleep/400 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	is_int(r.status, 504, "a per-try timeout with one retry still times out: 504");
+	r = request(port, "GET /failover HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "backend=B"),
+	   "a connect failure on one endpoint is retried on the other (%d)", r.status);
+
+	/* Weighted clusters over many requests. */
+	int na = 0, nb = 0;
+
+	for (int i = 0; i < 1000; i++) {
+		r = request(port, "GET /split HTTP/1.1\r\nHost: web.local\r\n\r\n");
+		na += has(r.body, "backend=A");
+		nb += has(r.body, "backend=B");
+	}
+	ok(na + nb == 1000 && na > 140 && na < 260,
+	   "weighted clusters 20:80 give about 200:800 "
+	   "(%d:%d)",
+	   na, nb);
+
+	/* Malformed input. */
+	r = request(port,
+		    "GET /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\n");
+	ok(r.status == 400 && r.closed, "Content-Length with Transfer-Encoding: 400 and closed");
+	r = request(port, "GET /echo HTTP/1.1\r\nHost : a\r\n\r\n");
+	ok(r.status == 400, "space before the colon: 400");
+	{
+		static char big[12000];
+		int n = snprintf(big, sizeof(big), "GET /echo HTTP/1.1\r\nHost: a\r\nx-big: ");
+
+		memset(big + n, 'x', 10000);
+		strcpy(big + n + 10000, "\r\n\r\n");
+		r = request(port, big);
+		is_int(r.status, 431, "headers over max_request_headers_kb: 431");
+	}
+	r = request(port, "GET /echo HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	is_int(r.status, 200, "and the proxy keeps serving everyone else");
+
+	struct proxy_stats st;
+
+	proxy_stats_get(p, &st);
+	ok(st.http_rq_retry >= 4, "retries were counted (%llu)",
+	   (unsigned long long)st.http_rq_retry);
+	proxy_workload_remove(p, w);
+	proxy_stop(p, 1000);
+	stopping = 1;
+	for (int i = 0; i < NBACKENDS; i++) {
+		pthread_join(backends[i].thread, NULL);
+		close(backends[i].lfd);
+	}
+	close(d.netns_fd);
+	return done_testing();
+}
