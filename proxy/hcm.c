@@ -80,7 +80,7 @@ static void finish(struct hstream *s)
 		return;
 	s->done = true;
 	if (s->up) {
-		upool_release(wk, s->up, true);
+		s->up_ops->release(s->up, s);
 		s->up = NULL;
 	} else {
 		upool_cancel(wk, s);
@@ -510,7 +510,7 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 }
 
 /* Builds the upstream request head and sends it with whatever body already arrived. */
-void hstream_on_upstream_ready(struct hstream *s, struct uconn *u, const struct uconn_ops *ops)
+void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_ops *ops)
 {
 	struct worker *wk = s->hc->wk;
 	const struct px_hcm *cfg = s->hc->cfg;
@@ -667,6 +667,20 @@ void hstream_on_response_data(struct hstream *s, const char *data, size_t len, b
 	s->down->send_data(s, data, len, end);
 	if (end)
 		finish(s);
+}
+
+void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+
+	if (s->done)
+		return;
+	http_hdrs_reset(h);
+	for (uint32_t i = 0; i < n; i++)
+		http_hdrs_add(h, hdrs[i].name, hdrs[i].name_len, hdrs[i].value, hdrs[i].value_len);
+	s->down->send_trailers(s, h);
+	finish(s);
 }
 
 void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason)

@@ -26,7 +26,6 @@
 struct worker;
 struct hconn;
 struct hstream;
-struct uconn;
 struct proxy_workload;
 
 /* What the downstream codec does for the stream logic. */
@@ -45,20 +44,20 @@ struct hconn_ops {
 	void (*resume)(struct hstream *s);
 };
 
-/* What an upstream codec does for a stream (HTTP/1: one exchange per connection at a time;
- * HTTP/2: many). */
+/* What an upstream codec does for a stream. x is the codec's handle for the exchange
+ * (HTTP/1: the connection lent to the stream; HTTP/2: one stream on a shared connection). */
 struct uconn_ops {
 	/* Sends the request head (and then any body the stream passes on). */
-	int (*send_headers)(struct uconn *u, struct hstream *s, struct http_hdrs *h,
-			    bool end_stream);
-	int (*send_data)(struct uconn *u, struct hstream *s, const char *data, size_t len,
-			 bool end_stream);
+	int (*send_headers)(void *x, struct hstream *s, struct http_hdrs *h, bool end_stream);
+	int (*send_data)(void *x, struct hstream *s, const char *data, size_t len, bool end_stream);
+	/* The exchange completed: HTTP/1 gives the connection back to its pool. */
+	void (*release)(void *x, struct hstream *s);
 	/* The stream no longer wants this exchange (timeout, downstream gone, retry). */
-	void (*abandon)(struct uconn *u, struct hstream *s);
+	void (*abandon)(void *x, struct hstream *s);
 	/* Request bytes queued but not yet written. */
-	size_t (*pending_out)(struct uconn *u);
+	size_t (*pending_out)(void *x);
 	/* The downstream drained the response we queued: read from the upstream again. */
-	void (*resume)(struct uconn *u);
+	void (*resume)(void *x);
 };
 
 /* A request in flight. */
@@ -95,7 +94,7 @@ struct hstream {
 	 * (rewritten), valid during uconn_ops.send_headers. */
 	const char *up_path, *up_authority;
 	size_t up_path_len, up_authority_len;
-	struct uconn *up;
+	void *up;
 	const struct uconn_ops *up_ops;
 	struct list_head pool_node; /* waiting in a pool for a connection */
 	struct upool *pool_wait;
@@ -141,10 +140,12 @@ void hstream_on_downstream_reset(struct hstream *s, const char *why);
 void hstream_release(struct hstream *s);
 
 /* Called by upstream codecs. */
-void hstream_on_upstream_ready(struct hstream *s, struct uconn *u, const struct uconn_ops *ops);
+void hstream_on_upstream_ready(struct hstream *s, void *x, const struct uconn_ops *ops);
 void hstream_on_response_headers(struct hstream *s, int status, const struct px_hdr *hdrs,
 				 uint32_t n, bool end_stream);
 void hstream_on_response_data(struct hstream *s, const char *data, size_t len, bool end);
+/* Trailers end the response (gRPC's grpc-status travels here). */
+void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n);
 /* The exchange failed before (or after) response headers: reason in Envoy's words. */
 void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason);
 

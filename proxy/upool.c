@@ -348,8 +348,9 @@ static bool method_takes_body(const struct hstream *s)
 	return false;
 }
 
-static int h1_send_headers(struct uconn *u, struct hstream *s, struct http_hdrs *h, bool end_stream)
+static int h1_send_headers(void *x, struct hstream *s, struct http_hdrs *h, bool end_stream)
 {
+	struct uconn *u = x;
 	struct strbuf *o = &u->out;
 	bool has_cl = http_hdrs_find(h, "content-length") >= 0;
 
@@ -382,9 +383,9 @@ static int h1_send_headers(struct uconn *u, struct hstream *s, struct http_hdrs 
 	return 0;
 }
 
-static int h1_send_data(struct uconn *u, struct hstream *s, const char *data, size_t len,
-			bool end_stream)
+static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len, bool end_stream)
 {
+	struct uconn *u = x;
 	struct strbuf *o = &u->out;
 	char hdr[HTTP1_CHUNK_HEADER_MAX];
 
@@ -408,8 +409,9 @@ static int h1_send_data(struct uconn *u, struct hstream *s, const char *data, si
 	return 0;
 }
 
-static void h1_abandon(struct uconn *u, struct hstream *s)
+static void h1_abandon(void *x, struct hstream *s)
 {
+	struct uconn *u = x;
 	struct worker *wk = s->hc->wk;
 
 	/* The response is unread (or half read): this connection cannot carry another. */
@@ -417,13 +419,21 @@ static void h1_abandon(struct uconn *u, struct hstream *s)
 	uconn_close(wk, u);
 }
 
-static size_t h1_pending_out(struct uconn *u)
+static void h1_release(void *x, struct hstream *s)
 {
+	upool_release(s->hc->wk, x, true);
+}
+
+static size_t h1_pending_out(void *x)
+{
+	struct uconn *u = x;
+
 	return u->out.len - u->out_off;
 }
 
-static void h1_resume(struct uconn *u)
+static void h1_resume(void *x)
 {
+	struct uconn *u = x;
 	struct worker *wk = u->stream ? u->stream->hc->wk : NULL;
 
 	if (wk && u->state == UC_BUSY)
@@ -433,6 +443,7 @@ static void h1_resume(struct uconn *u)
 static const struct uconn_ops h1_up_ops = {
 	.send_headers = h1_send_headers,
 	.send_data = h1_send_data,
+	.release = h1_release,
 	.abandon = h1_abandon,
 	.pending_out = h1_pending_out,
 	.resume = h1_resume,
