@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "proxy/h2.h"
 #include "proxy/hcm.h"
 #include "proxy/http1.h"
 #include "proxy/upool.h"
@@ -366,6 +367,28 @@ static bool paused(const struct h1conn *c)
 	return !s->up && s->body.len > HCM_RETRY_BUFFER_MAX;
 }
 
+/* The HTTP/2 codec takes the socket and the bytes read so far; this connection ends quietly. */
+static void to_h2(struct worker *wk, struct h1conn *c)
+{
+	int err =
+		h2_down_start(wk, c->fd, c->hc.w, c->hc.snap,
+			      container_of(c->hc.cfg, struct px_filter_chain, http), &c->hc.remote,
+			      c->hc.remote_port, &c->hc.local, c->hc.local_port, c->in, c->in_len);
+
+	if (err) {
+		h1_close(wk, c, true);
+		return;
+	}
+	/* Not a connection of ours any more: no close, no count. */
+	c->closed = true;
+	c->fd = -1;
+	list_del_init(&c->hc.node);
+	if (list_linked(&c->ready))
+		list_del_init(&c->ready);
+	list_add_tail(&c->dead, &wk->http_dead);
+	STAT_DEC(wk, http_cx_total);
+}
+
 static void process(struct worker *wk, struct h1conn *c)
 {
 	for (;;) {
@@ -393,6 +416,17 @@ static void process(struct worker *wk, struct h1conn *c)
 			if (c->peer_eof)
 				h1_close(wk, c, false);
 			return;
+		}
+		/* Prior-knowledge HTTP/2 (h2c) starts with its preface: hand the connection over. */
+		if (c->requests == 0 && c->hc.cfg->codec != PX_CODEC_HTTP1 && c->in[0] == 'P') {
+			size_t k = c->in_len < H2_PREFACE_LEN ? c->in_len : H2_PREFACE_LEN;
+
+			if (!memcmp(c->in, H2_PREFACE, k)) {
+				if (k < H2_PREFACE_LEN)
+					return; /* wait for the rest of it */
+				to_h2(wk, c);
+				return;
+			}
 		}
 		struct http1_msg m;
 		int n;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "lib/addr.h"
+#include "lib/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/lb.h"
 #include "proxy/upool.h"
@@ -754,6 +755,10 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 		}
 		if (s->deadline_route && now >= s->deadline_route) {
 			STAT_INC(hc->wk, http_rq_timeout);
+			pr_debug("route timeout after %llu ms (%s)",
+				 (unsigned long long)(now - s->t_start),
+				 s->pool_wait ? "still waiting for a connection"
+					      : "waiting for a response");
 			local_reply(s, HTTP_LR_TIMEOUT, "upstream_response_timeout", NULL);
 			continue;
 		}

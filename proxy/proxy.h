@@ -68,6 +68,8 @@ struct proxy_workload_desc {
 	X(accept_fail, "accept(2) failures other than EAGAIN")                                     \
 	X(http_cx_total, "HTTP downstream connections")                                            \
 	X(http_rq_parsed, "HTTP/1 request heads parsed")                                           \
+	X(http2_cx_total, "HTTP/2 downstream connections")                                         \
+	X(http2_rq_total, "HTTP/2 requests")                                                       \
 	X(http_rq_total, "HTTP requests")                                                          \
 	X(http_rq_2xx_3xx, "HTTP requests answered 2xx or 3xx")                                    \
 	X(http_rq_4xx, "HTTP requests answered 4xx")                                               \

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "proxy/h2.h"
 #include "proxy/hcm.h"
 #include "proxy/http1.h"
 #include "proxy/upstream.h"
@@ -48,6 +49,7 @@ static struct upool *pool_get(struct worker *wk, struct proxy_workload *w,
 	list_init(&p->idle);
 	list_init(&p->busy);
 	list_init(&p->pending);
+	list_init(&p->h2);
 	list_add_tail(&p->node, &wk->pools);
 found:
 	/* Settings follow the newest snapshot that used the pool; nothing that points into a
@@ -63,9 +65,9 @@ found:
 	return p;
 }
 
-static void pool_maybe_free(struct upool *p)
+void upool_maybe_free(struct upool *p)
 {
-	if (p->nconns || p->npending)
+	if (p->nconns || p->npending || p->ndead)
 		return;
 	list_del_init(&p->node);
 	workload_put(p->w);
@@ -78,12 +80,15 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 {
 	if (u->state == UC_CLOSED)
 		return;
+	pr_debug("upstream HTTP/1 connection to %s closed (state %d, %u waiting)", u->pool->cluster,
+		 u->state, u->pool->npending);
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
 	u->state = UC_CLOSED;
 	list_del_init(&u->node);
 	u->pool->nconns--;
+	u->pool->ndead++;
 	list_add_tail(&u->dead, &wk->up_dead);
 }
 
@@ -98,7 +103,8 @@ void upool_free_dead(struct worker *wk)
 		list_del_init(&u->dead);
 		sb_free(&u->out);
 		free(u);
-		pool_maybe_free(p);
+		p->ndead--;
+		upool_maybe_free(p);
 	}
 }
 
@@ -188,6 +194,10 @@ void upool_dispatch(struct worker *wk)
 	list_for_each_safe (pp, ptmp, &wk->pools) {
 		struct upool *p = list_entry(pp, struct upool, node);
 
+		if (p->cfg.http2) {
+			h2_up_dispatch(wk, p);
+			continue;
+		}
 		while (!list_empty(&p->pending) && !list_empty(&p->idle)) {
 			struct hstream *s = list_entry(p->pending.next, struct hstream, pool_node);
 
@@ -238,12 +248,14 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 
 	if (!p)
 		return -ENOMEM;
+	if (c->http2)
+		return h2_up_request(wk, p, s);
 	if (!list_empty(&p->idle)) {
 		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
 		return 0;
 	}
 	if (p->npending >= cb_or(c->cb.max_pending_requests, PX_CB_DEFAULT)) {
-		pool_maybe_free(p);
+		upool_maybe_free(p);
 		return -EBUSY;
 	}
 	/* Wait in line; a new connection (if the breaker allows one) serves the oldest waiter. */
@@ -269,7 +281,7 @@ void upool_cancel(struct worker *wk, struct hstream *s)
 	list_del_init(&s->pool_node);
 	s->pool_wait = NULL;
 	p->npending--;
-	pool_maybe_free(p);
+	upool_maybe_free(p);
 }
 
 void upool_release(struct worker *wk, struct uconn *u, bool reusable)
@@ -317,6 +329,7 @@ void upool_tick(struct worker *wk)
 			if (wk->now_ms >= u->deadline)
 				uconn_close(wk, u);
 		}
+		h2_up_tick(wk, p);
 	}
 }
 
@@ -331,8 +344,10 @@ void upool_destroy(struct worker *wk)
 			uconn_close(wk, list_entry(pos, struct uconn, node));
 		list_for_each_safe (pos, tmp, &p->busy)
 			uconn_close(wk, list_entry(pos, struct uconn, node));
+		h2_up_close_pool(wk, p);
 	}
 	upool_free_dead(wk);
+	h2_up_free_dead(wk);
 }
 
 /* ---- the HTTP/1 upstream codec ----------------------------------------------------------------- */

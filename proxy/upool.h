@@ -65,8 +65,10 @@ struct upool {
 	struct shunt_addr addr;
 	__u16 port;
 	struct px_cluster cfg; /* the cluster's settings when last used (no endpoints) */
-	struct list_head idle, busy, pending; /* connections, connections, streams */
+	struct list_head idle, busy, pending; /* HTTP/1 connections, connections, streams */
+	struct list_head h2;		      /* HTTP/2 connections (shared by streams) */
 	uint32_t nconns, npending;
+	uint32_t ndead; /* closed connections not yet freed: they still point here */
 };
 
 /* Finds s an upstream for endpoint ep of cluster c. The pool calls hstream_on_upstream_ready
@@ -83,6 +85,8 @@ void upool_destroy(struct worker *wk);
 void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events);
 /* Hands connections that became free to waiting streams (end of each loop iteration). */
 void upool_dispatch(struct worker *wk);
+/* Frees a pool nothing uses any more. */
+void upool_maybe_free(struct upool *p);
 /* Frees connections closed during this loop iteration. */
 void upool_free_dead(struct worker *wk);
 

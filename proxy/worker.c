@@ -13,6 +13,7 @@
 
 #include "lib/log.h"
 #include "proxy/h1_down.h"
+#include "proxy/h2.h"
 #include "proxy/upool.h"
 
 static uint64_t mono_ms(void)
@@ -291,6 +292,12 @@ static void *worker_main(void *arg)
 			case EV_UPSTREAM:
 				uconn_on_event(wk, (struct uconn *)h, evs[i].events);
 				break;
+			case EV_H2:
+				h2_down_on_event(wk, h, evs[i].events);
+				break;
+			case EV_H2UP:
+				h2_up_on_event(wk, h, evs[i].events);
+				break;
 			}
 		}
 		tcp_pump_ready(wk);
@@ -300,6 +307,7 @@ static void *worker_main(void *arg)
 			/* The ticks re-arm what is still pending. */
 			wk->next_timer = 0;
 			h1_down_tick(wk);
+			h2_down_tick(wk);
 			upool_tick(wk);
 			upool_dispatch(wk);
 			h1_down_run_ready(wk);
@@ -309,24 +317,29 @@ static void *worker_main(void *arg)
 
 			tcp_timers(wk, sweep);
 			h1_down_tick(wk);
+			h2_down_tick(wk);
 			upool_tick(wk);
 			upool_dispatch(wk);
 			wk->last_tick = wk->now_ms;
 			if (sweep)
 				wk->last_idle_sweep = wk->now_ms;
 		}
+		h2_flush_dirty(wk);
 		tcp_free_dead(wk);
 		for (int i = 0; i < wk->nheld; i++)
 			listener_put(wk, wk->held[i]);
 		wk->nheld = 0;
 		tcp_free_dead(wk); /* the final accepts above may have failed connections */
 		h1_down_free_dead(wk);
+		h2_down_free_dead(wk);
 		upool_free_dead(wk);
+		h2_up_free_dead(wk);
 		worker_flush_log(wk);
 	}
 	tcp_close_all(wk, "shutdown");
 	tcp_free_dead(wk);
 	h1_down_close_all(wk);
+	h2_down_close_all(wk);
 	upool_destroy(wk);
 	worker_flush_log(wk);
 	return NULL;
@@ -349,6 +362,11 @@ static int worker_init(struct proxy *p, struct worker *wk, int id)
 	list_init(&wk->pools);
 	list_init(&wk->up_dead);
 	list_init(&wk->http_ready);
+	list_init(&wk->h2_conns);
+	list_init(&wk->h2_dead);
+	list_init(&wk->h2up_dead);
+	list_init(&wk->h2_dirty);
+	list_init(&wk->h2_dirty_up);
 	pthread_mutex_init(&wk->cmd_lock, NULL);
 	wk->epfd = epoll_create1(EPOLL_CLOEXEC);
 	wk->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

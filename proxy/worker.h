@@ -32,7 +32,9 @@ enum ev_type {
 	EV_LISTENER,
 	EV_CONN,
 	EV_HTTP,
-	EV_UPSTREAM
+	EV_UPSTREAM,
+	EV_H2,
+	EV_H2UP
 };
 struct ev_handler {
 	enum ev_type type;
@@ -91,8 +93,12 @@ struct worker {
 	struct list_head http_dead;  /* HTTP connections closed this iteration */
 	struct list_head pools;	     /* upstream connection pools */
 	struct list_head up_dead;    /* upstream connections closed this iteration */
-	struct list_head
-		http_ready;	/* HTTP connections whose exchange ended: go on with the next */
+	struct list_head http_ready; /* HTTP connections to go on with their next request */
+	struct list_head h2_conns;   /* downstream HTTP/2 connections */
+	struct list_head h2_dead;    /* downstream HTTP/2 connections closed this iteration */
+	struct list_head h2up_dead;  /* upstream HTTP/2 connections closed this iteration */
+	struct list_head h2_dirty;   /* HTTP/2 connections with frames to write */
+	struct list_head h2_dirty_up;
 	uint64_t next_timer;	/* earliest HTTP deadline (CLOCK_MONOTONIC ms), 0: none */
 	struct listener **held; /* listeners removed this iteration, released at its end */
 	int nheld, held_cap;
