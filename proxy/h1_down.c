@@ -548,7 +548,7 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	c->hc.local = *local;
 	c->hc.local_port = local_port;
 	c->hc.last_activity = wk->now_ms;
-	c->hc.rng = (uint64_t)(uintptr_t)c ^ (wk->now_ms * 0x9E3779B97F4A7C15ULL) ^ 1;
+	c->hc.rng = http_seed((uint64_t)(uintptr_t)c ^ wk->now_ms ^ (++wk->conn_seq << 32));
 	addr_fmt(remote, c->hc.remote_ip, sizeof(c->hc.remote_ip));
 	list_init(&c->hc.streams);
 	list_init(&c->dead);

@@ -39,9 +39,8 @@ static void log_stream(struct hstream *s)
 
 	if (wk->p->cfg.access_log_fd < 0)
 		return;
-	if (s->cluster && s->endpoint >= 0)
-		addr_port_fmt(&s->cluster->endpoints[s->endpoint].addr,
-			      s->cluster->endpoints[s->endpoint].port, up_host, sizeof(up_host));
+	if (s->up_ep.port)
+		addr_port_fmt(&s->up_ep.addr, s->up_ep.port, up_host, sizeof(up_host));
 	addr_port_fmt(&s->hc->local, s->hc->local_port, dl, sizeof(dl));
 	addr_port_fmt(&s->hc->remote, s->hc->remote_port, dr, sizeof(dr));
 	e.start = s->start_real;
@@ -322,25 +321,35 @@ static void start_attempt(struct hstream *s)
 	int ep, rc;
 
 	s->deadline_backoff = 0;
-	bool avoid = s->retry && s->retry->previous_hosts;
+	if (s->cluster->type == PX_CLUSTER_ORIGINAL_DST) {
+		/* Istio's PassthroughCluster: where the connection was going in the first place. */
+		s->endpoint = -1;
+		s->up_ep = (struct px_endpoint){.addr = s->hc->local,
+						.port = s->hc->local_port,
+						.weight = 1,
+						.healthy = true};
+	} else {
+		bool avoid = s->retry && s->retry->previous_hosts;
 
-	ep = px_lb_pick(s->cluster, lb, hashed ? &hash : NULL, avoid ? s->avoid : NULL,
-			avoid ? s->navoid : 0);
-	if (ep < 0) {
-		STAT_INC(wk, cx_no_healthy_upstream);
-		local_reply(s, HTTP_LR_NO_HEALTHY, "no_healthy_upstream", NULL);
-		return;
+		ep = px_lb_pick(s->cluster, lb, hashed ? &hash : NULL, avoid ? s->avoid : NULL,
+				avoid ? s->navoid : 0);
+		if (ep < 0) {
+			STAT_INC(wk, cx_no_healthy_upstream);
+			local_reply(s, HTTP_LR_NO_HEALTHY, "no_healthy_upstream", NULL);
+			return;
+		}
+		s->endpoint = ep;
+		s->up_ep = s->cluster->endpoints[ep];
+		px_lb_acquire(lb, s->cluster, (uint32_t)ep);
+		if (s->navoid < HCM_MAX_AVOID)
+			s->avoid[s->navoid++] = (uint32_t)ep;
 	}
-	s->endpoint = ep;
-	px_lb_acquire(lb, s->cluster, (uint32_t)ep);
-	if (s->navoid < HCM_MAX_AVOID)
-		s->avoid[s->navoid++] = (uint32_t)ep;
 	s->t_upstream_start = wk->now_ms;
 	s->deadline_try = s->retry && s->retry->per_try_timeout_ms
 				  ? wk->now_ms + s->retry->per_try_timeout_ms
 				  : 0;
 	worker_timer(wk, s->deadline_try);
-	rc = upool_request(wk, s, s->cluster, (uint32_t)ep);
+	rc = upool_request(wk, s, s->cluster, &s->up_ep);
 	if (rc == -EBUSY) {
 		STAT_INC(wk, http_rq_overflow);
 		local_reply(s, HTTP_LR_OVERFLOW, "upstream_overflow", NULL);

@@ -80,8 +80,9 @@ struct hstream {
 	const struct px_vhost *vh;
 	const struct px_cluster *cluster;
 	const struct px_retry_policy *retry;
-	int endpoint;
-	uint32_t attempt; /* 1 for the first try */
+	int endpoint;		  /* index in cluster->endpoints; -1 for ORIGINAL_DST */
+	struct px_endpoint up_ep; /* where this attempt goes */
+	uint32_t attempt;	  /* 1 for the first try */
 	uint32_t avoid[HCM_MAX_AVOID];
 	uint32_t navoid;
 	char request_id[HTTP_UUID_LEN + 1];

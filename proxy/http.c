@@ -111,6 +111,15 @@ void http_apply_mutation(struct http_hdrs *h, const struct px_header_mutation *m
 	}
 }
 
+uint64_t http_seed(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ULL;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+	x ^= x >> 31;
+	return x ? x : 1;
+}
+
 void http_uuid(char *out, uint64_t *rng)
 {
 	static const char hex[] = "0123456789abcdef";

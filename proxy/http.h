@@ -47,6 +47,8 @@ bool http_connection_lists(const char *conn, size_t clen, const char *name, size
  * specific is applied last, so it wins). */
 void http_apply_mutation(struct http_hdrs *h, const struct px_header_mutation *m);
 
+/* A well-mixed seed from anything (splitmix64): nearby inputs give unrelated states. */
+uint64_t http_seed(uint64_t x);
 /* A random UUID v4 (x-request-id) into out[HTTP_UUID_LEN + 1]. */
 void http_uuid(char *out, uint64_t *rng);
 

@@ -241,9 +241,10 @@ static int uconn_open(struct worker *wk, struct upool *p)
 	return 0;
 }
 
-int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c, uint32_t ep)
+int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+		  const struct px_endpoint *ep)
 {
-	struct upool *p = pool_get(wk, s->hc->w, c, &c->endpoints[ep]);
+	struct upool *p = pool_get(wk, s->hc->w, c, ep);
 	int err;
 
 	if (!p)

@@ -71,10 +71,12 @@ struct upool {
 	uint32_t ndead; /* closed connections not yet freed: they still point here */
 };
 
-/* Finds s an upstream for endpoint ep of cluster c. The pool calls hstream_on_upstream_ready
+/* Finds s an upstream for endpoint ep of cluster c (for ORIGINAL_DST clusters, an endpoint
+ * made of the connection's original destination). The pool calls hstream_on_upstream_ready
  * (possibly before returning) or hstream_on_upstream_failure later. -EBUSY when a circuit
  * breaker refuses (the caller answers 503 UO); -errno for other failures. */
-int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c, uint32_t ep);
+int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+		  const struct px_endpoint *ep);
 /* s no longer waits for a connection (timeout, downstream gone). */
 void upool_cancel(struct worker *wk, struct hstream *s);
 /* The exchange on u ended; reusable: the connection may carry another request. */

@@ -99,6 +99,7 @@ struct worker {
 	struct list_head h2up_dead;  /* upstream HTTP/2 connections closed this iteration */
 	struct list_head h2_dirty;   /* HTTP/2 connections with frames to write */
 	struct list_head h2_dirty_up;
+	uint64_t conn_seq;	/* connections seen, mixed into their random seeds */
 	uint64_t next_timer;	/* earliest HTTP deadline (CLOCK_MONOTONIC ms), 0: none */
 	struct listener **held; /* listeners removed this iteration, released at its end */
 	int nheld, held_cap;
