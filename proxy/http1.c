@@ -51,6 +51,7 @@ static inline bool is_ows(char c)
 enum {
 	ST_START,
 	ST_FIELDS,
+	ST_DONE,
 	ST_FAILED
 };
 
@@ -290,11 +291,18 @@ static bool authority_ok(const char *s, size_t n, bool need_port)
 		if (!IS_DIGIT(q[-1]))
 			break;
 	}
+	const char *host_end = colon ? colon : e;
+
+	/* Brackets only around an IP literal, colons outside them only before the port. */
 	if (*s == '[') {
 		const char *rb = memchr(s, ']', n);
 
-		if (!rb || (rb + 1 != e && rb + 1 != colon))
+		if (!rb || rb + 1 != host_end)
 			return false;
+	} else {
+		for (const char *q = s; q < host_end; q++)
+			if (*q == ':' || *q == '[' || *q == ']')
+				return false;
 	}
 	if (!need_port)
 		return true;
@@ -365,11 +373,10 @@ static int request_line(struct http1_parser *p, const char *buf, uint32_t ls, ui
 	q = skip_class(s, e, CC_TCHAR);
 	if (q == e)
 		return fail(p, HTTP1_E_REQUEST_LINE, q - buf);
+	if (q == s && *q == ' ')
+		return fail(p, HTTP1_E_REQUEST_LINE, q - buf);
 	if (q == s || *q != ' ')
-		return fail(
-			p,
-			bad_byte(q, e, q == s && *q == ' ' ? HTTP1_E_REQUEST_LINE : HTTP1_E_METHOD),
-			q - buf);
+		return fail(p, bad_byte(q, e, HTTP1_E_METHOD), q - buf);
 	p->sl_a_off = ls;
 	p->sl_a_len = (uint32_t)(q - s);
 	p->method = method_lookup(s, p->sl_a_len);
@@ -569,7 +576,8 @@ static enum http1_err field_meaning(struct http1_parser *p, const char *buf, uin
 		if (!p->response && mem_ieq(n, nlen, "host")) {
 			if (p->flags & F_HOST)
 				return HTTP1_E_HOST_REPEATED;
-			if (skip_class(v, buf + ve, CC_HOST) != buf + ve)
+			/* Empty is allowed: RFC 9112 section 3.2, a target without authority. */
+			if (ve > vs && !authority_ok(v, ve - vs, false))
 				return HTTP1_E_HOST_INVALID;
 			p->flags |= F_HOST;
 			p->host_off = vs;
@@ -624,13 +632,11 @@ static void rebase(struct http1_header *h, size_t n, const char *buf)
 	}
 }
 
-static int field_line(struct http1_parser *p, const char *buf, uint32_t ls, uint32_t le)
+static int field_store(struct http1_parser *p, const char *buf, uint32_t ls, uint32_t ne,
+		       uint32_t vs, uint32_t ve)
 {
-	uint32_t ne = 0, vs = 0, ve = 0, at = 0;
-	enum http1_err err = field_split(buf, ls, le, &ne, &vs, &ve, &at);
+	enum http1_err err;
 
-	if (err)
-		return fail(p, err, at);
 	if (p->nhdrs >= p->hdr_cap)
 		return fail(p, HTTP1_E_TOO_MANY_HEADERS, ls);
 	p->hdrs[p->nhdrs].name = span_off(ls, ne - ls);
@@ -638,6 +644,48 @@ static int field_line(struct http1_parser *p, const char *buf, uint32_t ls, uint
 	p->nhdrs++;
 	err = field_meaning(p, buf, ls, ne, vs, ve);
 	return err ? fail(p, err, vs) : 0;
+}
+
+static int field_line(struct http1_parser *p, const char *buf, uint32_t ls, uint32_t le)
+{
+	uint32_t ne = 0, vs = 0, ve = 0, at = 0;
+	enum http1_err err = field_split(buf, ls, le, &ne, &vs, &ve, &at);
+
+	return err ? fail(p, err, at) : field_store(p, buf, ls, ne, vs, ve);
+}
+
+/* The common case, a whole valid field line already in the buffer, in one pass: the value scan
+ * stops at the first control byte, which is then the line end. Returns 1 when it took a line,
+ * 0 to leave anything else (partial lines, errors, the blank line) to the line-based path, which
+ * then reaches the same verdict; or an error from the line's meaning. */
+static int field_line_fast(struct http1_parser *p, const char *buf, size_t avail)
+{
+	const char *s = buf + p->line, *e = buf + avail, *q, *v, *w, *ve;
+	uint32_t next;
+	int r;
+
+	q = skip_class(s, e, CC_TCHAR);
+	if (q == s || q == e || *q != ':')
+		return 0;
+	v = q + 1;
+	while (v < e && is_ows(*v))
+		v++;
+	w = skip_field(v, e);
+	if (w < e && *w == '\n')
+		next = (uint32_t)(w + 1 - buf);
+	else if (e - w >= 2 && w[0] == '\r' && w[1] == '\n')
+		next = (uint32_t)(w + 2 - buf);
+	else
+		return 0;
+	ve = w;
+	while (ve > v && is_ows(ve[-1]))
+		ve--;
+	r = field_store(p, buf, p->line, (uint32_t)(q - buf), (uint32_t)(v - buf),
+			(uint32_t)(ve - buf));
+	if (r)
+		return r;
+	p->line = p->scan = next;
+	return 1;
 }
 
 /* Framing rules shared by both directions (RFC 9112 section 6). */
@@ -686,7 +734,7 @@ static int finish_request(struct http1_parser *p, const char *buf, uint32_t end,
 		err = HTTP1_E_HOST_MISSING;
 	if (err)
 		return fail(p, err, end);
-
+	p->stage = ST_DONE;
 	msg_common(p, buf, msg);
 	msg->method = p->method;
 	msg->method_name = span_at(buf, p->sl_a_off, p->sl_a_len);
@@ -719,6 +767,7 @@ static int finish_response(struct http1_parser *p, const char *buf, uint32_t end
 
 	if (err)
 		return fail(p, err, end);
+	p->stage = ST_DONE;
 	msg_common(p, buf, msg);
 	msg->status = st;
 	msg->reason = span_at(buf, p->sl_a_off, p->sl_a_len);
@@ -741,8 +790,8 @@ static int finish_response(struct http1_parser *p, const char *buf, uint32_t end
 	return (int)end;
 }
 
-/* The line-by-line loop both heads share. Each byte is looked at by memchr once and by the
- * line's grammar once, however the input is split across calls. */
+/* The line-by-line loop both heads share. However the input is split across calls, each byte is
+ * looked at a bounded number of times: by the fast path, by memchr, by the line's grammar. */
 static int parse_head(struct http1_parser *p, const char *buf, size_t len, struct http1_msg *msg)
 {
 	/* Bytes beyond the limit are never examined: a head must end within it. */
@@ -750,9 +799,19 @@ static int parse_head(struct http1_parser *p, const char *buf, size_t len, struc
 
 	if (p->stage == ST_FAILED)
 		return HTTP1_INVALID;
+	if (p->stage == ST_DONE)
+		return (int)p->scan;
 	if (len < p->scan)
 		return HTTP1_INCOMPLETE;
 	while (p->scan < avail) {
+		if (p->stage == ST_FIELDS && p->scan == p->line) {
+			int r = field_line_fast(p, buf, avail);
+
+			if (r > 0)
+				continue;
+			if (r < 0)
+				return r;
+		}
 		const char *lf = memchr(buf + p->scan, '\n', avail - p->scan);
 
 		if (!lf) {

@@ -32,8 +32,9 @@ void http1_response_begin(struct http1_parser *p, const struct http1_limits *lim
 			  struct http1_header *hdrs, size_t cap, enum http1_method req_method);
 
 /* Parses buf[0..len), which starts at the beginning of the message (empty lines before a
- * request line are skipped and counted). On success fills msg; its spans point into buf.
- * msg is untouched otherwise. After HTTP1_INVALID the parser stays failed. */
+ * start line are skipped and counted). On success fills msg; its spans point into buf. msg is
+ * untouched otherwise. After HTTP1_INVALID the parser stays failed; after success it keeps
+ * returning the same count and leaves msg alone until the next *_begin. */
 int http1_parse_request(struct http1_parser *p, const char *buf, size_t len, struct http1_msg *msg);
 int http1_parse_response(struct http1_parser *p, const char *buf, size_t len,
 			 struct http1_msg *msg);

@@ -209,6 +209,11 @@ static const struct head_case requests[] = {
 	OK("empty Host", G11 "Host:\r\n\r\n", "GET / origin 1.1 h1 host= none ka"),
 	OK("Host with port and IPv6", G11 "Host: [::1]:8080\r\n\r\n",
 	   "GET / origin 1.1 h1 host=[::1]:8080 none ka"),
+	OK("Host IPv6 without port", G11 "Host: [fe80::1%25eth0]\r\n\r\n",
+	   "GET / origin 1.1 h1 host=[fe80::1%25eth0] none ka"),
+	OK("Host with empty port", G11 "Host: a:\r\n\r\n", "GET / origin 1.1 h1 host=a: none ka"),
+	OK("Host name with sub-delims", G11 "Host: a-b_c.d~e!f\r\n\r\n",
+	   "GET / origin 1.1 h1 host=a-b_c.d~e!f none ka"),
 	OK("empty value", G11 H "X-Empty:\r\n\r\n", "GET / origin 1.1 h2 host=a none ka"),
 	OK("obs-text in a value", G11 H "X: caf\xc3\xa9\r\n\r\n",
 	   "GET / origin 1.1 h2 host=a none ka"),
@@ -249,8 +254,12 @@ static const struct head_case requests[] = {
 	BAD("CONNECT empty host", "CONNECT :443 HTTP/1.1\r\n" H END, TARGET),
 	BAD("CONNECT with userinfo", "CONNECT u@a:443 HTTP/1.1\r\n" H END, TARGET),
 	BAD("CONNECT broken IPv6", "CONNECT [::1:443 HTTP/1.1\r\n" H END, TARGET),
+	BAD("CONNECT two colons", "CONNECT a:b:443 HTTP/1.1\r\n" H END, TARGET),
+	BAD("CONNECT bracket in name", "CONNECT a]:443 HTTP/1.1\r\n" H END, TARGET),
+	BAD("CONNECT empty port", "CONNECT a: HTTP/1.1\r\n" H END, TARGET),
 	BAD("absolute-form with userinfo", "GET http://user@a/ HTTP/1.1\r\n" H END, TARGET),
 	BAD("absolute-form empty authority", "GET http:///x HTTP/1.1\r\n" H END, TARGET),
+	BAD("absolute-form bracket in name", "GET http://a]b/ HTTP/1.1\r\n" H END, TARGET),
 	BAD("scheme starting with a digit", "GET 1http://a/ HTTP/1.1\r\n" H END, TARGET),
 	BAD("no scheme colon", "GET abc HTTP/1.1\r\n" H END, TARGET),
 	BAD("urn is not for proxies", "GET urn:isbn:1 HTTP/1.1\r\n" H END, TARGET_FORM),
@@ -290,6 +299,11 @@ static const struct head_case requests[] = {
 	BAD("space in Host", G11 "Host: a b\r\n\r\n", HOST_INVALID),
 	BAD("userinfo in Host", G11 "Host: u@a\r\n\r\n", HOST_INVALID),
 	BAD("path in Host", G11 "Host: a/b\r\n\r\n", HOST_INVALID),
+	BAD("two colons in Host", G11 "Host: a:b:80\r\n\r\n", HOST_INVALID),
+	BAD("bracket in a Host name", G11 "Host: a]\r\n\r\n", HOST_INVALID),
+	BAD("IPv6 Host without brackets closed", G11 "Host: [::1\r\n\r\n", HOST_INVALID),
+	BAD("junk after IPv6 Host", G11 "Host: [::1]x\r\n\r\n", HOST_INVALID),
+	BAD("non-digit Host port", G11 "Host: a:8x\r\n\r\n", HOST_INVALID),
 
 	/* Content-Length. */
 	BAD("Content-Length with plus", P11 CL "+5\r\n\r\n", CONTENT_LENGTH),
@@ -798,6 +812,14 @@ static void test_pipelining(void)
 		off += (size_t)r + (m.body == HTTP1_BODY_LENGTH ? m.content_length : 0);
 	}
 	is_int(off, sizeof(in) - 1, "three pipelined requests consume the input exactly");
+
+	/* Calling again after success neither re-reads the body nor touches msg. */
+	struct http1_msg again = {.status = 7};
+
+	http1_request_begin(&p, NULL, h, 8);
+	is_int(http1_parse_request(&p, in, sizeof(in) - 1, &m), 48, "first head");
+	is_int(http1_parse_request(&p, in, sizeof(in) - 1, &again), 48, "same count again");
+	ok(again.status == 7 && h[0].name.p == in + 18, "msg and headers left alone");
 }
 
 /* ---- chunked decoder --------------------------------------------------------------------------- */
