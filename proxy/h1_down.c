@@ -216,36 +216,53 @@ static const struct hconn_ops h1_ops = {
 
 /* ---- input ------------------------------------------------------------------------------------ */
 
-/* A request we refuse before any routing: 400/414/431/505, logged, connection closed. */
-static void protocol_error(struct worker *wk, struct h1conn *c, enum http1_err err)
+/* A request we answer ourselves before any routing (400/414/431/505 for malformed input,
+ * 417), logged as a stream, connection closed. */
+static void protocol_reply(struct worker *wk, struct h1conn *c, int status, const char *text)
 {
 	struct hstream *s = &c->stream;
 	struct http_hdrs *h = wk->scratch_hdrs;
-	const char *text = http1_err_text(err);
-	int status = http1_err_status(err);
 
-	STAT_INC(wk, http_downstream_protocol_error);
-	hstream_init(s, &c->hc, &h1_ops);
-	c->active = true;
+	if (!c->active) {
+		hstream_init(s, &c->hc, &h1_ops);
+		c->active = true;
+	}
 	c->keep_alive = false;
 	c->closing = true;
 	s->status = status;
-	s->flags = "DPE";
-	s->details = http1_err_is_smuggling(err) ? "http1.request_smuggling" : "http1.codec_error";
+	if (!strcmp(s->flags, "-"))
+		s->flags = "DPE";
+	if (!strcmp(s->details, "-"))
+		s->details = "http1.codec_error";
 	snprintf(s->failure, sizeof(s->failure), "%s", text);
 	http_hdrs_reset(h);
 	http_hdrs_add(h, "content-type", 12, "text/plain", 10);
 	http_hdrs_addf(h, "content-length", "%zu", strlen(text));
 	http_hdrs_add(h, "server", 6, c->hc.cfg->server_name, strlen(c->hc.cfg->server_name));
-	c->minor = 1;
+	if (!c->minor)
+		c->minor = 1;
 	h1_send_headers(s, status, h, false);
 	h1_send_data(s, text, strlen(text), true);
 	s->bytes_tx = strlen(text);
 	/* Logged like any stream, though nothing was routed. */
 	hstream_on_downstream_reset(s, s->details);
+	list_del_init(&s->node);
 	hstream_release(s);
 	c->active = false;
 	flush(wk, c);
+}
+
+static void protocol_error(struct worker *wk, struct h1conn *c, enum http1_err err)
+{
+	struct hstream *s = &c->stream;
+
+	STAT_INC(wk, http_downstream_protocol_error);
+	if (http1_err_is_smuggling(err))
+		STAT_INC(wk, http_downstream_smuggling);
+	hstream_init(s, &c->hc, &h1_ops);
+	c->active = true;
+	s->details = http1_err_is_smuggling(err) ? "http1.request_smuggling" : "http1.codec_error";
+	protocol_reply(wk, c, http1_err_status(err), http1_err_text(err));
 }
 
 static bool grow_in(struct h1conn *c)
@@ -308,6 +325,21 @@ static void start_request(struct worker *wk, struct h1conn *c, const struct http
 	if (c->body == HTTP1_BODY_CHUNKED)
 		http1_chunked_begin(&c->chunked, &c->lim, c->trailers, H1_TRAILERS);
 	list_add_tail(&s->node, &c->hc.streams);
+	/* Expect: as Envoy does by default, answer 100-continue ourselves (the upstream never
+	 * sees the Expect header) and refuse any other expectation. */
+	size_t elen;
+	const char *expect = px_req_header(r, "expect", &elen);
+
+	if (expect && !m->expect_continue) {
+		c->body_done = true; /* whatever follows cannot be trusted as this body */
+		c->keep_alive = false;
+		protocol_reply(wk, c, 417, "expectation not supported");
+		return;
+	}
+	if (m->expect_continue && !c->body_done) {
+		sb_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		flush(wk, c);
+	}
 	hstream_on_request_headers(s);
 }
 

@@ -542,6 +542,7 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		    (conn_hdr && http_connection_lists(conn_hdr, conn_len, x->name, x->name_len)) ||
 		    span_eq(x->name, x->name_len, "host") ||
 		    span_eq(x->name, x->name_len, "x-envoy-attempt-count") ||
+		    span_eq(x->name, x->name_len, "expect") ||
 		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]))
 			continue;
 		if (span_eq(x->name, x->name_len, "x-forwarded-for")) {

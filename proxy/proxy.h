@@ -77,7 +77,8 @@ struct proxy_workload_desc {
 	X(http_rq_retry, "HTTP request retries")                                                   \
 	X(http_rq_timeout, "HTTP requests that timed out (UT)")                                    \
 	X(http_rq_overflow, "HTTP requests a circuit breaker refused (UO)")                        \
-	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")
+	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")  \
+	X(http_downstream_smuggling, "of those, request smuggling shapes (CL/TE conflicts)")
 
 #define PROXY_STAT_FIELD(name, help) uint64_t name;
 struct proxy_stats {

@@ -516,6 +516,30 @@ int main(void)
 			  "\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n");
 	ok(has(r.body, "body=11"), "a chunked body is re-framed and reaches the backend whole");
 
+	/* Expect: 100-continue is answered by the proxy; the body then flows. */
+	{
+		static char rbuf[65536];
+		size_t rlen = 0;
+		int fd = dial(port);
+		const char *head = "POST /echo HTTP/1.1\r\nHost: web.local\r\nContent-Length: 5\r\n"
+				   "Expect: 100-continue\r\n\r\n";
+		char cont[64] = "";
+		bool sent = write(fd, head, strlen(head)) == (ssize_t)strlen(head);
+		ssize_t n = sent ? read(fd, cont, sizeof(cont) - 1) : -1;
+
+		if (n > 0)
+			cont[n] = '\0';
+		ok(!strcmp(cont, "HTTP/1.1 100 Continue\r\n\r\n"),
+		   "Expect: 100-continue gets 100 Continue before the body");
+		ok(write(fd, "hello", 5) == 5 && read_reply(fd, rbuf, &rlen, &r) == 0 &&
+			   r.status == 200 && has(r.body, "body=5"),
+		   "and the body then reaches the backend");
+		close(fd);
+	}
+	r = request(port, "PUT /echo HTTP/1.1\r\nHost: web.local\r\nExpect: something-else\r\n"
+			  "Content-Length: 1\r\n\r\nx");
+	ok(r.status == 417 && r.closed, "any other expectation gets 417 and a close");
+
 	/* Keep-alive and pipelining on one connection. */
 	{
 		static char rbuf[65536];
