@@ -104,6 +104,8 @@ struct ipt_flag {
 	char short_name;
 	enum ipt_kind kind;
 	size_t off;
+	const char *arg; /* placeholder in the usage text; NULL for booleans */
+	const char *help;
 };
 
 #define CFG(field) offsetof(struct ipt_config, field)
@@ -111,34 +113,58 @@ struct ipt_flag {
 /* istio-iptables' flag names and short letters; the last group are Istio environment settings
  * (ISTIO_OUTBOUND_OWNER_GROUPS...) and shunt's additions, spelled the same way. */
 static const struct ipt_flag flags[] = {
-	{"envoy-port", 'p', K_PORT, CFG(proxy_port)},
-	{"inbound-capture-port", 'z', K_PORT, CFG(inbound_capture_port)},
-	{"inbound-tunnel-port", 'e', K_PORT, CFG(inbound_tunnel_port)},
-	{"proxy-uid", 'u', K_OWNERS, CFG(proxy_uids)},
-	{"proxy-gid", 'g', K_OWNERS, CFG(proxy_gids)},
-	{"istio-inbound-interception-mode", 'm', K_MODE, CFG(mode)},
-	{"istio-inbound-tproxy-mark", 't', K_U32, CFG(tproxy_mark)},
-	{"istio-inbound-tproxy-route-table", 'r', K_U32, CFG(tproxy_route_table)},
-	{"istio-inbound-ports", 'b', K_PORTS_ALL, CFG(inbound_ports)},
-	{"istio-local-exclude-ports", 'd', K_PORTS, CFG(inbound_ports_exclude)},
-	{"istio-outbound-ports", 'q', K_PORTS, CFG(outbound_ports)},
-	{"istio-local-outbound-ports-exclude", 'o', K_PORTS, CFG(outbound_ports_exclude)},
-	{"istio-service-cidr", 'i', K_CIDRS_ALL, CFG(outbound_cidrs)},
-	{"istio-service-exclude-cidr", 'x', K_CIDRS, CFG(outbound_cidrs_exclude)},
-	{"kube-virt-interfaces", 'k', K_IFACES, CFG(kube_virt_ifaces)},
-	{"istio-exclude-interfaces", 'c', K_IFACES, CFG(exclude_ifaces)},
-	{"redirect-dns", 0, K_BOOL, CFG(redirect_dns)},
-	{"capture-all-dns", 0, K_BOOL, CFG(capture_all_dns)},
-	{"drop-invalid", 0, K_BOOL, CFG(drop_invalid)},
-	{"log_output_level", 0, K_IGNORED, 0},
-	{"istio-outbound-owner-groups", 0, K_OWNERS_ALL, CFG(owner_groups)},
-	{"istio-outbound-owner-groups-exclude", 0, K_OWNERS, CFG(owner_groups_exclude)},
-	{"istio-outbound-ipv4-loopback-cidr", 0, K_LOOPBACK, CFG(loopback_cidr)},
-	{"dns-servers-v4", 0, K_ADDRS4, CFG(dns_servers_v4)},
-	{"dns-servers-v6", 0, K_ADDRS6, CFG(dns_servers_v6)},
-	{"ipv6", 0, K_BOOL, CFG(ipv6)},
-	{"shunt-mark-exempt", 0, K_BOOL, CFG(shunt_mark_exempt)},
-	{"shunt-mark", 0, K_U32, CFG(shunt_mark)},
+	{"envoy-port", 'p', K_PORT, CFG(proxy_port), "PORT", "outbound capture port [15001]"},
+	{"inbound-capture-port", 'z', K_PORT, CFG(inbound_capture_port), "PORT",
+	 "inbound capture port [15006]"},
+	{"inbound-tunnel-port", 'e', K_PORT, CFG(inbound_tunnel_port), "PORT",
+	 "HBONE tunnel port, never captured [15008]"},
+	{"proxy-uid", 'u', K_OWNERS, CFG(proxy_uids), "IDS",
+	 "uids whose traffic is not captured [1337]"},
+	{"proxy-gid", 'g', K_OWNERS, CFG(proxy_gids), "IDS",
+	 "gids whose traffic is not captured [the uids]"},
+	{"istio-inbound-interception-mode", 'm', K_MODE, CFG(mode), "MODE",
+	 "REDIRECT or TPROXY [REDIRECT]"},
+	{"istio-inbound-tproxy-mark", 't', K_U32, CFG(tproxy_mark), "MARK",
+	 "TPROXY packet mark [1337]"},
+	{"istio-inbound-tproxy-route-table", 'r', K_U32, CFG(tproxy_route_table), "N",
+	 "TPROXY route table, for ip rules [133]"},
+	{"istio-inbound-ports", 'b', K_PORTS_ALL, CFG(inbound_ports), "PORTS",
+	 "inbound ports to capture, or '*' [none]"},
+	{"istio-local-exclude-ports", 'd', K_PORTS, CFG(inbound_ports_exclude), "PORTS",
+	 "inbound ports left alone with -b '*'"},
+	{"istio-outbound-ports", 'q', K_PORTS, CFG(outbound_ports), "PORTS",
+	 "outbound ports always captured"},
+	{"istio-local-outbound-ports-exclude", 'o', K_PORTS, CFG(outbound_ports_exclude), "PORTS",
+	 "outbound ports never captured"},
+	{"istio-service-cidr", 'i', K_CIDRS_ALL, CFG(outbound_cidrs), "CIDRS",
+	 "outbound CIDRs to capture, or '*' [none]"},
+	{"istio-service-exclude-cidr", 'x', K_CIDRS, CFG(outbound_cidrs_exclude), "CIDRS",
+	 "outbound CIDRs never captured"},
+	{"kube-virt-interfaces", 'k', K_IFACES, CFG(kube_virt_ifaces), "IFACES",
+	 "interfaces whose inbound counts as outbound"},
+	{"istio-exclude-interfaces", 'c', K_IFACES, CFG(exclude_ifaces), "IFACES",
+	 "interfaces never captured"},
+	{"redirect-dns", 0, K_BOOL, CFG(redirect_dns), NULL,
+	 "send DNS to the --dns-servers-v4/v6 to :15053"},
+	{"capture-all-dns", 0, K_BOOL, CFG(capture_all_dns), NULL,
+	 "with --redirect-dns: all of port 53, any server"},
+	{"drop-invalid", 0, K_BOOL, CFG(drop_invalid), NULL, "drop conntrack-INVALID packets"},
+	{"log_output_level", 0, K_IGNORED, 0, "LEVEL",
+	 "accepted for istio-init command lines, ignored"},
+	{"istio-outbound-owner-groups", 0, K_OWNERS_ALL, CFG(owner_groups), "GROUPS",
+	 "groups whose traffic is captured ['*']"},
+	{"istio-outbound-owner-groups-exclude", 0, K_OWNERS, CFG(owner_groups_exclude), "GROUPS",
+	 "groups whose traffic is not captured"},
+	{"istio-outbound-ipv4-loopback-cidr", 0, K_LOOPBACK, CFG(loopback_cidr), "CIDR",
+	 "host loopback CIDR [127.0.0.1/32]"},
+	{"dns-servers-v4", 0, K_ADDRS4, CFG(dns_servers_v4), "ADDRS",
+	 "IPv4 DNS servers for --redirect-dns"},
+	{"dns-servers-v6", 0, K_ADDRS6, CFG(dns_servers_v6), "ADDRS",
+	 "IPv6 DNS servers for --redirect-dns"},
+	{"ipv6", 0, K_BOOL, CFG(ipv6), NULL, "also the ip6tables rules"},
+	{"shunt-mark-exempt", 0, K_BOOL, CFG(shunt_mark_exempt), NULL,
+	 "never capture sockets with shunt's SO_MARK"},
+	{"shunt-mark", 0, K_U32, CFG(shunt_mark), "MARK", "that mark [0x534e]"},
 };
 
 /* Copies s for an error message: at most 40 characters, control bytes shown as '?', so that
@@ -510,22 +536,39 @@ static int set_flag(struct ipt_config *cfg, const struct ipt_flag *f, const char
 	}
 }
 
-static const struct ipt_flag *flag_find(const char *name, size_t len, char short_name)
+static const struct ipt_flag *flag_by_name(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strlen(flags[i].name) == len && !strncmp(flags[i].name, name, len))
+			return &flags[i];
+	return NULL;
+}
+
+static const struct ipt_flag *flag_by_letter(char letter)
+{
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (flags[i].short_name && flags[i].short_name == letter)
+			return &flags[i];
+	return NULL;
+}
+
+void ipt_config_usage(FILE *out)
 {
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		const struct ipt_flag *f = &flags[i];
+		char left[64];
 
-		if (short_name ? f->short_name == short_name
-			       : strlen(f->name) == len && !strncmp(f->name, name, len))
-			return f;
+		snprintf(left, sizeof(left), "%c%c%s--%s %s", f->short_name ? '-' : ' ',
+			 f->short_name ? f->short_name : ' ', f->short_name ? ", " : "  ", f->name,
+			 f->arg ? f->arg : "");
+		fprintf(out, "  %-50s %s\n", left, f->help);
 	}
-	return NULL;
 }
 
 int ipt_config_set(struct ipt_config *cfg, const char *name, const char *value, char *err,
 		   size_t errlen)
 {
-	const struct ipt_flag *f = flag_find(name, strlen(name), 0);
+	const struct ipt_flag *f = flag_by_name(name, strlen(name));
 
 	if (!f)
 		return -ENOENT;
@@ -543,13 +586,13 @@ int ipt_config_arg(struct ipt_config *cfg, int argc, char **argv, int *i, char *
 	if (arg[1] == '-') {
 		const char *name = arg + 2, *eq = strchr(name, '=');
 
-		f = flag_find(name, eq ? (size_t)(eq - name) : strlen(name), 0);
+		f = flag_by_name(name, eq ? (size_t)(eq - name) : strlen(name));
 		if (eq)
 			value = eq + 1;
 	} else {
 		if (arg[2] && arg[2] != '=')
 			return -ENOENT;
-		f = flag_find(NULL, 0, arg[1]);
+		f = flag_by_letter(arg[1]);
 		if (arg[2] == '=')
 			value = arg + 3;
 	}
@@ -569,14 +612,13 @@ int ipt_config_arg(struct ipt_config *cfg, int argc, char **argv, int *i, char *
 
 int ipt_config_validate(const struct ipt_config *cfg, char *err, size_t errlen)
 {
-	char canon[IPT_ITEM_MAX];
-
 	const struct {
 		const char *name;
 		uint16_t port;
 	} ports[] = {{"envoy-port", cfg->proxy_port},
 		     {"inbound-capture-port", cfg->inbound_capture_port},
 		     {"inbound-tunnel-port", cfg->inbound_tunnel_port}};
+	char canon[IPT_ITEM_MAX];
 
 	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
 		if (ports[i].port == 0)

@@ -104,6 +104,9 @@ int ipt_config_set(struct ipt_config *cfg, const char *name, const char *value, 
  * or -EINVAL with the reason in err. */
 int ipt_config_arg(struct ipt_config *cfg, int argc, char **argv, int *i, char *err, size_t errlen);
 
+/* One line per setting flag: names, value placeholder, meaning and default. */
+void ipt_config_usage(FILE *out);
+
 /* Checks that need several settings at once. Returns 0 or -EINVAL with the reason in err. */
 int ipt_config_validate(const struct ipt_config *cfg, char *err, size_t errlen);
 
