@@ -52,7 +52,8 @@ struct ipt_list {
 };
 
 /* Every istio-iptables setting that changes the rules, plus shunt's own mark exemption.
- * Plain data: copy it freely; it owns no memory. */
+ * Plain data that owns no memory; at about 60 KB (fixed-size lists) it belongs on the heap,
+ * not on a small thread stack. */
 struct ipt_config {
 	uint16_t proxy_port;	       /* --envoy-port, -p */
 	uint16_t inbound_capture_port; /* --inbound-capture-port, -z */
@@ -107,7 +108,8 @@ int ipt_config_arg(struct ipt_config *cfg, int argc, char **argv, int *i, char *
 /* One line per setting flag: names, value placeholder, meaning and default. */
 void ipt_config_usage(FILE *out);
 
-/* Checks that need several settings at once. Returns 0 or -EINVAL with the reason in err. */
+/* Checks a config as a whole, also one filled in directly rather than through the parser
+ * (ports, mode, loopback CIDR, no '*' exclude). Returns 0 or -EINVAL with the reason in err. */
 int ipt_config_validate(const struct ipt_config *cfg, char *err, size_t errlen);
 
 /* True when DNS capture is on in effect: Istio turns --redirect-dns off when there is neither a
