@@ -200,6 +200,7 @@ struct jparse {
 	const char *line_start;
 	unsigned line;
 	int depth;
+	int yamlish; /* failed where YAML flow syntax may go on: a bare key or value */
 	struct jtree_err *err;
 };
 
@@ -493,6 +494,7 @@ static int jp_collection(struct jparse *jp, struct jtree_node *n)
 		jp_skip_ws(jp);
 		if (is_obj) {
 			if (jp->p >= jp->end || *jp->p != '"') {
+				jp->yamlish = 1;
 				rc = jp_fail(jp, "expected a string key");
 				goto out;
 			}
@@ -583,8 +585,10 @@ static int jp_value(struct jparse *jp, struct jtree_node **out)
 		return 0;
 	}
 	len = json_number_len(jp->p, len);
-	if (!len)
+	if (!len) {
+		jp->yamlish = 1;
 		return jp_fail(jp, "expected a value");
+	}
 	n->kind = JT_NUMBER;
 	n->len = len;
 	n->u.str = arena_strndup(jp->t, jp->p, len);
@@ -594,7 +598,8 @@ static int jp_value(struct jparse *jp, struct jtree_node **out)
 	return 0;
 }
 
-static int json_parse(struct jtree *t, const char *text, size_t len, struct jtree_err *err)
+static int json_parse(struct jtree *t, const char *text, size_t len, struct jtree_err *err,
+		      int *yamlish)
 {
 	struct jparse jp = {.t = t,
 			    .s = text,
@@ -608,6 +613,7 @@ static int json_parse(struct jtree *t, const char *text, size_t len, struct jtre
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		jp.p = jp.line_start = text + 3;
 	rc = jp_value(&jp, &t->root);
+	*yamlish = jp.yamlish;
 	if (rc)
 		return rc;
 	jp_skip_ws(&jp);
@@ -742,10 +748,6 @@ static int y_attach(struct yload *yl, struct jtree_node *n, unsigned kline, unsi
 	if (!f->have_key) {
 		if (n->kind == JT_OBJECT || n->kind == JT_ARRAY) {
 			set_err(yl->err, kline, kcol, "a mapping key must be a scalar");
-			return -EINVAL;
-		}
-		if (n->kind != JT_STRING && n->kind != JT_NUMBER) {
-			set_err(yl->err, kline, kcol, "a mapping key must be text");
 			return -EINVAL;
 		}
 		f->pending.key = n->u.str;
@@ -945,16 +947,20 @@ int jtree_parse(const char *text, size_t len, struct jtree **out, struct jtree_e
 		return -ENOMEM;
 	}
 	if (looks_like_json(text, len)) {
-		rc = json_parse(t, text, len, err);
+		int yamlish = 0;
+
+		rc = json_parse(t, text, len, err, &yamlish);
 		if (rc == -EINVAL) {
-			/* Not JSON: YAML flow style ({a: 1}) may still read it. */
+			/* Not JSON: YAML flow style ({a: 1}) may still read it. If neither does,
+			 * the JSON error stands unless JSON stopped at YAML-only syntax. */
 			struct jtree_err yerr;
 
 			tree_clear(t);
-			if (yaml_load(t, text, len, &yerr) == 0) {
+			rc = yaml_load(t, text, len, &yerr);
+			if (rc == 0)
 				memset(err, 0, sizeof(*err));
-				rc = 0;
-			}
+			else if (yamlish)
+				*err = yerr;
 		}
 	} else {
 		rc = yaml_load(t, text, len, err);

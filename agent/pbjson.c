@@ -786,8 +786,7 @@ static int decode_fields(struct dctx *c, const struct jtree_node *n,
 		}
 		mark = path_push_key(c, mem->key);
 		if (given[f - d->fields]) {
-			rc = derr(c, mem->value, "\"%s\" is given twice (also as \"%s\")", f->name,
-				  given[f - d->fields]);
+			rc = derr(c, mem->value, "same field as \"%s\"", given[f - d->fields]);
 			break;
 		}
 		given[f - d->fields] = mem->key;
@@ -1532,7 +1531,8 @@ static int render_duration(struct ectx *e, int64_t s, int32_t ns, int is_timesta
 	char frac[16] = "";
 	int32_t ans = ns < 0 ? -ns : ns;
 
-	if (ans >= NANOS_PER_SECOND || (s > 0 && ns < 0) || (s < 0 && ns > 0))
+	/* Duration nanos share the sign of seconds; Timestamp nanos are never negative. */
+	if (ans >= NANOS_PER_SECOND || (!is_timestamp && ((s > 0 && ns < 0) || (s < 0 && ns > 0))))
 		return eerr(e, "invalid %s (seconds %" PRId64 ", nanos %" PRId32 ")",
 			    is_timestamp ? "timestamp" : "duration", s, ns);
 	if (ans % 1000000 == 0 && ans)
