@@ -652,6 +652,43 @@ static int is_value_message(const ProtobufCFieldDescriptor *f)
 	return f->type == PROTOBUF_C_TYPE_MESSAGE && wkt_of(f->descriptor) == WKT_VALUE;
 }
 
+static uint64_t map_key_bits(const ProtobufCMessageDescriptor *ed, const ProtobufCMessage *e)
+{
+	const void *slot = (const char *)e + ed->fields[0].offset;
+
+	if (ed->fields[0].type == PROTOBUF_C_TYPE_BOOL)
+		return *(const protobuf_c_boolean *)slot != 0;
+	return elem_size(ed->fields[0].type) == 4 ? *(const uint32_t *)slot
+						  : *(const uint64_t *)slot;
+}
+
+static int key_bits_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Integer and bool keys written differently ("1", "01") may be the same key. */
+static int check_map_keys(struct dctx *c, const struct jtree_node *n,
+			  const ProtobufCMessageDescriptor *ed, ProtobufCMessage **entries,
+			  size_t count)
+{
+	uint64_t *keys = malloc(count * sizeof(*keys));
+	int rc = 0;
+
+	if (!keys)
+		return dnomem(c);
+	for (size_t i = 0; i < count; i++)
+		keys[i] = map_key_bits(ed, entries[i]);
+	qsort(keys, count, sizeof(*keys), key_bits_cmp);
+	for (size_t i = 1; i < count && !rc; i++)
+		if (keys[i] == keys[i - 1])
+			rc = derr(c, n, "the same map key is given twice");
+	free(keys);
+	return rc;
+}
+
 static int decode_map(struct dctx *c, const struct jtree_node *n, const ProtobufCFieldDescriptor *f,
 		      ProtobufCMessage *m)
 {
@@ -690,6 +727,8 @@ static int decode_map(struct dctx *c, const struct jtree_node *n, const Protobuf
 		(*arr)[(*count)++] = e;
 		path_pop(c, mark);
 	}
+	if (!rc && ed->fields[0].type != PROTOBUF_C_TYPE_STRING)
+		rc = check_map_keys(c, n, ed, *arr, *count);
 	return rc;
 }
 

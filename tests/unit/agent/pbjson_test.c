@@ -203,6 +203,8 @@ static const struct bad bads[] = {
 	{METADATA, "{filter_metadata: {istio: null}}",
 	 "filter_metadata.istio: null is not allowed as a map value"},
 	{SRCINFO, "{positions: {x: 1}}", "positions.x: expected an integer, got \"x\""},
+	{SRCINFO, "{positions: {\"1\": 1, \"01\": 2}}",
+	 "positions: the same map key is given twice"},
 	{TIMESTAMP, "\"2023-02-29T00:00:00Z\"",
 	 "expected a timestamp like \"2024-01-02T03:04:05Z\", got \"2023-02-29T00:00:00Z\""},
 	{TIMESTAMP, "\"2023-01-01 00:00:00Z\"",
