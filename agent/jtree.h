@@ -66,7 +66,8 @@ void jtree_free(struct jtree *t);
 /* Member of an object by key, or NULL. */
 const struct jtree_node *jtree_get(const struct jtree_node *obj, const char *key);
 
-/* Appends n as JSON; indent is the starting level for JTREE_PRETTY. Returns 0 or out->err. */
+/* Appends n as JSON; indent is the starting level for JTREE_PRETTY. Returns 0 or out->err,
+ * which is -ELOOP if aliases nest the tree deeper than twice JTREE_MAX_DEPTH. */
 int jtree_emit(const struct jtree_node *n, unsigned flags, int indent, struct strbuf *out);
 /* Appends s as a JSON string literal: quotes, escapes, invalid UTF-8 replaced by U+FFFD. */
 int jtree_emit_string(struct strbuf *out, const char *s, size_t len);

@@ -660,6 +660,62 @@ static int check_cluster(struct vctx *v, const Cluster *c)
 	return 0;
 }
 
+/* Every Any left in a checked resource must be of a type this build knows: an unknown one would
+ * be configuration the proxy silently ignores. Known ones are opened and walked in turn. */
+static int walk_types(struct vctx *v, const ProtobufCMessage *m, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	int rc = 0;
+
+	if (depth > PBJSON_MAX_DEPTH)
+		return verr(v, "nested deeper than %d messages", PBJSON_MAX_DEPTH);
+	if (d == &google__protobuf__any__descriptor) {
+		const Any *any = (const Any *)m;
+		ProtobufCMessage *inner;
+		struct jtree_err e;
+
+		if ((!any->type_url || !*any->type_url) && !any->value.len)
+			return 0;
+		if (!pbreg_find(any->type_url ? any->type_url : ""))
+			return verr(v, "unsupported extension type \"%s\"",
+				    any->type_url ? any->type_url : "");
+		if (pbjson_any_unpack(m, &inner, &e))
+			return verr(v, "%s", e.msg);
+		rc = walk_types(v, inner, depth + 1);
+		protobuf_c_message_free_unpacked(inner, NULL);
+		return rc;
+	}
+	for (unsigned i = 0; i < d->n_fields && !rc; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+		const ProtobufCMessage *const *elems;
+		size_t n;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			n = *(const size_t *)(base + f->quantifier_offset);
+			elems = *(const ProtobufCMessage *const *const *)(base + f->offset);
+		} else {
+			if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+				continue;
+			elems = (const ProtobufCMessage *const *)(base + f->offset);
+			n = *elems ? 1 : 0;
+		}
+		for (size_t k = 0; k < n && !rc; k++) {
+			size_t mark = f->label == PROTOBUF_C_LABEL_REPEATED
+					      ? vpush(v, "%s[%zu]", f->name, k)
+					      : vpush(v, "%s", f->name);
+
+			rc = walk_types(v, elems[k], depth + 1);
+			if (!rc)
+				vpop(v, mark);
+		}
+	}
+	return rc;
+}
+
 int xds_resource_check(enum xds_type t, ProtobufCMessage *msg, const char *who, unsigned *warnings,
 		       struct xds_ref **refs, size_t *n_refs, struct jtree_err *err)
 {
@@ -697,6 +753,8 @@ int xds_resource_check(enum xds_type t, ProtobufCMessage *msg, const char *who, 
 		rc = -EINVAL;
 		break;
 	}
+	if (!rc)
+		rc = walk_types(&v, msg, 0);
 	if (!rc && v.path.err)
 		rc = vnomem(&v);
 	strbuf_release(&v.path);

@@ -13,7 +13,7 @@ struct strbuf {
 	char *buf; /* NULL until the first append; strbuf_str() never returns NULL */
 	size_t len;
 	size_t cap;
-	int err; /* 0, or the first -ENOMEM / -E2BIG */
+	int err; /* 0, or the first -ENOMEM / -E2BIG (writers may set their own, e.g. -ELOOP) */
 };
 
 #define STRBUF_INIT                                                                                \

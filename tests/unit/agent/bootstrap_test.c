@@ -66,6 +66,17 @@ static const struct bad_text {
 	 "admin.address.socket_address.port_value: 70000 is out of range 1..65535"},
 	{"static_resources: {clusters: [{connect_timeout: 1s}]}",
 	 "static_resources.clusters[0] (cluster \"\"): a cluster needs a name"},
+	{"static_resources: {clusters: [{name: c, transport_socket: {name: t, typed_config: "
+	 "{\"@type\": type.googleapis.com/x.Tls}}}]}",
+	 "static_resources.clusters[0] (cluster \"c\"): transport_socket.typed_config: unsupported "
+	 "extension type \"type.googleapis.com/x.Tls\""},
+	{"static_resources: {listeners: [{name: l, filter_chains: [{filters: [{name: h, "
+	 "typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network."
+	 "http_connection_manager.v3.HttpConnectionManager, rds: {route_config_name: r}, "
+	 "access_log: [{name: a, typed_config: {\"@type\": type.googleapis.com/x.Log}}], "
+	 "http_filters: [{name: envoy.filters.http.router}]}}]}]}]}",
+	 "static_resources.listeners[0] (listener \"l\"): filter_chains[0].filters[0].typed_config."
+	 "access_log[0].typed_config: unsupported extension type \"type.googleapis.com/x.Log\""},
 	{"static_resources: {clusters: [{name: c, type: EDS}]}",
 	 "cluster \"c\": eds_cluster_config: endpoint assignment \"c\" is not defined (and no EDS "
 	 "is configured)"},
