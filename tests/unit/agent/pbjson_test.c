@@ -119,6 +119,8 @@ static const struct good goods[] = {
 	{TIMESTAMP, 0, "\"0001-01-01T00:00:00Z\"", "\"0001-01-01T00:00:00Z\""},
 	{TIMESTAMP, 0, "\"2024-02-29T23:59:59.000000001Z\"", "\"2024-02-29T23:59:59.000000001Z\""},
 	{ANY, 0, "{}", "{}"},
+	{ANY, 0, "{\"@type\": \"" URL("google.protobuf.Empty") "\"}",
+	 "{\"@type\":\"" URL("google.protobuf.Empty") "\"}"},
 	{ANY, 0,
 	 "{\"@type\": \"" URL(
 		 "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") "\", "
@@ -439,6 +441,29 @@ static void test_any_helpers(void)
 	protobuf_c_message_free_unpacked(any, NULL);
 }
 
+/* A node decoded on its own keeps the path of where it sits in its document. */
+static void test_from_node(void)
+{
+	static const char in[] = "resources: [{name: a, connect_timeout: 1s}, {name: b, type: X}]";
+	struct jtree *t;
+	struct jtree_err err;
+	ProtobufCMessage *m;
+	const struct jtree_node *list;
+
+	jtree_parse(in, strlen(in), &t, &err);
+	list = jtree_get(jtree_root(t), "resources");
+	ok(pbjson_from_node(list->u.items[0], CLUSTER, 0, "resources[0]", &m, &err) == 0,
+	   "decode one node of a document");
+	protobuf_c_message_free_unpacked(m, NULL);
+	is_int(pbjson_from_node(list->u.items[1], CLUSTER, 0, "resources[1]", &m, &err), -EINVAL,
+	       "a bad one");
+	is_str(err.msg,
+	       "resources[1].type: unknown value \"X\" for enum envoy.config.cluster.v3.Cluster."
+	       "DiscoveryType",
+	       "  with the caller's path before its own");
+	jtree_free(t);
+}
+
 static void test_registry(void)
 {
 	ok(pbreg_ntypes > 500, "registry has every generated message (%zu)", pbreg_ntypes);
@@ -497,6 +522,7 @@ int main(void)
 	test_depth();
 	test_opaque_render();
 	test_any_helpers();
+	test_from_node();
 	test_registry();
 	test_jtree_equal();
 	return done_testing();
