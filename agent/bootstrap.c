@@ -1,5 +1,4 @@
-/* Bootstrap loading: decode with pbjson, check what the schema cannot, feed static resources
- * through the same path ADS updates take. */
+/* Bootstrap loading: decode, check beyond the schema, add static resources the way ADS does. */
 #include "agent/bootstrap.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* /config_dump: the active resources as Envoy prints them (envoy.admin.v3.ConfigDump, proto3 JSON). */
+/* /config_dump: the active resources as Envoy prints them (admin v3 ConfigDump, proto3 JSON). */
 #ifndef SHUNT_AGENT_CONFIG_DUMP_H
 #define SHUNT_AGENT_CONFIG_DUMP_H
 

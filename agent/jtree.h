@@ -1,4 +1,4 @@
-/* Document trees from JSON or YAML text: parse (strict JSON, or YAML via libyaml), emit, compare. */
+/* Document trees from JSON or YAML text: parse (strict JSON, or YAML by libyaml), emit, compare. */
 #ifndef SHUNT_AGENT_JTREE_H
 #define SHUNT_AGENT_JTREE_H
 

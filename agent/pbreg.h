@@ -1,4 +1,4 @@
-/* Type registry: protobuf-c message descriptors by full name or type URL, for google.protobuf.Any. */
+/* Type registry: protobuf-c descriptors by full name or type URL, for google.protobuf.Any. */
 #ifndef SHUNT_AGENT_PBREG_H
 #define SHUNT_AGENT_PBREG_H
 

@@ -1,4 +1,4 @@
-/* xDS resources: the types shuntd consumes, the checks beyond the schema, the set of active ones. */
+/* xDS resources: the types shuntd consumes, checks beyond the schema, the set of active ones. */
 #ifndef SHUNT_AGENT_XDSRES_H
 #define SHUNT_AGENT_XDSRES_H
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the pinned Envoy API protos from npm, checks them, and compiles their import closure with protoc-c.
+# Fetches the pinned Envoy API protos from npm, checks them, compiles their import closure (protoc-c).
 #
 # usage: tools/fetch-protos.sh gen|list CACHE_DIR WORK_DIR OUT_DIR LIST_FILE VERSION SHA256 ROOT...
 #   gen   writes OUT_DIR/{envoy,xds,udpa,validate,google}/**/*.pb-c.[ch] and OUT_DIR/xds_registry.c;

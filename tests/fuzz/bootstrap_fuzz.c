@@ -1,4 +1,4 @@
-/* Fuzzes bootstrap loading (decode, resource checks, seal) and config_dump of whatever it accepts. */
+/* Fuzzes bootstrap loading (decode, checks, seal) and the config_dump of whatever it accepts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Fuzzes the JSON/YAML -> protobuf-c converter: anything it accepts must render, re-parse and render the same. */
+/* Fuzzes the JSON/YAML -> protobuf-c converter: accepted input renders, re-parses, renders same. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Tests agent/bootstrap.c, agent/xdsres.c and agent/config_dump.c on fixture bootstraps and ADS-fed resources. */
+/* Tests bootstrap.c, xdsres.c and config_dump.c on fixture bootstraps and ADS-fed resources. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Parses Istio's real Envoy config dumps (shared/istio-reference/xds) into envoy.admin.v3.ConfigDump and re-renders them. */
+/* Istio's real Envoy config dumps parse into envoy.admin.v3.ConfigDump and render back equal. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

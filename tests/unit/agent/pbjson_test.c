@@ -1,4 +1,4 @@
-/* Tests agent/pbjson.c and agent/jtree.c: good inputs round-trip to exact JSON, bad ones give exact errors. */
+/* Tests pbjson.c and jtree.c: good inputs render exactly and round-trip, bad ones fail exactly. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
