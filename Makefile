@@ -23,7 +23,7 @@ endif
 ARCH      := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 VMLINUX   := $(BUILD)/include/vmlinux.h
 
-PKGS      := libbpf libelf zlib openssl libnl-3.0 libnl-route-3.0 libnghttp2 libprotobuf-c libpcre2-8
+PKGS      := libbpf libelf zlib openssl libnl-3.0 libnl-route-3.0 libnghttp2 libprotobuf-c libpcre2-8 yaml-0.1
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

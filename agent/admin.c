@@ -129,7 +129,7 @@ static void client_close(struct admin_server *a, struct admin_client *c)
 	epoll_ctl(a->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	list_del_init(&c->node);
-	sb_free(&c->out);
+	strbuf_release(&c->out);
 	free(c);
 	a->nclients--;
 }
@@ -160,11 +160,11 @@ static const char *status_text(int status)
 
 static void respond(struct admin_client *c, int status, const char *ctype, struct strbuf *body)
 {
-	sb_printf(&c->out,
+	strbuf_addf(&c->out,
 		  "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		  "Connection: close\r\n\r\n",
 		  status, status_text(status), ctype, body->len);
-	sb_append(&c->out, sb_str(body), body->len);
+	strbuf_add(&c->out, strbuf_str(body), body->len);
 }
 
 int admin_parse_head(char *head, struct admin_req *req)
@@ -200,14 +200,14 @@ static void handle(struct admin_server *a, struct admin_client *c)
 
 	c->req[c->len] = '\0';
 	if (admin_parse_head(c->req, &req)) {
-		sb_puts(&resp.body, "{\"error\":\"malformed request line\"}\n");
+		strbuf_adds(&resp.body, "{\"error\":\"malformed request line\"}\n");
 		respond(c, 400, resp.content_type, &resp.body);
-		sb_free(&resp.body);
+		strbuf_release(&resp.body);
 		return;
 	}
 	a->handler(a->ctx, &req, &resp);
 	respond(c, resp.status, resp.content_type, &resp.body);
-	sb_free(&resp.body);
+	strbuf_release(&resp.body);
 }
 
 static void client_write(struct admin_server *a, struct admin_client *c)
@@ -247,9 +247,9 @@ static void client_read(struct admin_server *a, struct admin_client *c)
 		if (c->len == ADMIN_MAX_REQUEST) {
 			struct strbuf body = {0};
 
-			sb_puts(&body, "{\"error\":\"request head too large\"}\n");
+			strbuf_adds(&body, "{\"error\":\"request head too large\"}\n");
 			respond(c, 431, "application/json", &body);
-			sb_free(&body);
+			strbuf_release(&body);
 			break;
 		}
 	}

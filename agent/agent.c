@@ -251,9 +251,9 @@ static void prom_one(void *ctx, __u64 netns, const struct shunt_counters *c)
 	char pod[SHUNT_POD_NAME_LEN + 16];
 
 	pod_label(pc->a, netns, pod, sizeof(pod));
-	sb_printf(pc->sb, "shunt_%s_total{pod=\"", counter_name(pc->stat));
+	strbuf_addf(pc->sb, "shunt_%s_total{pod=\"", counter_name(pc->stat));
 	json_escape(pc->sb, pod, strlen(pod));
-	sb_printf(pc->sb, "\"} %llu\n", (unsigned long long)c->v[pc->stat]);
+	strbuf_addf(pc->sb, "\"} %llu\n", (unsigned long long)c->v[pc->stat]);
 }
 
 static void stats_prometheus(struct agent *a, struct strbuf *sb)
@@ -263,18 +263,18 @@ static void stats_prometheus(struct agent *a, struct strbuf *sb)
 	for (int s = 0; s < SHUNT_STAT__MAX; s++) {
 		struct prom_ctx pc = {.a = a, .sb = sb, .stat = s};
 
-		sb_printf(sb, "# HELP shunt_%s_total %s\n# TYPE shunt_%s_total counter\n",
+		strbuf_addf(sb, "# HELP shunt_%s_total %s\n# TYPE shunt_%s_total counter\n",
 			  counter_name(s), counter_help(s), counter_name(s));
 		counters_for_each(a->dp.fd.stats, prom_one, &pc);
 	}
 	proxy_stats_get(a->proxy, &ps);
 #define PROM_PROXY(name, help)                                                                     \
-	sb_printf(sb, "# HELP shunt_proxy_%s %s\n# TYPE shunt_proxy_%s %s\nshunt_proxy_%s %llu\n", \
+	strbuf_addf(sb, "# HELP shunt_proxy_%s %s\n# TYPE shunt_proxy_%s %s\nshunt_proxy_%s %llu\n", \
 		  #name, help, #name, strstr(#name, "active") ? "gauge" : "counter", #name,        \
 		  (unsigned long long)ps.name);
 	PROXY_STATS(PROM_PROXY)
 #undef PROM_PROXY
-	sb_printf(sb,
+	strbuf_addf(sb,
 		  "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
 		  "gauge\nshunt_pods_enrolled %d\n",
 		  a->pods.count);
@@ -322,7 +322,7 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 	if (get && (strcmp(req->path, "/ready") == 0 || strcmp(req->path, "/healthz/ready") == 0)) {
 		resp->content_type = "text/plain";
-		sb_puts(&resp->body, a->stopping ? "DRAINING\n" : "LIVE\n");
+		strbuf_adds(&resp->body, a->stopping ? "DRAINING\n" : "LIVE\n");
 		resp->status = a->stopping ? 503 : 200;
 		return;
 	}
@@ -356,7 +356,7 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 		     strcmp(req->path, "/logging") == 0)) {
 		if (!req->local) {
 			resp->status = 403;
-			sb_puts(&resp->body, "{\"error\":\"only over the admin unix socket\"}\n");
+			strbuf_adds(&resp->body, "{\"error\":\"only over the admin unix socket\"}\n");
 			return;
 		}
 		if (strcmp(req->path, "/logging") == 0) {
@@ -366,13 +366,13 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 			if (lvl < 0) {
 				resp->status = 400;
-				sb_puts(&resp->body,
+				strbuf_adds(&resp->body,
 					"{\"error\":\"level must be one of error, warn, "
 					"info, debug\"}\n");
 				return;
 			}
 			log_threshold = lvl;
-			sb_printf(&resp->body, "{\"level\":\"%s\"}\n", log_level_name(lvl));
+			strbuf_addf(&resp->body, "{\"level\":\"%s\"}\n", log_level_name(lvl));
 			return;
 		}
 		char *end;
@@ -382,7 +382,7 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 		if (pid <= 0 || *end) {
 			resp->status = 400;
-			sb_puts(&resp->body, "{\"error\":\"pid must be a positive integer\"}\n");
+			strbuf_adds(&resp->body, "{\"error\":\"pid must be a positive integer\"}\n");
 			return;
 		}
 		char name[SHUNT_POD_NAME_LEN];
@@ -397,17 +397,17 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 		if (err) {
 			resp->status = err == -ENOENT || err == -ESRCH ? 404 : 409;
-			sb_printf(&resp->body, "{\"error\":\"pid %ld: %s\"}\n", pid,
+			strbuf_addf(&resp->body, "{\"error\":\"pid %ld: %s\"}\n", pid,
 				  err == -ENOTUNIQ ? "lives in shuntd's own network namespace"
 				  : err == -ENOENT ? "not enrolled"
 						   : strerror(-err));
 			return;
 		}
-		sb_printf(&resp->body, "{\"pid\":%ld,\"ok\":true}\n", pid);
+		strbuf_addf(&resp->body, "{\"pid\":%ld,\"ok\":true}\n", pid);
 		return;
 	}
 	resp->status = get || post ? 404 : 405;
-	sb_printf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method, req->path);
+	strbuf_addf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method, req->path);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */

@@ -162,7 +162,7 @@ static ssize_t read_out(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t le
 	memcpy(buf, c->out.buf + c->out_off, len);
 	c->out_off += len;
 	if (c->out_off == c->out.len) {
-		sb_reset(&c->out);
+		strbuf_reset(&c->out);
 		c->out_off = 0;
 	}
 	return (ssize_t)len;
@@ -186,7 +186,7 @@ static void flush(struct grpc_client *c)
 			c->woff += (size_t)n;
 			continue;
 		}
-		sb_reset(&c->wbuf);
+		strbuf_reset(&c->wbuf);
 		c->woff = 0;
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
@@ -197,7 +197,7 @@ static void flush(struct grpc_client *c)
 		}
 		if (n == 0)
 			return;
-		sb_append(&c->wbuf, data, (size_t)n);
+		strbuf_add(&c->wbuf, data, (size_t)n);
 	}
 }
 
@@ -323,9 +323,9 @@ int grpc_client_send(struct grpc_client *c, const uint8_t *msg, size_t len)
 	if (len > UINT32_MAX)
 		return -EMSGSIZE;
 	grpc_frame_header(hdr, (uint32_t)len);
-	sb_append(&c->out, hdr, sizeof(hdr));
-	sb_append(&c->out, msg, len);
-	if (c->out.oom)
+	strbuf_add(&c->out, hdr, sizeof(hdr));
+	strbuf_add(&c->out, msg, len);
+	if (c->out.err)
 		return -ENOMEM;
 	if (c->state == GC_OPEN) {
 		nghttp2_session_resume_data(c->h2, c->stream_id);
@@ -443,7 +443,7 @@ void grpc_client_free(struct grpc_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	grpc_decoder_free(&c->dec);
-	sb_free(&c->out);
-	sb_free(&c->wbuf);
+	strbuf_release(&c->out);
+	strbuf_release(&c->wbuf);
 	free(c);
 }

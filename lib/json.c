@@ -16,9 +16,9 @@ static void indent(struct json_writer *w)
 {
 	if (!w->pretty)
 		return;
-	sb_putc(w->sb, '\n');
+	strbuf_addc(w->sb, '\n');
 	for (int i = 0; i < w->depth; i++)
-		sb_puts(w->sb, "  ");
+		strbuf_adds(w->sb, "  ");
 }
 
 /* Before any value or key: a comma after a sibling, a newline when pretty. */
@@ -30,7 +30,7 @@ static void before_value(struct json_writer *w)
 	}
 	if (w->depth > 0) {
 		if (w->need_comma[w->depth])
-			sb_putc(w->sb, ',');
+			strbuf_addc(w->sb, ',');
 		w->need_comma[w->depth] = true;
 		indent(w);
 	}
@@ -39,7 +39,7 @@ static void before_value(struct json_writer *w)
 static void open_scope(struct json_writer *w, char c)
 {
 	before_value(w);
-	sb_putc(w->sb, c);
+	strbuf_addc(w->sb, c);
 	if (w->depth < JSON_MAX_DEPTH - 1)
 		w->depth++;
 	w->need_comma[w->depth] = false;
@@ -53,7 +53,7 @@ static void close_scope(struct json_writer *w, char c)
 		w->depth--;
 	if (had_members)
 		indent(w);
-	sb_putc(w->sb, c);
+	strbuf_addc(w->sb, c);
 }
 
 void jw_obj_begin(struct json_writer *w)
@@ -85,27 +85,27 @@ void json_escape(struct strbuf *sb, const char *s, size_t len)
 
 		switch (c) {
 		case '"':
-			sb_puts(sb, "\\\"");
+			strbuf_adds(sb, "\\\"");
 			break;
 		case '\\':
-			sb_puts(sb, "\\\\");
+			strbuf_adds(sb, "\\\\");
 			break;
 		case '\n':
-			sb_puts(sb, "\\n");
+			strbuf_adds(sb, "\\n");
 			break;
 		case '\r':
-			sb_puts(sb, "\\r");
+			strbuf_adds(sb, "\\r");
 			break;
 		case '\t':
-			sb_puts(sb, "\\t");
+			strbuf_adds(sb, "\\t");
 			break;
 		default:
 			if (c < 0x20) {
 				char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 
-				sb_append(sb, u, sizeof(u));
+				strbuf_add(sb, u, sizeof(u));
 			} else {
-				sb_putc(sb, (char)c);
+				strbuf_addc(sb, (char)c);
 			}
 		}
 	}
@@ -114,18 +114,18 @@ void json_escape(struct strbuf *sb, const char *s, size_t len)
 void jw_key(struct json_writer *w, const char *key)
 {
 	before_value(w);
-	sb_putc(w->sb, '"');
+	strbuf_addc(w->sb, '"');
 	json_escape(w->sb, key, strlen(key));
-	sb_puts(w->sb, w->pretty ? "\": " : "\":");
+	strbuf_adds(w->sb, w->pretty ? "\": " : "\":");
 	w->after_key = true;
 }
 
 void jw_strn(struct json_writer *w, const char *s, size_t len)
 {
 	before_value(w);
-	sb_putc(w->sb, '"');
+	strbuf_addc(w->sb, '"');
 	json_escape(w->sb, s, len);
-	sb_putc(w->sb, '"');
+	strbuf_addc(w->sb, '"');
 }
 
 void jw_str(struct json_writer *w, const char *s)
@@ -140,34 +140,34 @@ void jw_str(struct json_writer *w, const char *s)
 void jw_u64(struct json_writer *w, uint64_t v)
 {
 	before_value(w);
-	sb_printf(w->sb, "%" PRIu64, v);
+	strbuf_addf(w->sb, "%" PRIu64, v);
 }
 
 void jw_i64(struct json_writer *w, int64_t v)
 {
 	before_value(w);
-	sb_printf(w->sb, "%" PRId64, v);
+	strbuf_addf(w->sb, "%" PRId64, v);
 }
 
 void jw_double(struct json_writer *w, double v)
 {
 	before_value(w);
 	if (isfinite(v))
-		sb_printf(w->sb, "%.17g", v);
+		strbuf_addf(w->sb, "%.17g", v);
 	else
-		sb_puts(w->sb, "null");
+		strbuf_adds(w->sb, "null");
 }
 
 void jw_bool(struct json_writer *w, bool v)
 {
 	before_value(w);
-	sb_puts(w->sb, v ? "true" : "false");
+	strbuf_adds(w->sb, v ? "true" : "false");
 }
 
 void jw_null(struct json_writer *w)
 {
 	before_value(w);
-	sb_puts(w->sb, "null");
+	strbuf_adds(w->sb, "null");
 }
 
 void jw_raw(struct json_writer *w, const char *json)
@@ -177,5 +177,5 @@ void jw_raw(struct json_writer *w, const char *json)
 	while (len && (json[len - 1] == '\n' || json[len - 1] == ' '))
 		len--;
 	before_value(w);
-	sb_append(w->sb, json, len);
+	strbuf_add(w->sb, json, len);
 }

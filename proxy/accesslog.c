@@ -25,7 +25,7 @@ void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool
 
 	accesslog_time(start, sizeof(start), &e->start);
 	if (!json) {
-		sb_printf(
+		strbuf_addf(
 			sb,
 			"[%s] \"- - -\" 0 %s - %s \"%s\" %llu %llu %llu - \"-\" \"-\" \"-\" \"-\" "
 			"\"%s\" %s %s %s %s - -\n",
@@ -69,7 +69,7 @@ void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool
 	jw_key(&w, "downstream_remote_address");
 	jw_str(&w, dash(e->downstream_remote));
 	jw_obj_end(&w);
-	sb_putc(sb, '\n');
+	strbuf_addc(sb, '\n');
 }
 
 /* Writes a request value as a log field: "-" when absent; quotes and control bytes escaped
@@ -77,18 +77,18 @@ void accesslog_tcp_format(struct strbuf *sb, const struct accesslog_tcp *e, bool
 static void put_span(struct strbuf *sb, struct accesslog_span v)
 {
 	if (!v.p || !v.len) {
-		sb_putc(sb, '-');
+		strbuf_addc(sb, '-');
 		return;
 	}
 	for (size_t i = 0; i < v.len; i++) {
 		unsigned char c = (unsigned char)v.p[i];
 
 		if (c == '"' || c == '\\')
-			sb_printf(sb, "\\%c", c);
+			strbuf_addf(sb, "\\%c", c);
 		else if (c < 0x20 || c == 0x7f)
-			sb_printf(sb, "\\x%02x", c);
+			strbuf_addf(sb, "\\x%02x", c);
 		else
-			sb_putc(sb, (char)c);
+			strbuf_addc(sb, (char)c);
 	}
 }
 
@@ -111,22 +111,22 @@ void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bo
 	else
 		snprintf(st, sizeof(st), "-");
 	if (!json) {
-		sb_printf(sb, "[%s] \"", start);
+		strbuf_addf(sb, "[%s] \"", start);
 		put_span(sb, e->method);
-		sb_putc(sb, ' ');
+		strbuf_addc(sb, ' ');
 		put_span(sb, e->path);
-		sb_printf(sb, " %s\" %d %s %s - \"%s\" %llu %llu %llu %s \"", dash(e->protocol),
+		strbuf_addf(sb, " %s\" %d %s %s - \"%s\" %llu %llu %llu %s \"", dash(e->protocol),
 			  e->status, dash(e->flags), dash(e->details), dash(e->failure_reason),
 			  (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
 			  (unsigned long long)e->duration_ms, st);
 		put_span(sb, e->xff);
-		sb_puts(sb, "\" \"");
+		strbuf_adds(sb, "\" \"");
 		put_span(sb, e->user_agent);
-		sb_puts(sb, "\" \"");
+		strbuf_adds(sb, "\" \"");
 		put_span(sb, e->request_id);
-		sb_puts(sb, "\" \"");
+		strbuf_adds(sb, "\" \"");
 		put_span(sb, e->authority);
-		sb_printf(sb, "\" \"%s\" %s %s %s %s - %s\n", dash(e->upstream_host),
+		strbuf_addf(sb, "\" \"%s\" %s %s %s %s - %s\n", dash(e->upstream_host),
 			  dash(e->upstream_cluster), dash(e->upstream_local),
 			  dash(e->downstream_local), dash(e->downstream_remote),
 			  dash(e->route_name));
@@ -178,5 +178,5 @@ void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bo
 	jw_key(&w, "route_name");
 	jw_str(&w, dash(e->route_name));
 	jw_obj_end(&w);
-	sb_putc(sb, '\n');
+	strbuf_addc(sb, '\n');
 }

@@ -108,7 +108,7 @@ static void flush(struct worker *wk, struct h1conn *c)
 		c->out_off += (size_t)n;
 	}
 	if (c->out_off == c->out.len) {
-		sb_reset(&c->out);
+		strbuf_reset(&c->out);
 		c->out_off = 0;
 		/* Connection: close answered, or the peer half-closed: done once written. */
 		if (c->closing && !c->active)
@@ -123,32 +123,32 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 	bool has_cl = http_hdrs_find(h, "content-length") >= 0;
 	bool bodiless = s->is_head || status == 204 || status == 304 || status < 200;
 
-	sb_printf(o, "HTTP/1.1 %d %s\r\n", status, http_reason_phrase(status));
+	strbuf_addf(o, "HTTP/1.1 %d %s\r\n", status, http_reason_phrase(status));
 	for (uint32_t i = 0; i < h->n; i++) {
-		sb_append(o, h->v[i].name, h->v[i].name_len);
-		sb_puts(o, ": ");
-		sb_append(o, h->v[i].value, h->v[i].value_len);
-		sb_puts(o, "\r\n");
+		strbuf_add(o, h->v[i].name, h->v[i].name_len);
+		strbuf_adds(o, ": ");
+		strbuf_add(o, h->v[i].value, h->v[i].value_len);
+		strbuf_adds(o, "\r\n");
 	}
 	c->resp_chunked = c->resp_close_delimited = false;
 	c->resp_no_body = bodiless || end_stream;
 	if (!bodiless && end_stream && !has_cl) {
-		sb_puts(o, "content-length: 0\r\n");
+		strbuf_adds(o, "content-length: 0\r\n");
 	} else if (!bodiless && !end_stream && !has_cl) {
 		/* Unknown length: chunked for HTTP/1.1 clients, until close for HTTP/1.0 ones. */
 		if (c->minor >= 1) {
 			c->resp_chunked = true;
-			sb_puts(o, "transfer-encoding: chunked\r\n");
+			strbuf_adds(o, "transfer-encoding: chunked\r\n");
 		} else {
 			c->resp_close_delimited = true;
 			c->keep_alive = false;
 		}
 	}
 	if (!c->keep_alive)
-		sb_puts(o, "connection: close\r\n");
+		strbuf_adds(o, "connection: close\r\n");
 	else if (c->minor == 0)
-		sb_puts(o, "connection: keep-alive\r\n");
-	sb_puts(o, "\r\n");
+		strbuf_adds(o, "connection: keep-alive\r\n");
+	strbuf_adds(o, "\r\n");
 	flush(c->hc.wk, c);
 }
 
@@ -160,15 +160,15 @@ static void h1_send_data(struct hstream *s, const char *data, size_t len, bool e
 
 	if (!c->resp_no_body && len) {
 		if (c->resp_chunked) {
-			sb_append(o, hdr, http1_chunk_header(hdr, len));
-			sb_append(o, data, len);
-			sb_puts(o, HTTP1_CHUNK_END);
+			strbuf_add(o, hdr, http1_chunk_header(hdr, len));
+			strbuf_add(o, data, len);
+			strbuf_adds(o, HTTP1_CHUNK_END);
 		} else {
-			sb_append(o, data, len);
+			strbuf_add(o, data, len);
 		}
 	}
 	if (end_stream && c->resp_chunked && !c->resp_no_body)
-		sb_puts(o, HTTP1_CHUNK_LAST);
+		strbuf_adds(o, HTTP1_CHUNK_LAST);
 	flush(c->hc.wk, c);
 }
 
@@ -337,7 +337,7 @@ static void start_request(struct worker *wk, struct h1conn *c, const struct http
 		return;
 	}
 	if (m->expect_continue && !c->body_done) {
-		sb_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		strbuf_adds(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 		flush(wk, c);
 	}
 	hstream_on_request_headers(s);
@@ -663,7 +663,7 @@ void h1_down_free_dead(struct worker *wk)
 		struct h1conn *c = list_entry(pos, struct h1conn, dead);
 
 		list_del_init(&c->dead);
-		sb_free(&c->out);
+		strbuf_release(&c->out);
 		free(c->in);
 		free(c->hdrs);
 		free(c->req_hdrs);

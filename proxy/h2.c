@@ -40,7 +40,7 @@ struct h2_hdrs {
 
 static void hh_reset(struct h2_hdrs *h)
 {
-	sb_reset(&h->buf);
+	strbuf_reset(&h->buf);
 	h->n = 0;
 	h->overflow = false;
 }
@@ -54,10 +54,10 @@ static void hh_add(struct h2_hdrs *h, const uint8_t *name, size_t nlen, const ui
 	}
 	h->off[h->n].name = (uint32_t)h->buf.len;
 	h->off[h->n].name_len = (uint32_t)nlen;
-	sb_append(&h->buf, name, nlen);
+	strbuf_add(&h->buf, name, nlen);
 	h->off[h->n].value = (uint32_t)h->buf.len;
 	h->off[h->n].value_len = (uint32_t)vlen;
-	sb_append(&h->buf, value, vlen);
+	strbuf_add(&h->buf, value, vlen);
 	h->n++;
 }
 
@@ -98,10 +98,10 @@ static size_t to_nv(nghttp2_nv *nv, size_t cap, size_t start, const struct http_
 {
 	size_t n = start;
 
-	sb_reset(scratch);
+	strbuf_reset(scratch);
 	/* Reserve first so that the buffer does not move under the pointers taken below. */
 	for (uint32_t i = 0; i < h->n; i++)
-		sb_append(scratch, h->v[i].name, h->v[i].name_len);
+		strbuf_add(scratch, h->v[i].name, h->v[i].name_len);
 	for (uint32_t i = 0, off = 0; i < h->n && n < cap; i++) {
 		char *name = scratch->buf + off;
 
@@ -179,8 +179,8 @@ static void down_close(struct worker *wk, struct h2conn *c)
 		if (!st->s.done)
 			hstream_on_downstream_reset(&st->s, "downstream_remote_disconnect");
 		hstream_release(&st->s);
-		sb_free(&st->req.buf);
-		sb_free(&st->body);
+		strbuf_release(&st->req.buf);
+		strbuf_release(&st->body);
 		free(st->trailers);
 		free(st);
 	}
@@ -208,7 +208,7 @@ static ssize_t down_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, siz
 	memcpy(buf, st->body.buf + st->body_off, len);
 	st->body_off += len;
 	if (st->body_off == st->body.len) {
-		sb_reset(&st->body);
+		strbuf_reset(&st->body);
 		st->body_off = 0;
 		if (st->body_end) {
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -252,7 +252,7 @@ static void h2_send_data(struct hstream *s, const char *data, size_t len, bool e
 {
 	struct h2stream *st = of_hs(s);
 
-	sb_append(&st->body, data, len);
+	strbuf_add(&st->body, data, len);
 	st->body_end |= end_stream;
 	if (st->deferred) {
 		st->deferred = false;
@@ -422,8 +422,8 @@ static int down_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_
 		hstream_on_downstream_reset(&st->s, error_code ? "downstream_remote_reset"
 							       : "downstream_remote_disconnect");
 	hstream_release(&st->s);
-	sb_free(&st->req.buf);
-	sb_free(&st->body);
+	strbuf_release(&st->req.buf);
+	strbuf_release(&st->body);
 	free(st->trailers);
 	free(st);
 	return 0;
@@ -455,7 +455,7 @@ static void down_flush(struct h2conn *c)
 			c->out_off += (size_t)n;
 			continue;
 		}
-		sb_reset(&c->out);
+		strbuf_reset(&c->out);
 		c->out_off = 0;
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->ng, &data);
@@ -466,7 +466,7 @@ static void down_flush(struct h2conn *c)
 		}
 		if (n == 0)
 			break;
-		sb_append(&c->out, data, (size_t)n);
+		strbuf_add(&c->out, data, (size_t)n);
 	}
 	if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
 		down_close(wk, c);
@@ -621,8 +621,8 @@ void h2_down_free_dead(struct worker *wk)
 
 		list_del_init(&c->dead);
 		nghttp2_session_del(c->ng);
-		sb_free(&c->out);
-		sb_free(&c->nvbuf);
+		strbuf_release(&c->out);
+		strbuf_release(&c->nvbuf);
 		workload_put(c->hc.w);
 		px_snapshot_put(c->hc.snap);
 		free(c);
@@ -724,7 +724,7 @@ static ssize_t up_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 	memcpy(buf, x->body.buf + x->body_off, len);
 	x->body_off += len;
 	if (x->body_off == x->body.len) {
-		sb_reset(&x->body);
+		strbuf_reset(&x->body);
 		x->body_off = 0;
 		if (x->body_end)
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -762,21 +762,21 @@ static int up_send_data(void *hx, struct hstream *s, const char *data, size_t le
 {
 	struct h2x *x = hx;
 
-	sb_append(&x->body, data, len);
+	strbuf_add(&x->body, data, len);
 	x->body_end |= end;
 	if (x->deferred && x->id > 0) {
 		x->deferred = false;
 		nghttp2_session_resume_data(x->u->ng, x->id);
 	}
 	up_mark(s->hc->wk, x->u);
-	return x->body.oom ? -ENOMEM : 0;
+	return x->body.err ? -ENOMEM : 0;
 }
 
 static void x_free(struct h2x *x)
 {
 	list_del_init(&x->node);
-	sb_free(&x->body);
-	sb_free(&x->resp.buf);
+	strbuf_release(&x->body);
+	strbuf_release(&x->resp.buf);
 	free(x);
 }
 
@@ -950,14 +950,14 @@ static void up_flush(struct worker *wk, struct h2up *u)
 			u->out_off += (size_t)n;
 			continue;
 		}
-		sb_reset(&u->out);
+		strbuf_reset(&u->out);
 		u->out_off = 0;
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(u->ng, &data);
 
 		if (n <= 0)
 			return;
-		sb_append(&u->out, data, (size_t)n);
+		strbuf_add(&u->out, data, (size_t)n);
 	}
 }
 
@@ -1215,8 +1215,8 @@ void h2_up_free_dead(struct worker *wk)
 		nghttp2_session_del(u->ng); /* runs no callbacks: free what it still had */
 		while (!list_empty(&u->xs))
 			x_free(list_entry(u->xs.next, struct h2x, node));
-		sb_free(&u->out);
-		sb_free(&u->nvbuf);
+		strbuf_release(&u->out);
+		strbuf_release(&u->nvbuf);
 		free(u);
 		p->ndead--;
 		upool_maybe_free(p);

@@ -131,7 +131,7 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 		return;
 	}
 	s->status = http_local_reply_status(r);
-	sb_reset(body);
+	strbuf_reset(body);
 	http_local_reply_body(r, reason, body);
 	http_hdrs_reset(h);
 	if (body->len) {
@@ -145,7 +145,7 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	s->resp_started = true;
 	s->down->send_headers(s, s->status, h, body->len == 0 || s->is_head);
 	if (body->len && !s->is_head)
-		s->down->send_data(s, sb_str(body), body->len, true);
+		s->down->send_data(s, strbuf_str(body), body->len, true);
 	s->bytes_tx += body->len;
 	finish(s);
 }
@@ -199,25 +199,25 @@ static void redirect(struct hstream *s, const struct px_route *rt)
 	}
 	if (r->port)
 		snprintf(port, sizeof(port), ":%u", r->port);
-	sb_reset(loc);
-	sb_printf(loc, "%s://%.*s%s", r->scheme ? r->scheme : "http", (int)hlen, host, port);
+	strbuf_reset(loc);
+	strbuf_addf(loc, "%s://%.*s%s", r->scheme ? r->scheme : "http", (int)hlen, host, port);
 	if (r->path) {
-		sb_puts(loc, r->path);
+		strbuf_adds(loc, r->path);
 	} else if (r->prefix_rewrite && rt->match.kind == PX_PATH_PREFIX) {
 		size_t mlen = strlen(rt->match.path);
 
-		sb_puts(loc, r->prefix_rewrite);
+		strbuf_adds(loc, r->prefix_rewrite);
 		if (plen > mlen)
-			sb_append(loc, s->req.path + mlen, plen - mlen);
+			strbuf_add(loc, s->req.path + mlen, plen - mlen);
 	} else {
-		sb_append(loc, s->req.path, plen);
+		strbuf_add(loc, s->req.path, plen);
 	}
 	if (q && !r->strip_query && !r->path)
-		sb_append(loc, q, s->req.path_len - plen);
+		strbuf_add(loc, q, s->req.path_len - plen);
 	s->status = (int)r->response_code;
 	s->details = "redirect";
 	http_hdrs_reset(h);
-	http_hdrs_add(h, "location", 8, sb_str(loc), loc->len);
+	http_hdrs_add(h, "location", 8, strbuf_str(loc), loc->len);
 	http_hdrs_add(h, "content-length", 14, "0", 1);
 	http_hdrs_addf(h, "date", "%s", wk->http_date);
 	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
@@ -510,9 +510,9 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	if (s->body_replayable || !s->up) {
 		if (s->body.len + len > HCM_RETRY_BUFFER_MAX && s->up) {
 			s->body_replayable = false;
-			sb_free(&s->body);
+			strbuf_release(&s->body);
 		} else if (len) {
-			sb_append(&s->body, data, len);
+			strbuf_add(&s->body, data, len);
 		}
 	}
 	if (s->up && (len || end))
@@ -568,7 +568,7 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	}
 	if (http_xff(xff, xff_len, cfg->use_remote_address, cfg->skip_xff_append, s->hc->remote_ip,
 		     &wk->scratch_xff))
-		http_hdrs_add(h, "x-forwarded-for", 15, sb_str(&wk->scratch_xff),
+		http_hdrs_add(h, "x-forwarded-for", 15, strbuf_str(&wk->scratch_xff),
 			      wk->scratch_xff.len);
 	else if (xff)
 		http_hdrs_add(h, "x-forwarded-for", 15, xff, xff_len);
@@ -586,19 +586,19 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	const char *q = memchr(s->req.path, '?', s->req.path_len);
 	size_t plen = q ? (size_t)(q - s->req.path) : s->req.path_len;
 
-	sb_reset(&wk->scratch_path);
+	strbuf_reset(&wk->scratch_path);
 	if (a->prefix_rewrite && s->route->match.kind == PX_PATH_PREFIX) {
 		size_t mlen = strlen(s->route->match.path);
 
-		sb_puts(&wk->scratch_path, a->prefix_rewrite);
+		strbuf_adds(&wk->scratch_path, a->prefix_rewrite);
 		if (plen > mlen)
-			sb_append(&wk->scratch_path, s->req.path + mlen, s->req.path_len - mlen);
+			strbuf_add(&wk->scratch_path, s->req.path + mlen, s->req.path_len - mlen);
 		else if (q)
-			sb_append(&wk->scratch_path, q, s->req.path_len - plen);
+			strbuf_add(&wk->scratch_path, q, s->req.path_len - plen);
 	} else {
-		sb_append(&wk->scratch_path, s->req.path, s->req.path_len);
+		strbuf_add(&wk->scratch_path, s->req.path, s->req.path_len);
 	}
-	s->up_path = sb_str(&wk->scratch_path);
+	s->up_path = strbuf_str(&wk->scratch_path);
 	s->up_path_len = wk->scratch_path.len;
 	if (h->overflow) {
 		local_reply(s, HTTP_LR_HEADERS_TOO_LARGE, "request_headers_too_large", NULL);
@@ -612,7 +612,7 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		ops->send_data(u, s, s->body.buf ? s->body.buf : "", s->body.len, s->req_end);
 	if (!s->body_replayable) {
 		/* Nothing will be replayed: the buffer was only a staging area. */
-		sb_free(&s->body);
+		strbuf_release(&s->body);
 	}
 }
 
@@ -737,7 +737,7 @@ void hstream_on_downstream_reset(struct hstream *s, const char *why)
 
 void hstream_release(struct hstream *s)
 {
-	sb_free(&s->body);
+	strbuf_release(&s->body);
 }
 
 /* ---- timers ----------------------------------------------------------------------------------- */

@@ -150,12 +150,12 @@ bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool s
 {
 	if (!use_remote_address || skip_append || !remote_ip || !*remote_ip)
 		return false;
-	sb_reset(out);
+	strbuf_reset(out);
 	if (incoming && ilen) {
-		sb_append(out, incoming, ilen);
-		sb_puts(out, ",");
+		strbuf_add(out, incoming, ilen);
+		strbuf_adds(out, ",");
 	}
-	sb_puts(out, remote_ip);
+	strbuf_adds(out, remote_ip);
 	return true;
 }
 
@@ -197,13 +197,13 @@ const char *http_local_reply_flag(enum http_local_reply r)
 void http_local_reply_body(enum http_local_reply r, const char *reason, struct strbuf *out)
 {
 	if ((r == HTTP_LR_CONNECT_FAILURE || r == HTTP_LR_UPSTREAM_RESET) && reason && *reason) {
-		sb_printf(out,
+		strbuf_addf(out,
 			  "upstream connect error or disconnect/reset before headers. reset "
 			  "reason: %s",
 			  reason);
 		return;
 	}
-	sb_puts(out, replies[r].body);
+	strbuf_adds(out, replies[r].body);
 }
 
 const char *http_reason_phrase(int status)

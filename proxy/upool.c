@@ -101,7 +101,7 @@ void upool_free_dead(struct worker *wk)
 		struct upool *p = u->pool;
 
 		list_del_init(&u->dead);
-		sb_free(&u->out);
+		strbuf_release(&u->out);
 		free(u);
 		p->ndead--;
 		upool_maybe_free(p);
@@ -139,7 +139,7 @@ static void flush_out(struct uconn *u)
 		u->out_off += (size_t)n;
 	}
 	if (u->out_off == u->out.len) {
-		sb_reset(&u->out);
+		strbuf_reset(&u->out);
 		u->out_off = 0;
 	}
 }
@@ -370,30 +370,30 @@ static int h1_send_headers(void *x, struct hstream *s, struct http_hdrs *h, bool
 	struct strbuf *o = &u->out;
 	bool has_cl = http_hdrs_find(h, "content-length") >= 0;
 
-	sb_append(o, s->req.method, s->req.method_len);
-	sb_putc(o, ' ');
+	strbuf_add(o, s->req.method, s->req.method_len);
+	strbuf_addc(o, ' ');
 	if (s->up_path_len)
-		sb_append(o, s->up_path, s->up_path_len);
+		strbuf_add(o, s->up_path, s->up_path_len);
 	else
-		sb_putc(o, '/');
-	sb_puts(o, " HTTP/1.1\r\nhost: ");
-	sb_append(o, s->up_authority, s->up_authority_len);
-	sb_puts(o, "\r\n");
+		strbuf_addc(o, '/');
+	strbuf_adds(o, " HTTP/1.1\r\nhost: ");
+	strbuf_add(o, s->up_authority, s->up_authority_len);
+	strbuf_adds(o, "\r\n");
 	for (uint32_t i = 0; i < h->n; i++) {
-		sb_append(o, h->v[i].name, h->v[i].name_len);
-		sb_puts(o, ": ");
-		sb_append(o, h->v[i].value, h->v[i].value_len);
-		sb_puts(o, "\r\n");
+		strbuf_add(o, h->v[i].name, h->v[i].name_len);
+		strbuf_adds(o, ": ");
+		strbuf_add(o, h->v[i].value, h->v[i].value_len);
+		strbuf_adds(o, "\r\n");
 	}
 	/* Our own framing: a known length passes through, anything else is chunked. */
 	u->req_chunked = !end_stream && !has_cl;
 	if (u->req_chunked)
-		sb_puts(o, "transfer-encoding: chunked\r\n");
+		strbuf_adds(o, "transfer-encoding: chunked\r\n");
 	else if (end_stream && !has_cl && method_takes_body(s))
-		sb_puts(o, "content-length: 0\r\n");
-	sb_puts(o, "\r\n");
+		strbuf_adds(o, "content-length: 0\r\n");
+	strbuf_adds(o, "\r\n");
 	u->req_done = end_stream;
-	if (o->oom)
+	if (o->err)
 		return -ENOMEM;
 	flush_out(u);
 	return 0;
@@ -408,18 +408,18 @@ static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len
 	if (u->req_done)
 		return 0;
 	if (u->req_chunked && len) {
-		sb_append(o, hdr, http1_chunk_header(hdr, len));
-		sb_append(o, data, len);
-		sb_puts(o, HTTP1_CHUNK_END);
+		strbuf_add(o, hdr, http1_chunk_header(hdr, len));
+		strbuf_add(o, data, len);
+		strbuf_adds(o, HTTP1_CHUNK_END);
 	} else if (len) {
-		sb_append(o, data, len);
+		strbuf_add(o, data, len);
 	}
 	if (end_stream) {
 		if (u->req_chunked)
-			sb_puts(o, HTTP1_CHUNK_LAST);
+			strbuf_adds(o, HTTP1_CHUNK_LAST);
 		u->req_done = true;
 	}
-	if (o->oom)
+	if (o->err)
 		return -ENOMEM;
 	flush_out(u);
 	return 0;

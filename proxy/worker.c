@@ -241,7 +241,7 @@ static void worker_flush_log(struct worker *wk)
 			off += (size_t)n;
 		}
 	}
-	sb_reset(&wk->log);
+	strbuf_reset(&wk->log);
 }
 
 static void *worker_main(void *arg)
@@ -394,14 +394,14 @@ static void worker_destroy(struct worker *wk)
 	}
 	free(wk->held);
 	free(wk->scratch_hdrs);
-	sb_free(&wk->scratch_body);
-	sb_free(&wk->scratch_xff);
-	sb_free(&wk->scratch_path);
+	strbuf_release(&wk->scratch_body);
+	strbuf_release(&wk->scratch_xff);
+	strbuf_release(&wk->scratch_path);
 	worker_lb_free(wk);
 	px_snapshot_put(wk->snap);
 	wk->snap = NULL;
 	bufpool_destroy(&wk->pool);
-	sb_free(&wk->log);
+	strbuf_release(&wk->log);
 	if (wk->epfd >= 0)
 		close(wk->epfd);
 	if (wk->wakefd >= 0)
@@ -544,18 +544,18 @@ void proxy_stats_format(const struct proxy_stats *s, struct strbuf *sb, bool jso
 	bool first = true;
 
 	if (json)
-		sb_putc(sb, '{');
+		strbuf_addc(sb, '{');
 #define PROXY_STAT_FMT(name, help)                                                                 \
 	if (json)                                                                                  \
-		sb_printf(sb, "%s\"%s\":%llu", first ? "" : ",", #name,                            \
+		strbuf_addf(sb, "%s\"%s\":%llu", first ? "" : ",", #name,                            \
 			  (unsigned long long)s->name);                                            \
 	else                                                                                       \
-		sb_printf(sb, "proxy.%s: %llu\n", #name, (unsigned long long)s->name);             \
+		strbuf_addf(sb, "proxy.%s: %llu\n", #name, (unsigned long long)s->name);             \
 	first = false;
 	PROXY_STATS(PROXY_STAT_FMT)
 #undef PROXY_STAT_FMT
 	if (json)
-		sb_putc(sb, '}');
+		strbuf_addc(sb, '}');
 }
 
 void proxy_stop(struct proxy *p, unsigned drain_ms)

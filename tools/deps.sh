@@ -5,7 +5,7 @@ set -euo pipefail
 # Build: BPF toolchain, libraries shunt links against, code generators.
 build_pkgs=(make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config
 	libssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-	libnl-3-dev libnl-route-3-dev libnghttp2-dev libpcre2-dev libclang-rt-14-dev)
+	libnl-3-dev libnl-route-3-dev libnghttp2-dev libpcre2-dev libclang-rt-14-dev libyaml-dev)
 # Tests, demo and benchmark: network tools, real peers, reference proxies, TAP runner, lint.
 test_pkgs=(iproute2 iptables curl socat ncat perl util-linux libcap2-bin procps psmisc
 	nghttp2-client nghttp2-server nginx-light haproxy wrk python3 python3-grpcio python3-protobuf

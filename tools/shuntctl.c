@@ -140,15 +140,15 @@ static int admin_call(const struct ctl *c, const char *method, const char *path,
 		return -errno;
 	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		sb_append(&raw, buf, (size_t)n);
+		strbuf_add(&raw, buf, (size_t)n);
 	close(fd);
-	const char *s = sb_str(&raw), *hdr_end = strstr(s, "\r\n\r\n");
+	const char *s = strbuf_str(&raw), *hdr_end = strstr(s, "\r\n\r\n");
 
 	if (sscanf(s, "HTTP/1.%*d %d", &status) == 1 && hdr_end)
-		sb_puts(body, hdr_end + 4);
+		strbuf_adds(body, hdr_end + 4);
 	else
 		status = -EPROTO;
-	sb_free(&raw);
+	strbuf_release(&raw);
 	return status;
 }
 
@@ -277,9 +277,9 @@ static int cmd_workloads(const struct ctl *c)
 	}
 	if (c->json) {
 		jw_arr_end(&w);
-		printf("%s\n", sb_str(&sb));
+		printf("%s\n", strbuf_str(&sb));
 	}
-	sb_free(&sb);
+	strbuf_release(&sb);
 	free(rows);
 	return 0;
 }
@@ -337,12 +337,12 @@ static int cmd_stats(const struct ctl *c)
 		jw_obj_end(&w);
 		jw_key(&w, "proxy");
 		if (st == 200) {
-			jw_raw(&w, sb_str(&proxy));
+			jw_raw(&w, strbuf_str(&proxy));
 		} else {
 			jw_null(&w);
 		}
 		jw_obj_end(&w);
-		printf("%s\n", sb_str(&sb));
+		printf("%s\n", strbuf_str(&sb));
 	} else {
 		printf("%-24s", "COUNTER");
 		printf(" %14s", "TOTAL");
@@ -356,14 +356,14 @@ static int cmd_stats(const struct ctl *c)
 			printf("\n");
 		}
 		if (st == 200)
-			printf("\n%s", sb_str(&proxy));
+			printf("\n%s", strbuf_str(&proxy));
 		else
 			printf("\n(proxy counters unavailable: shuntd is not answering on "
 			       "%s/admin.sock)\n",
 			       c->run_dir);
 	}
-	sb_free(&sb);
-	sb_free(&proxy);
+	strbuf_release(&sb);
+	strbuf_release(&proxy);
 	free(rows);
 	return 0;
 }
@@ -415,9 +415,9 @@ static int cmd_conns(const struct ctl *c)
 	}
 	if (c->json) {
 		jw_arr_end(&w);
-		printf("%s\n", sb_str(&sb));
+		printf("%s\n", strbuf_str(&sb));
 	}
-	sb_free(&sb);
+	strbuf_release(&sb);
 	close(fd);
 	close(mesh);
 	return 0;
@@ -487,7 +487,7 @@ static int cmd_status(const struct ctl *c)
 		jw_i64(&w, pid > 0 ? pid : 0);
 		jw_key(&w, "status");
 		if (pid && admin_call(c, "GET", "/status", &st) == 200)
-			jw_raw(&w, sb_str(&st));
+			jw_raw(&w, strbuf_str(&st));
 		else
 			jw_null(&w);
 		jw_obj_end(&w);
@@ -534,12 +534,12 @@ static int cmd_status(const struct ctl *c)
 		jw_key(&w, "pods_enrolled");
 		jw_i64(&w, npods);
 		jw_obj_end(&w);
-		printf("%s\n", sb_str(&sb));
+		printf("%s\n", strbuf_str(&sb));
 	} else {
 		printf("pods enrolled: %d\n", npods);
 	}
-	sb_free(&sb);
-	sb_free(&st);
+	strbuf_release(&sb);
+	strbuf_release(&st);
 	/* Status is informational: a stopped shunt is a valid answer, not a failure. */
 	return 0;
 }
@@ -550,21 +550,21 @@ static int cmd_post(const struct ctl *c, const char *path, const char *what)
 	int st = admin_call(c, "POST", path, &body);
 
 	if (st < 0) {
-		sb_free(&body);
+		strbuf_release(&body);
 		return fail("shuntd is not answering on %s/admin.sock: %s", c->run_dir,
 			    strerror(-st));
 	}
 	if (st != 200) {
-		int r = fail("%s failed (HTTP %d): %s", what, st, sb_str(&body));
+		int r = fail("%s failed (HTTP %d): %s", what, st, strbuf_str(&body));
 
-		sb_free(&body);
+		strbuf_release(&body);
 		return r;
 	}
 	if (c->json)
-		printf("%s", sb_str(&body));
+		printf("%s", strbuf_str(&body));
 	else
 		printf("%s: ok\n", what);
-	sb_free(&body);
+	strbuf_release(&body);
 	return 0;
 }
 

@@ -26,17 +26,17 @@ int main(void)
 	jw_key(&w, "e");
 	jw_str(&w, NULL);
 	jw_obj_end(&w);
-	is_str(sb_str(&sb),
+	is_str(strbuf_str(&sb),
 	       "{\"a\":1,\"b\":[\"x\",-2,true,null],\"c\":{},\"d\":{\"k\":[1,2]},\"e\":null}",
 	       "compact object: commas, nesting, raw value, null string");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	jw_init(&w, &sb, false);
 	jw_str(&w, "q\"b\\s\n\r\t\x01\x1f/é");
-	is_str(sb_str(&sb), "\"q\\\"b\\\\s\\n\\r\\t\\u0001\\u001f/é\"",
+	is_str(strbuf_str(&sb), "\"q\\\"b\\\\s\\n\\r\\t\\u0001\\u001f/é\"",
 	       "escaping: quotes, backslash, control characters; UTF-8 passes through");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	jw_init(&w, &sb, true);
 	jw_obj_begin(&w);
 	jw_key(&w, "k");
@@ -44,20 +44,20 @@ int main(void)
 	jw_u64(&w, 1);
 	jw_arr_end(&w);
 	jw_obj_end(&w);
-	is_str(sb_str(&sb), "{\n  \"k\": [\n    1\n  ]\n}", "pretty printing indents two spaces");
+	is_str(strbuf_str(&sb), "{\n  \"k\": [\n    1\n  ]\n}", "pretty printing indents two spaces");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	jw_init(&w, &sb, false);
 	jw_double(&w, 0.5);
 	jw_double(&w, 1.0 / 0.0);
-	is_str(sb_str(&sb), "0.5null", "doubles; infinity becomes null");
+	is_str(strbuf_str(&sb), "0.5null", "doubles; infinity becomes null");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	for (int i = 0; i < 10000; i++)
-		sb_printf(&sb, "%04d", i % 10000);
+		strbuf_addf(&sb, "%04d", i % 10000);
 	is_int(sb.len, 40000, "strbuf grows past many doublings");
-	ok(!sb.oom && sb.buf[40000] == '\0', "and stays NUL-terminated");
-	sb_free(&sb);
-	is_str(sb_str(&sb), "", "a freed strbuf reads as empty");
+	ok(!sb.err && sb.buf[40000] == '\0', "and stays NUL-terminated");
+	strbuf_release(&sb);
+	is_str(strbuf_str(&sb), "", "a freed strbuf reads as empty");
 	return done_testing();
 }

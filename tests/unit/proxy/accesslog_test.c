@@ -25,28 +25,28 @@ int main(void)
 	is_str(t, "2025-11-25T02:11:12.345Z", "START_TIME as Envoy prints it (UTC, milliseconds)");
 
 	accesslog_tcp_format(&sb, &e, false);
-	is_str(sb_str(&sb),
+	is_str(strbuf_str(&sb),
 	       "[2025-11-25T02:11:12.345Z] \"- - -\" 0 - - - \"-\" 6 1024 12 - \"-\" \"-\" \"-\" "
 	       "\"-\" "
 	       "\"10.44.1.27:80\" PassthroughCluster 10.44.1.23:37652 10.0.45.184:80 "
 	       "127.0.0.1:46520 - -\n",
 	       "TCP line in Istio's default format (empty and NULL fields print as -)");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	e.flags = "UF";
 	e.details = "upstream_connect_error";
 	e.failure_reason = "Connection refused";
 	e.upstream_local = NULL;
 	accesslog_tcp_format(&sb, &e, false);
-	is_str(sb_str(&sb),
+	is_str(strbuf_str(&sb),
 	       "[2025-11-25T02:11:12.345Z] \"- - -\" 0 UF - upstream_connect_error "
 	       "\"Connection refused\" 6 1024 12 - \"-\" \"-\" \"-\" \"-\" \"10.44.1.27:80\" "
 	       "PassthroughCluster - 10.0.45.184:80 127.0.0.1:46520 - -\n",
 	       "a failed connect carries UF, the details and the reason");
 
-	sb_reset(&sb);
+	strbuf_reset(&sb);
 	accesslog_tcp_format(&sb, &e, true);
-	is_str(sb_str(&sb),
+	is_str(strbuf_str(&sb),
 	       "{\"start_time\":\"2025-11-25T02:11:12.345Z\",\"protocol\":null,\"response_code\":0,"
 	       "\"response_flags\":\"UF\",\"connection_termination_details\":"
 	       "\"upstream_connect_error\",\"upstream_transport_failure_reason\":"
@@ -55,6 +55,6 @@ int main(void)
 	       "\"upstream_local_address\":\"-\",\"downstream_local_address\":\"10.0.45.184:80\","
 	       "\"downstream_remote_address\":\"127.0.0.1:46520\"}\n",
 	       "JSON form with Istio's field names");
-	sb_free(&sb);
+	strbuf_release(&sb);
 	return done_testing();
 }

@@ -88,13 +88,13 @@ static void test_xff_and_ids(void)
 
 	ok(!http_xff(NULL, 0, false, false, "10.0.0.1", &sb),
 	   "without use_remote_address, x-forwarded-for is left as is");
-	ok(http_xff(NULL, 0, true, false, "10.0.0.1", &sb) && !strcmp(sb_str(&sb), "10.0.0.1"),
+	ok(http_xff(NULL, 0, true, false, "10.0.0.1", &sb) && !strcmp(strbuf_str(&sb), "10.0.0.1"),
 	   "with it, the downstream address becomes the value");
 	ok(http_xff("1.2.3.4, 5.6.7.8", 16, true, false, "10.0.0.1", &sb) &&
-		   !strcmp(sb_str(&sb), "1.2.3.4, 5.6.7.8,10.0.0.1"),
+		   !strcmp(strbuf_str(&sb), "1.2.3.4, 5.6.7.8,10.0.0.1"),
 	   "and is appended to an incoming one");
 	ok(!http_xff("1.2.3.4", 7, true, true, "10.0.0.1", &sb), "skip_xff_append leaves it");
-	sb_free(&sb);
+	strbuf_release(&sb);
 
 	http_uuid(id, &rng);
 	http_uuid(id2, &rng);
@@ -110,13 +110,13 @@ static void test_local_replies(void)
 
 	is_int(http_local_reply_status(HTTP_LR_NO_HEALTHY), 503, "no healthy upstream is a 503");
 	http_local_reply_body(HTTP_LR_NO_HEALTHY, NULL, &sb);
-	is_str(sb_str(&sb), "no healthy upstream", "with Envoy's body");
-	sb_reset(&sb);
+	is_str(strbuf_str(&sb), "no healthy upstream", "with Envoy's body");
+	strbuf_reset(&sb);
 	http_local_reply_body(HTTP_LR_CONNECT_FAILURE,
 			      "remote connection failure, transport "
 			      "failure reason: delayed connect error: 111",
 			      &sb);
-	is_str(sb_str(&sb),
+	is_str(strbuf_str(&sb),
 	       "upstream connect error or disconnect/reset before headers. reset reason: remote "
 	       "connection failure, transport failure reason: delayed connect error: 111",
 	       "a connect failure names its reason");
@@ -125,7 +125,7 @@ static void test_local_replies(void)
 	is_int(http_local_reply_status(HTTP_LR_NO_ROUTE), 404, "no route is a 404");
 	is_str(http_reason_phrase(431), "Request Header Fields Too Large", "reason phrases");
 	is_str(http_reason_phrase(299), "Success", "and a class phrase for unknown codes");
-	sb_free(&sb);
+	strbuf_release(&sb);
 }
 
 int main(void)
