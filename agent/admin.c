@@ -161,9 +161,9 @@ static const char *status_text(int status)
 static void respond(struct admin_client *c, int status, const char *ctype, struct strbuf *body)
 {
 	strbuf_addf(&c->out,
-		  "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		  "Connection: close\r\n\r\n",
-		  status, status_text(status), ctype, body->len);
+		    "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		    "Connection: close\r\n\r\n",
+		    status, status_text(status), ctype, body->len);
 	strbuf_add(&c->out, strbuf_str(body), body->len);
 }
 

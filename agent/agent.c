@@ -264,20 +264,21 @@ static void stats_prometheus(struct agent *a, struct strbuf *sb)
 		struct prom_ctx pc = {.a = a, .sb = sb, .stat = s};
 
 		strbuf_addf(sb, "# HELP shunt_%s_total %s\n# TYPE shunt_%s_total counter\n",
-			  counter_name(s), counter_help(s), counter_name(s));
+			    counter_name(s), counter_help(s), counter_name(s));
 		counters_for_each(a->dp.fd.stats, prom_one, &pc);
 	}
 	proxy_stats_get(a->proxy, &ps);
 #define PROM_PROXY(name, help)                                                                     \
-	strbuf_addf(sb, "# HELP shunt_proxy_%s %s\n# TYPE shunt_proxy_%s %s\nshunt_proxy_%s %llu\n", \
-		  #name, help, #name, strstr(#name, "active") ? "gauge" : "counter", #name,        \
-		  (unsigned long long)ps.name);
+	strbuf_addf(sb,                                                                            \
+		    "# HELP shunt_proxy_%s %s\n# TYPE shunt_proxy_%s %s\nshunt_proxy_%s %llu\n",   \
+		    #name, help, #name, strstr(#name, "active") ? "gauge" : "counter", #name,      \
+		    (unsigned long long)ps.name);
 	PROXY_STATS(PROM_PROXY)
 #undef PROM_PROXY
 	strbuf_addf(sb,
-		  "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
-		  "gauge\nshunt_pods_enrolled %d\n",
-		  a->pods.count);
+		    "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
+		    "gauge\nshunt_pods_enrolled %d\n",
+		    a->pods.count);
 }
 
 static void status_json(struct agent *a, struct strbuf *sb)
@@ -356,7 +357,8 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 		     strcmp(req->path, "/logging") == 0)) {
 		if (!req->local) {
 			resp->status = 403;
-			strbuf_adds(&resp->body, "{\"error\":\"only over the admin unix socket\"}\n");
+			strbuf_adds(&resp->body,
+				    "{\"error\":\"only over the admin unix socket\"}\n");
 			return;
 		}
 		if (strcmp(req->path, "/logging") == 0) {
@@ -367,8 +369,8 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 			if (lvl < 0) {
 				resp->status = 400;
 				strbuf_adds(&resp->body,
-					"{\"error\":\"level must be one of error, warn, "
-					"info, debug\"}\n");
+					    "{\"error\":\"level must be one of error, warn, "
+					    "info, debug\"}\n");
 				return;
 			}
 			log_threshold = lvl;
@@ -382,7 +384,8 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 
 		if (pid <= 0 || *end) {
 			resp->status = 400;
-			strbuf_adds(&resp->body, "{\"error\":\"pid must be a positive integer\"}\n");
+			strbuf_adds(&resp->body,
+				    "{\"error\":\"pid must be a positive integer\"}\n");
 			return;
 		}
 		char name[SHUNT_POD_NAME_LEN];
@@ -398,16 +401,17 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 		if (err) {
 			resp->status = err == -ENOENT || err == -ESRCH ? 404 : 409;
 			strbuf_addf(&resp->body, "{\"error\":\"pid %ld: %s\"}\n", pid,
-				  err == -ENOTUNIQ ? "lives in shuntd's own network namespace"
-				  : err == -ENOENT ? "not enrolled"
-						   : strerror(-err));
+				    err == -ENOTUNIQ ? "lives in shuntd's own network namespace"
+				    : err == -ENOENT ? "not enrolled"
+						     : strerror(-err));
 			return;
 		}
 		strbuf_addf(&resp->body, "{\"pid\":%ld,\"ok\":true}\n", pid);
 		return;
 	}
 	resp->status = get || post ? 404 : 405;
-	strbuf_addf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method, req->path);
+	strbuf_addf(&resp->body, "{\"error\":\"no such endpoint: %s %s\"}\n", req->method,
+		    req->path);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */

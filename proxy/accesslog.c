@@ -116,9 +116,10 @@ void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bo
 		strbuf_addc(sb, ' ');
 		put_span(sb, e->path);
 		strbuf_addf(sb, " %s\" %d %s %s - \"%s\" %llu %llu %llu %s \"", dash(e->protocol),
-			  e->status, dash(e->flags), dash(e->details), dash(e->failure_reason),
-			  (unsigned long long)e->bytes_received, (unsigned long long)e->bytes_sent,
-			  (unsigned long long)e->duration_ms, st);
+			    e->status, dash(e->flags), dash(e->details), dash(e->failure_reason),
+			    (unsigned long long)e->bytes_received,
+			    (unsigned long long)e->bytes_sent, (unsigned long long)e->duration_ms,
+			    st);
 		put_span(sb, e->xff);
 		strbuf_adds(sb, "\" \"");
 		put_span(sb, e->user_agent);
@@ -127,9 +128,9 @@ void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bo
 		strbuf_adds(sb, "\" \"");
 		put_span(sb, e->authority);
 		strbuf_addf(sb, "\" \"%s\" %s %s %s %s - %s\n", dash(e->upstream_host),
-			  dash(e->upstream_cluster), dash(e->upstream_local),
-			  dash(e->downstream_local), dash(e->downstream_remote),
-			  dash(e->route_name));
+			    dash(e->upstream_cluster), dash(e->upstream_local),
+			    dash(e->downstream_local), dash(e->downstream_remote),
+			    dash(e->route_name));
 		return;
 	}
 	struct json_writer w;

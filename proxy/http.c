@@ -198,9 +198,9 @@ void http_local_reply_body(enum http_local_reply r, const char *reason, struct s
 {
 	if ((r == HTTP_LR_CONNECT_FAILURE || r == HTTP_LR_UPSTREAM_RESET) && reason && *reason) {
 		strbuf_addf(out,
-			  "upstream connect error or disconnect/reset before headers. reset "
-			  "reason: %s",
-			  reason);
+			    "upstream connect error or disconnect/reset before headers. reset "
+			    "reason: %s",
+			    reason);
 		return;
 	}
 	strbuf_adds(out, replies[r].body);

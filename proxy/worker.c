@@ -547,10 +547,10 @@ void proxy_stats_format(const struct proxy_stats *s, struct strbuf *sb, bool jso
 		strbuf_addc(sb, '{');
 #define PROXY_STAT_FMT(name, help)                                                                 \
 	if (json)                                                                                  \
-		strbuf_addf(sb, "%s\"%s\":%llu", first ? "" : ",", #name,                            \
-			  (unsigned long long)s->name);                                            \
+		strbuf_addf(sb, "%s\"%s\":%llu", first ? "" : ",", #name,                          \
+			    (unsigned long long)s->name);                                          \
 	else                                                                                       \
-		strbuf_addf(sb, "proxy.%s: %llu\n", #name, (unsigned long long)s->name);             \
+		strbuf_addf(sb, "proxy.%s: %llu\n", #name, (unsigned long long)s->name);           \
 	first = false;
 	PROXY_STATS(PROXY_STAT_FMT)
 #undef PROXY_STAT_FMT

@@ -44,7 +44,8 @@ int main(void)
 	jw_u64(&w, 1);
 	jw_arr_end(&w);
 	jw_obj_end(&w);
-	is_str(strbuf_str(&sb), "{\n  \"k\": [\n    1\n  ]\n}", "pretty printing indents two spaces");
+	is_str(strbuf_str(&sb), "{\n  \"k\": [\n    1\n  ]\n}",
+	       "pretty printing indents two spaces");
 
 	strbuf_reset(&sb);
 	jw_init(&w, &sb, false);
