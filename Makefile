@@ -47,6 +47,7 @@ BPF_HDRS     := $(wildcard bpf/lib/*.h)
 # compiled into the agent library.
 GEN_SRCS     :=
 GEN_HDRS     :=
+.DEFAULT_GOAL := all
 -include $(sort $(wildcard mk/*.mk))
 
 mod_srcs      = $(wildcard $(1)/*.c)

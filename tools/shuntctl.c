@@ -19,6 +19,7 @@
 
 #include "agent/counters.h"
 #include "agent/datapath.h"
+#include "iptables/cli.h"
 #include "lib/addr.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
@@ -42,7 +43,9 @@ static void usage(FILE *f)
 	      "  stats               per-pod kernel counters, and proxy counters if shuntd runs\n"
 	      "  enroll --pid PID    enroll the pod whose netns PID lives in\n"
 	      "  unenroll --pid PID  take it out of the mesh (until enrolled again)\n"
-	      "  log-level LEVEL     set shuntd's log level: error, warn, info, debug\n",
+	      "  log-level LEVEL     set shuntd's log level: error, warn, info, debug\n"
+	      "  iptables render|apply|clean [--pid PID] [settings]\n"
+	      "                      Istio's capture rules (see shuntctl iptables --help)\n",
 	      f);
 }
 
@@ -627,6 +630,8 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
+	if (strcmp(cmd, "iptables") == 0)
+		return ipt_cli_main(argc, argv); /* exits 0, 1 or 2 like the other commands */
 	/* "-o json" may also follow the command. */
 	if (argc >= 3 && strcmp(argv[argc - 2], "-o") == 0) {
 		if (strcmp(argv[argc - 1], "json") == 0)

@@ -4,7 +4,8 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
-CLI=${IPT_CLI:-build/bin/ipt_cli}
+SHUNTCTL=${SHUNTCTL:-build/bin/shuntctl}
+ipt() { "$SHUNTCTL" iptables "$@"; }
 NAME=shunt-ipt-$$
 TMP=$(mktemp -d "/tmp/$NAME.XXXXXX")
 NSS=()
@@ -45,7 +46,7 @@ bail() {
 	echo "1..0 # SKIP needs root (network namespaces, iptables)"
 	exit 0
 }
-[ -x "$CLI" ] || bail "$CLI missing (make tools)"
+[ -x "$SHUNTCTL" ] || bail "$SHUNTCTL missing (make)"
 for t in ip iptables-nft-restore iptables-legacy-restore ip6tables-nft-restore ip6tables-legacy-restore; do
 	command -v "$t" >/dev/null || bail "$t not installed (make deps)"
 done
@@ -111,10 +112,10 @@ for be in nft legacy; do
 	[ "$(echo "$before4" | grep -c ' -A ')" -eq 4 ] || bail "$be: pre-existing rules not in place"
 
 	# --- the default sidecar, both families ---------------------------------------------
-	want4=$("$CLI" render --sidecar | grep -c '^-[AI] ')
-	want6=$("$CLI" render --sidecar --ipv6 | grep -c '^-[AI] ')
+	want4=$(ipt render --sidecar | grep -c '^-[AI] ')
+	want6=$(ipt render --sidecar --ipv6 | grep -c '^-[AI] ')
 	want6=$((want6 - want4))
-	"$CLI" apply --pid "$pid" --backend "$be" --sidecar --ipv6 >/dev/null 2>"$TMP/err"
+	ipt apply --pid "$pid" --backend "$be" --sidecar --ipv6 >/dev/null 2>"$TMP/err"
 	ok $? "$be: apply --sidecar --ipv6 exits 0"
 	diag <"$TMP/err"
 	check "$be: IPv4 has every rendered rule" [ "$(rules "$ns" "$save4")" -eq $((4 + want4)) ]
@@ -129,19 +130,19 @@ for be in nft legacy; do
 		diff <(echo "$before4") <(state "$ns" "$save4" | grep -v ISTIO)
 
 	applied4=$(state "$ns" "$save4")
-	"$CLI" apply --pid "$pid" --backend "$be" --sidecar 2>"$TMP/err"
+	ipt apply --pid "$pid" --backend "$be" --sidecar 2>"$TMP/err"
 	ok $(($? != 1)) "$be: a second apply fails with exit 1"
 	check "$be: ... saying to run clean first" grep -q 'already present.*run clean first' "$TMP/err"
 	check "$be: ... and changes nothing" diff <(echo "$applied4") <(state "$ns" "$save4")
 
-	"$CLI" clean --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
+	ipt clean --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
 	ok $? "$be: clean exits 0"
 	diag <"$TMP/err"
 	check "$be: IPv4 back to exactly the rules from before" \
 		diff <(echo "$before4") <(state "$ns" "$save4")
 	check "$be: IPv6 back to exactly the rules from before" \
 		diff <(echo "$before6") <(state "$ns" "$save6")
-	"$CLI" clean --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
+	ipt clean --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
 	ok $? "$be: clean with nothing left to clean exits 0"
 	check "$be: ... and changes nothing" diff <(echo "$before4") <(state "$ns" "$save4")
 
@@ -149,15 +150,15 @@ for be in nft legacy; do
 	full4=(--sidecar -m TPROXY --redirect-dns --capture-all-dns -c eth9 -k veth7
 		--drop-invalid --shunt-mark-exempt --istio-outbound-owner-groups-exclude 888)
 	full=("${full4[@]}" --ipv6)
-	want4=$("$CLI" render "${full4[@]}" | grep -c '^-[AI] ')
-	"$CLI" apply --pid "$pid" --backend "$be" "${full[@]}" 2>"$TMP/err"
+	want4=$(ipt render "${full4[@]}" | grep -c '^-[AI] ')
+	ipt apply --pid "$pid" --backend "$be" "${full[@]}" 2>"$TMP/err"
 	ok $? "$be: apply TPROXY + DNS + excluded NIC + kube-virt + drop-invalid exits 0"
 	diag <"$TMP/err"
 	check "$be: ... mangle, nat and raw rules all loaded" \
 		[ "$(state "$ns" "$save4" | grep -c -E '^\*(mangle|nat|raw) -A')" -eq $((3 + want4)) ]
 	check "$be: ... shunt's mark exemption among them" \
 		grep -q -- '-A ISTIO_OUTPUT -m mark --mark 0x534e -j RETURN' <(state "$ns" "$save4")
-	"$CLI" clean --pid "$pid" --backend "$be" "${full[@]}" 2>"$TMP/err"
+	ipt clean --pid "$pid" --backend "$be" "${full[@]}" 2>"$TMP/err"
 	ok $? "$be: clean exits 0"
 	diag <"$TMP/err"
 	check "$be: IPv4 back to before (RETURN and MARK rules in built-in chains too)" \
@@ -168,7 +169,7 @@ for be in nft legacy; do
 	# A real rule that cannot load: a group name that does not exist. With TPROXY the mangle
 	# table commits before nat fails; apply must put mangle back.
 	getent group shunt-no-such-group >/dev/null && bail "group shunt-no-such-group exists"
-	"$CLI" apply --pid "$pid" --backend "$be" --sidecar -m TPROXY \
+	ipt apply --pid "$pid" --backend "$be" --sidecar -m TPROXY \
 		--istio-outbound-owner-groups shunt-no-such-group 2>"$TMP/err"
 	ok $(($? != 1)) "$be: apply with a rule iptables rejects exits 1"
 	check "$be: ... names the bad value and says nothing changed" \
@@ -179,7 +180,7 @@ for be in nft legacy; do
 
 	# The IPv4 restore fails after its nat table committed (injected by a wrapper).
 	wrap=$(wrap_failing "iptables-$be-restore")
-	PATH=$wrap:$PATH "$CLI" apply --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
+	PATH=$wrap:$PATH ipt apply --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
 	ok $(($? != 1)) "$be: IPv4 load failing after nat committed: exit 1"
 	diag <"$TMP/err"
 	check "$be: ... IPv4 as before" diff <(echo "$before4") <(state "$ns" "$save4")
@@ -187,7 +188,7 @@ for be in nft legacy; do
 
 	# The IPv6 load fails after the whole IPv4 block committed.
 	wrap=$(wrap_failing "ip6tables-$be-restore")
-	PATH=$wrap:$PATH "$CLI" apply --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
+	PATH=$wrap:$PATH ipt apply --pid "$pid" --backend "$be" --sidecar --ipv6 2>"$TMP/err"
 	ok $(($? != 1)) "$be: IPv6 load failing after IPv4 committed: exit 1"
 	check "$be: ... saying nothing changed" grep -q 'nothing changed' "$TMP/err"
 	diag <"$TMP/err"
@@ -196,7 +197,7 @@ for be in nft legacy; do
 
 	# --- bad input: exit 2, the setting named, nothing applied -----------------------------
 	while IFS='|' read -r flag value bad; do
-		"$CLI" apply --pid "$pid" --backend "$be" --sidecar "$flag" "$value" 2>"$TMP/err"
+		ipt apply --pid "$pid" --backend "$be" --sidecar "$flag" "$value" 2>"$TMP/err"
 		ok $(($? != 2)) "$be: apply $flag $value: exit 2"
 		check "$be: ... first line names $flag and \"$bad\"" \
 			grep -q -- "^shuntctl iptables: $flag: \"$bad\"" <(head -n 1 "$TMP/err")
@@ -209,9 +210,9 @@ for be in nft legacy; do
 --istio-local-exclude-ports|15020,99999|99999
 --istio-inbound-interception-mode|TPROXYY|TPROXYY
 EOF
-	"$CLI" apply --pid "$pid" --backend "$be" --no-such-flag 2>"$TMP/err"
+	ipt apply --pid "$pid" --backend "$be" --no-such-flag 2>"$TMP/err"
 	ok $(($? != 2)) "$be: unknown flag: exit 2"
-	"$CLI" apply --backend "$be" --sidecar 2>"$TMP/err"
+	ipt apply --backend "$be" --sidecar 2>"$TMP/err"
 	ok $(($? != 2)) "$be: apply without --pid: exit 2"
 	check "$be: ... nothing applied" diff <(echo "$before4") <(state "$ns" "$save4")
 done
@@ -220,27 +221,27 @@ done
 ns=$NAME-nft
 pid=${PIDS[0]}
 before4=$(state "$ns" iptables-nft-save)
-"$CLI" apply --pid "$pid" --sidecar 2>"$TMP/err"
+ipt apply --pid "$pid" --sidecar 2>"$TMP/err"
 ok $? "default back-end: apply exits 0"
 check "default back-end: the rules are where iptables-save shows them" \
 	grep -q ISTIO_OUTPUT <(ip netns exec "$ns" iptables-save 2>/dev/null)
-"$CLI" clean --pid "$pid" --sidecar 2>"$TMP/err"
+ipt clean --pid "$pid" --sidecar 2>"$TMP/err"
 ok $? "default back-end: clean exits 0"
 check "default back-end: back to before" diff <(echo "$before4") <(state "$ns" iptables-nft-save)
 
-"$CLI" apply --pid "$pid" --backend nftables 2>"$TMP/err"
+ipt apply --pid "$pid" --backend nftables 2>"$TMP/err"
 ok $(($? != 2)) "unknown back-end: exit 2"
 
 # The host's tables are never touched: its own netns and init's are refused outright.
-"$CLI" apply --pid $$ --sidecar 2>"$TMP/err"
+ipt apply --pid $$ --sidecar 2>"$TMP/err"
 ok $(($? != 1)) "apply in the host's netns (our own pid): exit 1"
 check "... refused as the host's" grep -q "refusing to change the host's network namespace" "$TMP/err"
-"$CLI" clean --pid 1 2>"$TMP/err"
+ipt clean --pid 1 2>"$TMP/err"
 ok $(($? != 1)) "clean in init's netns: exit 1"
 # In a container, init's netns may not even be openable; either way it is left alone.
 check "... refused as the host's, or not reachable" \
 	grep -q -E "refusing to change the host's network namespace|cannot open /proc/1/ns/net" "$TMP/err"
-"$CLI" apply --pid 4194305 --sidecar 2>"$TMP/err"
+ipt apply --pid 4194305 --sidecar 2>"$TMP/err"
 ok $(($? != 1)) "apply for a pid that does not exist: exit 1"
 check "no legacy table was ever loaded in the host netns by these tests" \
 	[ "$HOST_TABLES" = "$(cat /proc/net/ip_tables_names /proc/net/ip6_tables_names 2>/dev/null)" ]
