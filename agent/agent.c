@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@
 #include "agent/datapath.h"
 #include "agent/pods.h"
 #include "agent/probe.h"
+#include "iptables/apply.h"
+#include "iptables/rules.h"
 #include "lib/cgroup.h"
 #include "lib/json.h"
 #include "lib/log.h"
@@ -30,8 +33,23 @@
 #define PID_FILE	 "shuntd.pid"
 #define ADMIN_SOCK	 "admin.sock"
 
+/* How traffic reaches the proxy, per path, and why not by eBPF when it is not. */
+enum capture_by {
+	CAPTURE_EBPF,
+	CAPTURE_IPTABLES
+};
+
+struct capture_plan {
+	enum capture_by out, in;
+	bool sockmap;
+	char why_out[512], why_in[512], why_no_sockmap[512];
+};
+
 struct agent {
 	const struct agent_opts *o;
+	struct capture_plan plan;
+	struct ipt_config *ipt; /* what pods get loaded for the iptables paths, or NULL */
+	char ipt_state_dir[PATH_MAX];
 	char cgroup[PATH_MAX];
 	char cgmnt[PATH_MAX]; /* where cgroup2 is mounted */
 	char run_dir[PATH_MAX];
@@ -192,22 +210,126 @@ static void unlock_run_dir(struct agent *a)
 	a->lock_fd = -1;
 }
 
-/* Decides what the kernel allows. Returns -1 (after one line) when the mode cannot run. */
-static int check_kernel(struct agent *a)
+static const char *capture_name(enum capture_by c)
 {
-	char missing[1024];
+	return c == CAPTURE_EBPF ? "ebpf" : "iptables";
+}
+
+/* Decides per path how pods are captured: --mode ebpf insists on eBPF (and fails naming what the
+ * kernel lacks), --mode iptables uses Istio's rules everywhere, --mode auto takes eBPF where the
+ * kernel has what the path needs and iptables for the rest. Returns -1 (after one line) when the
+ * mode cannot run. */
+static int plan_capture(struct agent *a)
+{
+	struct capture_plan *pl = &a->plan;
+	enum agent_mode mode = a->o->mode;
+	char missing[512];
 
 	probe_kernel(&a->probe);
-	if (probe_missing(&a->probe, "outbound", missing, sizeof(missing)) ||
-	    probe_missing(&a->probe, "inbound", missing, sizeof(missing))) {
-		fatal_line("the kernel lacks what eBPF capture needs: %s%s", missing,
-			   a->o->mode == AGENT_MODE_AUTO
-				   ? " (the iptables fallback is not available in this build)"
-				   : "");
-		return -1;
+	pl->out = pl->in = mode == AGENT_MODE_IPTABLES ? CAPTURE_IPTABLES : CAPTURE_EBPF;
+	if (mode == AGENT_MODE_IPTABLES) {
+		snprintf(pl->why_out, sizeof(pl->why_out), "--mode iptables");
+		snprintf(pl->why_in, sizeof(pl->why_in), "--mode iptables");
 	}
-	if (a->o->sockmap && probe_missing(&a->probe, "sockmap", missing, sizeof(missing)))
-		pr_warn("sockmap short-circuit disabled, the kernel lacks: %s", missing);
+	if (mode != AGENT_MODE_IPTABLES &&
+	    probe_missing(&a->probe, "outbound", missing, sizeof(missing))) {
+		if (mode == AGENT_MODE_EBPF) {
+			fatal_line("--mode ebpf: the kernel lacks what outbound capture needs: %s",
+				   missing);
+			return -1;
+		}
+		pl->out = CAPTURE_IPTABLES;
+		snprintf(pl->why_out, sizeof(pl->why_out), "the kernel lacks %s", missing);
+	}
+	if (mode != AGENT_MODE_IPTABLES &&
+	    probe_missing(&a->probe, "inbound", missing, sizeof(missing))) {
+		if (mode == AGENT_MODE_EBPF) {
+			fatal_line("--mode ebpf: the kernel lacks what inbound capture needs: %s",
+				   missing);
+			return -1;
+		}
+		pl->in = CAPTURE_IPTABLES;
+		snprintf(pl->why_in, sizeof(pl->why_in), "the kernel lacks %s", missing);
+	}
+	/* The short-circuit needs sockops, which only the eBPF outbound path attaches. */
+	pl->sockmap = a->o->sockmap && pl->out == CAPTURE_EBPF;
+	if (!a->o->sockmap)
+		snprintf(pl->why_no_sockmap, sizeof(pl->why_no_sockmap), "--no-sockmap");
+	else if (pl->out != CAPTURE_EBPF)
+		snprintf(pl->why_no_sockmap, sizeof(pl->why_no_sockmap),
+			 "outbound capture is not eBPF");
+	else if (probe_missing(&a->probe, "sockmap", missing, sizeof(missing))) {
+		pl->sockmap = false;
+		snprintf(pl->why_no_sockmap, sizeof(pl->why_no_sockmap), "the kernel lacks %s",
+			 missing);
+	}
+	if (pl->out == CAPTURE_IPTABLES)
+		pr_warn("outbound capture by iptables: %s", pl->why_out);
+	if (pl->in == CAPTURE_IPTABLES)
+		pr_warn("inbound capture by iptables: %s", pl->why_in);
+	if (a->o->sockmap && !pl->sockmap)
+		pr_warn("sockmap short-circuit off: %s", pl->why_no_sockmap);
+	return 0;
+}
+
+static void ports_setting(struct strbuf *sb, const char *base, const __u16 *ports)
+{
+	strbuf_adds(sb, base);
+	for (int i = 0; ports && ports[i]; i++)
+		strbuf_addf(sb, "%s%u", sb->len ? "," : "", ports[i]);
+}
+
+/* The rule set pods get for the paths iptables captures: the operator's Istio settings, with
+ * the other path switched off, shunt's mark exempted and shuntd's excluded ports added. */
+static int plan_iptables(struct agent *a)
+{
+	const struct ipt_config *base = a->o->ipt;
+	struct strbuf sb = {0};
+	char err[IPT_ERR_MAX];
+	int rc = 0;
+
+	if (a->plan.out == CAPTURE_EBPF && a->plan.in == CAPTURE_EBPF)
+		return 0;
+	a->ipt = malloc(sizeof(*a->ipt));
+	if (!a->ipt)
+		return -ENOMEM;
+	if (base)
+		*a->ipt = *base;
+	else
+		ipt_config_init_sidecar(a->ipt);
+	a->ipt->shunt_mark_exempt = true;
+	a->ipt->shunt_mark = a->o->mark;
+	if (a->plan.out == CAPTURE_EBPF) {
+		rc = ipt_config_set(a->ipt, "istio-service-cidr", "", err, sizeof(err));
+		if (!rc)
+			rc = ipt_config_set(a->ipt, "istio-outbound-ports", "", err, sizeof(err));
+	} else if (a->o->exclude_out[0]) {
+		for (int i = 0; i < a->ipt->outbound_ports_exclude.n; i++)
+			strbuf_addf(&sb, "%s%s", i ? "," : "",
+				    a->ipt->outbound_ports_exclude.item[i]);
+		ports_setting(&sb, "", a->o->exclude_out);
+		rc = ipt_config_set(a->ipt, "istio-local-outbound-ports-exclude", strbuf_str(&sb),
+				    err, sizeof(err));
+	}
+	strbuf_reset(&sb);
+	if (!rc && a->plan.in == CAPTURE_EBPF) {
+		rc = ipt_config_set(a->ipt, "istio-inbound-ports", "", err, sizeof(err));
+	} else if (!rc && a->o->exclude_in[0]) {
+		for (int i = 0; i < a->ipt->inbound_ports_exclude.n; i++)
+			strbuf_addf(&sb, "%s%s", i ? "," : "",
+				    a->ipt->inbound_ports_exclude.item[i]);
+		ports_setting(&sb, "", a->o->exclude_in);
+		rc = ipt_config_set(a->ipt, "istio-local-exclude-ports", strbuf_str(&sb), err,
+				    sizeof(err));
+	}
+	strbuf_release(&sb);
+	if (!rc)
+		rc = ipt_config_validate(a->ipt, err, sizeof(err));
+	if (rc) {
+		fatal_line("iptables capture settings: %s", err);
+		return rc;
+	}
+	snprintf(a->ipt_state_dir, sizeof(a->ipt_state_dir), "%s/iptables", a->run_dir);
 	return 0;
 }
 
@@ -265,7 +387,8 @@ static void stats_prometheus(struct agent *a, struct strbuf *sb)
 
 		strbuf_addf(sb, "# HELP shunt_%s_total %s\n# TYPE shunt_%s_total counter\n",
 			    counter_name(s), counter_help(s), counter_name(s));
-		counters_for_each(a->dp.fd.stats, prom_one, &pc);
+		if (a->dp_open) /* no kernel counters without the eBPF data path */
+			counters_for_each(a->dp.fd.stats, prom_one, &pc);
 	}
 	proxy_stats_get(a->proxy, &ps);
 #define PROM_PROXY(name, help)                                                                     \
@@ -290,17 +413,43 @@ static void status_json(struct agent *a, struct strbuf *sb)
 	jw_key(&w, "pid");
 	jw_i64(&w, getpid());
 	jw_key(&w, "mode");
-	jw_str(&w, "ebpf");
+	jw_str(&w, agent_mode_name(a->o->mode));
+	jw_key(&w, "capture");
+	jw_obj_begin(&w);
+	jw_key(&w, "outbound");
+	jw_str(&w, capture_name(a->plan.out));
+	if (a->plan.out != CAPTURE_EBPF) {
+		jw_key(&w, "outbound_why");
+		jw_str(&w, a->plan.why_out);
+	}
+	jw_key(&w, "inbound");
+	jw_str(&w, capture_name(a->plan.in));
+	if (a->plan.in != CAPTURE_EBPF) {
+		jw_key(&w, "inbound_why");
+		jw_str(&w, a->plan.why_in);
+	}
+	if (a->ipt) {
+		jw_key(&w, "iptables_backend");
+		jw_str(&w, ipt_backend_name((enum ipt_backend)a->o->ipt_backend));
+	}
+	jw_obj_end(&w);
 	jw_key(&w, "cgroup");
 	jw_str(&w, a->cgroup);
 	jw_key(&w, "bpffs_dir");
-	jw_str(&w, a->dp.bpffs_dir);
+	if (a->dp_open)
+		jw_str(&w, a->dp.bpffs_dir);
+	else
+		jw_null(&w);
 	jw_key(&w, "run_dir");
 	jw_str(&w, a->run_dir);
 	jw_key(&w, "workers");
 	jw_i64(&w, a->o->workers);
 	jw_key(&w, "sockmap");
-	jw_bool(&w, a->dp.sk_msg_attached || a->dp.sk_msg_link_fd >= 0);
+	jw_bool(&w, a->dp_open && (a->dp.sk_msg_attached || a->dp.sk_msg_link_fd >= 0));
+	if (!a->plan.sockmap) {
+		jw_key(&w, "sockmap_why");
+		jw_str(&w, a->plan.why_no_sockmap);
+	}
 	jw_key(&w, "uptime_seconds");
 	jw_i64(&w, time(NULL) - a->started);
 	jw_key(&w, "pods");
@@ -494,6 +643,8 @@ static void teardown(struct agent *a)
 		close(a->sigfd);
 	if (a->epfd >= 0)
 		close(a->epfd);
+	free(a->ipt);
+	a->ipt = NULL;
 	unlock_run_dir(a);
 }
 
@@ -510,10 +661,6 @@ int agent_run(const struct agent_opts *o)
 		fatal_line("missing privileges: %s", missing);
 		return 1;
 	}
-	if (o->mode == AGENT_MODE_IPTABLES) {
-		fatal_line("--mode iptables is not available in this build");
-		return 1;
-	}
 	if (resolve_cgroup(&a))
 		return 1;
 	/* Every proxied connection holds two to four fds; take all the kernel allows. */
@@ -527,27 +674,29 @@ int agent_run(const struct agent_opts *o)
 		snprintf(a.run_dir, sizeof(a.run_dir), "%s", o->run_dir);
 	if (lock_run_dir(&a))
 		return 1;
-	if (check_kernel(&a) || setup_signals(&a))
+	if (plan_capture(&a) || plan_iptables(&a) || setup_signals(&a))
 		goto fail;
 
 	struct dp_opts dpo = {
 		.bpffs_dir = o->bpffs_dir,
 		.cgroup_path = a.cgroup,
 		.mark = o->mark,
-		.sockmap =
-			o->sockmap && !probe_missing(&a.probe, "sockmap", missing, sizeof(missing)),
-		.outbound = true,
-		.inbound = true,
+		.sockmap = a.plan.sockmap,
+		.outbound = a.plan.out == CAPTURE_EBPF,
+		.inbound = a.plan.in == CAPTURE_EBPF,
 		.exclude_in = o->exclude_in,
 		.exclude_out = o->exclude_out,
 	};
-	err = dp_open(&a.dp, &dpo);
-	if (err) {
-		fatal_line("cannot set up the eBPF data path (%s); the log above says which step",
-			   strerror(-err));
-		goto fail;
+	if (dpo.outbound || dpo.inbound) {
+		err = dp_open(&a.dp, &dpo);
+		if (err) {
+			fatal_line("cannot set up the eBPF data path (%s); the log above says "
+				   "which step",
+				   strerror(-err));
+			goto fail;
+		}
+		a.dp_open = true;
 	}
-	a.dp_open = true;
 
 	if (o->access_log && strcmp(o->access_log, "-") == 0) {
 		a.access_log_fd = STDOUT_FILENO;
@@ -562,9 +711,9 @@ int agent_run(const struct agent_opts *o)
 	struct proxy_config pc = {
 		.workers = o->workers,
 		.mark = o->mark,
-		.orig_dst_map_fd = a.dp.fd.orig_dst_by_tuple,
-		.sock_pairs_fd = dpo.sockmap ? a.dp.fd.sock_pairs : -1,
-		.msg_fallback_fd = a.dp.fd.msg_fallback,
+		.orig_dst_map_fd = a.dp_open ? a.dp.fd.orig_dst_by_tuple : -1,
+		.sock_pairs_fd = a.dp_open && dpo.sockmap ? a.dp.fd.sock_pairs : -1,
+		.msg_fallback_fd = a.dp_open ? a.dp.fd.msg_fallback : -1,
 		.connect_timeout_ms = o->connect_timeout_ms,
 		.idle_timeout_ms = o->idle_timeout_ms,
 		.access_log_fd = a.access_log_fd,
@@ -580,7 +729,13 @@ int agent_run(const struct agent_opts *o)
 		pod_flags |= SHUNT_POD_F_FAIL_CLOSED;
 	if (!dpo.sockmap)
 		pod_flags |= SHUNT_POD_F_NO_SOCKMAP;
-	pods_init(&a.pods, &a.dp, a.proxy, pod_flags, true);
+	struct pods_capture cap = {
+		.bpf_inbound = dpo.inbound,
+		.ipt = a.ipt,
+		.ipt_backend = o->ipt_backend,
+		.state_dir = a.ipt ? a.ipt_state_dir : NULL,
+	};
+	pods_init(&a.pods, a.dp_open ? &a.dp : NULL, a.proxy, pod_flags, &cap);
 	a.pods_ready = true;
 
 	a.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -605,8 +760,13 @@ int agent_run(const struct agent_opts *o)
 	ev.data.ptr = &a.cw;
 	epoll_ctl(a.epfd, EPOLL_CTL_ADD, cgwatch_fd(&a.cw), &ev);
 
-	pr_info("shuntd ready: mode ebpf, cgroup %s, bpffs %s, %d workers, sockmap %s, %d pods",
-		a.cgroup, a.dp.bpffs_dir, o->workers, dpo.sockmap ? "on" : "off", a.pods.count);
+	pr_info("shuntd ready: mode %s (outbound %s, inbound %s), cgroup %s, bpffs %s, %d workers, "
+		"sockmap %s, %d pods",
+		agent_mode_name(o->mode), capture_name(a.plan.out), capture_name(a.plan.in),
+		a.cgroup, a.dp_open ? a.dp.bpffs_dir : "unused", o->workers,
+		dpo.sockmap ? "on" : "off", a.pods.count);
+	/* Loading BPF objects peaks at several times the steady heap; give that back. */
+	malloc_trim(0);
 	loop(&a);
 	a.stopping = true;
 	teardown(&a);

@@ -8,6 +8,8 @@
 
 #define AGENT_MAX_PORTS 64
 
+struct ipt_config;
+
 enum agent_mode {
 	AGENT_MODE_AUTO,
 	AGENT_MODE_EBPF,
@@ -33,6 +35,11 @@ struct agent_opts {
 	__u32 mark;
 	__u16 exclude_in[AGENT_MAX_PORTS];  /* 0-terminated */
 	__u16 exclude_out[AGENT_MAX_PORTS]; /* 0-terminated */
+	/* The Istio capture settings for the iptables paths (istio-iptables flags; the injected
+	 * sidecar's defaults unless given). The agent adds the proxy's mark exemption and the
+	 * excluded ports above, and captures with it only the paths eBPF does not serve. */
+	const struct ipt_config *ipt;
+	int ipt_backend; /* enum ipt_backend */
 };
 
 /* Runs until SIGTERM/SIGINT. Returns the process exit status: 0 after a clean stop, 1 when

@@ -81,8 +81,10 @@ static void evaluate(struct cgwatch *cw, struct cg_entry *e, uint64_t now_ms)
 	unsigned long long cgid = 0;
 	int n;
 
-	if (!e->rel[0])
-		return; /* the attach cgroup itself is not a pod */
+	if (!e->rel[0]) {
+		e->retries_left = 0; /* nothing to retry: without this the loop never sleeps */
+		return;		     /* the attach cgroup itself is not a pod */
+	}
 	full_path(cw, e->rel, path, sizeof(path));
 	n = cgroup_read_procs(path, pids, MAX_PROCS);
 	if (n < 0)

@@ -1,4 +1,5 @@
-/* Pod enrollment: in-pod listeners (setns), addresses (libnl), BPF map entries, sk_lookup. */
+/* Pod enrollment: in-pod listeners (setns), addresses (libnl), BPF map entries, sk_lookup, or
+ * Istio's iptables rules where eBPF does not capture. */
 #include "agent/pods.h"
 
 #include <arpa/inet.h>
@@ -8,13 +9,17 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent/datapath.h"
+#include "iptables/apply.h"
 #include "lib/addr.h"
 #include "lib/json.h"
 #include "lib/log.h"
@@ -32,14 +37,17 @@ enum {
 };
 
 void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
-	       bool inbound)
+	       const struct pods_capture *cap)
 {
 	memset(ps, 0, sizeof(*ps));
 	list_init(&ps->list);
 	ps->dp = dp;
 	ps->proxy = proxy;
 	ps->pod_flags = pod_flags;
-	ps->inbound = inbound;
+	ps->cap = *cap;
+	if (cap->ipt && cap->state_dir && mkdir(cap->state_dir, 0700) && errno != EEXIST)
+		pr_warn("cannot create %s: %m (rules left by a crash will not be adopted)",
+			cap->state_dir);
 	if (netns_ino_of_pid(getpid(), &ps->own_netns_ino))
 		pr_warn("cannot read shuntd's own netns: %m");
 }
@@ -181,6 +189,12 @@ static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
 	if (err)
 		return err;
 	err = netns_cookie_current(&p->netns_cookie);
+	if (err && !ps->dp) {
+		/* Before Linux 5.14 there are no netns cookies; without eBPF nothing needs them
+		 * but the proxy's bookkeeping, for which the inode number is as unique. */
+		p->netns_cookie = p->netns_ino;
+		err = 0;
+	}
 	if (err)
 		goto out;
 	nl = nl_socket_alloc();
@@ -191,7 +205,7 @@ static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
 	err = read_addrs(nl, p);
 	if (err)
 		goto out;
-	if (p->has_v6 && ps->inbound) {
+	if (p->has_v6) {
 		int e = inbound_src6(nl, true);
 
 		if (e == 0)
@@ -202,17 +216,15 @@ static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
 	}
 	fds[L_OUT4] = listen_on(AF_INET, "127.0.0.1", SHUNT_PORT_OUTBOUND);
 	fds[L_OUT6] = listen_on(AF_INET6, "::1", SHUNT_PORT_OUTBOUND);
-	if (ps->inbound) {
-		fds[L_IN4] = listen_on(AF_INET, "0.0.0.0", SHUNT_PORT_INBOUND);
-		fds[L_IN6] = p->has_v6 ? listen_on(AF_INET6, "::", SHUNT_PORT_INBOUND) : -1;
-	}
+	fds[L_IN4] = listen_on(AF_INET, "0.0.0.0", SHUNT_PORT_INBOUND);
+	fds[L_IN6] = p->has_v6 ? listen_on(AF_INET6, "::", SHUNT_PORT_INBOUND) : -1;
 	if (fds[L_OUT4] < 0) {
 		err = fds[L_OUT4];
 		pr_warn("pod %s: cannot listen on 127.0.0.1:%d: %s", p->name, SHUNT_PORT_OUTBOUND,
 			strerror(-err));
 		goto out;
 	}
-	if (ps->inbound && fds[L_IN4] < 0) {
+	if (fds[L_IN4] < 0) {
 		err = fds[L_IN4];
 		pr_warn("pod %s: cannot listen on 0.0.0.0:%d: %s", p->name, SHUNT_PORT_INBOUND,
 			strerror(-err));
@@ -250,6 +262,8 @@ static int pod_maps_write(struct pods *ps, struct pod *p, const int fds[L__MAX])
 	int ncpu = libbpf_num_possible_cpus();
 	struct shunt_counters *zero;
 
+	if (!dp)
+		return 0;
 	for (int i = 0; i < p->naddrs; i++) {
 		int lfd = addr_is_v4(&p->addrs[i]) ? fds[L_IN4] : fds[L_IN6];
 		__u64 lfd64 = (__u64)lfd;
@@ -289,6 +303,8 @@ static void pod_maps_clear(struct pods *ps, struct pod *p)
 {
 	struct datapath *dp = ps->dp;
 
+	if (!dp)
+		return;
 	/* First: no new connect is captured for this netns. */
 	bpf_map_delete_elem(dp->fd.mesh_netns, &p->netns_cookie);
 	for (int i = 0; i < p->naddrs; i++) {
@@ -296,6 +312,65 @@ static void pod_maps_clear(struct pods *ps, struct pod *p)
 		bpf_map_delete_elem(dp->fd.inbound_listeners, &p->addrs[i]);
 	}
 	bpf_map_delete_elem(dp->fd.stats, &p->netns_cookie);
+}
+
+/* ---- iptables ------------------------------------------------------------------------------ */
+
+/* <state_dir>/<netns inode> marks a netns whose ISTIO_* chains are ours, so that a shuntd
+ * restarted after a crash takes its own rules over rather than refusing the pod. */
+static void ipt_state_path(const struct pods *ps, const struct pod *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%llu", ps->cap.state_dir, (unsigned long long)p->netns_ino);
+}
+
+static int pod_ipt_apply(struct pods *ps, struct pod *p)
+{
+	char err[IPT_ERR_MAX * 2], path[PATH_MAX] = "";
+	int rc, fd;
+
+	if (ps->cap.state_dir)
+		ipt_state_path(ps, p, path, sizeof(path));
+	rc = ipt_apply_netns(p->netns_fd, ps->cap.ipt, (enum ipt_backend)ps->cap.ipt_backend, err,
+			     sizeof(err));
+	if (rc == -EEXIST && path[0] && access(path, F_OK) == 0) {
+		pr_info("pod %s: taking over the iptables rules a previous shuntd loaded", p->name);
+		rc = ipt_clean_netns(p->netns_fd, ps->cap.ipt,
+				     (enum ipt_backend)ps->cap.ipt_backend, err, sizeof(err));
+		if (rc == 0)
+			rc = ipt_apply_netns(p->netns_fd, ps->cap.ipt,
+					     (enum ipt_backend)ps->cap.ipt_backend, err,
+					     sizeof(err));
+	}
+	if (rc) {
+		pr_warn("pod %s: cannot load the iptables capture rules: %s%s", p->name, err,
+			rc == -EEXIST ? " (an Istio sidecar's? `shuntctl iptables clean --pid` "
+					"removes them)"
+				      : "");
+		return rc;
+	}
+	p->ipt_applied = true;
+	if (path[0]) {
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
+}
+
+static void pod_ipt_clean(struct pods *ps, struct pod *p)
+{
+	char err[IPT_ERR_MAX * 2], path[PATH_MAX];
+
+	if (p->netns_fd < 0)
+		return;
+	if (ipt_clean_netns(p->netns_fd, ps->cap.ipt, (enum ipt_backend)ps->cap.ipt_backend, err,
+			    sizeof(err)))
+		pr_warn("pod %s: cannot remove the iptables capture rules: %s", p->name, err);
+	else if (ps->cap.state_dir) {
+		ipt_state_path(ps, p, path, sizeof(path));
+		unlink(path);
+	}
+	p->ipt_applied = false;
 }
 
 /* ---- enroll / unenroll ---------------------------------------------------------------------- */
@@ -311,6 +386,8 @@ enum src6_fate {
 
 static void pod_free(struct pods *ps, struct pod *p, enum src6_fate fate)
 {
+	if (p->ipt_applied)
+		pod_ipt_clean(ps, p);
 	if (p->sk_lookup)
 		dp_detach_sk_lookup(ps->dp, p->sk_lookup, p->netns_cookie);
 	p->sk_lookup = NULL;
@@ -428,13 +505,19 @@ int pods_enroll(struct pods *ps, pid_t pid, unsigned long long cgroup_id, const 
 		err = -errno;
 		goto fail;
 	}
-	if (ps->inbound) {
+	if (ps->cap.bpf_inbound) {
 		p->sk_lookup = dp_attach_sk_lookup(ps->dp, p->netns_fd, p->netns_cookie);
 		if (!p->sk_lookup) {
 			err = -errno;
 			pr_warn("pod %s: cannot attach sk_lookup: %s", p->name, strerror(-err));
 			goto fail;
 		}
+	}
+	/* Last, as with mesh_netns: capture starts once the proxy listens. */
+	if (ps->cap.ipt) {
+		err = pod_ipt_apply(ps, p);
+		if (err)
+			goto fail;
 	}
 	list_add_tail(&p->node, &ps->list);
 	ps->count++;

@@ -17,9 +17,20 @@
 #define POD_MAX_EXCLUDED 256 /* netns opted out with `shuntctl unenroll` */
 
 struct datapath;
+struct ipt_config;
 struct proxy;
 struct proxy_workload;
 struct bpf_link;
+
+/* How each pod's traffic reaches the proxy. Outbound and inbound are captured by eBPF
+ * (connect4/6 at the cgroup, sk_lookup per netns) or by Istio's iptables rules loaded in the pod's
+ * netns; `--mode auto` picks per path by what the kernel offers. */
+struct pods_capture {
+	bool bpf_inbound;	      /* attach sk_lookup to each pod netns */
+	const struct ipt_config *ipt; /* rules to load per pod (only the iptables paths), or NULL */
+	int ipt_backend;	      /* enum ipt_backend */
+	const char *state_dir;	      /* remembers which netns got our rules (restart adoption) */
+};
 
 struct pod {
 	struct list_head node;
@@ -36,6 +47,7 @@ struct pod {
 	bool has_v6;
 	bool added_inbound_src6; /* we added ::6/128 to the pod's lo */
 	struct bpf_link *sk_lookup;
+	bool ipt_applied; /* the Istio rule set is loaded in the pod's netns */
 	struct proxy_workload *pw;
 	int refs; /* cgroups whose processes live in this netns, plus one if enrolled by hand */
 	bool manual;
@@ -50,7 +62,7 @@ struct pods {
 	struct proxy *proxy;
 	__u64 own_netns_ino;
 	__u32 pod_flags; /* SHUNT_POD_F_* for every pod */
-	bool inbound;	 /* attach sk_lookup and open 15006 */
+	struct pods_capture cap;
 	__u64 excluded[POD_MAX_EXCLUDED];
 	int nexcluded;
 	__u64 next_id;
@@ -58,8 +70,10 @@ struct pods {
 	int ndeferred_src6;
 };
 
+/* dp may be NULL: no eBPF at all (iptables capture only). cap is copied; cap.ipt must outlive
+ * the pods. */
 void pods_init(struct pods *ps, struct datapath *dp, struct proxy *proxy, __u32 pod_flags,
-	       bool inbound);
+	       const struct pods_capture *cap);
 struct pod *pods_find_ino(struct pods *ps, __u64 netns_ino);
 struct pod *pods_find_id(struct pods *ps, __u64 id);
 /* Enrolls the netns of pid (or takes another reference on it when already enrolled).

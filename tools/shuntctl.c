@@ -297,23 +297,52 @@ static void json_counters(struct json_writer *w, const struct shunt_counters *cn
 	jw_obj_end(w);
 }
 
+static void json_kernel(struct json_writer *w, const struct shunt_counters *total,
+			const struct shunt_counters *unattributed, const struct pod_row *rows,
+			int n)
+{
+	jw_obj_begin(w);
+	jw_key(w, "total");
+	json_counters(w, total);
+	jw_key(w, "unattributed");
+	json_counters(w, unattributed);
+	jw_key(w, "pods");
+	jw_obj_begin(w);
+	for (int i = 0; i < n; i++) {
+		jw_key(w, rows[i].pod.name);
+		json_counters(w, &rows[i].c);
+	}
+	jw_obj_end(w);
+	jw_obj_end(w);
+}
+
 static int cmd_stats(const struct ctl *c)
 {
 	struct shunt_counters unattributed = {0}, total = {0};
 	struct strbuf proxy = {0}, sb = {0};
 	struct pod_row *rows;
 	struct json_writer w;
-	int n, stats, st;
-	int err = read_pods(c, &rows, &n);
+	int n = 0, stats, st, err;
+	/* With iptables capture only, shuntd pins no maps: there are proxy counters alone. */
+	bool kernel = true;
 
-	if (err)
-		return err;
-	if (maps_or_fail(c, "stats", &stats)) {
-		free(rows);
-		return EXIT_FAIL;
+	rows = NULL;
+	stats = map_open(c, "stats");
+	if (stats < 0 && shuntd_pid(c) > 0) {
+		kernel = false;
+	} else {
+		if (stats >= 0)
+			close(stats);
+		err = read_pods(c, &rows, &n);
+		if (err)
+			return err;
+		if (maps_or_fail(c, "stats", &stats)) {
+			free(rows);
+			return EXIT_FAIL;
+		}
+		counters_read(stats, 0, &unattributed);
+		close(stats);
 	}
-	counters_read(stats, 0, &unattributed);
-	close(stats);
 	for (int i = 0; i < n; i++)
 		for (int s = 0; s < SHUNT_STAT__MAX; s++)
 			total.v[s] += rows[i].c.v[s];
@@ -325,19 +354,10 @@ static int cmd_stats(const struct ctl *c)
 		jw_init(&w, &sb, true);
 		jw_obj_begin(&w);
 		jw_key(&w, "kernel");
-		jw_obj_begin(&w);
-		jw_key(&w, "total");
-		json_counters(&w, &total);
-		jw_key(&w, "unattributed");
-		json_counters(&w, &unattributed);
-		jw_key(&w, "pods");
-		jw_obj_begin(&w);
-		for (int i = 0; i < n; i++) {
-			jw_key(&w, rows[i].pod.name);
-			json_counters(&w, &rows[i].c);
-		}
-		jw_obj_end(&w);
-		jw_obj_end(&w);
+		if (kernel)
+			json_kernel(&w, &total, &unattributed, rows, n);
+		else
+			jw_null(&w);
 		jw_key(&w, "proxy");
 		if (st == 200) {
 			jw_raw(&w, strbuf_str(&proxy));
@@ -346,6 +366,8 @@ static int cmd_stats(const struct ctl *c)
 		}
 		jw_obj_end(&w);
 		printf("%s\n", strbuf_str(&sb));
+	} else if (!kernel) {
+		printf("(no kernel counters: shuntd captures with iptables only)\n");
 	} else {
 		printf("%-24s", "COUNTER");
 		printf(" %14s", "TOTAL");

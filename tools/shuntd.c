@@ -9,6 +9,8 @@
 
 #include "agent/agent.h"
 #include "bpf/lib/shunt_maps.h"
+#include "iptables/apply.h"
+#include "iptables/rules.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
 
@@ -40,6 +42,10 @@ static void usage(FILE *f)
 		"  --idle-timeout MS        close connections idle this long [%u]\n"
 		"  --drain-timeout MS       at SIGTERM, wait this long for connections [%u]\n"
 		"  --mark N                 SO_MARK of the proxy's sockets [0x%x]\n"
+		"  --iptables-backend default|nft|legacy  iptables binaries for iptables capture\n"
+		"  --istio-...              istio-iptables' long settings shape iptables capture\n"
+		"                           (defaults: the injected sidecar's; the list is in\n"
+		"                           `shuntctl iptables --help`)\n"
 		"  --help\n",
 		PROXY_CONNECT_TIMEOUT_MS_DEF, PROXY_IDLE_TIMEOUT_MS_DEF, PROXY_DRAIN_TIMEOUT_MS_DEF,
 		SHUNT_MARK_DEFAULT);
@@ -50,6 +56,37 @@ static void bad(const char *flag, const char *why)
 	fprintf(stderr, "shuntd: %s: %s\n", flag, why);
 	usage(stderr);
 	exit(EXIT_USAGE);
+}
+
+/* Takes istio-iptables' long settings (--istio-service-cidr ..., --redirect-dns) out of argv,
+ * into cfg, leaving shuntd's own flags for getopt. Exits 2 on a bad value. */
+static void take_ipt_flags(int *argc, char **argv, struct ipt_config *cfg)
+{
+	char err[IPT_ERR_MAX];
+	int out = 1, i = 1;
+
+	while (i < *argc) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strncmp(argv[i], "--", 2) == 0) {
+			int j = i, rc = ipt_config_arg(cfg, *argc, argv, &j, err, sizeof(err));
+
+			if (rc == 0) {
+				i = j;
+				continue;
+			}
+			if (rc != -ENOENT) {
+				fprintf(stderr, "shuntd: %s\n", err);
+				exit(EXIT_USAGE);
+			}
+		}
+		argv[out++] = argv[i++];
+	}
+	argv[out] = NULL;
+	*argc = out;
 }
 
 static unsigned long parse_num(const char *flag, const char *s, unsigned long min,
@@ -116,6 +153,7 @@ int main(int argc, char **argv)
 		O_IDLE_TIMEOUT,
 		O_DRAIN_TIMEOUT,
 		O_MARK,
+		O_IPT_BACKEND,
 		O_HELP,
 	};
 	static const struct option opts[] = {
@@ -138,6 +176,7 @@ int main(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
 		{"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
 		{"mark", required_argument, NULL, O_MARK},
+		{"iptables-backend", required_argument, NULL, O_IPT_BACKEND},
 		{"help", no_argument, NULL, O_HELP},
 		{0},
 	};
@@ -157,9 +196,16 @@ int main(int argc, char **argv)
 		.idle_timeout_ms = PROXY_IDLE_TIMEOUT_MS_DEF,
 		.mark = SHUNT_MARK_DEFAULT,
 	};
+	static struct ipt_config ipt; /* about 60 KB: not on the stack */
+	enum ipt_backend be = IPT_BACKEND_DEFAULT;
+	char err[IPT_ERR_MAX];
 	int c, lvl;
 
 	log_init("shuntd");
+	/* Pods carry IPv6 addresses as often as not; capture both families, as eBPF does. */
+	ipt_config_init_sidecar(&ipt);
+	ipt.ipv6 = true;
+	take_ipt_flags(&argc, argv, &ipt);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -235,6 +281,10 @@ int main(int argc, char **argv)
 		case O_MARK:
 			o.mark = (__u32)parse_num("--mark", optarg, 1, UINT_MAX);
 			break;
+		case O_IPT_BACKEND:
+			if (ipt_backend_parse(optarg, &be))
+				bad("--iptables-backend", "must be default, nft or legacy");
+			break;
 		case O_HELP:
 			usage(stdout);
 			return 0;
@@ -250,5 +300,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (ipt_config_validate(&ipt, err, sizeof(err))) {
+		fprintf(stderr, "shuntd: %s\n", err);
+		return EXIT_USAGE;
+	}
+	o.ipt = &ipt;
+	o.ipt_backend = (int)be;
 	return agent_run(&o);
 }

@@ -69,6 +69,13 @@ cmp_ok $(($(kstat b msg_bytes) - bytes_b)) -ge $((4 * 104857600)) \
 	"sk_msg redirected B's proxy<->app hop (both directions, v4 and v6)"
 is "$(kstat a err_redirect)$(kstat b err_redirect)" "00" "no sk_msg redirect errors"
 
+# An idle agent sleeps in epoll_wait: its thread (the main one) must not spin. Generous bound: a
+# busy loop burns the whole 2 s, a sleeping agent a few ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$H_SHUNTD_PID/task/$H_SHUNTD_PID/stat"; }
+c0=$(cpu)
+sleep 2
+cmp_ok $(($(cpu) - c0)) -lt 50 "the idle agent thread used under 0.5 s of CPU in 2 s"
+
 h_shuntd_stop
 is "$?" "0" "shuntd stops cleanly on SIGTERM"
 done_testing

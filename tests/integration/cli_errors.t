@@ -44,11 +44,18 @@ like "$err" "^shuntd: missing privileges: CAP_BPF \(or CAP_SYS_ADMIN\), CAP_NET_
 	"without privileges: names the capabilities"
 is "$nlines" "1" "without privileges: one line"
 
-SHUNT_PROBE_HIDE=prog_sk_lookup,helper_sk_assign run "$SHUNTD" "${args[@]}"
-is "$rc" "1" "kernel without sk_lookup: exit 1"
-like "$err" "^shuntd: the kernel lacks what eBPF capture needs: program type sk_lookup \(hidden by SHUNT_PROBE_HIDE\), helper bpf_sk_assign in sk_lookup" \
+SHUNT_PROBE_HIDE=prog_sk_lookup,helper_sk_assign run "$SHUNTD" --mode ebpf "${args[@]}"
+is "$rc" "1" "--mode ebpf, kernel without sk_lookup: exit 1"
+like "$err" "^shuntd: --mode ebpf: the kernel lacks what inbound capture needs: program type sk_lookup \(hidden by SHUNT_PROBE_HIDE\), helper bpf_sk_assign in sk_lookup" \
 	"kernel without sk_lookup: names what is missing"
 is "$nlines" "1" "kernel without sk_lookup: one line"
+
+run "$SHUNTD" --istio-service-cidr 10.0.0/8 "${args[@]}"
+is "$rc" "2" "a bad Istio capture setting: exit 2"
+like "$err" '^shuntd: --istio-service-cidr: "10.0.0/8" is not a CIDR' "and names the setting"
+run "$SHUNTD" --istio-inbound-interception-mode NAT "${args[@]}"
+is "$rc" "2" "an unknown interception mode: exit 2"
+like "$err" '^shuntd: --istio-inbound-interception-mode: ' "and names the setting"
 
 run "$SHUNTD" --cgroup "$H_DIR" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" --admin-port 0
 is "$rc" "1" "--cgroup on tmpfs: exit 1"
