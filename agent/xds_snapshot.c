@@ -753,6 +753,12 @@ static int route(struct sctx *x, const Route *rt, struct px_route *r)
 	int rc;
 
 	r->name = sdup(x, rt->name);
+	for (size_t i = 0; i < rt->n_typed_per_filter_config; i++)
+		if (!strcmp(rt->typed_per_filter_config[i]->key, "envoy.filters.http.cors"))
+			return serr(x, "typed_per_filter_config[\"envoy.filters.http.cors\"]: CORS "
+				       "policies are not supported");
+	if (rt->action_case == ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE && rt->route->cors)
+		return serr(x, "route.cors is not supported");
 	rc = route_match(x, rt->match, &r->match);
 	if (rc)
 		return rc;
@@ -789,6 +795,12 @@ static int vhost(struct sctx *x, const VirtualHost *vh, struct px_vhost *v)
 	int rc = 0;
 
 	v->name = sdup(x, vh->name);
+	if (vh->cors)
+		return serr(x, "cors is not supported");
+	for (size_t i = 0; i < vh->n_typed_per_filter_config; i++)
+		if (!strcmp(vh->typed_per_filter_config[i]->key, "envoy.filters.http.cors"))
+			return serr(x, "typed_per_filter_config[\"envoy.filters.http.cors\"]: CORS "
+				       "policies are not supported");
 	if (vh->require_tls)
 		return serr(x, "require_tls is not supported");
 	if (!vh->n_domains)
@@ -866,8 +878,8 @@ static int raw_buffer_only(struct sctx *x, const TransportSocket *ts)
 		 : (ts->name && !strcmp(ts->name, "envoy.transport_sockets.raw_buffer")))
 		return 0;
 	return serr(x,
-		    "transport_socket \"%s\" is not supported (only raw_buffer; TLS is not "
-		    "implemented yet)",
+		    "transport_socket \"%s\" is not supported (only raw_buffer is "
+		    "implemented; TLS comes with mTLS)",
 		    ts->name ? ts->name : "");
 }
 
