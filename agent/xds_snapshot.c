@@ -15,6 +15,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
@@ -255,6 +256,15 @@ static const char **strv(struct sctx *x, char **in, size_t n, uint32_t *nout, in
 }
 
 /* ---- routes --------------------------------------------------------------------------------- */
+
+/* Per-route configuration of filters the proxy does not run would be silently dropped. */
+static int per_filter_config_ok(struct sctx *x, const char *key)
+{
+	if (!strcmp(key, "envoy.filters.http.cors") || !strcmp(key, "envoy.filters.http.fault") ||
+	    !strcmp(key, "envoy.filters.http.rbac"))
+		return serr(x, "typed_per_filter_config[\"%s\"] is not supported", key);
+	return 0;
+}
 
 static int header_mutation(struct sctx *x, HeaderValueOption **add, size_t nadd, char **remove,
 			   size_t nremove, struct px_header_mutation *m)
@@ -754,9 +764,8 @@ static int route(struct sctx *x, const Route *rt, struct px_route *r)
 
 	r->name = sdup(x, rt->name);
 	for (size_t i = 0; i < rt->n_typed_per_filter_config; i++)
-		if (!strcmp(rt->typed_per_filter_config[i]->key, "envoy.filters.http.cors"))
-			return serr(x, "typed_per_filter_config[\"envoy.filters.http.cors\"]: CORS "
-				       "policies are not supported");
+		if (per_filter_config_ok(x, rt->typed_per_filter_config[i]->key))
+			return -EINVAL;
 	if (rt->action_case == ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE && rt->route->cors)
 		return serr(x, "route.cors is not supported");
 	rc = route_match(x, rt->match, &r->match);
@@ -798,9 +807,8 @@ static int vhost(struct sctx *x, const VirtualHost *vh, struct px_vhost *v)
 	if (vh->cors)
 		return serr(x, "cors is not supported");
 	for (size_t i = 0; i < vh->n_typed_per_filter_config; i++)
-		if (!strcmp(vh->typed_per_filter_config[i]->key, "envoy.filters.http.cors"))
-			return serr(x, "typed_per_filter_config[\"envoy.filters.http.cors\"]: CORS "
-				       "policies are not supported");
+		if (per_filter_config_ok(x, vh->typed_per_filter_config[i]->key))
+			return -EINVAL;
 	if (vh->require_tls)
 		return serr(x, "require_tls is not supported");
 	if (!vh->n_domains)
@@ -920,6 +928,50 @@ static int tcp_proxy(struct sctx *x, const Any *typed, struct px_tcp_proxy *t)
 	return rc;
 }
 
+/* The HTTP filters other than the router: xdsres.c has let through only the ones the proxy owns
+ * or Istio's inert ones. Those that would change traffic and that the proxy does not run yet are
+ * refused here, unless marked is_optional. */
+static int http_filters(struct sctx *x, const Hcm *in)
+{
+	for (size_t i = 0; i + 1 < in->n_http_filters; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter
+			*f = in->http_filters[i];
+		const char *type =
+			f->config_type_case == ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+					f->typed_config
+				? type_name_of(f->typed_config->type_url)
+				: "";
+		size_t mark = spush(x, "typed_config.http_filters[%zu]", i);
+		ProtobufCMessage *msg;
+		int rc, active;
+
+		if (f->is_optional) {
+			spop(x, mark);
+			continue;
+		}
+		if (!strcmp(type, "envoy.extensions.filters.http.rbac.v3.RBAC"))
+			return serr(x,
+				    "%s: RBAC is not enforced by the proxy yet (mark it "
+				    "is_optional: true to run without it)",
+				    f->name ? f->name : "");
+		if (!strcmp(type, "envoy.extensions.filters.http.fault.v3.HTTPFault")) {
+			rc = unpack(x, f->typed_config, type, &msg);
+			if (rc)
+				return rc;
+			active = ((Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault *)msg)
+					 ->delay ||
+				 ((Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault *)msg)
+					 ->abort;
+			protobuf_c_message_free_unpacked(msg, NULL);
+			if (active)
+				return serr(x, "%s: fault injection (delay/abort) is not supported",
+					    f->name ? f->name : "");
+		}
+		spop(x, mark);
+	}
+	return 0;
+}
+
 static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 {
 	ProtobufCMessage *msg;
@@ -930,6 +982,9 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 		return rc;
 	in = (const Hcm *)msg;
 	h->stat_prefix = sdup(x, in->stat_prefix);
+	rc = http_filters(x, in);
+	if (rc)
+		goto out;
 	switch (in->codec_type) {
 	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP1:
 		h->codec = PX_CODEC_HTTP1;

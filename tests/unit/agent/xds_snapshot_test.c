@@ -538,6 +538,23 @@ static const struct bad {
 	 RT_PATH "direct_response: status: 99 is out of range 200..599"},
 	{RT("direct_response: {status: 200, body: {filename: /etc/passwd}}"),
 	 RT_PATH "direct_response: body: only inline_string and inline_bytes are supported"},
+	{RT("route: {cluster: c}, typed_per_filter_config: {envoy.filters.http.fault: {'@type': "
+	    "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}"),
+	 "listener \"h\": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]."
+	 "routes[0]: typed_per_filter_config[\"envoy.filters.http.fault\"] is not supported"},
+	{"static_resources: {listeners: [{name: h, address: {socket_address: {address: 0.0.0.0, "
+	 "port_value: 80}}, filter_chains: [{filters: [{name: "
+	 "envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
+	 ", stat_prefix: h, route_config: {name: r}, http_filters: [{name: "
+	 "envoy.filters.http.rbac, "
+	 "typed_config: {'@type': "
+	 "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC}}, "
+	 "{name: envoy.filters.http.router, typed_config: {'@type': "
+	 "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]}]}",
+	 "listener \"h\": filter_chains[0].filters[0].typed_config.http_filters[0]: "
+	 "envoy.filters.http.rbac: RBAC is not enforced by the proxy yet (mark it is_optional: "
+	 "true "
+	 "to run without it)"},
 	{RT("route: {cluster: nope}"), NULL}, /* caught by the bootstrap checks already */
 	{"static_resources: {listeners: [{name: t, address: {socket_address: {address: 0.0.0.0, "
 	 "port_value: 1}}, filter_chains: [{transport_socket: {name: envoy.transport_sockets.tls}, "
