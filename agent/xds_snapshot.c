@@ -901,7 +901,9 @@ static int tcp_proxy(struct sctx *x, const Any *typed, struct px_tcp_proxy *t)
 		return rc;
 	tp = (const TcpProxy *)msg;
 	t->stat_prefix = sdup(x, tp->stat_prefix);
-	t->idle_timeout_ms = ms_of(tp->idle_timeout);
+	/* 0s disables it; the proxy has no "never", so the longest it can hold. */
+	t->idle_timeout_ms =
+		is_zero_duration(tp->idle_timeout) ? UINT32_MAX : ms_of(tp->idle_timeout);
 	if (tp->cluster_specifier_case ==
 	    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER) {
 		t->cluster = arena_strdup(x->a, tp->cluster ? tp->cluster : "");
@@ -1218,6 +1220,40 @@ static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
 
 /* ---- clusters ------------------------------------------------------------------------------- */
 
+/* A STRICT_DNS endpoint whose address is a name rather than an IP address. */
+static int dns_name(const struct px_cluster *c, const Address *a)
+{
+	struct shunt_addr probe;
+
+	return c->type == PX_CLUSTER_STRICT_DNS && a &&
+	       a->address_case == ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS &&
+	       a->socket_address->address && *a->socket_address->address &&
+	       addr_parse(&probe, a->socket_address->address) != 0;
+}
+
+static int dns_target(struct sctx *x, const Envoy__Config__Endpoint__V3__LbEndpoint *lb,
+		      uint32_t priority, const char *locality, struct px_dns_target *d)
+{
+	const SocketAddress *sa = lb->endpoint->address->socket_address;
+	size_t mark = spush(x, "address.socket_address");
+
+	if (sa->port_specifier_case !=
+		    ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE ||
+	    sa->port_value < 1 || sa->port_value > 65535)
+		return serr(x, "port_value: %u is out of range 1..65535", sa->port_value);
+	d->hostname = arena_strdup(x->a, sa->address);
+	if (!d->hostname)
+		return snomem(x);
+	d->port = (__u16)sa->port_value;
+	d->weight = lb->load_balancing_weight && lb->load_balancing_weight->value
+			    ? lb->load_balancing_weight->value
+			    : 1;
+	d->priority = priority;
+	d->locality = locality;
+	spop(x, mark);
+	return 0;
+}
+
 static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px_cluster *c)
 {
 	size_t n = 0, k = 0;
@@ -1227,7 +1263,9 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 	if (!n)
 		return 0;
 	c->endpoints = arena_new(x->a, struct px_endpoint, n);
-	if (!c->endpoints)
+	if (c->type == PX_CLUSTER_STRICT_DNS)
+		c->dns_targets = arena_new(x->a, struct px_dns_target, n);
+	if (!c->endpoints || (c->type == PX_CLUSTER_STRICT_DNS && !c->dns_targets))
 		return snomem(x);
 	for (size_t i = 0; i < cla->n_endpoints; i++) {
 		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
@@ -1247,7 +1285,7 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 		}
 		for (size_t j = 0; j < le->n_lb_endpoints; j++) {
 			const Envoy__Config__Endpoint__V3__LbEndpoint *lb = le->lb_endpoints[j];
-			struct px_endpoint *e = &c->endpoints[k++];
+			struct px_endpoint *e;
 			size_t mark = spush(x, "endpoints[%zu].lb_endpoints[%zu]", i, j);
 			int rc;
 
@@ -1256,14 +1294,22 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 			    !lb->endpoint)
 				return serr(x, "needs endpoint.address");
 			spush(x, "endpoint");
+			if (dns_name(c, lb->endpoint->address)) {
+				rc = dns_target(x, lb, le->priority, locality,
+						&c->dns_targets[c->ndns_targets++]);
+				if (rc)
+					return rc;
+				spop(x, mark);
+				continue;
+			}
+			e = &c->endpoints[k++];
 			rc = address(x, lb->endpoint->address, "address", &e->addr, &e->port);
 			if (rc)
 				return rc;
 			spop(x, mark);
-			e->weight =
-				lb->load_balancing_weight ? lb->load_balancing_weight->value : 1;
-			if (!e->weight)
-				e->weight = 1;
+			e->weight = lb->load_balancing_weight && lb->load_balancing_weight->value
+					    ? lb->load_balancing_weight->value
+					    : 1;
 			e->priority = le->priority;
 			e->healthy = lb->health_status ==
 					     ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNKNOWN ||
@@ -1272,7 +1318,7 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 			e->locality = locality;
 		}
 	}
-	c->nendpoints = (uint32_t)n;
+	c->nendpoints = (uint32_t)k;
 	return 0;
 }
 

@@ -31,18 +31,28 @@
  *     (DEFAULT priority); upstream_bind_config.source_address; load_assignment or, for EDS, the
  *     ClusterLoadAssignment named by eds_cluster_config.service_name or the cluster name (none
  *     yet: no endpoints, as Envoy waits) with weights, priorities, health and locality.
- * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix of
- *   HCM, access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
- *   health_checks, dns_* options, transport_socket_matches (Istio's opportunistic mTLS; the
- *   cluster falls back to plaintext as Envoy does for endpoints without the tls label),
- *   typed_per_filter_config, decorator, HTTP filters other than the router (already checked by
- *   xdsres.c), use_downstream_protocol_config / auto_config (treated as HTTP/1.1 upstream).
- * Rejected with the field path: other cluster types and lb policies, non-socket addresses,
- *   named ports, a transport_socket other than raw_buffer on a cluster or a filter chain (TLS
- *   is not implemented yet), cluster_specifier_plugin, host_rewrite_header / auto_host_rewrite
- *   / host_rewrite_path_regex, hash_policy query_parameter / filter_state, direct_response
- *   bodies from files, HTTP/3, retry_host_predicate other than previous_hosts, non-DEFAULT
- *   only circuit breakers are ignored (HIGH priority thresholds are not enforced). */
+ *   STRICT_DNS endpoints given by hostname become px_cluster.dns_targets (the proxy resolves
+ *   nothing; until someone publishes their addresses they add no endpoint, as in Envoy before
+ *   the first DNS answer).
+ * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix,
+ *   access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
+ *   health_checks, dns_* options, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
+ *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
+ *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
+ *   thresholds of non-DEFAULT priority, use_downstream_protocol_config / auto_config (HTTP/1.1
+ *   upstream), HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
+ *   by xdsres.c), envoy.filters.http.fault without a top-level delay/abort, and the inert
+ *   envoy.filters.http.cors filter itself.
+ * Rejected with the field path: other cluster types and lb policies (CLUSTER_PROVIDED outside
+ *   ORIGINAL_DST), load_balancing_policy, lb_subset_config, non-socket addresses, named ports, a
+ *   transport_socket other than raw_buffer on a cluster or a filter chain (TLS comes with
+ *   mTLS), internal/api listeners, filter_chain_matcher, direct_source_prefix_ranges,
+ *   source_type, network RBAC and HTTP RBAC (not enforced yet) unless is_optional, fault filters
+ *   with delay/abort, CORS policies and typed_per_filter_config for cors/fault/rbac, vhds,
+ *   require_tls, runtime_fraction, dynamic_metadata and connect matchers, path_match_policy,
+ *   cluster_specifier_plugin, host_rewrite_header / auto_host_rewrite / host_rewrite_path_regex,
+ *   redirect regex_rewrite, hash_policy query_parameter / filter_state / cookie ttl, direct_response
+ *   bodies from files, HTTP/3, retry_host_predicate other than previous_hosts. */
 #ifndef SHUNT_AGENT_XDS_SNAPSHOT_H
 #define SHUNT_AGENT_XDS_SNAPSHOT_H
 

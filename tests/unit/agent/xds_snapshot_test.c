@@ -160,7 +160,8 @@ static const char bootstrap[] =
 	"    load_assignment:\n"
 	"      cluster_name: db\n"
 	"      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "
-	"10.0.0.9, port_value: 5432}}}}]}]\n"
+	"10.0.0.9, port_value: 5432}}}}, {endpoint: {address: {socket_address: {address: "
+	"db.internal, port_value: 5433}}}, load_balancing_weight: 4}]}]\n"
 	"  - name: ring\n"
 	"    lb_policy: RING_HASH\n"
 	"    load_assignment:\n"
@@ -422,6 +423,10 @@ static void test_bootstrap(void)
 	ok(c && c->type == PX_CLUSTER_STRICT_DNS && c->lb == PX_LB_MAGLEV && c->maglev &&
 		   c->maglev_size == PX_MAGLEV_TABLE_SIZE && c->http2,
 	   "db: maglev table built, deprecated http2_protocol_options");
+	ok(c && c->nendpoints == 1 && c->ndns_targets == 1 &&
+		   !strcmp(c->dns_targets[0].hostname, "db.internal") &&
+		   c->dns_targets[0].port == 5433 && c->dns_targets[0].weight == 4,
+	   "db: the hostname endpoint waits for resolution as a dns target");
 	c = px_cluster_find(s, "ring");
 	ok(c && c->type == PX_CLUSTER_STATIC && c->lb == PX_LB_RING_HASH && c->ring &&
 		   c->ring_size > 0,
