@@ -92,11 +92,50 @@ static const struct known_filter {
 
 static const char *const filter_kind_names[] = {"listener", "network", "HTTP"};
 
+/* Istio's telemetry and metadata extensions: they count, tag and exchange peer metadata but never
+ * change where traffic goes or whether it is allowed, so a filter of one of these types (or, for
+ * the generic wasm / TypedStruct wrappers, of one of these names) is dropped with a warning
+ * instead of NACKing the resource. Security filters (RBAC beyond the known list, ext_authz,
+ * jwt_authn, ...) are never on it: unknown ones stay errors unless marked is_optional. */
+static const char *const telemetry_types[] = {
+	"stats.PluginConfig",
+	"envoy.tcp.metadataexchange.config.MetadataExchange",
+	"envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+	"istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+	"envoy.extensions.filters.network.set_filter_state.v3.Config",
+	/* Not telemetry, but inert unless a virtual host or route carries a CORS policy, which
+	 * xds_snapshot.c refuses; istiod inserts it into every HTTP listener. */
+	"envoy.extensions.filters.http.cors.v3.Cors",
+};
+static const char *const telemetry_names[] = {
+	"istio.stats",
+	"istio.metadata_exchange",
+	"istio.alpn",
+	"envoy.filters.http.grpc_stats",
+	"envoy.filters.network.metadata_exchange",
+	"envoy.filters.http.peer_metadata",
+	"envoy.filters.network.peer_metadata",
+};
+
 static const char *type_name_of(const char *type_url)
 {
 	const char *slash = strrchr(type_url, '/');
 
 	return slash ? slash + 1 : type_url;
+}
+
+/* Whether a filter is one of Istio's telemetry extensions (see telemetry_types). */
+static int is_telemetry_filter(const char *name, const Any *typed)
+{
+	const char *type = typed && typed->type_url ? type_name_of(typed->type_url) : NULL;
+
+	for (size_t i = 0; type && i < sizeof(telemetry_types) / sizeof(telemetry_types[0]); i++)
+		if (!strcmp(type, telemetry_types[i]))
+			return 1;
+	for (size_t i = 0; name && i < sizeof(telemetry_names) / sizeof(telemetry_names[0]); i++)
+		if (!strcmp(name, telemetry_names[i]))
+			return 1;
+	return 0;
 }
 
 int xds_type_from_url(const char *type_url)
@@ -362,9 +401,16 @@ static int check_hcm(struct vctx *v, Any *typed)
 				? f->typed_config
 				: NULL,
 			why, sizeof(why));
-		if (!k && f->is_optional) {
-			pr_warn("%s: %s: %s; skipped (is_optional)", v->who, strbuf_str(&v->path),
-				why);
+		if (!k &&
+		    (f->is_optional ||
+		     is_telemetry_filter(
+			     f->name,
+			     f->config_type_case ==
+					     ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG
+				     ? f->typed_config
+				     : NULL))) {
+			pr_warn("%s: %s: %s; skipped (%s)", v->who, strbuf_str(&v->path), why,
+				f->is_optional ? "is_optional" : "telemetry only");
 			(*v->warnings)++;
 			protobuf_c_message_free_unpacked(&f->base, NULL);
 			dropped = 1;
@@ -429,10 +475,36 @@ static int check_tcp_proxy(struct vctx *v, const Any *typed)
 	return rc;
 }
 
+/* Drops Istio's telemetry network filters from a chain, with a warning each. */
+static void drop_telemetry_filters(struct vctx *v, FilterChain *fc)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < fc->n_filters; i++) {
+		Filter *f = fc->filters[i];
+
+		if (f->config_type_case ==
+			    ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+		    is_telemetry_filter(f->name, f->typed_config)) {
+			pr_warn("%s: %s.filters[%zu]: network filter \"%s\" (%s) is telemetry "
+				"only; "
+				"skipped",
+				v->who, strbuf_str(&v->path), i, f->name ? f->name : "",
+				f->typed_config->type_url ? f->typed_config->type_url : "");
+			(*v->warnings)++;
+			protobuf_c_message_free_unpacked(&f->base, NULL);
+			continue;
+		}
+		fc->filters[kept++] = f;
+	}
+	fc->n_filters = kept;
+}
+
 static int check_filter_chain(struct vctx *v, FilterChain *fc)
 {
 	int rc = 0;
 
+	drop_telemetry_filters(v, fc);
 	if (fc->n_filters == 0)
 		return verr(v, "a filter chain needs at least one filter");
 	for (size_t i = 0; i < fc->n_filters && !rc; i++) {
@@ -628,13 +700,30 @@ static int check_endpoints(struct vctx *v, const ClusterLoadAssignment *cla)
 	return 0;
 }
 
-static int check_cluster(struct vctx *v, const Cluster *c)
+static int check_cluster(struct vctx *v, Cluster *c)
 {
-	size_t mark;
+	size_t mark, kept = 0;
 	int rc;
 
 	if (!c->name || !*c->name)
 		return verr(v, "a cluster needs a name");
+	/* Upstream network filters: only Istio's metadata exchange appears; the proxy runs none. */
+	for (size_t i = 0; i < c->n_filters; i++) {
+		Envoy__Config__Cluster__V3__Filter *f = c->filters[i];
+
+		if (!is_telemetry_filter(f->name, f->typed_config)) {
+			c->filters[kept++] = f;
+			continue;
+		}
+		pr_warn("%s: filters[%zu]: upstream filter \"%s\" is telemetry only; skipped",
+			v->who, i, f->name ? f->name : "");
+		(*v->warnings)++;
+		protobuf_c_message_free_unpacked(&f->base, NULL);
+	}
+	c->n_filters = kept;
+	if (c->n_filters)
+		return verr(v, "filters[0]: upstream filter \"%s\" is not supported",
+			    c->filters[0]->name ? c->filters[0]->name : "");
 	if (c->load_assignment) {
 		mark = vpush(v, "load_assignment");
 		rc = check_endpoints(v, c->load_assignment);

@@ -59,6 +59,17 @@ struct px_endpoint {
 	const char *locality; /* "region/zone/subzone" or NULL */
 };
 
+/* A STRICT_DNS endpoint given by name. The proxy resolves nothing itself: whoever resolves it
+ * (the agent) publishes the addresses as endpoints[] of a new snapshot; until then a name adds no
+ * endpoint, as in Envoy before the first DNS answer. */
+struct px_dns_target {
+	const char *hostname;
+	__u16 port;
+	uint32_t weight;
+	uint32_t priority;
+	const char *locality;
+};
+
 /* Envoy's circuit-breaker thresholds (default priority); exceeding one is an overflow (UO). */
 #define PX_CB_DEFAULT 1024
 struct px_circuit_breakers {
@@ -83,6 +94,8 @@ struct px_cluster {
 	struct shunt_addr bind4, bind6;
 	struct px_endpoint *endpoints;
 	uint32_t nendpoints;
+	struct px_dns_target *dns_targets; /* STRICT_DNS names still to resolve (data only) */
+	uint32_t ndns_targets;
 	/* Precomputed by px_snapshot_finalize, for the hashing balancers: endpoint indexes. */
 	/* Precomputed by px_snapshot_finalize (px_lb_prepare): the endpoints traffic may go to
 	 * (healthy ones of the best priority; all of priority 0 in panic), their running weight

@@ -1,0 +1,1576 @@
+/* Builds the proxy's config snapshot from the active xDS resources (see xds_snapshot.h). */
+#include "agent/xds_snapshot.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/pbjson.h"
+#include "lib/addr.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
+#include "google/protobuf/any.pb-c.h"
+
+/* Envoy still honours the deprecated forms (header match shorthands, append, the cluster's own
+ * HTTP options), so this file reads them on purpose. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+typedef Envoy__Config__Listener__V3__Listener Listener;
+typedef Envoy__Config__Listener__V3__FilterChain FilterChain;
+typedef Envoy__Config__Listener__V3__FilterChainMatch FilterChainMatch;
+typedef Envoy__Config__Core__V3__CidrRange CidrRange;
+typedef Envoy__Config__Core__V3__Address Address;
+typedef Envoy__Config__Core__V3__SocketAddress SocketAddress;
+typedef Envoy__Config__Core__V3__HeaderValueOption HeaderValueOption;
+typedef Envoy__Config__Core__V3__TransportSocket TransportSocket;
+typedef Envoy__Config__Route__V3__RouteConfiguration RouteConfiguration;
+typedef Envoy__Config__Route__V3__VirtualHost VirtualHost;
+typedef Envoy__Config__Route__V3__Route Route;
+typedef Envoy__Config__Route__V3__RouteMatch RouteMatch;
+typedef Envoy__Config__Route__V3__RouteAction RouteAction;
+typedef Envoy__Config__Route__V3__RetryPolicy RetryPolicy;
+typedef Envoy__Config__Route__V3__HeaderMatcher HeaderMatcher;
+typedef Envoy__Type__Matcher__V3__StringMatcher StringMatcher;
+typedef Envoy__Config__Cluster__V3__Cluster Cluster;
+typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment ClusterLoadAssignment;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager Hcm;
+typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
+typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions UpstreamHttpOptions;
+typedef Google__Protobuf__Duration Duration;
+typedef Google__Protobuf__Any Any;
+
+#define HCM_TYPE	      "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+#define TCP_PROXY_TYPE	      "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+#define UPSTREAM_HTTP_OPTIONS "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+#define PATH_MAX_LEN	      768
+
+struct sctx {
+	const struct xds_config *cfg;
+	struct px_snapshot *s;
+	struct arena *a;
+	const char *who_noun, *who_name;
+	char path[PATH_MAX_LEN];
+	size_t plen;
+	struct jtree_err *err;
+};
+
+static int serr(struct sctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int serr(struct sctx *x, const char *fmt, ...)
+{
+	char msg[JTREE_ERR_MAX / 2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (x->plen)
+		snprintf(x->err->msg, sizeof(x->err->msg), "%s \"%s\": %s: %s", x->who_noun,
+			 x->who_name, x->path, msg);
+	else
+		snprintf(x->err->msg, sizeof(x->err->msg), "%s \"%s\": %s", x->who_noun,
+			 x->who_name, msg);
+	return -EINVAL;
+}
+
+static int snomem(struct sctx *x)
+{
+	snprintf(x->err->msg, sizeof(x->err->msg), "%s \"%s\": out of memory", x->who_noun,
+		 x->who_name);
+	return -ENOMEM;
+}
+
+/* Appends ".name" (or "name" at the start) to the error path; returns the mark to pop to. */
+static size_t spush(struct sctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static size_t spush(struct sctx *x, const char *fmt, ...)
+{
+	size_t mark = x->plen;
+	va_list ap;
+	int n;
+
+	if (x->plen && x->plen + 1 < sizeof(x->path))
+		x->path[x->plen++] = '.';
+	va_start(ap, fmt);
+	n = vsnprintf(x->path + x->plen, sizeof(x->path) - x->plen, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		x->plen += (size_t)n < sizeof(x->path) - x->plen ? (size_t)n
+								 : sizeof(x->path) - x->plen - 1;
+	return mark;
+}
+
+static void spop(struct sctx *x, size_t mark)
+{
+	x->plen = mark;
+	x->path[mark] = 0;
+}
+
+static void sbegin(struct sctx *x, const char *noun, const char *name)
+{
+	x->who_noun = noun;
+	x->who_name = name ? name : "";
+	spop(x, 0);
+}
+
+static const char *sdup(struct sctx *x, const char *s)
+{
+	return s && *s ? arena_strdup(x->a, s) : NULL;
+}
+
+static char *sdup_lower(struct sctx *x, const char *s)
+{
+	char *d = arena_strdup(x->a, s ? s : "");
+
+	for (char *p = d; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+static uint32_t ms_of(const Duration *d)
+{
+	int64_t ms;
+
+	if (!d || d->seconds < 0)
+		return 0;
+	ms = d->seconds * 1000 + d->nanos / 1000000;
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+/* A Duration that is set but zero: Envoy reads it as "disabled". Mapped to 1 ms less than
+ * "never" would be wrong, so callers that support "none" check this first. */
+static int is_zero_duration(const Duration *d)
+{
+	return d && d->seconds == 0 && d->nanos == 0;
+}
+
+static const char *type_name_of(const char *url)
+{
+	const char *slash = url ? strrchr(url, '/') : NULL;
+
+	return slash ? slash + 1 : (url ? url : "");
+}
+
+static int unpack(struct sctx *x, const Any *any, const char *type, ProtobufCMessage **out)
+{
+	struct jtree_err e;
+	int rc;
+
+	if (strcmp(type_name_of(any->type_url), type))
+		return serr(x, "expected %s, got \"%s\"", type, any->type_url ? any->type_url : "");
+	rc = pbjson_any_unpack(&any->base, out, &e);
+	if (rc == -ENOMEM)
+		return snomem(x);
+	if (rc)
+		return serr(x, "%s", e.msg);
+	return 0;
+}
+
+/* ---- addresses ------------------------------------------------------------------------------ */
+
+static int socket_address(struct sctx *x, const SocketAddress *sa, struct shunt_addr *addr,
+			  __u16 *port, int need_port)
+{
+	if (!sa->address || addr_parse(addr, sa->address))
+		return serr(x, "address: \"%s\" is not an IP address",
+			    sa->address ? sa->address : "");
+	if (sa->port_specifier_case ==
+	    ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_NAMED_PORT)
+		return serr(x, "named_port is not supported");
+	if (need_port && (sa->port_value < 1 || sa->port_value > 65535))
+		return serr(x, "port_value: %u is out of range 1..65535", sa->port_value);
+	if (port)
+		*port = (__u16)sa->port_value;
+	return 0;
+}
+
+static int address(struct sctx *x, const Address *a, const char *field, struct shunt_addr *addr,
+		   __u16 *port)
+{
+	size_t mark = spush(x, "%s", field);
+	int rc;
+
+	if (!a || a->address_case != ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS)
+		return serr(x, "only socket_address is supported");
+	spush(x, "socket_address");
+	rc = socket_address(x, a->socket_address, addr, port, 1);
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int cidrs(struct sctx *x, CidrRange **in, size_t n, const char *field, struct px_cidr **out,
+		 uint32_t *nout)
+{
+	if (!n)
+		return 0;
+	*out = arena_new(x->a, struct px_cidr, n);
+	if (!*out)
+		return snomem(x);
+	for (size_t i = 0; i < n; i++) {
+		const CidrRange *c = in[i];
+		struct shunt_addr probe;
+		uint32_t len;
+		size_t mark = spush(x, "%s[%zu]", field, i);
+
+		if (!c->address_prefix || addr_parse(&probe, c->address_prefix))
+			return serr(x, "address_prefix: \"%s\" is not an IP address",
+				    c->address_prefix ? c->address_prefix : "");
+		len = c->prefix_len ? c->prefix_len->value
+				    : (strchr(c->address_prefix, ':') ? 128 : 32);
+		if (px_cidr_parse(&(*out)[i], c->address_prefix, len))
+			return serr(x, "prefix_len: %u is out of range", len);
+		spop(x, mark);
+	}
+	*nout = (uint32_t)n;
+	return 0;
+}
+
+static const char **strv(struct sctx *x, char **in, size_t n, uint32_t *nout, int lower)
+{
+	const char **v;
+
+	*nout = 0;
+	if (!n)
+		return NULL;
+	v = arena_new(x->a, const char *, n);
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		v[i] = lower ? sdup_lower(x, in[i]) : arena_strdup(x->a, in[i] ? in[i] : "");
+		if (!v[i])
+			return NULL;
+	}
+	*nout = (uint32_t)n;
+	return v;
+}
+
+/* ---- routes --------------------------------------------------------------------------------- */
+
+/* Per-route configuration of filters the proxy does not run would be silently dropped. */
+static int per_filter_config_ok(struct sctx *x, const char *key)
+{
+	if (!strcmp(key, "envoy.filters.http.cors") || !strcmp(key, "envoy.filters.http.fault") ||
+	    !strcmp(key, "envoy.filters.http.rbac"))
+		return serr(x, "typed_per_filter_config[\"%s\"] is not supported", key);
+	return 0;
+}
+
+static int header_mutation(struct sctx *x, HeaderValueOption **add, size_t nadd, char **remove,
+			   size_t nremove, struct px_header_mutation *m)
+{
+	if (nadd) {
+		m->add = arena_new(x->a, struct px_header_value, nadd);
+		if (!m->add)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < nadd; i++) {
+		const HeaderValueOption *o = add[i];
+		struct px_header_value *h = &m->add[i];
+
+		if (!o->header || !o->header->key || !*o->header->key)
+			return serr(x, "headers_to_add[%zu].header.key is required", i);
+		h->name = sdup_lower(x, o->header->key);
+		h->value = arena_strdup(x->a, o->header->value ? o->header->value : "");
+		if (!h->name || !h->value)
+			return snomem(x);
+		switch (o->append_action) {
+		case ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__ADD_IF_ABSENT:
+			h->append = PX_ADD_IF_ABSENT;
+			break;
+		case ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD:
+			h->append = PX_OVERWRITE_IF_EXISTS_OR_ADD;
+			break;
+		case ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD:
+			/* The deprecated append: false meant overwrite. */
+			h->append = o->append && !o->append->value ? PX_OVERWRITE_IF_EXISTS_OR_ADD
+								   : PX_APPEND_IF_EXISTS_OR_ADD;
+			break;
+		default:
+			return serr(x, "headers_to_add[%zu].append_action: %d is not supported", i,
+				    (int)o->append_action);
+		}
+	}
+	m->nadd = (uint32_t)nadd;
+	if (nremove) {
+		m->remove = strv(x, remove, nremove, &m->nremove, 1);
+		if (!m->remove)
+			return snomem(x);
+	}
+	return 0;
+}
+
+static int string_matcher(struct sctx *x, const StringMatcher *sm, struct px_string_matcher *m)
+{
+	m->ignore_case = sm->ignore_case;
+	switch (sm->match_pattern_case) {
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT:
+		m->kind = PX_STR_EXACT;
+		m->value = arena_strdup(x->a, sm->exact);
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX:
+		m->kind = PX_STR_PREFIX;
+		m->value = arena_strdup(x->a, sm->prefix);
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SUFFIX:
+		m->kind = PX_STR_SUFFIX;
+		m->value = arena_strdup(x->a, sm->suffix);
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_CONTAINS:
+		m->kind = PX_STR_CONTAINS;
+		m->value = arena_strdup(x->a, sm->contains);
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX:
+		m->kind = PX_STR_REGEX;
+		m->value = arena_strdup(x->a, sm->safe_regex ? sm->safe_regex->regex : "");
+		break;
+	default:
+		return serr(x, "a string matcher needs exact, prefix, suffix, contains or "
+			       "safe_regex");
+	}
+	if (!m->value)
+		m->value = arena_strdup(x->a, "");
+	return m->value ? 0 : snomem(x);
+}
+
+static int header_matcher(struct sctx *x, const HeaderMatcher *hm, struct px_header_matcher *h)
+{
+	struct px_string_matcher *s = &h->str;
+
+	h->name = sdup_lower(x, hm->name);
+	if (!h->name)
+		return snomem(x);
+	h->invert = hm->invert_match;
+	h->treat_missing_as_empty = hm->treat_missing_header_as_empty;
+	h->kind = PX_HDR_STRING;
+	switch (hm->header_match_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_STRING_MATCH:
+		return string_matcher(x, hm->string_match, s);
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH:
+		s->kind = PX_STR_EXACT;
+		s->value = arena_strdup(x->a, hm->exact_match);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PREFIX_MATCH:
+		s->kind = PX_STR_PREFIX;
+		s->value = arena_strdup(x->a, hm->prefix_match);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SUFFIX_MATCH:
+		s->kind = PX_STR_SUFFIX;
+		s->value = arena_strdup(x->a, hm->suffix_match);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_CONTAINS_MATCH:
+		s->kind = PX_STR_CONTAINS;
+		s->value = arena_strdup(x->a, hm->contains_match);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH:
+		s->kind = PX_STR_REGEX;
+		s->value =
+			arena_strdup(x->a, hm->safe_regex_match ? hm->safe_regex_match->regex : "");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH:
+		h->kind = PX_HDR_PRESENT;
+		h->present = hm->present_match;
+		return 0;
+	case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_RANGE_MATCH:
+		h->kind = PX_HDR_RANGE;
+		h->range_start = hm->range_match->start;
+		h->range_end = hm->range_match->end;
+		return 0;
+	default:
+		/* No specifier: Envoy matches on presence. */
+		h->kind = PX_HDR_PRESENT;
+		h->present = true;
+		return 0;
+	}
+	if (!s->value)
+		s->value = arena_strdup(x->a, "");
+	return s->value ? 0 : snomem(x);
+}
+
+static int route_match(struct sctx *x, const RouteMatch *rm, struct px_route_match *m)
+{
+	size_t mark = spush(x, "match");
+	int rc = 0;
+
+	if (!rm)
+		return serr(x, "is required");
+	switch (rm->path_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX:
+		m->kind = PX_PATH_PREFIX;
+		m->path = arena_strdup(x->a, rm->prefix ? rm->prefix : "");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH:
+		m->kind = PX_PATH_EXACT;
+		m->path = arena_strdup(x->a, rm->path ? rm->path : "");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_SAFE_REGEX:
+		m->kind = PX_PATH_REGEX;
+		m->path = arena_strdup(
+			x->a, rm->safe_regex && rm->safe_regex->regex ? rm->safe_regex->regex : "");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH_SEPARATED_PREFIX:
+		m->kind = PX_PATH_SEPARATED_PREFIX;
+		m->path = arena_strdup(x->a, rm->path_separated_prefix);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_CONNECT_MATCHER:
+		return serr(x, "connect_matcher is not supported");
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH_MATCH_POLICY:
+		return serr(x, "path_match_policy is not supported");
+	default:
+		return serr(x, "needs prefix, path, safe_regex or path_separated_prefix");
+	}
+	if (!m->path)
+		return snomem(x);
+	m->case_insensitive = rm->case_sensitive && !rm->case_sensitive->value;
+	if (rm->runtime_fraction)
+		return serr(x, "runtime_fraction is not supported");
+	if (rm->n_dynamic_metadata)
+		return serr(x, "dynamic_metadata is not supported");
+	if (rm->n_headers) {
+		m->headers = arena_new(x->a, struct px_header_matcher, rm->n_headers);
+		if (!m->headers)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < rm->n_headers && !rc; i++) {
+		size_t m2 = spush(x, "headers[%zu]", i);
+
+		rc = header_matcher(x, rm->headers[i], &m->headers[i]);
+		if (!rc)
+			spop(x, m2);
+	}
+	m->nheaders = (uint32_t)rm->n_headers;
+	if (!rc && rm->n_query_parameters) {
+		m->query = arena_new(x->a, struct px_query_matcher, rm->n_query_parameters);
+		if (!m->query)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < rm->n_query_parameters && !rc; i++) {
+		const Envoy__Config__Route__V3__QueryParameterMatcher *q = rm->query_parameters[i];
+		struct px_query_matcher *pq = &m->query[i];
+		size_t m2 = spush(x, "query_parameters[%zu]", i);
+
+		pq->name = arena_strdup(x->a, q->name ? q->name : "");
+		if (!pq->name)
+			return snomem(x);
+		if (q->query_parameter_match_specifier_case ==
+		    ENVOY__CONFIG__ROUTE__V3__QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_STRING_MATCH) {
+			spush(x, "string_match");
+			rc = string_matcher(x, q->string_match, &pq->str);
+		} else {
+			pq->present_only = true;
+		}
+		if (!rc)
+			spop(x, m2);
+	}
+	m->nquery = (uint32_t)rm->n_query_parameters;
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int retry_policy(struct sctx *x, const RetryPolicy *rp, struct px_retry_policy **out)
+{
+	struct px_retry_policy *p = arena_new(x->a, struct px_retry_policy, 1);
+	size_t mark = spush(x, "retry_policy");
+	const char *bad = NULL;
+
+	if (!p)
+		return snomem(x);
+	if (rp->retry_on && *rp->retry_on && px_retry_on_parse(rp->retry_on, &p->retry_on, &bad))
+		return serr(x, "retry_on: \"%s\" is not a retry condition", bad ? bad : "");
+	p->num_retries = rp->num_retries ? rp->num_retries->value : 1;
+	p->per_try_timeout_ms = ms_of(rp->per_try_timeout);
+	p->base_interval_ms = 25;
+	if (rp->retry_back_off) {
+		if (rp->retry_back_off->base_interval)
+			p->base_interval_ms = ms_of(rp->retry_back_off->base_interval);
+		if (!p->base_interval_ms)
+			return serr(x, "retry_back_off.base_interval must be at least 1ms");
+		p->max_interval_ms = ms_of(rp->retry_back_off->max_interval);
+		if (p->max_interval_ms && p->max_interval_ms < p->base_interval_ms)
+			return serr(x, "retry_back_off.max_interval is below base_interval");
+	}
+	if (!p->max_interval_ms)
+		p->max_interval_ms = p->base_interval_ms * 10;
+	if (rp->n_retriable_status_codes) {
+		p->retriable_status_codes = arena_new(x->a, uint16_t, rp->n_retriable_status_codes);
+		if (!p->retriable_status_codes)
+			return snomem(x);
+		for (size_t i = 0; i < rp->n_retriable_status_codes; i++) {
+			if (rp->retriable_status_codes[i] < 100 ||
+			    rp->retriable_status_codes[i] > 599)
+				return serr(x,
+					    "retriable_status_codes[%zu]: %u is not an HTTP status",
+					    i, rp->retriable_status_codes[i]);
+			p->retriable_status_codes[i] = (uint16_t)rp->retriable_status_codes[i];
+		}
+		p->nretriable_status_codes = (uint32_t)rp->n_retriable_status_codes;
+	}
+	for (size_t i = 0; i < rp->n_retry_host_predicate; i++) {
+		const char *name = rp->retry_host_predicate[i]->name;
+		const Any *t = rp->retry_host_predicate[i]->typed_config;
+
+		if ((name && !strcmp(name, "envoy.retry_host_predicates.previous_hosts")) ||
+		    (t && strstr(type_name_of(t->type_url), "PreviousHostsPredicate")))
+			p->previous_hosts = true;
+		else
+			return serr(x, "retry_host_predicate[%zu]: \"%s\" is not supported", i,
+				    name ? name : "");
+	}
+	if (rp->host_selection_retry_max_attempts < 0 ||
+	    rp->host_selection_retry_max_attempts > UINT32_MAX)
+		return serr(x, "host_selection_retry_max_attempts is out of range");
+	p->host_selection_retry_max_attempts = (uint32_t)rp->host_selection_retry_max_attempts;
+	spop(x, mark);
+	*out = p;
+	return 0;
+}
+
+static int route_action(struct sctx *x, const RouteAction *ra, struct px_route_action *a)
+{
+	size_t mark = spush(x, "route");
+	int rc;
+
+	switch (ra->cluster_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER:
+		a->cluster = arena_strdup(x->a, ra->cluster);
+		if (!a->cluster)
+			return snomem(x);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER_HEADER:
+		a->cluster_header = sdup_lower(x, ra->cluster_header);
+		if (!a->cluster_header)
+			return snomem(x);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS: {
+		const Envoy__Config__Route__V3__WeightedCluster *wc = ra->weighted_clusters;
+
+		if (!wc->n_clusters)
+			return serr(x, "weighted_clusters.clusters must not be empty");
+		a->weighted = arena_new(x->a, struct px_weighted_route_cluster, wc->n_clusters);
+		if (!a->weighted)
+			return snomem(x);
+		for (size_t i = 0; i < wc->n_clusters; i++) {
+			const Envoy__Config__Route__V3__WeightedCluster__ClusterWeight *cw =
+				wc->clusters[i];
+			struct px_weighted_route_cluster *w = &a->weighted[i];
+			size_t m2 = spush(x, "weighted_clusters.clusters[%zu]", i);
+
+			if (!cw->name || !*cw->name)
+				return serr(x,
+					    "name: a cluster name is required (cluster_header is "
+					    "not supported here)");
+			w->cluster = arena_strdup(x->a, cw->name);
+			w->weight = cw->weight ? cw->weight->value : 0;
+			if (!w->cluster)
+				return snomem(x);
+			rc = header_mutation(x, cw->request_headers_to_add,
+					     cw->n_request_headers_to_add,
+					     cw->request_headers_to_remove,
+					     cw->n_request_headers_to_remove, &w->request);
+			if (!rc)
+				rc = header_mutation(x, cw->response_headers_to_add,
+						     cw->n_response_headers_to_add,
+						     cw->response_headers_to_remove,
+						     cw->n_response_headers_to_remove,
+						     &w->response);
+			if (rc)
+				return rc;
+			a->total_weight += w->weight;
+			spop(x, m2);
+		}
+		a->nweighted = (uint32_t)wc->n_clusters;
+		if (!a->total_weight)
+			return serr(x, "weighted_clusters: the weights add up to 0");
+		break;
+	}
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER_SPECIFIER_PLUGIN:
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_INLINE_CLUSTER_SPECIFIER_PLUGIN:
+		return serr(x, "cluster_specifier_plugin is not supported");
+	default:
+		return serr(x, "needs cluster, cluster_header or weighted_clusters");
+	}
+	if (is_zero_duration(ra->timeout))
+		a->no_timeout = true;
+	else
+		a->timeout_ms = ra->timeout ? ms_of(ra->timeout) : PX_ROUTE_TIMEOUT_MS_DEF;
+	a->idle_timeout_ms = ms_of(ra->idle_timeout);
+	a->prefix_rewrite = sdup(x, ra->prefix_rewrite);
+	if (ra->regex_rewrite) {
+		if (!ra->regex_rewrite->pattern || !ra->regex_rewrite->pattern->regex)
+			return serr(x, "regex_rewrite.pattern.regex is required");
+		a->regex_rewrite_pattern = arena_strdup(x->a, ra->regex_rewrite->pattern->regex);
+		a->regex_rewrite_substitution = arena_strdup(
+			x->a,
+			ra->regex_rewrite->substitution ? ra->regex_rewrite->substitution : "");
+		if (!a->regex_rewrite_pattern || !a->regex_rewrite_substitution)
+			return snomem(x);
+	}
+	switch (ra->host_rewrite_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_HOST_REWRITE_LITERAL:
+		a->host_rewrite_literal = sdup(x, ra->host_rewrite_literal);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_AUTO_HOST_REWRITE:
+		if (ra->auto_host_rewrite && ra->auto_host_rewrite->value)
+			return serr(x, "auto_host_rewrite is not supported");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_HOST_REWRITE_HEADER:
+		return serr(x, "host_rewrite_header is not supported");
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_HOST_REWRITE_PATH_REGEX:
+		return serr(x, "host_rewrite_path_regex is not supported");
+	default:
+		break;
+	}
+	if (ra->retry_policy) {
+		rc = retry_policy(x, ra->retry_policy, &a->retry);
+		if (rc)
+			return rc;
+	}
+	if (ra->n_hash_policy) {
+		a->hash = arena_new(x->a, struct px_hash_policy, ra->n_hash_policy);
+		if (!a->hash)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < ra->n_hash_policy; i++) {
+		const Envoy__Config__Route__V3__RouteAction__HashPolicy *hp = ra->hash_policy[i];
+		struct px_hash_policy *h = &a->hash[i];
+		size_t m2 = spush(x, "hash_policy[%zu]", i);
+
+		h->terminal = hp->terminal;
+		switch (hp->policy_specifier_case) {
+		case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_HEADER:
+			h->kind = PX_HASH_HEADER;
+			h->name = sdup_lower(x, hp->header->header_name);
+			break;
+		case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_COOKIE:
+			if (hp->cookie->ttl)
+				return serr(x, "cookie.ttl (generated cookies) is not supported");
+			h->kind = PX_HASH_COOKIE;
+			h->name = arena_strdup(x->a, hp->cookie->name ? hp->cookie->name : "");
+			break;
+		case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_CONNECTION_PROPERTIES:
+			if (!hp->connection_properties->source_ip)
+				return serr(x, "connection_properties.source_ip must be true");
+			h->kind = PX_HASH_SOURCE_IP;
+			h->name = "";
+			break;
+		case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_QUERY_PARAMETER:
+			return serr(x, "query_parameter is not supported");
+		case ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_FILTER_STATE:
+			return serr(x, "filter_state is not supported");
+		default:
+			return serr(x, "needs header, cookie or connection_properties");
+		}
+		if (!h->name)
+			return snomem(x);
+		spop(x, m2);
+	}
+	a->nhash = (uint32_t)ra->n_hash_policy;
+	spop(x, mark);
+	return 0;
+}
+
+static int redirect(struct sctx *x, const Envoy__Config__Route__V3__RedirectAction *ra,
+		    struct px_redirect *r)
+{
+	size_t mark = spush(x, "redirect");
+
+	r->host = sdup(x, ra->host_redirect);
+	r->port = ra->port_redirect;
+	r->strip_query = ra->strip_query;
+	if (ra->scheme_rewrite_specifier_case ==
+	    ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__SCHEME_REWRITE_SPECIFIER_HTTPS_REDIRECT) {
+		if (ra->https_redirect)
+			r->scheme = "https";
+	} else if (
+		ra->scheme_rewrite_specifier_case ==
+		ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__SCHEME_REWRITE_SPECIFIER_SCHEME_REDIRECT) {
+		r->scheme = sdup(x, ra->scheme_redirect);
+	}
+	switch (ra->path_rewrite_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__PATH_REWRITE_SPECIFIER_PATH_REDIRECT:
+		r->path = sdup(x, ra->path_redirect);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__PATH_REWRITE_SPECIFIER_PREFIX_REWRITE:
+		r->prefix_rewrite =
+			arena_strdup(x->a, ra->prefix_rewrite ? ra->prefix_rewrite : "");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__PATH_REWRITE_SPECIFIER_REGEX_REWRITE:
+		return serr(x, "regex_rewrite is not supported");
+	default:
+		break;
+	}
+	switch (ra->response_code) {
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__FOUND:
+		r->response_code = 302;
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__SEE_OTHER:
+		r->response_code = 303;
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__TEMPORARY_REDIRECT:
+		r->response_code = 307;
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__PERMANENT_REDIRECT:
+		r->response_code = 308;
+		break;
+	default:
+		r->response_code = 301;
+		break;
+	}
+	spop(x, mark);
+	return 0;
+}
+
+static int direct_response(struct sctx *x, const Envoy__Config__Route__V3__DirectResponseAction *d,
+			   struct px_direct_response *r)
+{
+	size_t mark = spush(x, "direct_response");
+
+	if (d->status < 200 || d->status > 599)
+		return serr(x, "status: %u is out of range 200..599", d->status);
+	r->status = d->status;
+	if (d->body) {
+		const Envoy__Config__Core__V3__DataSource *b = d->body;
+
+		if (b->specifier_case ==
+		    ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING)
+			r->body = arena_strdup(x->a, b->inline_string ? b->inline_string : "");
+		else if (b->specifier_case ==
+			 ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES)
+			r->body = arena_strndup(x->a, (const char *)b->inline_bytes.data,
+						b->inline_bytes.len);
+		else
+			return serr(x, "body: only inline_string and inline_bytes are supported");
+		if (!r->body)
+			return snomem(x);
+	}
+	spop(x, mark);
+	return 0;
+}
+
+static int route(struct sctx *x, const Route *rt, struct px_route *r)
+{
+	int rc;
+
+	r->name = sdup(x, rt->name);
+	for (size_t i = 0; i < rt->n_typed_per_filter_config; i++)
+		if (per_filter_config_ok(x, rt->typed_per_filter_config[i]->key))
+			return -EINVAL;
+	if (rt->action_case == ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE && rt->route->cors)
+		return serr(x, "route.cors is not supported");
+	rc = route_match(x, rt->match, &r->match);
+	if (rc)
+		return rc;
+	switch (rt->action_case) {
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE:
+		r->kind = PX_ROUTE_FORWARD;
+		rc = route_action(x, rt->route, &r->action);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_REDIRECT:
+		r->kind = PX_ROUTE_REDIRECT;
+		rc = redirect(x, rt->redirect, &r->redirect);
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_DIRECT_RESPONSE:
+		r->kind = PX_ROUTE_DIRECT;
+		rc = direct_response(x, rt->direct_response, &r->direct);
+		break;
+	default:
+		rc = serr(x, "needs route, redirect or direct_response");
+		break;
+	}
+	if (!rc)
+		rc = header_mutation(x, rt->request_headers_to_add, rt->n_request_headers_to_add,
+				     rt->request_headers_to_remove, rt->n_request_headers_to_remove,
+				     &r->request);
+	if (!rc)
+		rc = header_mutation(x, rt->response_headers_to_add, rt->n_response_headers_to_add,
+				     rt->response_headers_to_remove,
+				     rt->n_response_headers_to_remove, &r->response);
+	return rc;
+}
+
+static int vhost(struct sctx *x, const VirtualHost *vh, struct px_vhost *v)
+{
+	int rc = 0;
+
+	v->name = sdup(x, vh->name);
+	if (vh->cors)
+		return serr(x, "cors is not supported");
+	for (size_t i = 0; i < vh->n_typed_per_filter_config; i++)
+		if (per_filter_config_ok(x, vh->typed_per_filter_config[i]->key))
+			return -EINVAL;
+	if (vh->require_tls)
+		return serr(x, "require_tls is not supported");
+	if (!vh->n_domains)
+		return serr(x, "domains must not be empty");
+	v->domains = strv(x, vh->domains, vh->n_domains, &v->ndomains, 1);
+	if (!v->domains)
+		return snomem(x);
+	if (vh->n_routes) {
+		v->routes = arena_new(x->a, struct px_route, vh->n_routes);
+		if (!v->routes)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < vh->n_routes && !rc; i++) {
+		size_t mark = spush(x, "routes[%zu]", i);
+
+		rc = route(x, vh->routes[i], &v->routes[i]);
+		if (!rc)
+			spop(x, mark);
+	}
+	v->nroutes = (uint32_t)vh->n_routes;
+	if (!rc && vh->retry_policy)
+		rc = retry_policy(x, vh->retry_policy, &v->retry);
+	v->include_attempt_count = vh->include_request_attempt_count;
+	if (!rc)
+		rc = header_mutation(x, vh->request_headers_to_add, vh->n_request_headers_to_add,
+				     vh->request_headers_to_remove, vh->n_request_headers_to_remove,
+				     &v->request);
+	if (!rc)
+		rc = header_mutation(x, vh->response_headers_to_add, vh->n_response_headers_to_add,
+				     vh->response_headers_to_remove,
+				     vh->n_response_headers_to_remove, &v->response);
+	return rc;
+}
+
+static int route_config(struct sctx *x, const RouteConfiguration *in, struct px_route_config *rc)
+{
+	int r = 0;
+
+	rc->name = arena_strdup(x->a, in->name ? in->name : "");
+	if (!rc->name)
+		return snomem(x);
+	if (in->vhds)
+		return serr(x, "vhds is not supported");
+	if (in->n_virtual_hosts) {
+		rc->vhosts = arena_new(x->a, struct px_vhost, in->n_virtual_hosts);
+		if (!rc->vhosts)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < in->n_virtual_hosts && !r; i++) {
+		size_t mark = spush(x, "virtual_hosts[%zu]", i);
+
+		r = vhost(x, in->virtual_hosts[i], &rc->vhosts[i]);
+		if (!r)
+			spop(x, mark);
+	}
+	rc->nvhosts = (uint32_t)in->n_virtual_hosts;
+	if (!r)
+		r = header_mutation(x, in->request_headers_to_add, in->n_request_headers_to_add,
+				    in->request_headers_to_remove, in->n_request_headers_to_remove,
+				    &rc->request);
+	if (!r)
+		r = header_mutation(x, in->response_headers_to_add, in->n_response_headers_to_add,
+				    in->response_headers_to_remove,
+				    in->n_response_headers_to_remove, &rc->response);
+	return r;
+}
+
+/* ---- listeners ------------------------------------------------------------------------------ */
+
+static int raw_buffer_only(struct sctx *x, const TransportSocket *ts)
+{
+	const char *type = ts->typed_config ? type_name_of(ts->typed_config->type_url) : NULL;
+
+	if (type ? !strcmp(type, "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer")
+		 : (ts->name && !strcmp(ts->name, "envoy.transport_sockets.raw_buffer")))
+		return 0;
+	return serr(x,
+		    "transport_socket \"%s\" is not supported (only raw_buffer is "
+		    "implemented; TLS comes with mTLS)",
+		    ts->name ? ts->name : "");
+}
+
+static int tcp_proxy(struct sctx *x, const Any *typed, struct px_tcp_proxy *t)
+{
+	ProtobufCMessage *msg;
+	const TcpProxy *tp;
+	int rc = unpack(x, typed, TCP_PROXY_TYPE, &msg);
+
+	if (rc)
+		return rc;
+	tp = (const TcpProxy *)msg;
+	t->stat_prefix = sdup(x, tp->stat_prefix);
+	/* 0s disables it; the proxy has no "never", so the longest it can hold. */
+	t->idle_timeout_ms =
+		is_zero_duration(tp->idle_timeout) ? UINT32_MAX : ms_of(tp->idle_timeout);
+	if (tp->cluster_specifier_case ==
+	    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER) {
+		t->cluster = arena_strdup(x->a, tp->cluster ? tp->cluster : "");
+		if (!t->cluster)
+			rc = snomem(x);
+	} else if (tp->weighted_clusters && tp->weighted_clusters->n_clusters) {
+		size_t n = tp->weighted_clusters->n_clusters;
+
+		t->weighted = arena_new(x->a, struct px_weighted_cluster, n);
+		for (size_t i = 0; t->weighted && i < n; i++) {
+			t->weighted[i].cluster =
+				arena_strdup(x->a, tp->weighted_clusters->clusters[i]->name);
+			t->weighted[i].weight = tp->weighted_clusters->clusters[i]->weight;
+			if (!t->weighted[i].cluster)
+				t->weighted = NULL;
+		}
+		t->nweighted = (uint32_t)n;
+		if (!t->weighted)
+			rc = snomem(x);
+	} else {
+		rc = serr(x, "needs cluster or weighted_clusters");
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
+/* The HTTP filters other than the router: xdsres.c has let through only the ones the proxy owns
+ * or Istio's inert ones. Those that would change traffic and that the proxy does not run yet are
+ * refused here, unless marked is_optional. */
+static int http_filters(struct sctx *x, const Hcm *in)
+{
+	for (size_t i = 0; i + 1 < in->n_http_filters; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter
+			*f = in->http_filters[i];
+		const char *type =
+			f->config_type_case == ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+					f->typed_config
+				? type_name_of(f->typed_config->type_url)
+				: "";
+		size_t mark = spush(x, "typed_config.http_filters[%zu]", i);
+		ProtobufCMessage *msg;
+		int rc, active;
+
+		if (f->is_optional) {
+			spop(x, mark);
+			continue;
+		}
+		if (!strcmp(type, "envoy.extensions.filters.http.rbac.v3.RBAC"))
+			return serr(x,
+				    "%s: RBAC is not enforced by the proxy yet (mark it "
+				    "is_optional: true to run without it)",
+				    f->name ? f->name : "");
+		if (!strcmp(type, "envoy.extensions.filters.http.fault.v3.HTTPFault")) {
+			rc = unpack(x, f->typed_config, type, &msg);
+			if (rc)
+				return rc;
+			active = ((Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault *)msg)
+					 ->delay ||
+				 ((Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault *)msg)
+					 ->abort;
+			protobuf_c_message_free_unpacked(msg, NULL);
+			if (active)
+				return serr(x, "%s: fault injection (delay/abort) is not supported",
+					    f->name ? f->name : "");
+		}
+		spop(x, mark);
+	}
+	return 0;
+}
+
+static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
+{
+	ProtobufCMessage *msg;
+	const Hcm *in;
+	int rc = unpack(x, typed, HCM_TYPE, &msg);
+
+	if (rc)
+		return rc;
+	in = (const Hcm *)msg;
+	h->stat_prefix = sdup(x, in->stat_prefix);
+	rc = http_filters(x, in);
+	if (rc)
+		goto out;
+	switch (in->codec_type) {
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP1:
+		h->codec = PX_CODEC_HTTP1;
+		break;
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP2:
+		h->codec = PX_CODEC_HTTP2;
+		break;
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO:
+		h->codec = PX_CODEC_AUTO;
+		break;
+	default:
+		rc = serr(x, "typed_config.codec_type: HTTP3 is not supported");
+		goto out;
+	}
+	h->server_name =
+		arena_strdup(x->a, in->server_name && *in->server_name ? in->server_name : "envoy");
+	switch (in->server_header_transformation) {
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__SERVER_HEADER_TRANSFORMATION__APPEND_IF_ABSENT:
+		h->server_header = PX_SERVER_APPEND_IF_ABSENT;
+		break;
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__SERVER_HEADER_TRANSFORMATION__PASS_THROUGH:
+		h->server_header = PX_SERVER_PASS_THROUGH;
+		break;
+	default:
+		h->server_header = PX_SERVER_OVERWRITE;
+		break;
+	}
+	h->use_remote_address = in->use_remote_address && in->use_remote_address->value;
+	h->xff_num_trusted_hops = in->xff_num_trusted_hops;
+	h->skip_xff_append = in->skip_xff_append;
+	h->preserve_request_id = in->preserve_external_request_id;
+	h->no_generate_request_id = in->generate_request_id && !in->generate_request_id->value;
+	h->max_request_headers_kb = in->max_request_headers_kb ? in->max_request_headers_kb->value
+							       : PX_HCM_MAX_HEADERS_KB_DEF;
+	h->max_headers_count = PX_HCM_MAX_HEADERS_DEF;
+	h->idle_timeout_ms = PX_HCM_IDLE_MS_DEF;
+	if (in->common_http_protocol_options) {
+		const Envoy__Config__Core__V3__HttpProtocolOptions *o =
+			in->common_http_protocol_options;
+
+		if (o->max_headers_count)
+			h->max_headers_count = o->max_headers_count->value;
+		/* 0s disables it; the proxy has no "never", so the longest we can hold. */
+		if (is_zero_duration(o->idle_timeout))
+			h->idle_timeout_ms = UINT32_MAX;
+		else if (o->idle_timeout)
+			h->idle_timeout_ms = ms_of(o->idle_timeout);
+	}
+	if (is_zero_duration(in->stream_idle_timeout))
+		h->stream_idle_timeout_ms = UINT32_MAX;
+	else
+		h->stream_idle_timeout_ms = in->stream_idle_timeout ? ms_of(in->stream_idle_timeout)
+								    : PX_HCM_STREAM_IDLE_MS_DEF;
+	h->request_timeout_ms = ms_of(in->request_timeout);
+	if (in->route_specifier_case ==
+	    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
+		h->rds_name = arena_strdup(x->a, in->rds->route_config_name);
+		if (!h->rds_name)
+			rc = snomem(x);
+	} else if (
+		in->route_specifier_case ==
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG) {
+		size_t mark = spush(x, "typed_config.route_config");
+
+		h->inline_routes = arena_new(x->a, struct px_route_config, 1);
+		rc = h->inline_routes ? route_config(x, in->route_config, h->inline_routes)
+				      : snomem(x);
+		if (!rc)
+			spop(x, mark);
+	} else {
+		rc = serr(x, "typed_config: needs rds or route_config");
+	}
+out:
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
+static int chain_match(struct sctx *x, const FilterChainMatch *in, struct px_filter_chain_match *m)
+{
+	size_t mark = spush(x, "filter_chain_match");
+	int rc;
+
+	if (in->destination_port)
+		m->dst_port = in->destination_port->value;
+	if (in->n_direct_source_prefix_ranges)
+		return serr(x, "direct_source_prefix_ranges is not supported");
+	if (in->source_type)
+		return serr(x, "source_type is not supported");
+	rc = cidrs(x, in->prefix_ranges, in->n_prefix_ranges, "prefix_ranges", &m->prefix_ranges,
+		   &m->nprefix_ranges);
+	if (!rc)
+		rc = cidrs(x, in->source_prefix_ranges, in->n_source_prefix_ranges,
+			   "source_prefix_ranges", &m->source_prefix_ranges,
+			   &m->nsource_prefix_ranges);
+	if (rc)
+		return rc;
+	if (in->n_source_ports) {
+		m->source_ports = arena_new(x->a, __u16, in->n_source_ports);
+		if (!m->source_ports)
+			return snomem(x);
+		for (size_t i = 0; i < in->n_source_ports; i++) {
+			if (in->source_ports[i] > 65535)
+				return serr(x, "source_ports[%zu]: %u is out of range", i,
+					    in->source_ports[i]);
+			m->source_ports[i] = (__u16)in->source_ports[i];
+		}
+		m->nsource_ports = (uint32_t)in->n_source_ports;
+	}
+	m->transport_protocol = sdup(x, in->transport_protocol);
+	if (in->n_server_names) {
+		m->server_names =
+			strv(x, in->server_names, in->n_server_names, &m->nserver_names, 1);
+		if (!m->server_names)
+			return snomem(x);
+	}
+	if (in->n_application_protocols) {
+		m->application_protocols =
+			strv(x, in->application_protocols, in->n_application_protocols,
+			     &m->napplication_protocols, 0);
+		if (!m->application_protocols)
+			return snomem(x);
+	}
+	spop(x, mark);
+	return 0;
+}
+
+static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_chain *fc)
+{
+	const Envoy__Config__Listener__V3__Filter *f;
+	size_t mark;
+	int rc;
+
+	fc->name = sdup(x, in->name);
+	if (in->filter_chain_match) {
+		rc = chain_match(x, in->filter_chain_match, &fc->match);
+		if (rc)
+			return rc;
+	}
+	if (in->transport_socket) {
+		mark = spush(x, "transport_socket");
+		rc = raw_buffer_only(x, in->transport_socket);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	if (!in->n_filters)
+		return serr(x, "a filter chain needs at least one filter");
+	/* xdsres.c has checked that the terminal filter is last and the others are known. */
+	for (size_t i = 0; i + 1 < in->n_filters; i++) {
+		f = in->filters[i];
+		mark = spush(x, "filters[%zu]", i);
+		if (f->typed_config &&
+		    strstr(type_name_of(f->typed_config->type_url), "network.rbac."))
+			return serr(x, "%s: RBAC is not implemented by the proxy yet",
+				    f->name ? f->name : "");
+		spop(x, mark);
+	}
+	f = in->filters[in->n_filters - 1];
+	mark = spush(x, "filters[%zu]", in->n_filters - 1);
+	if (f->config_type_case != ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
+		return serr(x, "needs a typed_config");
+	if (!strcmp(type_name_of(f->typed_config->type_url), HCM_TYPE)) {
+		fc->kind = PX_NF_HTTP;
+		rc = hcm(x, f->typed_config, &fc->http);
+	} else if (!strcmp(type_name_of(f->typed_config->type_url), TCP_PROXY_TYPE)) {
+		fc->kind = PX_NF_TCP_PROXY;
+		spush(x, "typed_config");
+		rc = tcp_proxy(x, f->typed_config, &fc->tcp);
+	} else {
+		rc = serr(x, "the last filter must be http_connection_manager or tcp_proxy");
+	}
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
+{
+	size_t mark;
+	int rc = 0;
+
+	l->name = arena_strdup(x->a, in->name);
+	if (!l->name)
+		return snomem(x);
+	if (in->listener_specifier_case ==
+	    ENVOY__CONFIG__LISTENER__V3__LISTENER__LISTENER_SPECIFIER_INTERNAL_LISTENER)
+		return serr(x, "internal_listener is not supported");
+	if (in->api_listener)
+		return serr(x, "api_listener is not supported");
+	if (in->filter_chain_matcher)
+		return serr(x, "filter_chain_matcher is not supported (use filter_chain_match)");
+	rc = address(x, in->address, "address", &l->addr, &l->port);
+	if (rc)
+		return rc;
+	l->use_original_dst = in->use_original_dst && in->use_original_dst->value;
+	for (size_t i = 0; i < in->n_listener_filters; i++) {
+		const Envoy__Config__Listener__V3__ListenerFilter *f = in->listener_filters[i];
+		const char *type = f->typed_config ? type_name_of(f->typed_config->type_url) : "";
+		const char *name = f->name ? f->name : "";
+
+		if (strstr(type, "tls_inspector") ||
+		    !strcmp(name, "envoy.filters.listener.tls_inspector"))
+			l->tls_inspector = true;
+		else if (strstr(type, "http_inspector") ||
+			 !strcmp(name, "envoy.filters.listener.http_inspector"))
+			l->http_inspector = true;
+		/* original_dst: the proxy always knows the original destination. */
+	}
+	if (in->n_filter_chains) {
+		l->chains = arena_new(x->a, struct px_filter_chain, in->n_filter_chains);
+		if (!l->chains)
+			return snomem(x);
+	}
+	for (size_t i = 0; i < in->n_filter_chains && !rc; i++) {
+		mark = spush(x, "filter_chains[%zu]", i);
+		rc = filter_chain(x, in->filter_chains[i], &l->chains[i]);
+		if (!rc)
+			spop(x, mark);
+	}
+	l->nchains = (uint32_t)in->n_filter_chains;
+	if (!rc && in->default_filter_chain) {
+		mark = spush(x, "default_filter_chain");
+		l->default_chain = arena_new(x->a, struct px_filter_chain, 1);
+		rc = l->default_chain ? filter_chain(x, in->default_filter_chain, l->default_chain)
+				      : snomem(x);
+		if (!rc)
+			spop(x, mark);
+	}
+	return rc;
+}
+
+/* ---- clusters ------------------------------------------------------------------------------- */
+
+/* A STRICT_DNS endpoint whose address is a name rather than an IP address. */
+static int dns_name(const struct px_cluster *c, const Address *a)
+{
+	struct shunt_addr probe;
+
+	return c->type == PX_CLUSTER_STRICT_DNS && a &&
+	       a->address_case == ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS &&
+	       a->socket_address->address && *a->socket_address->address &&
+	       addr_parse(&probe, a->socket_address->address) != 0;
+}
+
+static int dns_target(struct sctx *x, const Envoy__Config__Endpoint__V3__LbEndpoint *lb,
+		      uint32_t priority, const char *locality, struct px_dns_target *d)
+{
+	const SocketAddress *sa = lb->endpoint->address->socket_address;
+	size_t mark = spush(x, "address.socket_address");
+
+	if (sa->port_specifier_case !=
+		    ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE ||
+	    sa->port_value < 1 || sa->port_value > 65535)
+		return serr(x, "port_value: %u is out of range 1..65535", sa->port_value);
+	d->hostname = arena_strdup(x->a, sa->address);
+	if (!d->hostname)
+		return snomem(x);
+	d->port = (__u16)sa->port_value;
+	d->weight = lb->load_balancing_weight && lb->load_balancing_weight->value
+			    ? lb->load_balancing_weight->value
+			    : 1;
+	d->priority = priority;
+	d->locality = locality;
+	spop(x, mark);
+	return 0;
+}
+
+static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px_cluster *c)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < cla->n_endpoints; i++)
+		n += cla->endpoints[i]->n_lb_endpoints;
+	if (!n)
+		return 0;
+	c->endpoints = arena_new(x->a, struct px_endpoint, n);
+	if (c->type == PX_CLUSTER_STRICT_DNS)
+		c->dns_targets = arena_new(x->a, struct px_dns_target, n);
+	if (!c->endpoints || (c->type == PX_CLUSTER_STRICT_DNS && !c->dns_targets))
+		return snomem(x);
+	for (size_t i = 0; i < cla->n_endpoints; i++) {
+		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
+		const char *locality = NULL;
+
+		if (le->locality &&
+		    (le->locality->region || le->locality->zone || le->locality->sub_zone)) {
+			char buf[512];
+
+			snprintf(buf, sizeof(buf), "%s/%s/%s",
+				 le->locality->region ? le->locality->region : "",
+				 le->locality->zone ? le->locality->zone : "",
+				 le->locality->sub_zone ? le->locality->sub_zone : "");
+			locality = arena_strdup(x->a, buf);
+			if (!locality)
+				return snomem(x);
+		}
+		for (size_t j = 0; j < le->n_lb_endpoints; j++) {
+			const Envoy__Config__Endpoint__V3__LbEndpoint *lb = le->lb_endpoints[j];
+			struct px_endpoint *e;
+			size_t mark = spush(x, "endpoints[%zu].lb_endpoints[%zu]", i, j);
+			int rc;
+
+			if (lb->host_identifier_case !=
+				    ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT ||
+			    !lb->endpoint)
+				return serr(x, "needs endpoint.address");
+			spush(x, "endpoint");
+			if (dns_name(c, lb->endpoint->address)) {
+				rc = dns_target(x, lb, le->priority, locality,
+						&c->dns_targets[c->ndns_targets++]);
+				if (rc)
+					return rc;
+				spop(x, mark);
+				continue;
+			}
+			e = &c->endpoints[k++];
+			rc = address(x, lb->endpoint->address, "address", &e->addr, &e->port);
+			if (rc)
+				return rc;
+			spop(x, mark);
+			e->weight = lb->load_balancing_weight && lb->load_balancing_weight->value
+					    ? lb->load_balancing_weight->value
+					    : 1;
+			e->priority = le->priority;
+			e->healthy = lb->health_status ==
+					     ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNKNOWN ||
+				     lb->health_status ==
+					     ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+			e->locality = locality;
+		}
+	}
+	c->nendpoints = (uint32_t)k;
+	return 0;
+}
+
+static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cluster *c)
+{
+	const Envoy__Config__Core__V3__HttpProtocolOptions *common =
+		in->common_http_protocol_options;
+	ProtobufCMessage *msg = NULL;
+	int rc = 0;
+
+	if (in->http2_protocol_options)
+		c->http2 = true;
+	for (size_t i = 0; i < in->n_typed_extension_protocol_options; i++) {
+		const Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+			in->typed_extension_protocol_options[i];
+		size_t mark =
+			spush(x, "typed_extension_protocol_options[\"%s\"]", e->key ? e->key : "");
+
+		if (!e->key || strcmp(e->key, UPSTREAM_HTTP_OPTIONS) || !e->value)
+			return serr(x, "is not supported");
+		rc = unpack(x, e->value, UPSTREAM_HTTP_OPTIONS, &msg);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	if (msg) {
+		const UpstreamHttpOptions *o = (const UpstreamHttpOptions *)msg;
+
+		if (o->upstream_protocol_options_case ==
+		    ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG) {
+			switch (o->explicit_http_config->protocol_config_case) {
+			case ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP3_PROTOCOL_OPTIONS:
+				rc = serr(x,
+					  "typed_extension_protocol_options[\"%s\"]."
+					  "explicit_http_config: HTTP/3 is not supported",
+					  UPSTREAM_HTTP_OPTIONS);
+				break;
+			case ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS:
+				c->http2 = true;
+				break;
+			default:
+				c->http2 = false;
+				break;
+			}
+		}
+		if (o->common_http_protocol_options)
+			common = o->common_http_protocol_options;
+	}
+	if (!rc && common) {
+		c->upstream_idle_timeout_ms = ms_of(common->idle_timeout);
+		if (common->max_requests_per_connection)
+			c->max_requests_per_connection = common->max_requests_per_connection->value;
+	}
+	if (!rc && in->max_requests_per_connection && !c->max_requests_per_connection)
+		c->max_requests_per_connection = in->max_requests_per_connection->value;
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
+static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
+{
+	const struct xds_resource *eds;
+	int rc;
+
+	c->name = arena_strdup(x->a, in->name);
+	if (!c->name)
+		return snomem(x);
+	if (in->cluster_discovery_type_case !=
+		    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
+	    in->cluster_discovery_type_case !=
+		    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE__NOT_SET)
+		return serr(x, "cluster_type: custom cluster types are not supported");
+	switch (in->type) {
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC:
+		c->type = PX_CLUSTER_STATIC;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS:
+		c->type = PX_CLUSTER_STRICT_DNS;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS:
+		c->type = PX_CLUSTER_EDS;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST:
+		c->type = PX_CLUSTER_ORIGINAL_DST;
+		break;
+	default:
+		return serr(
+			x, "type: %s is not supported",
+			in->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS
+				? "LOGICAL_DNS"
+				: "this discovery type");
+	}
+	switch (in->lb_policy) {
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
+		c->lb = PX_LB_ROUND_ROBIN;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST:
+		c->lb = PX_LB_LEAST_REQUEST;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM:
+		c->lb = PX_LB_RANDOM;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH:
+		c->lb = PX_LB_RING_HASH;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV:
+		c->lb = PX_LB_MAGLEV;
+		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__CLUSTER_PROVIDED:
+		/* Envoy requires it for ORIGINAL_DST clusters; it means "the destination". */
+		if (c->type == PX_CLUSTER_ORIGINAL_DST)
+			break;
+		return serr(x, "lb_policy: CLUSTER_PROVIDED is not supported");
+	default:
+		return serr(x, "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported");
+	}
+	if (in->load_balancing_policy)
+		return serr(x, "load_balancing_policy is not supported");
+	if (in->lb_subset_config && in->lb_subset_config->n_subset_selectors)
+		return serr(x, "lb_subset_config is not supported");
+	if (in->transport_socket) {
+		size_t mark = spush(x, "transport_socket");
+
+		rc = raw_buffer_only(x, in->transport_socket);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	c->connect_timeout_ms =
+		in->connect_timeout ? ms_of(in->connect_timeout) : XDS_SNAP_CONNECT_TIMEOUT_MS_DEF;
+	rc = upstream_http_options(x, in, c);
+	if (rc)
+		return rc;
+	if (in->circuit_breakers) {
+		for (size_t i = 0; i < in->circuit_breakers->n_thresholds; i++) {
+			const Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =
+				in->circuit_breakers->thresholds[i];
+
+			if (t->priority != ENVOY__CONFIG__CORE__V3__ROUTING_PRIORITY__DEFAULT)
+				continue;
+			c->cb.max_connections = t->max_connections ? t->max_connections->value : 0;
+			c->cb.max_pending_requests =
+				t->max_pending_requests ? t->max_pending_requests->value : 0;
+			c->cb.max_requests = t->max_requests ? t->max_requests->value : 0;
+			c->cb.max_retries = t->max_retries ? t->max_retries->value : 0;
+		}
+	}
+	if (in->upstream_bind_config && in->upstream_bind_config->source_address) {
+		struct shunt_addr a;
+		size_t mark = spush(x, "upstream_bind_config.source_address");
+
+		rc = socket_address(x, in->upstream_bind_config->source_address, &a, NULL, 0);
+		if (rc)
+			return rc;
+		spop(x, mark);
+		if (strchr(in->upstream_bind_config->source_address->address, ':')) {
+			c->has_bind6 = true;
+			c->bind6 = a;
+		} else {
+			c->has_bind4 = true;
+			c->bind4 = a;
+		}
+	}
+	if (c->type == PX_CLUSTER_EDS) {
+		const char *service = in->eds_cluster_config &&
+						      in->eds_cluster_config->service_name &&
+						      *in->eds_cluster_config->service_name
+					      ? in->eds_cluster_config->service_name
+					      : in->name;
+
+		eds = xds_config_find(x->cfg, XDS_ENDPOINT, service);
+		if (eds) {
+			size_t mark = spush(x, "(endpoints \"%s\")", service);
+
+			rc = endpoints(x, (const ClusterLoadAssignment *)eds->msg, c);
+			if (rc)
+				return rc;
+			spop(x, mark);
+		}
+	} else if (in->load_assignment) {
+		size_t mark = spush(x, "load_assignment");
+
+		rc = endpoints(x, in->load_assignment, c);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	return 0;
+}
+
+/* ---- the snapshot --------------------------------------------------------------------------- */
+
+int xds_snapshot_build(const struct xds_config *cfg, uint64_t generation, struct px_snapshot **out,
+		       struct jtree_err *err)
+{
+	struct sctx x = {.cfg = cfg, .err = err};
+	struct px_snapshot *s;
+	const char *ferr;
+	int rc = 0;
+
+	memset(err, 0, sizeof(*err));
+	*out = NULL;
+	if (!cfg->sealed) {
+		snprintf(err->msg, sizeof(err->msg), "the xDS config is not sealed");
+		return -EINVAL;
+	}
+	s = px_snapshot_new();
+	if (!s) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
+	}
+	x.s = s;
+	x.a = &s->arena;
+	s->generation = generation;
+	sbegin(&x, "snapshot", "");
+	if (cfg->n[XDS_CLUSTER])
+		s->clusters = arena_new(x.a, struct px_cluster, cfg->n[XDS_CLUSTER]);
+	if (cfg->n[XDS_LISTENER])
+		s->listeners = arena_new(x.a, struct px_listener, cfg->n[XDS_LISTENER]);
+	if (cfg->n[XDS_ROUTE])
+		s->route_configs = arena_new(x.a, struct px_route_config, cfg->n[XDS_ROUTE]);
+	if ((cfg->n[XDS_CLUSTER] && !s->clusters) || (cfg->n[XDS_LISTENER] && !s->listeners) ||
+	    (cfg->n[XDS_ROUTE] && !s->route_configs))
+		rc = snomem(&x);
+	for (size_t i = 0; i < cfg->n[XDS_CLUSTER] && !rc; i++) {
+		sbegin(&x, "cluster", cfg->res[XDS_CLUSTER][i].name);
+		rc = cluster(&x, (const Cluster *)cfg->res[XDS_CLUSTER][i].msg, &s->clusters[i]);
+		s->nclusters = (uint32_t)i + 1;
+	}
+	for (size_t i = 0; i < cfg->n[XDS_ROUTE] && !rc; i++) {
+		sbegin(&x, "route configuration", cfg->res[XDS_ROUTE][i].name);
+		rc = route_config(&x, (const RouteConfiguration *)cfg->res[XDS_ROUTE][i].msg,
+				  &s->route_configs[i]);
+		s->nroute_configs = (uint32_t)i + 1;
+	}
+	for (size_t i = 0; i < cfg->n[XDS_LISTENER] && !rc; i++) {
+		sbegin(&x, "listener", cfg->res[XDS_LISTENER][i].name);
+		rc = listener(&x, (const Listener *)cfg->res[XDS_LISTENER][i].msg,
+			      &s->listeners[i]);
+		s->nlisteners = (uint32_t)i + 1;
+	}
+	if (!rc) {
+		rc = px_snapshot_finalize(s, &ferr);
+		if (rc)
+			snprintf(err->msg, sizeof(err->msg), "%s",
+				 ferr ? ferr : (rc == -ENOMEM ? "out of memory" : "invalid"));
+	}
+	if (rc) {
+		px_snapshot_put(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}

@@ -1,0 +1,75 @@
+/* Translation of a sealed xDS config (Envoy v3 messages) into the proxy's immutable snapshot.
+ *
+ * Supported, with Envoy's defaults where unset:
+ *   Listener: address.socket_address (address, port_value), use_original_dst, listener_filters
+ *     tls_inspector / http_inspector / original_dst (a no-op here), filter_chains and
+ *     default_filter_chain with filter_chain_match destination_port, prefix_ranges,
+ *     source_prefix_ranges, source_ports, transport_protocol, server_names,
+ *     application_protocols; network filters tcp_proxy (cluster, weighted_clusters,
+ *     idle_timeout, stat_prefix) and http_connection_manager (rds.route_config_name or
+ *     route_config, codec_type, server_name, server_header_transformation,
+ *     use_remote_address, xff_num_trusted_hops, skip_xff_append,
+ *     preserve_external_request_id, generate_request_id, max_request_headers_kb,
+ *     common_http_protocol_options.idle_timeout / max_headers_count, stream_idle_timeout,
+ *     request_timeout).
+ *   RouteConfiguration: request/response header mutations; virtual hosts (domains, routes,
+ *     header mutations, retry_policy, include_request_attempt_count); route match prefix,
+ *     path, safe_regex, path_separated_prefix, case_sensitive, headers (string_match, the
+ *     deprecated exact/prefix/suffix/contains/safe_regex forms, present, range, invert,
+ *     treat_missing_header_as_empty), query_parameters (string_match, present); route action
+ *     cluster, weighted_clusters (with per-cluster header mutations), cluster_header,
+ *     timeout (0s = none, default 15 s), idle_timeout, prefix_rewrite, regex_rewrite,
+ *     host_rewrite_literal, retry_policy (retry_on, num_retries default 1, per_try_timeout,
+ *     retry_back_off, retriable_status_codes, previous_hosts, host_selection_retry_max_attempts),
+ *     hash_policy header / cookie / connection_properties.source_ip; redirect; direct_response
+ *     with an inline body.
+ *   Cluster: type STATIC, STRICT_DNS, EDS, ORIGINAL_DST; lb_policy ROUND_ROBIN, LEAST_REQUEST,
+ *     RANDOM, RING_HASH, MAGLEV; connect_timeout (default 5 s); HTTP/2 upstream through
+ *     typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+ *     (explicit_http_config.http2_protocol_options) or the deprecated http2_protocol_options;
+ *     common_http_protocol_options idle_timeout / max_requests_per_connection; circuit_breakers
+ *     (DEFAULT priority); upstream_bind_config.source_address; load_assignment or, for EDS, the
+ *     ClusterLoadAssignment named by eds_cluster_config.service_name or the cluster name (none
+ *     yet: no endpoints, as Envoy waits) with weights, priorities, health and locality.
+ *   STRICT_DNS endpoints given by hostname become px_cluster.dns_targets (the proxy resolves
+ *   nothing; until someone publishes their addresses they add no endpoint, as in Envoy before
+ *   the first DNS answer).
+ * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix,
+ *   access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
+ *   health_checks, dns_* options, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
+ *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
+ *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
+ *   thresholds of non-DEFAULT priority, use_downstream_protocol_config / auto_config (HTTP/1.1
+ *   upstream), HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
+ *   by xdsres.c), envoy.filters.http.fault without a top-level delay/abort, and the inert
+ *   envoy.filters.http.cors filter itself.
+ * Rejected with the field path: other cluster types and lb policies (CLUSTER_PROVIDED outside
+ *   ORIGINAL_DST), load_balancing_policy, lb_subset_config, non-socket addresses, named ports, a
+ *   transport_socket other than raw_buffer on a cluster or a filter chain (TLS comes with
+ *   mTLS), internal/api listeners, filter_chain_matcher, direct_source_prefix_ranges,
+ *   source_type, network RBAC and HTTP RBAC (not enforced yet) unless is_optional, fault filters
+ *   with delay/abort, CORS policies and typed_per_filter_config for cors/fault/rbac, vhds,
+ *   require_tls, runtime_fraction, dynamic_metadata and connect matchers, path_match_policy,
+ *   cluster_specifier_plugin, host_rewrite_header / auto_host_rewrite / host_rewrite_path_regex,
+ *   redirect regex_rewrite, hash_policy query_parameter / filter_state / cookie ttl, direct_response
+ *   bodies from files, HTTP/3, retry_host_predicate other than previous_hosts. */
+#ifndef SHUNT_AGENT_XDS_SNAPSHOT_H
+#define SHUNT_AGENT_XDS_SNAPSHOT_H
+
+#include <stdint.h>
+
+#include "agent/jtree.h"
+#include "agent/xdsres.h"
+#include "proxy/config.h"
+
+#define XDS_SNAP_CONNECT_TIMEOUT_MS_DEF 5000 /* Envoy's Cluster.connect_timeout default */
+
+/* Builds and finalizes a snapshot from every active listener, route configuration, cluster and
+ * load assignment of cfg (which must be sealed; it may be freed afterwards: everything is
+ * copied into the snapshot's arena). 0 and *out (refcount 1), or -EINVAL/-ENOMEM with err->msg
+ * naming the resource and field path ("cluster \"reviews\": lb_policy: CLUSTER_PROVIDED is not
+ * supported"); nothing is allocated on failure. */
+int xds_snapshot_build(const struct xds_config *cfg, uint64_t generation, struct px_snapshot **out,
+		       struct jtree_err *err);
+
+#endif
