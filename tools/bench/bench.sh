@@ -74,8 +74,22 @@ cpu_ticks() {
 }
 TICK=$(getconf CLK_TCK)
 cpu_us_of() { echo $(($(cpu_ticks "$1") * 1000000 / TICK)); }
+# The same for shuntd's threads other than the main (agent) one: the proxy workers.
+worker_cpu_us_of() {
+	local t sum=0
+	for t in /proc/"$1"/task/*; do
+		[ "${t##*/}" = "$1" ] && continue
+		[ -r "$t/stat" ] || continue
+		sum=$((sum + $(sed 's/^.*) //' "$t/stat" | awk '{ print $12 + $13 }')))
+	done
+	echo $((sum * 1000000 / TICK))
+}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 kv() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
+
+# Holding IDLE_CONNS connections through the mesh takes four fds each in shuntd: lift this
+# shell's (and so its children's) limit, within what the kernel allows.
+ulimit -Hn 262144 2>/dev/null && ulimit -Sn 262144 2>/dev/null
 
 # ---- the pods -----------------------------------------------------------------------------
 h_init
@@ -240,10 +254,10 @@ run_client() {
 }
 
 measure_tcp() {
-	local c=$1 sd=${H_SHUNTD_PID:-} s0 c0 out ndone cpu
+	local c=$1 sd=${H_SHUNTD_PID:-} s0 c0 w0 out ndone cpu
 	# Latency at a fixed rate; the same run gives CPU per request and shuntd's RSS under load.
 	s0=$(cpu_us_of "$SERVER_TCP")
-	[ -n "$sd" ] && c0=$(cpu_us_of "$sd")
+	[ -n "$sd" ] && c0=$(cpu_us_of "$sd") && w0=$(worker_cpu_us_of "$sd")
 	h_exec a timeout $((${SECS%.*} + 20)) "$LG" rr "$B" 8080 -c "$LAT_CONNS" -r "$LAT_RATE" \
 		-n "$MAX_REQ" -d "$SECS" -s "$RR_SIZE" -o "$CDF_DIR/$c.$ROUND.cdf" \
 		>"$H_DIR/lat.out" 2>"$H_DIR/client.err" &
@@ -262,6 +276,8 @@ measure_tcp() {
 		rec "$c" cpu_us_per_req "$(awk -v c="$cpu" -v n="$ndone" 'BEGIN { printf "%.1f", c / n }')"
 		[ -n "$sd" ] && rec "$c" shuntd_cpu_us_per_req \
 			"$(awk -v c="$(($(cpu_us_of "$sd") - c0))" -v n="$ndone" 'BEGIN { printf "%.1f", c / n }')"
+		[ -n "$sd" ] && rec "$c" shuntd_worker_cpu_us_per_req \
+			"$(awk -v c="$(($(worker_cpu_us_of "$sd") - w0))" -v n="$ndone" 'BEGIN { printf "%.1f", c / n }')"
 	fi
 	run_client "$c" tps "$LG" rr "$B" 8080 -c "$TPS_CONNS" -r 0 -n "$MAX_TX" -d "$SECS" -s "$RR_SIZE"
 	rec "$c" tps "$(kv tps "$CLIENT_OUT")"
@@ -302,12 +318,13 @@ measure_idle() {
 }
 
 measure_http() {
-	local c=$1 p0 out req
+	local c=$1 p0 w0 out req
 	# Maximum requests/s (wrk, closed loop) and the proxy's CPU for them: rps per core.
 	p0=$(cpu_us_of "$PROXY_PID")
+	w0=$(worker_cpu_us_of "$PROXY_PID")
 	out=$(h_exec a timeout $((${SECS%.*} + 20)) wrk -t1 -c"$WRK_CONNS" -d"${WRK_SECS}s" \
 		"http://$HTTP_HOST:$HTTP_PORT/" 2>&1)
-	local pcpu=$(($(cpu_us_of "$PROXY_PID") - p0))
+	local pcpu=$(($(cpu_us_of "$PROXY_PID") - p0)) wcpu=$(($(worker_cpu_us_of "$PROXY_PID") - w0))
 	req=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
 	if [ -z "$req" ] || grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
 		log "$c wrk: $(tr '\n' ' ' <<<"$out" | head -c 400)"
@@ -317,6 +334,10 @@ measure_http() {
 	if [ -n "$req" ] && [ "$pcpu" -gt 0 ]; then
 		rec "$c" rps_per_core "$(awk -v n="$req" -v c="$pcpu" 'BEGIN { printf "%.0f", n / (c / 1e6) }')"
 		rec "$c" proxy_cpu_us_per_req "$(awk -v n="$req" -v c="$pcpu" 'BEGIN { printf "%.2f", c / n }')"
+	fi
+	# shuntd only: its proxy worker threads alone (the agent thread is not on the data path).
+	if [ "$PROXY_PID" = "${H_SHUNTD_PID:-}" ] && [ -n "$req" ] && [ "$wcpu" -gt 0 ]; then
+		rec "$c" rps_per_core_workers "$(awk -v n="$req" -v c="$wcpu" 'BEGIN { printf "%.0f", n / (c / 1e6) }')"
 	fi
 	# Latency at a fixed rate, the same open-loop client as the TCP cases, in HTTP mode.
 	h_exec a timeout $((${SECS%.*} + 20)) "$LG" rr "$HTTP_HOST" "$HTTP_PORT" -c "$LAT_CONNS" \
