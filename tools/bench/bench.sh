@@ -223,12 +223,28 @@ start_nginx() {
 	}
 }
 stop_nginx() { kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null; }
-# shunt as a configured L7 reverse proxy: needs `shuntd --config` with static HTTP listeners.
+# shunt as a configured L7 reverse proxy (tools/bench/shunt-l7.yaml through --config), in pod p
+# like HAProxy and nginx. Its --cgroup is an empty harness cgroup, so it captures nothing. It
+# counts as available once the static listener answers; until --config is wired, it does not.
 start_shunt_l7() {
-	START_ERR="needs shuntd --config with static HTTP listeners"
-	return 1
+	local cg=$H_CG/l7-none
+	mkdir -p "$cg" "$H_DIR/run"
+	sed -e "s/@PORT@/8003/" -e "s/@BACKEND@/$B/" tools/bench/shunt-l7.yaml >"$H_DIR/shunt-l7.yaml"
+	h_bg p "$H_BIN/shuntd" --cgroup "$cg" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" \
+		--admin-port 0 --config "$H_DIR/shunt-l7.yaml" "${SHUNTD_FLAGS[@]}" \
+		>>"$H_DIR/shuntd-l7.log" 2>&1
+	PROXY_PID=$H_LAST_PID
+	HTTP_HOST=$P HTTP_PORT=8003
+	if ! wait_port p 8003 || ! h_exec a curl -sf --max-time 2 -o /dev/null "http://$P:8003/"; then
+		START_ERR="needs shuntd --config with static HTTP listeners"
+		return 1
+	fi
+	sleep 1
 }
-stop_shunt_l7() { h_shuntd_stop >/dev/null; }
+stop_shunt_l7() {
+	kill -TERM "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+}
 # Not a reverse proxy: the same HTTP job from a captured pod a straight to B:8000, through
 # shuntd's passthrough (outbound and inbound legs, sk_msg on). Labelled as such in the table.
 start_shunt_capture_http() {
