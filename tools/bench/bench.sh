@@ -4,7 +4,8 @@
 #
 # Environment: BENCH_FULL=1 (longer), BENCH_SMOKE=1 (seconds, checks the pipeline only),
 # BENCH_ROUNDS, BENCH_SECS (per measurement), BENCH_OUT (directory for the results),
-# BENCH_CASES (space-separated subset of the TCP and HTTP cases below).
+# BENCH_CASES (space-separated subset of the TCP and HTTP cases below), BENCH_TAG (appended to
+# the results' file names, for runs of something other than this tree's build, with H_BIN).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/pods.sh
@@ -49,7 +50,7 @@ CASES=${BENCH_CASES:-$TCP_CASES $HTTP_CASES}
 DATE=$(date -u +%Y-%m-%d)
 HOST=$(hostname -s)
 OUT=${BENCH_OUT:-bench/results}
-STEM=$DATE-$HOST
+STEM=$DATE-$HOST${BENCH_TAG:+-$BENCH_TAG}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 RAW=$OUT/$STEM.raw.tsv
@@ -282,7 +283,10 @@ measure_tcp() {
 		sleep "$(awk -v s="$SECS" 'BEGIN { print s * 0.7 }')"
 		rec "$c" rss_load_kb "$(rss_kb "$sd")"
 	fi
-	wait "$lp" || log "$c lat: client failed: $(head -c 300 "$H_DIR/client.err")"
+	if ! wait "$lp"; then
+		log "$c lat: client failed: $(head -c 300 "$H_DIR/client.err") $(cat "$H_DIR/lat.out")"
+		rec "$c" lat_p99.failed 1
+	fi
 	out=$(cat "$H_DIR/lat.out")
 	ndone=$(kv "done" "$out")
 	for q in p50 p90 p99 p999; do rec "$c" "lat_$q" "$(kv $q "$out")"; done
@@ -359,7 +363,10 @@ measure_http() {
 	h_exec a timeout $((${SECS%.*} + 20)) "$LG" rr "$HTTP_HOST" "$HTTP_PORT" -c "$LAT_CONNS" \
 		-r "$LAT_RATE" -n "$MAX_REQ" -d "$SECS" -H / -o "$CDF_DIR/$c.$ROUND.cdf" \
 		>"$H_DIR/lat.out" 2>"$H_DIR/client.err" ||
-		log "$c http lat: client failed: $(head -c 300 "$H_DIR/client.err")"
+		{
+			log "$c http lat: client failed: $(head -c 300 "$H_DIR/client.err")"
+			rec "$c" lat_p99.failed 1
+		}
 	out=$(cat "$H_DIR/lat.out")
 	for q in p50 p90 p99 p999; do rec "$c" "lat_$q" "$(kv $q "$out")"; done
 	[ "$c" = shunt_capture_http ] && rec "$c" rss_load_kb "$(rss_kb "$PROXY_PID")"
@@ -396,6 +403,7 @@ done
 
 # ---- the report -------------------------------------------------------------------------------
 CMD="make bench${BENCH_FULL:+ BENCH_FULL=1}${BENCH_SMOKE:+ (bench-smoke)}"
+[ -n "${BENCH_TAG:-}" ] && CMD="BENCH_TAG=$BENCH_TAG H_BIN=$H_BIN $CMD"
 {
 	echo "kernel	$(uname -r)"
 	echo "cpu	$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
