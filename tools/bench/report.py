@@ -283,12 +283,16 @@ def main():
     rows = table(vals, status, failed, cases)
     trows = targets(vals, status)
     pngs = plots(outdir, stem, vals, status)
-    md = ["# shunt benchmark, %s" % env.get("date", stem), "",
+    md = ["# shunt benchmark, %s" % env.get("date", stem), ""]
+    if env.get("note"):
+        md += ["> %s" % env["note"], ""]
+    md += [
           "Command: `%s`  " % env.get("command", "make bench"),
           "Settings: %s" % env.get("settings", "-"), "",
           "## Machine and versions", "",
           "| | |", "|---|---|"]
-    md += ["| %s | %s |" % (k, v) for k, v in env.items() if k not in ("command", "settings")]
+    md += ["| %s | %s |" % (k, v) for k, v in env.items()
+           if k not in ("command", "settings", "note")]
     md += ["", "## Results", "",
            "Median of the rounds, with min and max; ratios are per round (case / baseline in "
            "the same round), median shown. Latencies are microseconds at a fixed rate, "
