@@ -174,7 +174,7 @@ test-integration: $(BINS) $(TOOL_BINS)
 	@$(PROVE) -f tests/integration/*.t </dev/null
 
 # Order: fast and pure first, then the kernel, then whole-system tests.
-test: all lint unit unit-san test-bpf fuzz-smoke test-integration
+test: all lint unit unit-san test-bpf fuzz-smoke test-integration bench-smoke
 
 # ---- demo and benchmark ---------------------------------------------------------------------
 run: all

@@ -1,0 +1,14 @@
+# make bench: the side-by-side benchmark of the mesh data paths (tools/bench/bench.sh), its
+# client tools/bench/loadgen.c, and bench-smoke, the seconds-long run that `make test` uses to
+# check the pipeline still produces a well-formed table (never the speed).
+BENCH_BINS := $(BUILD)/bin/bench/loadgen
+
+.PHONY: bench bench-smoke
+bench: $(BINS) $(TOOL_BINS) $(BENCH_BINS)
+	@tools/bench/bench.sh
+
+bench-smoke: $(BINS) $(TOOL_BINS) $(BENCH_BINS)
+	@rm -rf $(BUILD)/bench-smoke
+	@BENCH_SMOKE=1 BENCH_OUT=$(BUILD)/bench-smoke tools/bench/bench.sh >$(BUILD)/bench-smoke.log 2>&1 || \
+		{ cat $(BUILD)/bench-smoke.log; exit 1; }
+	@python3 tools/bench/report.py --check $(BUILD)/bench-smoke/*.md && echo "  bench-smoke: ok ($(BUILD)/bench-smoke)"
