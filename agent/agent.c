@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include "agent/admin.h"
+#include "agent/bootstrap.h"
+#include "agent/config_dump.h"
+#include "agent/xds_snapshot.h"
 #include "agent/cgwatch.h"
 #include "agent/counters.h"
 #include "agent/datapath.h"
@@ -26,7 +29,10 @@
 #include "iptables/rules.h"
 #include "lib/cgroup.h"
 #include "lib/json.h"
+#include "lib/addr.h"
 #include "lib/log.h"
+#include "lib/netns.h"
+#include "proxy/config.h"
 #include "proxy/proxy.h"
 
 #define AGENT_MAX_EVENTS 64
@@ -50,6 +56,12 @@ struct agent {
 	struct capture_plan plan;
 	struct ipt_config *ipt; /* what pods get loaded for the iptables paths, or NULL */
 	char ipt_state_dir[PATH_MAX];
+	struct xds_config *xds;	  /* the active configuration (--config), or NULL */
+	struct px_snapshot *snap; /* built from it, until handed to the proxy */
+	/* The config's bind_to_port listeners, which shuntd serves in its own netns, registered
+	 * with the proxy as workloads of up to PROXY_WORKLOAD_MAX_LISTENERS sockets each. */
+	struct proxy_workload **bound;
+	int nbound;
 	char cgroup[PATH_MAX];
 	char cgmnt[PATH_MAX]; /* where cgroup2 is mounted */
 	char run_dir[PATH_MAX];
@@ -333,6 +345,133 @@ static int plan_iptables(struct agent *a)
 	return 0;
 }
 
+/* ---- configuration ------------------------------------------------------------------------- */
+
+/* --config: the bootstrap's static resources become the proxy's first snapshot. Any problem is
+ * one line naming the file, line and field, and shuntd does not start. */
+static int load_config(struct agent *a)
+{
+	struct jtree_err e = {0};
+	int rc;
+
+	if (!a->o->config)
+		return 0;
+	rc = bootstrap_load(a->o->config, &a->xds, &e);
+	if (rc) {
+		fatal_line("--config %s", e.msg);
+		return -1;
+	}
+	rc = xds_snapshot_build(a->xds, 1, &a->snap, &e);
+	if (rc) {
+		fatal_line("--config %s: %s", a->o->config, e.msg);
+		return -1;
+	}
+	if (!a->snap->virtual_outbound || !a->snap->virtual_inbound)
+		pr_warn("--config %s has no %s listener: captured %s connections are closed (NR)",
+			a->o->config,
+			!a->snap->virtual_outbound ? PX_LISTENER_VIRTUAL_OUTBOUND
+						   : PX_LISTENER_VIRTUAL_INBOUND,
+			!a->snap->virtual_outbound ? "outbound" : "inbound");
+	if (bootstrap_ads_cluster(a->xds))
+		pr_warn("--config %s: dynamic_resources.ads_config is not followed yet; the static "
+			"resources serve",
+			a->o->config);
+	pr_info("config %s: %u listeners, %u clusters, %u route configurations", a->o->config,
+		a->snap->nlisteners, a->snap->nclusters, a->snap->nroute_configs);
+	return 0;
+}
+
+static int listen_bound(const struct px_listener *l)
+{
+	struct sockaddr_storage ss;
+	int family = addr_is_v4(&l->addr) ? AF_INET : AF_INET6, one = 1, fd;
+	socklen_t len = addr_to_sockaddr(&l->addr, l->port, family, &ss);
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Opens the snapshot's bind_to_port listeners in shuntd's own netns, as Envoy would. The
+ * virtual listeners are not among them: each pod has its own 15001/15006. */
+static int open_bound_listeners(struct agent *a, const struct px_snapshot *s)
+{
+	struct proxy_workload_desc d = {.name = "shuntd", .sockmap = false};
+	__u64 cookie = 0;
+	int n = 0, err = 0;
+
+	netns_cookie_current(&cookie);
+	for (uint32_t i = 0; i <= s->nlisteners; i++) {
+		const struct px_listener *l = i < s->nlisteners ? &s->listeners[i] : NULL;
+
+		if (l && (!l->bind_to_port || l->use_original_dst ||
+			  l->port == SHUNT_PORT_OUTBOUND || l->port == SHUNT_PORT_INBOUND))
+			continue;
+		if (l) {
+			char addr[ADDR_STRLEN];
+			int fd = listen_bound(l);
+
+			if (fd < 0) {
+				fatal_line("listener %s: cannot listen on %s:%u: %s", l->name,
+					   addr_fmt(&l->addr, addr, sizeof(addr)), l->port,
+					   strerror(-fd));
+				err = fd;
+				break;
+			}
+			if (n == 0)
+				for (int k = 0; k < PROXY_WORKLOAD_MAX_LISTENERS; k++)
+					d.listen_fds[k] = -1;
+			d.listen_fds[n] = fd;
+			d.kinds[n++] = PROXY_LISTENER_BOUND;
+			pr_info("listener %s: listening on %s:%u", l->name,
+				addr_fmt(&l->addr, addr, sizeof(addr)), l->port);
+		}
+		if (n == PROXY_WORKLOAD_MAX_LISTENERS || (!l && n)) {
+			struct proxy_workload **grown =
+				realloc(a->bound, (size_t)(a->nbound + 1) * sizeof(*grown));
+
+			d.netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+			d.netns_cookie = cookie;
+			if (!grown || d.netns_fd < 0) {
+				for (int k = 0; k < n; k++)
+					close(d.listen_fds[k]);
+				if (d.netns_fd >= 0)
+					close(d.netns_fd);
+				a->bound = grown ? grown : a->bound;
+				err = -ENOMEM;
+				n = 0;
+				break;
+			}
+			a->bound = grown;
+			a->bound[a->nbound] = proxy_workload_add(a->proxy, &d);
+			close(d.netns_fd);
+			if (!a->bound[a->nbound]) {
+				err = -errno;
+				n = 0; /* the proxy closed them */
+				fatal_line("cannot serve the config's listeners: %s",
+					   strerror(-err));
+				break;
+			}
+			a->nbound++;
+			n = 0;
+		}
+	}
+	if (err)
+		for (int k = 0; k < n; k++)
+			close(d.listen_fds[k]);
+	return err;
+}
+
 /* ---- admin API ------------------------------------------------------------------------------ */
 
 /* A pod enrolled by hand is named after its cgroup below --cgroup when it has one. */
@@ -494,6 +633,26 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 		}
 		return;
 	}
+	if (get && strcmp(req->path, "/config_dump") == 0) {
+		struct jtree_err e = {0};
+		char type[64];
+		bool typed = admin_query_get(req->query, "type", type, sizeof(type));
+
+		resp->content_type = "application/json";
+		if (!a->xds) {
+			resp->status = 404;
+			resp->content_type = "text/plain";
+			strbuf_adds(&resp->body,
+				    "no configuration loaded: shuntd serves its built-in "
+				    "passthrough (start it with --config)\n");
+		} else if (config_dump_render(a->xds, typed ? type : NULL, &resp->body, &e)) {
+			resp->status = 400;
+			resp->content_type = "text/plain";
+			strbuf_reset(&resp->body);
+			strbuf_addf(&resp->body, "%s\n", e.msg);
+		}
+		return;
+	}
 	if (get && strcmp(req->path, "/workloads") == 0) {
 		pods_to_json(&a->pods, &resp->body);
 		return;
@@ -624,6 +783,11 @@ static void teardown(struct agent *a)
 	/* Unenrolling stops capture first, then stops accepting (the proxy still serves what
 	 * was queued); open connections get the drain period before the maps go away. Pods go
 	 * before the cgroup watcher, whose teardown would otherwise take them for dead. */
+	for (int i = 0; i < a->nbound; i++)
+		proxy_workload_remove(a->proxy, a->bound[i]);
+	free(a->bound);
+	a->bound = NULL;
+	a->nbound = 0;
 	if (a->pods_ready)
 		pods_destroy(&a->pods);
 	a->pods_ready = false;
@@ -645,6 +809,11 @@ static void teardown(struct agent *a)
 		close(a->epfd);
 	free(a->ipt);
 	a->ipt = NULL;
+	if (a->snap)
+		px_snapshot_put(a->snap);
+	a->snap = NULL;
+	xds_config_free(a->xds);
+	a->xds = NULL;
 	unlock_run_dir(a);
 }
 
@@ -674,7 +843,7 @@ int agent_run(const struct agent_opts *o)
 		snprintf(a.run_dir, sizeof(a.run_dir), "%s", o->run_dir);
 	if (lock_run_dir(&a))
 		return 1;
-	if (plan_capture(&a) || plan_iptables(&a) || setup_signals(&a))
+	if (load_config(&a) || plan_capture(&a) || plan_iptables(&a) || setup_signals(&a))
 		goto fail;
 
 	struct dp_opts dpo = {
@@ -723,6 +892,12 @@ int agent_run(const struct agent_opts *o)
 	if (!a.proxy) {
 		fatal_line("cannot start %d proxy workers: %s", o->workers, strerror(errno));
 		goto fail;
+	}
+	if (a.snap) {
+		if (open_bound_listeners(&a, a.snap))
+			goto fail;
+		proxy_config_set(a.proxy, a.snap);
+		a.snap = NULL;
 	}
 
 	if (o->fail_closed)

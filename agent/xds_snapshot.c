@@ -1182,6 +1182,10 @@ static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
 	if (rc)
 		return rc;
 	l->use_original_dst = in->use_original_dst && in->use_original_dst->value;
+	/* bind_to_port, or the older deprecated_v1.bind_to_port istiod still writes; default true. */
+	l->bind_to_port = !(in->bind_to_port && !in->bind_to_port->value) &&
+			  !(in->deprecated_v1 && in->deprecated_v1->bind_to_port &&
+			    !in->deprecated_v1->bind_to_port->value);
 	for (size_t i = 0; i < in->n_listener_filters; i++) {
 		const Envoy__Config__Listener__V3__ListenerFilter *f = in->listener_filters[i];
 		const char *type = f->typed_config ? type_name_of(f->typed_config->type_url) : "";

@@ -393,18 +393,16 @@ static bool addr_is_any(const struct shunt_addr *a)
 	return memcmp(a, &any6, sizeof(*a)) == 0 || (addr_is_v4(a) && a->ip[3] == 0);
 }
 
-const struct px_listener *px_listener_for(const struct px_snapshot *s,
-					  const struct px_listener *via,
-					  const struct px_conn_info *ci)
+/* The listener of ci->dst among those bound or not as asked: exact address, else wildcard. */
+static const struct px_listener *listener_of_dst(const struct px_snapshot *s,
+						 const struct px_conn_info *ci, bool bound)
 {
 	const struct px_listener *wildcard = NULL;
 
-	if (!via || !via->use_original_dst)
-		return via;
 	for (uint32_t i = 0; i < s->nlisteners; i++) {
 		const struct px_listener *l = &s->listeners[i];
 
-		if (l == via || l->use_original_dst || l->port != ci->dst_port)
+		if (l->use_original_dst || l->port != ci->dst_port || l->bind_to_port != bound)
 			continue;
 		if (memcmp(&l->addr, &ci->dst, sizeof(ci->dst)) == 0)
 			return l;
@@ -412,7 +410,28 @@ const struct px_listener *px_listener_for(const struct px_snapshot *s,
 		    addr_is_v4(&l->addr) == addr_is_v4(&ci->dst))
 			wildcard = l;
 	}
-	return wildcard ? wildcard : via;
+	return wildcard;
+}
+
+const struct px_listener *px_listener_bound(const struct px_snapshot *s,
+					    const struct px_conn_info *ci)
+{
+	return listener_of_dst(s, ci, true);
+}
+
+const struct px_listener *px_listener_for(const struct px_snapshot *s,
+					  const struct px_listener *via,
+					  const struct px_conn_info *ci)
+{
+	const struct px_listener *l;
+
+	if (!via || !via->use_original_dst)
+		return via;
+	/* Envoy hands over to any listener of the destination, bound or not. */
+	l = listener_of_dst(s, ci, false);
+	if (!l)
+		l = listener_of_dst(s, ci, true);
+	return l ? l : via;
 }
 
 /* Specificity of one field for one chain: -1 no match, 0 wildcard, higher is more specific. */

@@ -205,6 +205,9 @@ struct px_listener {
 	/* virtualOutbound/virtualInbound: hand each connection to the listener that matches its
 	 * original destination, and use our own chains only when none does. */
 	bool use_original_dst;
+	/* Envoy's bind_to_port: shuntd listens on addr:port itself (a gateway or reverse proxy).
+	 * Istio's per-service outbound listeners say false: only virtualOutbound reaches them. */
+	bool bind_to_port;
 	bool tls_inspector; /* listener filters that fill the match's transport / SNI / ALPN */
 	bool http_inspector;
 	struct px_filter_chain *chains;
@@ -256,6 +259,10 @@ const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char
 const struct px_route_config *px_route_config_find(const struct px_snapshot *s, const char *name);
 /* Which listener handles a connection that arrived on `via` (a virtual listener) for `ci->dst`:
  * an exact ip:port listener, else the 0.0.0.0/[::] listener of that port, else `via` itself. */
+/* The bound listener (bind_to_port) that accepted a connection on ci->dst: exact address first,
+ * then the wildcard one of that port; NULL if the snapshot has none. */
+const struct px_listener *px_listener_bound(const struct px_snapshot *s,
+					    const struct px_conn_info *ci);
 const struct px_listener *px_listener_for(const struct px_snapshot *s,
 					  const struct px_listener *via,
 					  const struct px_conn_info *ci);

@@ -32,6 +32,7 @@ struct proxy_config {
 enum proxy_listener_kind {
 	PROXY_LISTENER_OUTBOUND, /* 15001: connections the app made, to their original destination */
 	PROXY_LISTENER_INBOUND,	 /* 15006: connections to the app, delivered from 127.0.0.6 */
+	PROXY_LISTENER_BOUND,	 /* a config listener shuntd binds itself (bind_to_port) */
 };
 
 #define PROXY_WORKLOAD_MAX_LISTENERS 4

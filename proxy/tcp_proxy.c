@@ -424,7 +424,8 @@ static int conn_original_dst(struct worker *wk, struct conn *c, struct shunt_add
 	c->down_local = key.local;
 	c->down_local_port = (__u16)key.local_port;
 
-	if (c->kind == PROXY_LISTENER_INBOUND && key.local_port != SHUNT_PORT_INBOUND) {
+	if (c->kind == PROXY_LISTENER_BOUND ||
+	    (c->kind == PROXY_LISTENER_INBOUND && key.local_port != SHUNT_PORT_INBOUND)) {
 		*dst = key.local;
 		*port = (__u16)key.local_port;
 		return 0;
@@ -481,16 +482,22 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 		      __u16 orig_port)
 {
 	const struct px_snapshot *s = c->snap;
-	const struct px_listener *via =
-		c->kind == PROXY_LISTENER_OUTBOUND ? s->virtual_outbound : s->virtual_inbound;
 	struct px_conn_info ci = {.dst = *orig,
 				  .dst_port = orig_port,
 				  .src = c->down_remote,
 				  .src_port = c->down_remote_port};
+	const struct px_listener *l;
 	const struct px_filter_chain *fc;
 	const char *cluster;
 
-	fc = via ? px_filter_chain_match(px_listener_for(s, via, &ci), &ci) : NULL;
+	if (c->kind == PROXY_LISTENER_BOUND)
+		l = px_listener_bound(s, &ci); /* NULL once a new config dropped it */
+	else
+		l = px_listener_for(s,
+				    c->kind == PROXY_LISTENER_OUTBOUND ? s->virtual_outbound
+								       : s->virtual_inbound,
+				    &ci);
+	fc = l ? px_filter_chain_match(l, &ci) : NULL;
 	if (!fc) {
 		STAT_INC(wk, cx_no_route);
 		c->flags = "NR";

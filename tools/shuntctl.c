@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/config_dump.h"
 #include "agent/counters.h"
 #include "agent/datapath.h"
 #include "iptables/cli.h"
@@ -44,6 +45,8 @@ static void usage(FILE *f)
 	      "  enroll --pid PID    enroll the pod whose netns PID lives in\n"
 	      "  unenroll --pid PID  take it out of the mesh (until enrolled again)\n"
 	      "  log-level LEVEL     set shuntd's log level: error, warn, info, debug\n"
+	      "  config dump [--type T]  the active configuration as Envoy's /config_dump\n"
+	      "                      (T: " CONFIG_DUMP_TYPES ")\n"
 	      "  iptables render|apply|clean [--pid PID] [settings]\n"
 	      "                      Istio's capture rules (see shuntctl iptables --help)\n",
 	      f);
@@ -569,6 +572,41 @@ static int cmd_status(const struct ctl *c)
 	return 0;
 }
 
+/* config dump [--type T]: shuntd's /config_dump, Envoy's ConfigDump as proto3 JSON. */
+static int cmd_config(const struct ctl *c, int argc, char **argv)
+{
+	struct strbuf body = {0};
+	char path[128] = "/config_dump";
+	int st;
+
+	if (argc < 2 || strcmp(argv[1], "dump") != 0)
+		return usage_error("config needs dump [--type T]");
+	if (argc == 4 && strcmp(argv[2], "--type") == 0) {
+		if (strspn(argv[3], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.") !=
+			    strlen(argv[3]) ||
+		    strlen(argv[3]) > 64)
+			return usage_error("--type: \"%s\" is not one of " CONFIG_DUMP_TYPES,
+					   argv[3]);
+		snprintf(path, sizeof(path), "/config_dump?type=%s", argv[3]);
+	} else if (argc != 2) {
+		return usage_error("config dump takes only --type T (" CONFIG_DUMP_TYPES ")");
+	}
+	st = admin_call(c, "GET", path, &body);
+	if (st < 0) {
+		strbuf_release(&body);
+		return fail("shuntd is not answering on %s/admin.sock: %s", c->run_dir,
+			    strerror(-st));
+	}
+	if (st != 200) {
+		fprintf(stderr, "shuntctl: config dump: %s", strbuf_str(&body));
+		strbuf_release(&body);
+		return st == 400 ? EXIT_USAGE : EXIT_FAIL;
+	}
+	fputs(strbuf_str(&body), stdout);
+	strbuf_release(&body);
+	return 0;
+}
+
 static int cmd_post(const struct ctl *c, const char *path, const char *what)
 {
 	struct strbuf body = {0};
@@ -670,6 +708,8 @@ int main(int argc, char **argv)
 		return cmd_conns(&c);
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
 		return cmd_stats(&c);
+	if (strcmp(cmd, "config") == 0)
+		return cmd_config(&c, argc, argv);
 	if (strcmp(cmd, "enroll") == 0)
 		return cmd_pid(&c, argc, argv, "/enroll");
 	if (strcmp(cmd, "unenroll") == 0)
