@@ -809,8 +809,21 @@ struct xds_config *xds_config_new(void)
 	return cfg;
 }
 
+/* Drops one holder of something shared; true when the caller held the last one. */
+static int unshare(unsigned *shared)
+{
+	if (!shared)
+		return 1;
+	if (__atomic_sub_fetch(shared, 1, __ATOMIC_ACQ_REL))
+		return 0;
+	free(shared);
+	return 1;
+}
+
 static void resource_release(struct xds_resource *r)
 {
+	if (!unshare(r->shared))
+		return;
 	free(r->name);
 	free(r->version);
 	if (r->msg)
@@ -831,7 +844,7 @@ void xds_config_free(struct xds_config *cfg)
 {
 	if (!cfg)
 		return;
-	if (cfg->bootstrap)
+	if (cfg->bootstrap && unshare(cfg->bootstrap_shared))
 		protobuf_c_message_free_unpacked(cfg->bootstrap, NULL);
 	for (int t = 0; t < XDS_NTYPES; t++) {
 		for (size_t i = 0; i < cfg->n[t]; i++)
@@ -892,6 +905,47 @@ int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *ms
 	else
 		clock_gettime(CLOCK_REALTIME, &r->updated);
 	cfg->n[t]++;
+	return 0;
+}
+
+static unsigned *share(unsigned **shared)
+{
+	if (!*shared) {
+		*shared = malloc(sizeof(**shared));
+		if (!*shared)
+			return NULL;
+		**shared = 1;
+	}
+	__atomic_add_fetch(*shared, 1, __ATOMIC_RELAXED);
+	return *shared;
+}
+
+int xds_config_add_shared(struct xds_config *cfg, enum xds_type t, struct xds_resource *r)
+{
+	struct xds_resource *grown;
+
+	if (cfg->sealed)
+		return -EINVAL;
+	grown = realloc(cfg->res[t], (cfg->n[t] + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	cfg->res[t] = grown;
+	if (!share(&r->shared))
+		return -ENOMEM;
+	grown[cfg->n[t]++] = *r;
+	return 0;
+}
+
+int xds_config_share_bootstrap(struct xds_config *dst, struct xds_config *src)
+{
+	memcpy(dst->dynamic, src->dynamic, sizeof(dst->dynamic));
+	dst->bootstrap_loaded = src->bootstrap_loaded;
+	if (!src->bootstrap)
+		return 0;
+	if (!share(&src->bootstrap_shared))
+		return -ENOMEM;
+	dst->bootstrap = src->bootstrap;
+	dst->bootstrap_shared = src->bootstrap_shared;
 	return 0;
 }
 
