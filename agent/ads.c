@@ -797,6 +797,11 @@ static int on_delta(struct ads *a, const DeltaResponse *rs)
 		after_reject(a, t, rs->system_version_info, NULL, 0, err);
 		return send_delta(a, url, NULL, 0, NULL, 0, NULL, 0, rs->nonce, err);
 	}
+	if (!n && !rs->n_removed_resources && a->sub[t].initial_done) {
+		/* Nothing changed (a reconnect found us up to date): ACK, nothing to apply. */
+		set_str(&a->sub[t].version, rs->system_version_info);
+		return send_delta(a, url, NULL, 0, NULL, 0, NULL, 0, rs->nonce, NULL);
+	}
 	o = calloc(n + 1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
