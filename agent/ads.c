@@ -22,8 +22,8 @@ typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVer
 	InitialVersion;
 typedef Envoy__Config__Core__V3__Node Node;
 
-#define SOTW_PATH  "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-#define DELTA_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define SOTW_PATH	      "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define DELTA_PATH	      "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define GRPC_INVALID_ARGUMENT 3
 #define ADS_MAX_REJECTIONS    64 /* resources of one NACKed response recorded for config_dump */
 
@@ -423,8 +423,8 @@ static void update_subs(struct ads *a)
 				s->names = names;
 				s->n_names = n;
 				if (s->sent)
-					send_sotw(a, xds_types[t].type_url, t, s->version,
-						  s->nonce, NULL);
+					send_sotw(a, xds_types[t].type_url, t, s->version, s->nonce,
+						  NULL);
 			}
 			if (!s->sent && s->n_names && a->gc && !a->closed)
 				send_initial(a, t);
@@ -521,8 +521,8 @@ static int build_candidate(struct ads *a, enum xds_type t, int sotw, const char 
 			   struct offer *o, size_t n, char **removed, size_t n_removed,
 			   struct xds_config **out, char *err, size_t errlen)
 {
-	static const enum xds_type build_order[XDS_NTYPES] = {
-		XDS_LISTENER, XDS_CLUSTER, XDS_ROUTE, XDS_ENDPOINT, XDS_SECRET};
+	static const enum xds_type build_order[XDS_NTYPES] = {XDS_LISTENER, XDS_CLUSTER, XDS_ROUTE,
+							      XDS_ENDPOINT, XDS_SECRET};
 	struct xds_config *c = config_like(a->cur);
 	struct timespec now;
 	struct jtree_err je;
@@ -650,7 +650,28 @@ static void check_ready(struct ads *a)
 		a->cb.ready(a->ctx);
 }
 
-/* Decodes, checks and applies one response's resources; 0 or -1 with err set. */
+/* A SotW response that repeats what we hold (the same version of the same resources, as after
+ * a reconnect): acknowledged without building or applying anything. */
+static int unchanged(const struct ads *a, enum xds_type t, const char *version,
+		     const struct offer *o, size_t n)
+{
+	size_t dyn = 0;
+
+	if (!a->st.ready || !version[0] || strcmp(version, a->sub[t].version))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct xds_resource *r = xds_config_find(a->cur, t, o[i].name);
+
+		if (!r || r->is_static || strcmp(r->version, version))
+			return 0;
+	}
+	for (size_t i = 0; i < a->cur->n[t]; i++)
+		dyn += !a->cur->res[t][i].is_static;
+	return !is_wildcard(t) || dyn == n;
+}
+
+/* Decodes, checks and applies one response's resources; 0, 1 when it changes nothing, or -1
+ * with err set. */
 static int accept_update(struct ads *a, enum xds_type t, int sotw, const char *type_version,
 			 struct offer *o, size_t n, char **removed, size_t n_removed, char *err,
 			 size_t errlen)
@@ -678,8 +699,9 @@ static int accept_update(struct ads *a, enum xds_type t, int sotw, const char *t
 	}
 	if (n > 1)
 		qsort(o, n, sizeof(*o), offer_cmp);
-	if (build_candidate(a, t, sotw, type_version, o, n, removed, n_removed, &cand, err,
-			    errlen))
+	if (sotw && unchanged(a, t, type_version, o, n))
+		return 1;
+	if (build_candidate(a, t, sotw, type_version, o, n, removed, n_removed, &cand, err, errlen))
 		return -1;
 	if (!a->st.ready) {
 		mine = cand;
@@ -712,8 +734,8 @@ static void after_accept(struct ads *a, enum xds_type t)
 	a->sub[t].initial_done = 1;
 }
 
-static void after_reject(struct ads *a, int t, const char *version, const struct offer *o,
-			 size_t n, const char *reason)
+static void after_reject(struct ads *a, int t, const char *version, const struct offer *o, size_t n,
+			 const char *reason)
 {
 	if (t < 0) {
 		a->st.rejected_unknown_type++;
@@ -744,6 +766,7 @@ static int on_sotw(struct ads *a, const DiscoveryResponse *rs)
 	char err[1024] = "";
 	struct offer *o = NULL;
 	size_t n = rs->n_resources;
+	int rc;
 
 	if (t < 0 || strcmp(url, xds_types[t].type_url)) {
 		snprintf(err, sizeof(err), "\"%s\" is not a resource type shuntd consumes", url);
@@ -763,15 +786,17 @@ static int on_sotw(struct ads *a, const DiscoveryResponse *rs)
 		o[i].any = &rs->resources[i]->base;
 		o[i].version = rs->version_info ? rs->version_info : "";
 	}
-	if (accept_update(a, (enum xds_type)t, 1, rs->version_info ? rs->version_info : "", o, n,
-			  NULL, 0, err, sizeof(err))) {
+	rc = accept_update(a, (enum xds_type)t, 1, rs->version_info ? rs->version_info : "", o, n,
+			   NULL, 0, err, sizeof(err));
+	if (rc < 0) {
 		after_reject(a, t, rs->version_info, o, n, err);
 		free_offers(o, n);
 		return send_sotw(a, url, t, a->sub[t].version, rs->nonce, err);
 	}
 	free_offers(o, n);
 	set_str(&a->sub[t].version, rs->version_info);
-	after_accept(a, (enum xds_type)t);
+	if (rc == 0)
+		after_accept(a, (enum xds_type)t);
 	send_sotw(a, url, t, a->sub[t].version, rs->nonce, NULL);
 	update_subs(a);
 	check_ready(a);
@@ -846,8 +871,7 @@ static void on_open(void *ctx)
 	for (int i = 0; i < XDS_NTYPES; i++) {
 		enum xds_type t = fetch_order[i];
 
-		if (a->cur->dynamic[t] && !a->sub[t].sent && a->sub[t].n_names &&
-		    may_request(a, t))
+		if (a->cur->dynamic[t] && !a->sub[t].sent && a->sub[t].n_names && may_request(a, t))
 			send_initial(a, t);
 	}
 	check_ready(a);
@@ -860,8 +884,9 @@ static int on_message(void *ctx, const uint8_t *msg, size_t len)
 	int rc;
 
 	if (ads_pb_too_deep(msg, len, ADS_MAX_NESTING)) {
-		logf_(a, "ads: a response of %zu bytes nests deeper than %d messages; resetting "
-			 "the stream",
+		logf_(a,
+		      "ads: a response of %zu bytes nests deeper than %d messages; resetting "
+		      "the stream",
 		      len, ADS_MAX_NESTING);
 		return -1;
 	}
@@ -870,12 +895,16 @@ static int on_message(void *ctx, const uint8_t *msg, size_t len)
 			 : &envoy__service__discovery__v3__discovery_response__descriptor,
 		NULL, len, msg);
 	if (!m) {
-		logf_(a, "ads: a response of %zu bytes does not decode as a %sDiscoveryResponse; "
-			 "resetting the stream",
+		logf_(a,
+		      "ads: a response of %zu bytes does not decode as a %sDiscoveryResponse; "
+		      "resetting the stream",
 		      len, a->delta ? "Delta" : "");
 		return -1;
 	}
-	rc = a->delta ? on_delta(a, (const DeltaResponse *)m) : on_sotw(a, (const DiscoveryResponse *)m);
+	/* The server speaks xDS: the next disconnect starts from a fresh backoff (as Envoy). */
+	a->backoff = a->backoff_initial;
+	rc = a->delta ? on_delta(a, (const DeltaResponse *)m)
+		      : on_sotw(a, (const DiscoveryResponse *)m);
 	protobuf_c_message_free_unpacked(m, NULL);
 	if (rc == -ENOMEM)
 		logf_(a, "ads: out of memory handling a response");
@@ -889,8 +918,11 @@ static void on_close(void *ctx, int status, const char *message)
 
 	if (a->st.connected && a->now - a->stream_open_ms >= ADS_HEALTHY_STREAM_MS)
 		a->backoff = a->backoff_initial;
+	if (a->st.connected)
+		a->st.disconnects++;
+	else
+		a->st.connect_failures++;
 	a->st.connected = 0;
-	a->st.disconnects++;
 	a->closed = 1;
 	/* Jitter: somewhere in the upper half of the current backoff. */
 	a->rng = a->rng * 1103515245u + 12345u;
@@ -930,10 +962,6 @@ static void connect_now(struct ads *a)
 		a->gc = NULL;
 		a->closed = 0;
 		logf_(a, "ads: cannot connect to %s:%u: %s", a->host, a->port, strerror(-rc));
-		a->now = a->now ? a->now : 1;
-		a->st.connected = 1; /* so that on_close counts it as a failed stream */
-		a->st.connects--;
-		a->st.disconnects--;
 		on_close(a, GRPC_STATUS_UNAVAILABLE, strerror(-rc));
 		a->closed = 0;
 	}

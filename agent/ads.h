@@ -11,10 +11,11 @@
 
 #define ADS_BACKOFF_INITIAL_MS 500
 #define ADS_BACKOFF_MAX_MS     30000
-#define ADS_HEALTHY_STREAM_MS  30000 /* a stream that lived this long resets the backoff */
-#define ADS_INITIAL_FETCH_MS   15000 /* a subscribed type that stays silent stops blocking ready */
-#define ADS_MAX_NESTING	       64    /* protobuf nesting accepted before decoding a response */
-#define ADS_USER_AGENT	       "shunt"
+#define ADS_HEALTHY_STREAM_MS  30000 /* a stream that lived this long resets the backoff, as */
+				     /* does any response that decodes */
+#define ADS_INITIAL_FETCH_MS 15000   /* a subscribed type that stays silent stops blocking ready */
+#define ADS_MAX_NESTING	     64	     /* protobuf nesting accepted before decoding a response */
+#define ADS_USER_AGENT	     "shunt"
 
 struct ads;
 
@@ -49,9 +50,10 @@ struct ads_opts {
 struct ads_stats {
 	int connected;
 	int ready;
-	uint64_t connects, disconnects;
+	uint64_t connects, disconnects; /* streams opened, and lost after opening */
+	uint64_t connect_failures;	/* attempts that never opened a stream */
 	uint64_t accepted[XDS_NTYPES], rejected[XDS_NTYPES];
-	uint64_t rejected_unknown_type; /* responses for no type in xds_types */
+	uint64_t rejected_unknown_type;		 /* responses for no type in xds_types */
 	struct timespec last_update[XDS_NTYPES]; /* CLOCK_REALTIME of the last accepted update */
 	size_t resources[XDS_NTYPES];		 /* in the client's current config */
 	uint32_t backoff_ms;			 /* the wait before the next connect attempt */

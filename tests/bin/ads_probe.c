@@ -182,8 +182,9 @@ int main(int argc, char **argv)
 			ads_io(a);
 	}
 	st = ads_stats(a);
-	printf("stats connects=%llu disconnects=%llu ready=%d", (unsigned long long)st->connects,
-	       (unsigned long long)st->disconnects, st->ready);
+	printf("stats connects=%llu disconnects=%llu connect_failures=%llu ready=%d",
+	       (unsigned long long)st->connects, (unsigned long long)st->disconnects,
+	       (unsigned long long)st->connect_failures, st->ready);
 	for (int t = 0; t < XDS_NTYPES; t++)
 		printf(" %s=%llu/%llu/%zu", short_name[t], (unsigned long long)st->accepted[t],
 		       (unsigned long long)st->rejected[t], st->resources[t]);

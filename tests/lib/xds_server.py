@@ -79,21 +79,18 @@ class Server:
                     self.state = json.load(f)
             except FileNotFoundError:
                 pass
-            for t, (version, resources) in self.state.items():
-                self.set(t, version, resources, save=False)
+            for t, (version, resources, versions) in self.state.items():
+                self.set(t, version, resources, save=False, versions=versions)
 
     # ---- resources ----
     def name_of(self, t, msg):
         return msg.cluster_name if t == "eds" else msg.name
 
-    def set(self, t, version, resources, save=True, msgs=None):
+    def set(self, t, version, resources, save=True, msgs=None, versions=None):
+        """versions: the version of each resource, when not version (a restart's state)."""
         from google.protobuf import json_format
 
         new = {}
-        if save and self.state_file:
-            self.state[t] = [version, resources]
-            with open(self.state_file, "w") as f:
-                json.dump(self.state, f)
         msgs = list(msgs or [])
         for r in resources:
             m = self.cls(TYPES[t])()
@@ -102,7 +99,8 @@ class Server:
         for m in msgs:
             a = self.Any()
             a.Pack(m)
-            new[self.name_of(t, m)] = (version, a)
+            name = self.name_of(t, m)
+            new[name] = ((versions or {}).get(name, version), a)
         with self.lock:
             old = self.res[t]
             for name, (v, a) in new.items():
@@ -110,6 +108,10 @@ class Server:
                     new[name] = old[name]  # unchanged: keeps its version for delta
             self.res[t] = new
             self.version[t] = version
+            if save and self.state_file:
+                self.state[t] = [version, resources, {n: v for n, (v, _) in new.items()}]
+                with open(self.state_file, "w") as f:
+                    json.dump(self.state, f)
             for s in list(self.streams):
                 s.push(t)
 
