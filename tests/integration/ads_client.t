@@ -84,7 +84,7 @@ start_probe() {
 }
 EOF
 	OUT=$DIR/probe.$MODE
-	"$PROBE" "--$MODE" --max 1048576 --reject evil "$DIR/boot.json" >"$OUT" 2>&1 &
+	"$PROBE" "--$MODE" --max 1048576 --reject evil "$@" "$DIR/boot.json" >"$OUT" 2>&1 &
 	PROBE_PID=$!
 }
 
@@ -238,6 +238,40 @@ rds n=4 + - init="
 	is "$?" 0 "$MODE: the probe exits cleanly"
 	PROBE_PID=
 	like "$(grep '^stats' "$OUT")" '^stats connects=5 disconnects=4 connect_failures=[1-9][0-9]* ready=1 ' "$MODE: counters"
+	stop_server
+done
+
+# ---- scale: 10,000 clusters with 100,000 endpoints, then one assignment changed ----
+now_ms() { date +%s%3N; }
+for MODE in sotw delta; do
+	rm -f "$DIR/state.$MODE"
+	start_server
+	ctl set lds 1 '[]' >/dev/null
+	start_probe --max 0
+	wait_for '^ready$'
+	t0=$(now_ms)
+	ctl scale 10000 10 s1 >/dev/null
+	wait_for '^apply .* cds=#10000 eds=#10000 ' "$OUT" 60
+	t1=$(now_ms)
+	like "$(last_apply)" '^cds=#10000 eds=#10000 lds= rds= sds=$' \
+		"$MODE: 10000 clusters and 10000 assignments of 10 endpoints applied in $((t1 - t0)) ms"
+	ok "$MODE: ... in less than 20 s (server side included)" test $((t1 - t0)) -lt 20000
+	applies=$(count '^apply ')
+	t0=$(now_ms)
+	ctl touch eds c5 s2 >/dev/null
+	for _ in $(seq 1 400); do [ "$(count '^apply ')" -gt "$applies" ] && break; sleep 0.05; done
+	t1=$(now_ms)
+	is "$(count '^apply ')" $((applies + 1)) "$MODE: one changed assignment applied in $((t1 - t0)) ms"
+	sleep 0.3
+	if [ $MODE = sotw ]; then
+		like "$(requests | grep '^eds' | tail -1)" '^eds v=s2 n=[0-9]+ names=c0,c1,' "$MODE: ACKed"
+	else
+		like "$(requests | grep '^eds' | tail -1)" '^eds n=[0-9]+ \+ - init=$' "$MODE: ACKed"
+	fi
+	kill "$PROBE_PID"
+	wait "$PROBE_PID"
+	PROBE_PID=
+	like "$(grep '^stats' "$OUT")" 'cds=[0-9]+/0/10001 eds=[0-9]+/0/10000 ' "$MODE: counters at scale (the static ADS cluster included)"
 	stop_server
 done
 done_testing

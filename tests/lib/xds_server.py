@@ -21,6 +21,7 @@ Control commands (one line each, answered with one JSON line):
   unknown                   sends a response with a type URL nobody consumes
   streams                   number of open streams
   scale N M VERSION         N EDS clusters (c0..) with M endpoints each (cds and eds)
+  touch TYPE NAME VERSION   gives one resource a new version (and the type that version)
 """
 import json
 import queue
@@ -162,6 +163,14 @@ class Server:
         if verb == "scale":
             n, m, version = rest.split(" ")
             self.scale(int(n), int(m), version)
+            return {"ok": True}
+        if verb == "touch":
+            t, name, version = rest.split(" ")
+            with self.lock:
+                self.res[t][name] = (version, self.res[t][name][1])
+                self.version[t] = version
+                for s in list(self.streams):
+                    s.push(t)
             return {"ok": True}
         if verb == "requests":
             with self.lock:
