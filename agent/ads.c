@@ -170,13 +170,45 @@ static int get_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 	return -1;
 }
 
-/* 1: too deep; 0: a message within the limit; -1: not a well-formed message. */
+/* 0 if buf is a well-formed message at its own level, -1 if not. */
+static int scan_flat(const uint8_t *p, size_t len)
+{
+	size_t i = 0;
+	uint64_t key, l;
+
+	while (i < len) {
+		if (get_varint(p, len, &i, &key) || !(key >> 3))
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (get_varint(p, len, &i, &l))
+				return -1;
+			break;
+		case 1:
+		case 5:
+			l = (key & 7) == 1 ? 8 : 4;
+			if (len - i < l)
+				return -1;
+			i += (size_t)l;
+			break;
+		case 2:
+			if (get_varint(p, len, &i, &l) || l > len - i)
+				return -1;
+			i += (size_t)l;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* 1: too deep; 0: a message within the limit; -1: not a well-formed message. Past the limit,
+ * bytes that are a well-formed message on their own (not looking inside) make it too deep. */
 static int scan_depth(const uint8_t *p, size_t len, int depth, int max)
 {
 	size_t i = 0;
 
-	if (depth > max)
-		return 1;
 	while (i < len) {
 		uint64_t key, l;
 		int r;
@@ -201,8 +233,8 @@ static int scan_depth(const uint8_t *p, size_t len, int depth, int max)
 		case 2:
 			if (get_varint(p, len, &i, &l) || l > len - i)
 				return -1;
-			r = scan_depth(p + i, (size_t)l, depth + 1, max);
-			if (r == 1)
+			r = depth < max ? scan_depth(p + i, (size_t)l, depth + 1, max) : 0;
+			if (r == 1 || (depth >= max && scan_flat(p + i, (size_t)l) == 0))
 				return 1;
 			i += (size_t)l;
 			break;
