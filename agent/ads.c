@@ -476,7 +476,7 @@ struct offer {
 	const ProtobufCMessage *any;
 	const char *version; /* delta: per resource; SotW: the response's */
 	ProtobufCMessage *msg;
-	const char *name;
+	char *name; /* a copy: msg passes to the candidate, which may be freed before we are done */
 };
 
 static int offer_cmp(const void *x, const void *y)
@@ -486,7 +486,7 @@ static int offer_cmp(const void *x, const void *y)
 
 static int offered(const struct offer *o, size_t n, const char *name)
 {
-	struct offer key = {.name = name};
+	struct offer key = {.name = (char *)name};
 
 	return n && bsearch(&key, o, n, sizeof(*o), offer_cmp);
 }
@@ -629,9 +629,11 @@ fail:
 
 static void free_offers(struct offer *o, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (o[i].msg)
 			protobuf_c_message_free_unpacked(o[i].msg, NULL);
+		free(o[i].name);
+	}
 	free(o);
 }
 
@@ -727,7 +729,11 @@ static int accept_update(struct ads *a, enum xds_type t, int sotw, const char *t
 				 xds_types[t].noun, i, xds_types[got].noun, xds_types[t].type_url);
 			return -1;
 		}
-		o[i].name = xds_resource_name(t, o[i].msg);
+		o[i].name = strdup(xds_resource_name(t, o[i].msg));
+		if (!o[i].name) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 	}
 	if (n > 1)
 		qsort(o, n, sizeof(*o), offer_cmp);

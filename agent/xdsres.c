@@ -858,6 +858,24 @@ void xds_config_free(struct xds_config *cfg)
 	free(cfg);
 }
 
+/* Room for one more resource of type t: doubling, so that building a config of n resources
+ * copies O(n) entries (realloc does not always grow in place). */
+static struct xds_resource *grow_res(struct xds_config *cfg, enum xds_type t)
+{
+	struct xds_resource *grown;
+	size_t cap;
+
+	if (cfg->n[t] < cfg->cap[t])
+		return cfg->res[t];
+	cap = cfg->cap[t] ? cfg->cap[t] * 2 : 8;
+	grown = realloc(cfg->res[t], cap * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	cfg->res[t] = grown;
+	cfg->cap[t] = cap;
+	return grown;
+}
+
 int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *msg,
 		   const char *version, int is_static, const struct timespec *when, const char *who,
 		   struct jtree_err *err)
@@ -880,12 +898,11 @@ int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *ms
 	rc = xds_resource_check(t, msg, who, &cfg->warnings, &refs, &n_refs, err);
 	if (rc)
 		return rc;
-	grown = realloc(cfg->res[t], (cfg->n[t] + 1) * sizeof(*grown));
+	grown = grow_res(cfg, t);
 	if (!grown) {
 		xds_refs_free(refs, n_refs);
 		return -ENOMEM;
 	}
-	cfg->res[t] = grown;
 	r = &grown[cfg->n[t]];
 	memset(r, 0, sizeof(*r));
 	r->name = strdup(xds_resource_name(t, msg));
@@ -926,10 +943,9 @@ int xds_config_add_shared(struct xds_config *cfg, enum xds_type t, struct xds_re
 
 	if (cfg->sealed)
 		return -EINVAL;
-	grown = realloc(cfg->res[t], (cfg->n[t] + 1) * sizeof(*grown));
+	grown = grow_res(cfg, t);
 	if (!grown)
 		return -ENOMEM;
-	cfg->res[t] = grown;
 	if (!share(&r->shared))
 		return -ENOMEM;
 	grown[cfg->n[t]++] = *r;

@@ -83,6 +83,7 @@ struct xds_config {
 	char *version[XDS_NTYPES];
 	struct xds_resource *res[XDS_NTYPES];
 	size_t n[XDS_NTYPES];
+	size_t cap[XDS_NTYPES]; /* entries allocated in res[] (grown geometrically) */
 	struct xds_rejection *rejected[XDS_NTYPES];
 	size_t n_rejected[XDS_NTYPES];
 	unsigned warnings; /* optional filters dropped, and the like */

@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 
-PROBE=build/bin/ads_probe
+PROBE=${ADS_PROBE:-build/bin/ads_probe} # ADS_PROBE: e.g. a build with sanitizers
 DESC=build/xds/closure.pb
 PY=/usr/bin/python3
 [ -x "$PROBE" ] && [ -f "$DESC" ] || { echo "Bail out! run make (needs $PROBE and $DESC)"; exit 1; }
@@ -20,6 +20,7 @@ cleanup() {
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 # start_server [PORT]: sets GPORT (gRPC) and CPORT (control); state persists in $DIR/state.
 start_server() {
@@ -102,7 +103,7 @@ static_cluster() {
 	printf '{"name":"%s","type":"STATIC","load_assignment":{"cluster_name":"%s","endpoints":[{"lb_endpoints":[{"endpoint":{"address":{"socket_address":{"address":"10.0.0.9","port_value":5432}}}}]}]}}' "$1" "$1"
 }
 
-NODE=sidecar~10.0.0.7~web.default~default.svc.cluster.local
+NODE=sidecar~10.0.0.7~web.default~default.svc.cluster.local/shunt/z1 # id/user_agent_name/zone
 for MODE in sotw delta; do
 	rm -f "$DIR/state.$MODE"
 	start_server

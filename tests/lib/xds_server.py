@@ -124,7 +124,8 @@ class Server:
     def record(self, kind, req):
         t = next((k for k, v in TYPES.items() if PREFIX + v == req.type_url), req.type_url)
         entry = {"kind": kind, "type": t, "nonce": req.response_nonce,
-                 "node": req.node.id if req.HasField("node") else None,
+                 "node": "%s/%s/%s" % (req.node.id, req.node.user_agent_name,
+                                       req.node.locality.zone) if req.HasField("node") else None,
                  "error": req.error_detail.message if req.HasField("error_detail") else None}
         if kind == "sotw":
             entry["version"] = req.version_info
