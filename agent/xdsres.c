@@ -898,8 +898,21 @@ struct xds_config *xds_config_new(void)
 	return cfg;
 }
 
+/* Drops one holder of something shared; true when the caller held the last one. */
+static int unshare(unsigned *shared)
+{
+	if (!shared)
+		return 1;
+	if (__atomic_sub_fetch(shared, 1, __ATOMIC_ACQ_REL))
+		return 0;
+	free(shared);
+	return 1;
+}
+
 static void resource_release(struct xds_resource *r)
 {
+	if (!unshare(r->shared))
+		return;
 	free(r->name);
 	free(r->version);
 	if (r->msg)
@@ -920,7 +933,7 @@ void xds_config_free(struct xds_config *cfg)
 {
 	if (!cfg)
 		return;
-	if (cfg->bootstrap)
+	if (cfg->bootstrap && unshare(cfg->bootstrap_shared))
 		protobuf_c_message_free_unpacked(cfg->bootstrap, NULL);
 	for (int t = 0; t < XDS_NTYPES; t++) {
 		for (size_t i = 0; i < cfg->n[t]; i++)
@@ -932,6 +945,24 @@ void xds_config_free(struct xds_config *cfg)
 		free(cfg->version[t]);
 	}
 	free(cfg);
+}
+
+/* Room for one more resource of type t: doubling, so that building a config of n resources
+ * copies O(n) entries (realloc does not always grow in place). */
+static struct xds_resource *grow_res(struct xds_config *cfg, enum xds_type t)
+{
+	struct xds_resource *grown;
+	size_t cap;
+
+	if (cfg->n[t] < cfg->cap[t])
+		return cfg->res[t];
+	cap = cfg->cap[t] ? cfg->cap[t] * 2 : 8;
+	grown = realloc(cfg->res[t], cap * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	cfg->res[t] = grown;
+	cfg->cap[t] = cap;
+	return grown;
 }
 
 int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *msg,
@@ -956,12 +987,11 @@ int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *ms
 	rc = xds_resource_check(t, msg, who, &cfg->warnings, &refs, &n_refs, err);
 	if (rc)
 		return rc;
-	grown = realloc(cfg->res[t], (cfg->n[t] + 1) * sizeof(*grown));
+	grown = grow_res(cfg, t);
 	if (!grown) {
 		xds_refs_free(refs, n_refs);
 		return -ENOMEM;
 	}
-	cfg->res[t] = grown;
 	r = &grown[cfg->n[t]];
 	memset(r, 0, sizeof(*r));
 	r->name = strdup(xds_resource_name(t, msg));
@@ -981,6 +1011,46 @@ int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *ms
 	else
 		clock_gettime(CLOCK_REALTIME, &r->updated);
 	cfg->n[t]++;
+	return 0;
+}
+
+static unsigned *share(unsigned **shared)
+{
+	if (!*shared) {
+		*shared = malloc(sizeof(**shared));
+		if (!*shared)
+			return NULL;
+		**shared = 1;
+	}
+	__atomic_add_fetch(*shared, 1, __ATOMIC_RELAXED);
+	return *shared;
+}
+
+int xds_config_add_shared(struct xds_config *cfg, enum xds_type t, struct xds_resource *r)
+{
+	struct xds_resource *grown;
+
+	if (cfg->sealed)
+		return -EINVAL;
+	grown = grow_res(cfg, t);
+	if (!grown)
+		return -ENOMEM;
+	if (!share(&r->shared))
+		return -ENOMEM;
+	grown[cfg->n[t]++] = *r;
+	return 0;
+}
+
+int xds_config_share_bootstrap(struct xds_config *dst, struct xds_config *src)
+{
+	memcpy(dst->dynamic, src->dynamic, sizeof(dst->dynamic));
+	dst->bootstrap_loaded = src->bootstrap_loaded;
+	if (!src->bootstrap)
+		return 0;
+	if (!share(&src->bootstrap_shared))
+		return -ENOMEM;
+	dst->bootstrap = src->bootstrap;
+	dst->bootstrap_shared = src->bootstrap_shared;
 	return 0;
 }
 

@@ -57,6 +57,10 @@ struct xds_resource {
 	int is_static;
 	struct xds_ref *refs;
 	size_t n_refs;
+	/* NULL: name, msg, version and refs belong to this config alone. Otherwise they are shared
+	 * between configs (see xds_config_add_shared) and this counts the holders; the last
+	 * xds_config_free frees them. */
+	unsigned *shared;
 };
 
 /* A rejected update of one resource, shown by config_dump as the resource's error_state. */
@@ -73,11 +77,13 @@ struct xds_rejection {
  * may be shared with readers. Everything reachable from it is owned by it. */
 struct xds_config {
 	ProtobufCMessage *bootstrap; /* Envoy__Config__Bootstrap__V3__Bootstrap, or NULL */
+	unsigned *bootstrap_shared;  /* as xds_resource.shared, for bootstrap */
 	struct timespec bootstrap_loaded;
 	int dynamic[XDS_NTYPES]; /* may arrive over ADS: references to unknown names are fine */
 	char *version[XDS_NTYPES];
 	struct xds_resource *res[XDS_NTYPES];
 	size_t n[XDS_NTYPES];
+	size_t cap[XDS_NTYPES]; /* entries allocated in res[] (grown geometrically) */
 	struct xds_rejection *rejected[XDS_NTYPES];
 	size_t n_rejected[XDS_NTYPES];
 	unsigned warnings; /* optional filters dropped, and the like */
@@ -114,6 +120,14 @@ int xds_config_seal(struct xds_config *cfg, struct jtree_err *err);
 int xds_config_reject(struct xds_config *cfg, enum xds_type t, const char *name,
 		      const char *version, const char *details, const ProtobufCMessage *failed_any,
 		      const struct timespec *when);
+
+/* Adds resource r of another config to an unsealed one without copying it: both then hold it
+ * (the count is atomic, so configs sharing resources may be freed on different threads). The
+ * first share of a resource sets r->shared, so it must not race with another share of the same
+ * resource. 0 or -ENOMEM/-EINVAL. */
+int xds_config_add_shared(struct xds_config *cfg, enum xds_type t, struct xds_resource *r);
+/* Makes an empty unsealed dst hold src's bootstrap (shared as above) and dynamic flags. */
+int xds_config_share_bootstrap(struct xds_config *dst, struct xds_config *src);
 
 /* A resource of a sealed config by name, or NULL. */
 const struct xds_resource *xds_config_find(const struct xds_config *cfg, enum xds_type t,
