@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/admin.h"
+#include "agent/ads.h"
 #include "agent/bootstrap.h"
 #include "agent/config_dump.h"
 #include "agent/xds_snapshot.h"
@@ -58,6 +59,8 @@ struct agent {
 	char ipt_state_dir[PATH_MAX];
 	struct xds_config *xds;	  /* the active configuration (--config), or NULL */
 	struct px_snapshot *snap; /* built from it, until handed to the proxy */
+	uint64_t generation;	  /* of the last snapshot built */
+	struct ads *ads;	  /* the control-plane stream, when the bootstrap names one */
 	/* The config's bind_to_port listeners, which shuntd serves in its own netns, registered
 	 * with the proxy as workloads of up to PROXY_WORKLOAD_MAX_LISTENERS sockets each. */
 	struct proxy_workload **bound;
@@ -361,7 +364,7 @@ static int load_config(struct agent *a)
 		fatal_line("--config %s", e.msg);
 		return -1;
 	}
-	rc = xds_snapshot_build(a->xds, 1, &a->snap, &e);
+	rc = xds_snapshot_build(a->xds, ++a->generation, &a->snap, &e);
 	if (rc) {
 		fatal_line("--config %s: %s", a->o->config, e.msg);
 		return -1;
@@ -372,12 +375,77 @@ static int load_config(struct agent *a)
 			!a->snap->virtual_outbound ? PX_LISTENER_VIRTUAL_OUTBOUND
 						   : PX_LISTENER_VIRTUAL_INBOUND,
 			!a->snap->virtual_outbound ? "outbound" : "inbound");
-	if (bootstrap_ads_cluster(a->xds))
-		pr_warn("--config %s: dynamic_resources.ads_config is not followed yet; the static "
-			"resources serve",
-			a->o->config);
 	pr_info("config %s: %u listeners, %u clusters, %u route configurations", a->o->config,
 		a->snap->nlisteners, a->snap->nclusters, a->snap->nroute_configs);
+	return 0;
+}
+
+/* ADS: every accepted update becomes a new snapshot, published with one swap; one that does not
+ * translate is NACKed with the reason and changes nothing. */
+static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errlen)
+{
+	struct agent *a = ctx;
+	struct px_snapshot *s;
+	struct jtree_err e = {0};
+
+	if (xds_snapshot_build(cand, a->generation + 1, &s, &e)) {
+		snprintf(err, errlen, "%s", e.msg);
+		return -1;
+	}
+	a->generation++;
+	proxy_config_set(a->proxy, s);
+	xds_config_free(a->xds);
+	a->xds = cand;
+	pr_info("xds: snapshot %llu active: %zu listeners, %zu routes, %zu clusters, %zu endpoint "
+		"sets",
+		(unsigned long long)a->generation, cand->n[XDS_LISTENER], cand->n[XDS_ROUTE],
+		cand->n[XDS_CLUSTER], cand->n[XDS_ENDPOINT]);
+	return 0;
+}
+
+/* config_dump shows the last rejected update of each resource as its error_state. */
+static void ads_rejected(void *ctx, int type, const char *reason, const struct xds_config *cfg)
+{
+	struct agent *a = ctx;
+
+	pr_warn("xds: update rejected: %s", reason);
+	if (type < 0 || !a->xds)
+		return;
+	for (size_t i = 0; i < cfg->n_rejected[type]; i++) {
+		const struct xds_rejection *r = &cfg->rejected[type][i];
+
+		xds_config_reject(a->xds, (enum xds_type)type, r->name, r->version, r->details,
+				  r->failed, &r->when);
+	}
+}
+
+static void ads_ready(void *ctx)
+{
+	(void)ctx;
+	pr_info("xds: initial fetch complete");
+}
+
+static void ads_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	pr_info("%s", line);
+}
+
+static int start_ads(struct agent *a)
+{
+	static const struct ads_callbacks cb = {
+		.apply = ads_apply, .ready = ads_ready, .rejected = ads_rejected, .log = ads_log};
+	struct ads_opts opts = {.delta = -1};
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &a->ads};
+	char err[256];
+
+	if (!a->xds || !bootstrap_ads_cluster(a->xds))
+		return 0;
+	if (ads_start(&a->ads, a->xds, &opts, &cb, a, err, sizeof(err))) {
+		fatal_line("--config %s: %s", a->o->config, err);
+		return -1;
+	}
+	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ads_fd(a->ads), &ev);
 	return 0;
 }
 
@@ -517,6 +585,37 @@ static void prom_one(void *ctx, __u64 netns, const struct shunt_counters *c)
 	strbuf_addf(pc->sb, "\"} %llu\n", (unsigned long long)c->v[pc->stat]);
 }
 
+/* The control plane's health: connected, updates per type, when, and how many resources. */
+static void xds_prometheus(struct agent *a, struct strbuf *sb)
+{
+	const struct ads_stats *st = ads_stats(a->ads);
+	static const char *const fams[][3] = {
+		{"xds_updates_accepted_total", "counter", "updates accepted, per type"},
+		{"xds_updates_rejected_total", "counter", "updates rejected (NACKed), per type"},
+		{"xds_last_update_seconds", "gauge", "time of the last accepted update, per type"},
+		{"xds_resources", "gauge", "resources active, per type"},
+	};
+
+	strbuf_addf(sb,
+		    "# HELP shunt_xds_connected 1 while the ADS stream is open\n"
+		    "# TYPE shunt_xds_connected gauge\nshunt_xds_connected %d\n",
+		    st->connected ? 1 : 0);
+	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+		strbuf_addf(sb, "# HELP shunt_%s %s\n# TYPE shunt_%s %s\n", fams[f][0], fams[f][2],
+			    fams[f][0], fams[f][1]);
+		for (int t = 0; t < XDS_NTYPES; t++) {
+			unsigned long long v =
+				f == 0	 ? st->accepted[t]
+				: f == 1 ? st->rejected[t]
+				: f == 2 ? (unsigned long long)st->last_update[t].tv_sec
+					 : st->resources[t];
+
+			strbuf_addf(sb, "shunt_%s{type=\"%s\"} %llu\n", fams[f][0],
+				    xds_types[t].plural, v);
+		}
+	}
+}
+
 static void stats_prometheus(struct agent *a, struct strbuf *sb)
 {
 	struct proxy_stats ps;
@@ -537,6 +636,8 @@ static void stats_prometheus(struct agent *a, struct strbuf *sb)
 		    (unsigned long long)ps.name);
 	PROXY_STATS(PROM_PROXY)
 #undef PROM_PROXY
+	if (a->ads)
+		xds_prometheus(a, sb);
 	strbuf_addf(sb,
 		    "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
 		    "gauge\nshunt_pods_enrolled %d\n",
@@ -760,6 +861,8 @@ static void loop(struct agent *a)
 						strsignal((int)si.ssi_signo));
 					a->stopping = true;
 				}
+			} else if (ptr == &a->ads) {
+				ads_io(a->ads);
 			} else if (ptr == &a->cw) {
 				cgwatch_process(&a->cw, now);
 			} else if (a->admin_open && admin_owns(&a->admin, ptr)) {
@@ -767,6 +870,12 @@ static void loop(struct agent *a)
 			}
 		}
 		timeout = cgwatch_tick(&a->cw, now);
+		if (a->ads) {
+			int t = ads_tick(a->ads, now);
+
+			if (t < timeout)
+				timeout = t;
+		}
 		if (a->admin_open) {
 			admin_tick(&a->admin, now);
 			if (timeout > ADMIN_TIMEOUT_MS)
@@ -783,6 +892,9 @@ static void teardown(struct agent *a)
 	/* Unenrolling stops capture first, then stops accepting (the proxy still serves what
 	 * was queued); open connections get the drain period before the maps go away. Pods go
 	 * before the cgroup watcher, whose teardown would otherwise take them for dead. */
+	if (a->ads)
+		ads_free(a->ads);
+	a->ads = NULL;
 	for (int i = 0; i < a->nbound; i++)
 		proxy_workload_remove(a->proxy, a->bound[i]);
 	free(a->bound);
@@ -934,6 +1046,8 @@ int agent_run(const struct agent_opts *o)
 	a.cw_open = true;
 	ev.data.ptr = &a.cw;
 	epoll_ctl(a.epfd, EPOLL_CTL_ADD, cgwatch_fd(&a.cw), &ev);
+	if (start_ads(&a))
+		goto fail;
 
 	pr_info("shuntd ready: mode %s (outbound %s, inbound %s), cgroup %s, bpffs %s, %d workers, "
 		"sockmap %s, %d pods",
