@@ -449,27 +449,6 @@ static int start_ads(struct agent *a)
 	return 0;
 }
 
-static int listen_bound(const struct px_listener *l)
-{
-	struct sockaddr_storage ss;
-	int family = addr_is_v4(&l->addr) ? AF_INET : AF_INET6, one = 1, fd;
-	socklen_t len = addr_to_sockaddr(&l->addr, l->port, family, &ss);
-
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* Opens the snapshot's bind_to_port listeners in shuntd's own netns, as Envoy would. The
  * virtual listeners are not among them: each pod has its own 15001/15006. */
 static int open_bound_listeners(struct agent *a, const struct px_snapshot *s)
@@ -487,7 +466,7 @@ static int open_bound_listeners(struct agent *a, const struct px_snapshot *s)
 			continue;
 		if (l) {
 			char addr[ADDR_STRLEN];
-			int fd = listen_bound(l);
+			int fd = sock_listen(&l->addr, l->port, 4096);
 
 			if (fd < 0) {
 				fatal_line("listener %s: cannot listen on %s:%u: %s", l->name,

@@ -309,17 +309,24 @@ struct dctx {
 static int derr(struct dctx *c, const struct jtree_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* "path: message" into err (the path is left out at the top level). */
+static void path_verr(struct jtree_err *err, const struct strbuf *path, const char *fmt, va_list ap)
+{
+	int len = 0;
+
+	if (path->len)
+		len = snprintf(err->msg, sizeof(err->msg), "%s: ", strbuf_str(path));
+	if (len >= (int)sizeof(err->msg))
+		len = (int)sizeof(err->msg) - 1;
+	vsnprintf(err->msg + len, sizeof(err->msg) - (size_t)len, fmt, ap);
+}
+
 static int derr(struct dctx *c, const struct jtree_node *n, const char *fmt, ...)
 {
 	va_list ap;
-	int len = 0;
 
-	if (c->path.len)
-		len = snprintf(c->err->msg, sizeof(c->err->msg), "%s: ", strbuf_str(&c->path));
-	if (len >= (int)sizeof(c->err->msg))
-		len = (int)sizeof(c->err->msg) - 1;
 	va_start(ap, fmt);
-	vsnprintf(c->err->msg + len, sizeof(c->err->msg) - (size_t)len, fmt, ap);
+	path_verr(c->err, &c->path, fmt, ap);
 	va_end(ap);
 	c->err->line = n ? n->line : 0;
 	c->err->column = n ? n->column : 0;
@@ -1232,14 +1239,9 @@ static int eerr(struct ectx *e, const char *fmt, ...) __attribute__((format(prin
 static int eerr(struct ectx *e, const char *fmt, ...)
 {
 	va_list ap;
-	int len = 0;
 
-	if (e->path.len)
-		len = snprintf(e->err->msg, sizeof(e->err->msg), "%s: ", strbuf_str(&e->path));
-	if (len >= (int)sizeof(e->err->msg))
-		len = (int)sizeof(e->err->msg) - 1;
 	va_start(ap, fmt);
-	vsnprintf(e->err->msg + len, sizeof(e->err->msg) - (size_t)len, fmt, ap);
+	path_verr(e->err, &e->path, fmt, ap);
 	va_end(ap);
 	return -EINVAL;
 }

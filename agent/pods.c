@@ -101,28 +101,12 @@ static void excluded_set(struct pods *ps, __u64 ino, bool on)
 
 /* ---- work done inside the pod's netns ----------------------------------------------------- */
 
-static int listen_on(int family, const char *ip, __u16 port)
+static int listen_on(const char *ip, __u16 port)
 {
-	struct sockaddr_storage ss;
 	struct shunt_addr a;
-	socklen_t len;
-	int fd, one = 1;
 
 	addr_parse(&a, ip);
-	len = addr_to_sockaddr(&a, port, family, &ss);
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, LISTEN_BACKLOG)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
+	return sock_listen(&a, port, LISTEN_BACKLOG);
 }
 
 /* Global addresses of the pod's interfaces (not lo), in the order the kernel lists them. */
@@ -214,10 +198,10 @@ static int pod_setup_in_netns(struct pods *ps, struct pod *p, int fds[L__MAX])
 			pr_warn("pod %s: cannot add ::6 to lo (IPv6 inbound will fail): %s",
 				p->name, strerror(-e));
 	}
-	fds[L_OUT4] = listen_on(AF_INET, "127.0.0.1", SHUNT_PORT_OUTBOUND);
-	fds[L_OUT6] = listen_on(AF_INET6, "::1", SHUNT_PORT_OUTBOUND);
-	fds[L_IN4] = listen_on(AF_INET, "0.0.0.0", SHUNT_PORT_INBOUND);
-	fds[L_IN6] = p->has_v6 ? listen_on(AF_INET6, "::", SHUNT_PORT_INBOUND) : -1;
+	fds[L_OUT4] = listen_on("127.0.0.1", SHUNT_PORT_OUTBOUND);
+	fds[L_OUT6] = listen_on("::1", SHUNT_PORT_OUTBOUND);
+	fds[L_IN4] = listen_on("0.0.0.0", SHUNT_PORT_INBOUND);
+	fds[L_IN6] = p->has_v6 ? listen_on("::", SHUNT_PORT_INBOUND) : -1;
 	if (fds[L_OUT4] < 0) {
 		err = fds[L_OUT4];
 		pr_warn("pod %s: cannot listen on 127.0.0.1:%d: %s", p->name, SHUNT_PORT_OUTBOUND,

@@ -747,26 +747,29 @@ out:
 
 /* ---- by pid ------------------------------------------------------------------------------ */
 
-int ipt_apply(pid_t pid, const struct ipt_config *cfg, enum ipt_backend be, char *err,
-	      size_t errlen)
+typedef int (*netns_op)(int netns_fd, const struct ipt_config *cfg, enum ipt_backend be, char *err,
+			size_t errlen);
+
+static int by_pid(netns_op op, pid_t pid, const struct ipt_config *cfg, enum ipt_backend be,
+		  char *err, size_t errlen)
 {
 	int fd = ipt_netns_open(pid, err, errlen), ret;
 
 	if (fd < 0)
 		return fd;
-	ret = ipt_apply_netns(fd, cfg, be, err, errlen);
+	ret = op(fd, cfg, be, err, errlen);
 	close(fd);
 	return ret;
+}
+
+int ipt_apply(pid_t pid, const struct ipt_config *cfg, enum ipt_backend be, char *err,
+	      size_t errlen)
+{
+	return by_pid(ipt_apply_netns, pid, cfg, be, err, errlen);
 }
 
 int ipt_clean(pid_t pid, const struct ipt_config *cfg, enum ipt_backend be, char *err,
 	      size_t errlen)
 {
-	int fd = ipt_netns_open(pid, err, errlen), ret;
-
-	if (fd < 0)
-		return fd;
-	ret = ipt_clean_netns(fd, cfg, be, err, errlen);
-	close(fd);
-	return ret;
+	return by_pid(ipt_clean_netns, pid, cfg, be, err, errlen);
 }

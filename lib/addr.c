@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void addr_from_v4(struct shunt_addr *a, const struct in_addr *in)
 {
@@ -131,4 +132,25 @@ void sock_key_reverse(struct shunt_sock_key *out, const struct shunt_sock_key *i
 	out->remote = tmp.local;
 	out->local_port = tmp.remote_port;
 	out->remote_port = tmp.local_port;
+}
+
+int sock_listen(const struct shunt_addr *a, __u16 port, int backlog)
+{
+	struct sockaddr_storage ss;
+	int family = addr_is_v4(a) ? AF_INET : AF_INET6, one = 1, fd;
+	socklen_t len = addr_to_sockaddr(a, port, family, &ss);
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, backlog)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
 }

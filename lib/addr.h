@@ -30,5 +30,8 @@ int addr_parse(struct shunt_addr *a, const char *s);
 /* Key of fd's connection from fd's own side: (netns, local, remote). */
 int sock_key_of_fd(int fd, __u64 netns, struct shunt_sock_key *key);
 void sock_key_reverse(struct shunt_sock_key *out, const struct shunt_sock_key *in);
+/* A non-blocking listening TCP socket on (a, port), in the caller's netns: AF_INET for IPv4,
+ * AF_INET6 (v6-only) otherwise, SO_REUSEADDR. The fd, or -errno. */
+int sock_listen(const struct shunt_addr *a, __u16 port, int backlog);
 
 #endif
