@@ -597,8 +597,7 @@ static void test_errors(void)
 /* ---- Istio's reference config dumps ------------------------------------------------------- */
 
 static const char *const ref_dirs[] = {
-	"../shared/istio-reference/xds",
-	"../../shared/istio-reference/xds",
+	"tests/fixtures/istio-reference/xds",
 };
 
 /* What one resource of a dump became: its name, and the error if it did not translate. */

@@ -10,12 +10,11 @@
 #define MAX_ARGS  32
 #define MAX_LINES 256
 
-/* Where the reference data lives: the repo sits next to shared/ (main checkout) or one level
- * deeper (worktrees under wt/); SHUNT_ISTIO_REF overrides both. */
+/* Where the reference data lives: the copy of Istio's goldens in tests/fixtures (Apache-2.0, see
+ * its README and LICENSE); SHUNT_ISTIO_REF overrides it. */
 static const char *ref_dir(void)
 {
-	static const char *const candidates[] = {"../shared/istio-reference/iptables",
-						 "../../shared/istio-reference/iptables"};
+	static const char *const candidates[] = {"tests/fixtures/istio-reference/iptables"};
 	static char env_dir[512];
 	const char *env = getenv("SHUNT_ISTIO_REF");
 	struct stat st;
@@ -573,8 +572,8 @@ int main(void)
 	const char *dir = ref_dir();
 
 	if (!ok(dir != NULL,
-		"Istio reference data found (../shared/istio-reference or "
-		"../../shared/istio-reference from the repo root, or $SHUNT_ISTIO_REF)")) {
+		"Istio reference data found (tests/fixtures/istio-reference from the repo root, "
+		"or $SHUNT_ISTIO_REF)")) {
 		tap_diag("cwd must be the repo root; the goldens are the spec and cannot be "
 			 "skipped");
 		return done_testing();
