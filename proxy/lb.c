@@ -303,6 +303,11 @@ int px_lb_pick(const struct px_cluster *c, struct px_lb_state *st, const uint64_
 	for (uint32_t attempt = 1;
 	     navoid && avoided(ep, avoid, navoid) && attempt <= 2 * c->neligible; attempt++)
 		ep = pick_one(c, st, hash, attempt);
+	/* The random policies can draw the avoided ones every time (1 in 32 with two endpoints):
+	 * then the first eligible endpoint not avoided, if there is one. */
+	for (uint32_t i = 0; navoid && avoided(ep, avoid, navoid) && i < c->neligible; i++)
+		if (!avoided(c->eligible[i], avoid, navoid))
+			ep = c->eligible[i];
 	return (int)ep;
 }
 

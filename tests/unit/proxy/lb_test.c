@@ -235,13 +235,18 @@ static void test_health_priority_avoid(void)
 	for (int lb = PX_LB_ROUND_ROBIN; lb <= PX_LB_MAGLEV; lb++) {
 		setup(&f, lb, 2, NULL);
 		prepare(&f);
-		uint64_t h = 42;
-		int a = px_lb_pick(&f.c, &st, &h, NULL, 0);
-		uint32_t avoid = (uint32_t)a;
-		int b = px_lb_pick(&f.c, &st, &h, &avoid, 1);
+		int same = 0;
 
-		ok(a >= 0 && b >= 0 && a != b, "policy %d: a retry avoids the previous endpoint",
-		   lb);
+		/* Every time, not just usually: 2,000 draws with different hashes and states. */
+		for (uint64_t h = 0; h < 2000; h++) {
+			int a = px_lb_pick(&f.c, &st, &h, NULL, 0);
+			uint32_t avoid = (uint32_t)a;
+			int b = px_lb_pick(&f.c, &st, &h, &avoid, 1);
+
+			same += a < 0 || b < 0 || a == b;
+		}
+		is_int(same, 0,
+		       "policy %d: a retry avoids the previous endpoint, 2000 times of 2000", lb);
 		px_lb_state_free(&st);
 		arena_free(&f.a);
 	}
