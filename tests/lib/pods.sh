@@ -132,6 +132,9 @@ h_shuntd() {
 		H_EXTRA_CG=$cg
 	fi
 	mkdir -p "$cg" "$H_DIR/run"
+	# Readiness is read from what this run appends, not from an earlier run's lines.
+	local from=1
+	[ -f "$H_DIR/shuntd.log" ] && from=$(($(wc -c <"$H_DIR/shuntd.log") + 1))
 	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" \
 		"$H_BIN/shuntd" --cgroup "$H_CG" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" \
 		--admin-port 0 --access-log "$H_DIR/access.log" "$@" \
@@ -144,7 +147,7 @@ h_shuntd() {
 			H_SHUNTD_PID=
 			return 1
 		fi
-		grep -q 'shuntd ready' "$H_DIR/shuntd.log" && return 0
+		tail -c "+$from" "$H_DIR/shuntd.log" | grep -q 'shuntd ready' && return 0
 		sleep 0.05
 	done
 	h_die "shuntd did not become ready in 5 s"
