@@ -569,20 +569,7 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		return -ENOMEM;
 	c->h.type = EV_HTTP;
 	c->fd = fd;
-	c->hc.wk = wk;
-	c->hc.w = w;
-	workload_get(w);
-	c->hc.snap = snap;
-	px_snapshot_get(snap);
-	c->hc.cfg = &fc->http;
-	c->hc.remote = *remote;
-	c->hc.remote_port = remote_port;
-	c->hc.local = *local;
-	c->hc.local_port = local_port;
-	c->hc.last_activity = wk->now_ms;
-	c->hc.rng = http_seed((uint64_t)(uintptr_t)c ^ wk->now_ms ^ (++wk->conn_seq << 32));
-	addr_fmt(remote, c->hc.remote_ip, sizeof(c->hc.remote_ip));
-	list_init(&c->hc.streams);
+	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
 	list_init(&c->dead);
 	list_init(&c->ready);
 	want.max_head_bytes = fc->http.max_request_headers_kb * 1024;
@@ -667,8 +654,7 @@ void h1_down_free_dead(struct worker *wk)
 		free(c->in);
 		free(c->hdrs);
 		free(c->req_hdrs);
-		workload_put(c->hc.w);
-		px_snapshot_put(c->hc.snap);
+		hconn_release(&c->hc);
 		free(c);
 	}
 }

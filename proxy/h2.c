@@ -554,20 +554,7 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	c->h.type = EV_H2;
 	list_init(&c->dirty);
 	c->fd = fd;
-	c->hc.wk = wk;
-	c->hc.w = w;
-	workload_get(w);
-	c->hc.snap = snap;
-	px_snapshot_get(snap);
-	c->hc.cfg = &fc->http;
-	c->hc.remote = *remote;
-	c->hc.remote_port = remote_port;
-	c->hc.local = *local;
-	c->hc.local_port = local_port;
-	c->hc.last_activity = wk->now_ms;
-	c->hc.rng = http_seed((uint64_t)(uintptr_t)c ^ wk->now_ms ^ (++wk->conn_seq << 32));
-	addr_fmt(remote, c->hc.remote_ip, sizeof(c->hc.remote_ip));
-	list_init(&c->hc.streams);
+	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
 	list_init(&c->dead);
 	ev.data.ptr = &c->h;
 	if (epoll_ctl(wk->epfd, EPOLL_CTL_MOD, fd, &ev)) {
@@ -623,8 +610,7 @@ void h2_down_free_dead(struct worker *wk)
 		nghttp2_session_del(c->ng);
 		strbuf_release(&c->out);
 		strbuf_release(&c->nvbuf);
-		workload_put(c->hc.w);
-		px_snapshot_put(c->hc.snap);
+		hconn_release(&c->hc);
 		free(c);
 	}
 }
@@ -1113,19 +1099,10 @@ void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		int err = upstream_connect_result(u->fd);
 
 		if (err) {
-			struct upool *p = u->pool;
-			struct hstream *s =
-				list_empty(&p->pending)
-					? NULL
-					: list_entry(p->pending.next, struct hstream, pool_node);
-			char why[64];
+			struct hstream *s = upool_take_oldest(wk, u->pool);
 
-			if (s)
-				upool_cancel(wk, s);
 			up_close(wk, u, "connect");
-			snprintf(why, sizeof(why), "delayed connect error: %d", -err);
-			if (s)
-				hstream_on_upstream_failure(s, true, why);
+			upool_connect_failed(s, err);
 			return;
 		}
 		u->state = H2UP_OPEN;

@@ -426,6 +426,33 @@ static uint32_t route_timeout(const struct hstream *s)
 	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
 }
 
+void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
+		struct px_snapshot *snap, const struct px_hcm *cfg, const struct shunt_addr *remote,
+		__u16 remote_port, const struct shunt_addr *local, __u16 local_port)
+{
+	hc->wk = wk;
+	hc->w = w;
+	workload_get(w);
+	hc->snap = snap;
+	px_snapshot_get(snap);
+	hc->cfg = cfg;
+	hc->remote = *remote;
+	hc->remote_port = remote_port;
+	hc->local = *local;
+	hc->local_port = local_port;
+	hc->last_activity = wk->now_ms;
+	/* Seeded per connection (its address, the time, a counter): well mixed by http_seed. */
+	hc->rng = http_seed((uint64_t)(uintptr_t)hc ^ wk->now_ms ^ (++wk->conn_seq << 32));
+	addr_fmt(remote, hc->remote_ip, sizeof(hc->remote_ip));
+	list_init(&hc->streams);
+}
+
+void hconn_release(struct hconn *hc)
+{
+	workload_put(hc->w);
+	px_snapshot_put(hc->snap);
+}
+
 void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *ops)
 {
 	struct worker *wk = hc->wk;

@@ -130,6 +130,13 @@ struct hconn {
 	uint64_t rng;
 };
 
+/* The part every downstream codec's connection shares: takes a reference on the workload and
+ * the snapshot, which hconn_release drops. */
+void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
+		struct px_snapshot *snap, const struct px_hcm *cfg, const struct shunt_addr *remote,
+		__u16 remote_port, const struct shunt_addr *local, __u16 local_port);
+void hconn_release(struct hconn *hc);
+
 /* Stream lifecycle, called by downstream codecs. */
 void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *ops);
 /* The request head is complete: route it and start the first attempt (or answer locally). */

@@ -273,6 +273,27 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 	return 0;
 }
 
+struct hstream *upool_take_oldest(struct worker *wk, struct upool *p)
+{
+	struct hstream *s;
+
+	if (list_empty(&p->pending))
+		return NULL;
+	s = list_entry(p->pending.next, struct hstream, pool_node);
+	upool_cancel(wk, s);
+	return s;
+}
+
+void upool_connect_failed(struct hstream *s, int err)
+{
+	char why[64];
+
+	if (!s)
+		return;
+	snprintf(why, sizeof(why), "delayed connect error: %d", -err);
+	hstream_on_upstream_failure(s, true, why);
+}
+
 void upool_cancel(struct worker *wk, struct hstream *s)
 {
 	struct upool *p = s->pool_wait;
@@ -568,21 +589,10 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		int err = upstream_connect_result(u->fd);
 
 		if (err) {
-			struct upool *p = u->pool;
-			struct hstream *s =
-				list_empty(&p->pending)
-					? NULL
-					: list_entry(p->pending.next, struct hstream, pool_node);
+			struct hstream *s = upool_take_oldest(wk, u->pool);
 
-			if (s)
-				upool_cancel(wk, s);
 			uconn_close(wk, u);
-			if (s) {
-				char why[96];
-
-				snprintf(why, sizeof(why), "delayed connect error: %d", -err);
-				hstream_on_upstream_failure(s, true, why);
-			}
+			upool_connect_failed(s, err);
 			return;
 		}
 		/* Connected: it serves the oldest waiter at the end of this iteration. */

@@ -79,6 +79,11 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 		  const struct px_endpoint *ep);
 /* s no longer waits for a connection (timeout, downstream gone). */
 void upool_cancel(struct worker *wk, struct hstream *s);
+/* A connection of pool p failed to connect after the fact: takes its oldest waiter off the pool
+ * (call before closing the connection) and returns it, or NULL. */
+struct hstream *upool_take_oldest(struct worker *wk, struct upool *p);
+/* Tells that waiter (once the connection is closed); s may be NULL. */
+void upool_connect_failed(struct hstream *s, int err);
 /* The exchange on u ended; reusable: the connection may carry another request. */
 void upool_release(struct worker *wk, struct uconn *u, bool reusable);
 /* Connect timeouts and idle expiry. */
