@@ -31,9 +31,12 @@ struct h1conn {
 	struct ev_handler h; /* EV_HTTP */
 	struct hconn hc;
 	struct list_head dead;
-	struct list_head ready; /* in the worker's http_ready list */
+	struct list_head ready;		/* in the worker's http_ready list */
+	struct wk_deferred flush_later; /* a response head waiting for its body */
 	int fd;
 	bool readable, writable, peer_eof, closing, closed;
+	bool rdhup;   /* the peer's FIN or an error was reported: read until 0 */
+	bool sockmap; /* the socket may be in the SOCKHASH (see recv_drained) */
 	char *in;
 	size_t in_cap, in_len;
 	size_t head_len; /* the current request's head: in[0..head_len) */
@@ -88,6 +91,7 @@ static void h1_close(struct worker *wk, struct h1conn *c, bool reset)
 	list_del_init(&c->hc.node);
 	if (list_linked(&c->ready))
 		list_del_init(&c->ready);
+	worker_defer_cancel(&c->flush_later);
 	list_add_tail(&c->dead, &wk->http_dead);
 	STAT_DEC(wk, downstream_cx_active);
 }
@@ -149,7 +153,11 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 	else if (c->minor == 0)
 		strbuf_adds(o, "connection: keep-alive\r\n");
 	strbuf_adds(o, "\r\n");
-	flush(c->hc.wk, c);
+	/* The body usually follows in this iteration: one send for both. */
+	if (end_stream)
+		flush(c->hc.wk, c);
+	else
+		worker_defer(c->hc.wk, &c->flush_later);
 }
 
 static void h1_send_data(struct hstream *s, const char *data, size_t len, bool end_stream)
@@ -498,7 +506,9 @@ static void read_in(struct worker *wk, struct h1conn *c)
 			}
 			continue;
 		}
-		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+		size_t room = c->in_cap - c->in_len;
+
+		n = recv(c->fd, c->in + c->in_len, room, 0);
 		if (n < 0 && errno == EAGAIN) {
 			c->readable = false;
 			break;
@@ -515,11 +525,29 @@ static void read_in(struct worker *wk, struct h1conn *c)
 		}
 		c->in_len += (size_t)n;
 		c->hc.last_activity = wk->now_ms;
+		if (recv_drained(n, room, c->rdhup, c->sockmap))
+			c->readable = false;
 		process(wk, c);
 		if (paused(c))
 			break;
 	}
 	process(wk, c);
+}
+
+/* Writes what is queued and, once the backlog is small again, lets a paused upstream read. */
+static void write_out(struct worker *wk, struct h1conn *c)
+{
+	flush(wk, c);
+	if (!c->closed && c->active && c->stream.up && c->out.len - c->out_off < H1_OUT_HIGH)
+		c->stream.up_ops->resume(c->stream.up);
+}
+
+static void h1_flush_later(struct worker *wk, struct wk_deferred *d)
+{
+	struct h1conn *c = container_of(d, struct h1conn, flush_later);
+
+	if (!c->closed)
+		write_out(wk, c);
 }
 
 void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
@@ -532,10 +560,9 @@ void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		c->writable = true;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		c->readable = true;
-	flush(wk, c);
-	/* Written out: an upstream paused for us may read again. */
-	if (!c->closed && c->active && c->stream.up && c->out.len - c->out_off < H1_OUT_HIGH)
-		c->stream.up_ops->resume(c->stream.up);
+	if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+		c->rdhup = true;
+	write_out(wk, c);
 	if (!c->closed)
 		read_in(wk, c);
 }
@@ -572,6 +599,8 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
 	list_init(&c->dead);
 	list_init(&c->ready);
+	worker_defer_init(&c->flush_later, h1_flush_later);
+	c->sockmap = w->sockmap;
 	want.max_head_bytes = fc->http.max_request_headers_kb * 1024;
 	want.max_headers = fc->http.max_headers_count;
 	http1_limits_resolve(&c->lim, &want);

@@ -28,6 +28,7 @@ struct conn_side {
 	struct conn *c;
 	int fd;
 	bool readable, writable;
+	bool rdhup; /* the peer's FIN or an error was reported: read until 0 */
 };
 
 /* One direction of the copy. A buffer is held only while it has bytes in flight. */
@@ -239,6 +240,8 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 		ssize_t n = recv(src->fd, d->buf->data, BUF_SIZE, 0);
 
 		if (n > 0) {
+			if (recv_drained(n, BUF_SIZE, src->rdhup, c->w->sockmap))
+				src->readable = false;
 			d->off = 0;
 			d->len = (uint32_t)n;
 			d->bytes += (uint64_t)n;
@@ -611,6 +614,8 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		return; /* closed earlier in this batch */
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rdhup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->writable = true;
 	if (c->state == CONN_CONNECTING) {

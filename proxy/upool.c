@@ -86,6 +86,7 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 		close(u->fd);
 	u->fd = -1;
 	u->state = UC_CLOSED;
+	worker_defer_cancel(&u->flush_later);
 	list_del_init(&u->node);
 	u->pool->nconns--;
 	u->pool->ndead++;
@@ -142,6 +143,15 @@ static void flush_out(struct uconn *u)
 		strbuf_reset(&u->out);
 		u->out_off = 0;
 	}
+}
+
+static void uconn_flush_later(struct worker *wk, struct wk_deferred *d)
+{
+	struct uconn *u = container_of(d, struct uconn, flush_later);
+
+	(void)wk;
+	if (u->state != UC_CLOSED)
+		flush_out(u);
 }
 
 static enum http1_method method_of(const struct hstream *s)
@@ -226,6 +236,7 @@ static int uconn_open(struct worker *wk, struct upool *p)
 	u->fd = fd;
 	u->pool = p;
 	u->state = UC_CONNECTING;
+	worker_defer_init(&u->flush_later, uconn_flush_later);
 	u->deadline = wk->now_ms + cb_or(p->cfg.connect_timeout_ms, wk->p->cfg.connect_timeout_ms);
 	worker_timer(wk, u->deadline);
 	list_init(&u->dead);
@@ -416,7 +427,11 @@ static int h1_send_headers(void *x, struct hstream *s, struct http_hdrs *h, bool
 	u->req_done = end_stream;
 	if (o->err)
 		return -ENOMEM;
-	flush_out(u);
+	/* A body that follows in this iteration goes out in the same send. */
+	if (end_stream)
+		flush_out(u);
+	else
+		worker_defer(s->hc->wk, &u->flush_later);
 	return 0;
 }
 
@@ -583,6 +598,8 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		u->writable = true;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		u->readable = true;
+	if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+		u->rdhup = true;
 	if (u->state == UC_CONNECTING) {
 		if (!u->writable)
 			return;
@@ -621,7 +638,9 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 			break;
 		if (u->in_len == sizeof(u->in))
 			break; /* the stream is not consuming: wait */
-		n = recv(u->fd, u->in + u->in_len, sizeof(u->in) - u->in_len, 0);
+		size_t room = sizeof(u->in) - u->in_len;
+
+		n = recv(u->fd, u->in + u->in_len, room, 0);
 		if (n < 0 && errno == EAGAIN) {
 			u->readable = false;
 			break;
@@ -645,6 +664,8 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 			return;
 		}
 		u->in_len += (size_t)n;
+		if (recv_drained(n, room, u->rdhup, u->pool->w->sockmap))
+			u->readable = false;
 		if (!u->stream) {
 			/* Bytes from a server we asked nothing: it cannot be trusted any more. */
 			uconn_close(wk, u);

@@ -31,10 +31,12 @@ enum uconn_state {
 struct uconn {
 	struct ev_handler h; /* EV_UPSTREAM */
 	struct upool *pool;
-	struct list_head node; /* in the pool's idle or busy list */
-	struct list_head dead; /* in the worker's free-at-end-of-iteration list */
+	struct list_head node;		/* in the pool's idle or busy list */
+	struct list_head dead;		/* in the worker's free-at-end-of-iteration list */
+	struct wk_deferred flush_later; /* a request head waiting for its body */
 	int fd;
 	bool readable, writable;
+	bool rdhup; /* the server's FIN or an error was reported: read until 0 */
 	enum uconn_state state;
 	struct hstream *stream; /* the exchange using it (HTTP/1: one) */
 	uint64_t deadline;	/* connect timeout while connecting, idle expiry while idle */

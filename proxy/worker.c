@@ -244,6 +244,17 @@ static void worker_flush_log(struct worker *wk)
 	strbuf_reset(&wk->log);
 }
 
+void worker_run_deferred(struct worker *wk)
+{
+	/* Running one may defer another (a flush that ends an exchange): loop until empty. */
+	while (!list_empty(&wk->deferred)) {
+		struct wk_deferred *d = list_entry(wk->deferred.next, struct wk_deferred, node);
+
+		list_del_init(&d->node);
+		d->run(wk, d);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
@@ -324,6 +335,7 @@ static void *worker_main(void *arg)
 			if (sweep)
 				wk->last_idle_sweep = wk->now_ms;
 		}
+		worker_run_deferred(wk);
 		h2_flush_dirty(wk);
 		tcp_free_dead(wk);
 		for (int i = 0; i < wk->nheld; i++)
@@ -367,6 +379,7 @@ static int worker_init(struct proxy *p, struct worker *wk, int id)
 	list_init(&wk->h2up_dead);
 	list_init(&wk->h2_dirty);
 	list_init(&wk->h2_dirty_up);
+	list_init(&wk->deferred);
 	pthread_mutex_init(&wk->cmd_lock, NULL);
 	wk->epfd = epoll_create1(EPOLL_CLOEXEC);
 	wk->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

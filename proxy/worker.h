@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/list.h"
 #include "lib/strbuf.h"
@@ -38,6 +39,17 @@ enum ev_type {
 };
 struct ev_handler {
 	enum ev_type type;
+};
+
+struct worker;
+
+/* Work run once at the end of a loop iteration, after every event of the batch. An HTTP/1 head
+ * whose body follows in the same iteration is written with it, in one send, instead of alone:
+ * the head is deferred, the body write sends both, and the deferred flush finds nothing left.
+ * Whoever embeds one takes it off the list before it goes away (worker_defer_cancel). */
+struct wk_deferred {
+	struct list_head node;
+	void (*run)(struct worker *wk, struct wk_deferred *d);
 };
 
 struct proxy_workload {
@@ -99,9 +111,10 @@ struct worker {
 	struct list_head h2up_dead;  /* upstream HTTP/2 connections closed this iteration */
 	struct list_head h2_dirty;   /* HTTP/2 connections with frames to write */
 	struct list_head h2_dirty_up;
-	uint64_t conn_seq;	/* connections seen, mixed into their random seeds */
-	uint64_t next_timer;	/* earliest HTTP deadline (CLOCK_MONOTONIC ms), 0: none */
-	struct listener **held; /* listeners removed this iteration, released at its end */
+	struct list_head deferred; /* struct wk_deferred to run at the end of this iteration */
+	uint64_t conn_seq;	   /* connections seen, mixed into their random seeds */
+	uint64_t next_timer;	   /* earliest HTTP deadline (CLOCK_MONOTONIC ms), 0: none */
+	struct listener **held;	   /* listeners removed this iteration, released at its end */
 	int nheld, held_cap;
 	int nlisteners;
 	struct bufpool pool;
@@ -143,6 +156,35 @@ static inline void worker_timer(struct worker *wk, uint64_t at)
 {
 	if (at && (!wk->next_timer || at < wk->next_timer))
 		wk->next_timer = at;
+}
+
+static inline void worker_defer_init(struct wk_deferred *d,
+				     void (*run)(struct worker *wk, struct wk_deferred *d))
+{
+	list_init(&d->node);
+	d->run = run;
+}
+static inline void worker_defer(struct worker *wk, struct wk_deferred *d)
+{
+	if (!list_linked(&d->node))
+		list_add_tail(&d->node, &wk->deferred);
+}
+static inline void worker_defer_cancel(struct wk_deferred *d)
+{
+	if (list_linked(&d->node))
+		list_del_init(&d->node);
+}
+
+void worker_run_deferred(struct worker *wk);
+
+/* A recv that returned less than it asked for emptied the socket: with edge-triggered epoll
+ * the next byte to arrive raises a new event, so the usual read that ends in EAGAIN is one
+ * syscall per message for nothing. Not when the peer's FIN is already known (the read that
+ * returns 0 is still due), nor on sockets in the SOCKHASH: data queued before the socket went
+ * in and data redirected by sk_msg sit in two queues, and one recv may read only one. */
+static inline bool recv_drained(ssize_t got, size_t asked, bool rdhup, bool sockmap)
+{
+	return got >= 0 && (size_t)got < asked && !rdhup && !sockmap;
 }
 
 /* The worker's balancer state for a cluster of its current snapshot. */

@@ -4,7 +4,7 @@
  *
  * Backends are threads speaking HTTP/1.1 with the project's own parser. Their answer depends
  * on the path: /echo... describes the request, /status/N answers N, /sleep/MS waits, /flaky/K/N
- * fails its first N requests with key K. */
+ * fails its first N requests with key K, /headfirst/MS sends its head MS before its body. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -145,6 +145,17 @@ static void *serve_conn(void *arg)
 		if (sscanf(path, "/status/%d", &status) == 1) {
 		} else if (sscanf(path, "/sleep/%d", &k) == 1) {
 			usleep((useconds_t)k * 1000);
+		} else if (sscanf(path, "/headfirst/%d", &k) == 1) {
+			static const char head[] = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n";
+
+			if (write(fd, head, sizeof(head) - 1) != sizeof(head) - 1)
+				goto out;
+			usleep((useconds_t)k * 1000);
+			if (write(fd, "late", 4) != 4)
+				goto out;
+			memmove(buf, buf + off, len - off);
+			len -= off;
+			continue;
 		} else if (sscanf(path, "/flaky/%d/%d", &k, &times) == 2 && k >= 0 && k < 16) {
 			pthread_mutex_lock(&flaky_lock);
 			if (flaky_seen[k]++ < times)
@@ -507,6 +518,41 @@ int main(void)
 	r = request(port, "GET /empty HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 503 && !strcmp(r.body, "no healthy upstream"),
 	   "a cluster without endpoints: 503 no healthy upstream");
+
+	/* A head that comes before its body is relayed at once: the proxy defers writing a head
+	 * only to the end of its loop iteration, in case the body follows in the same one. */
+	{
+		static const char req[] = "GET /headfirst/400 HTTP/1.1\r\nHost: web.local\r\n\r\n";
+		char got[512] = "";
+		size_t glen = 0;
+		int fd = dial(port);
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		bool head_early = false;
+
+		if (fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1 &&
+		    poll(&pf, 1, 250) == 1) {
+			ssize_t n = read(fd, got, sizeof(got) - 1);
+
+			glen = n > 0 ? (size_t)n : 0;
+			got[glen] = 0;
+			head_early = has(got, "HTTP/1.1 200") && has(got, "\r\n\r\n") &&
+				     !has(got, "late");
+		}
+		ok(head_early, "a response head is relayed before its body arrives: %s", got);
+		pf.revents = 0;
+		while (fd >= 0 && !has(got, "late") && glen < sizeof(got) - 1 &&
+		       poll(&pf, 1, 2000) == 1) {
+			ssize_t n = read(fd, got + glen, sizeof(got) - 1 - glen);
+
+			if (n <= 0)
+				break;
+			glen += (size_t)n;
+			got[glen] = 0;
+		}
+		ok(has(got, "\r\n\r\nlate"), "then the body follows it");
+		if (fd >= 0)
+			close(fd);
+	}
 
 	/* Bodies. */
 	r = request(port, "POST /echo HTTP/1.1\r\nHost: web.local\r\nContent-Length: 11\r\n\r\n"
