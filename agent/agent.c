@@ -364,6 +364,12 @@ static int load_config(struct agent *a)
 		fatal_line("--config %s", e.msg);
 		return -1;
 	}
+	rc = bootstrap_set_node(a->xds, a->o->service_node, a->o->service_cluster,
+				a->o->service_zone, e.msg, sizeof(e.msg));
+	if (rc) {
+		fatal_line("%s", rc == -EINVAL ? e.msg : "out of memory");
+		return -1;
+	}
 	rc = xds_snapshot_build(a->xds, ++a->generation, &a->snap, &e);
 	if (rc) {
 		fatal_line("--config %s: %s", a->o->config, e.msg);

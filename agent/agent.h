@@ -21,6 +21,8 @@ struct agent_opts {
 	const char *bpffs_dir;
 	const char *run_dir;
 	const char *config;
+	/* Envoy's --service-node/--service-cluster/--service-zone: override the bootstrap's node. */
+	const char *service_node, *service_cluster, *service_zone;
 	enum agent_mode mode;
 	const char *admin_addr;
 	int admin_port; /* 0 disables */

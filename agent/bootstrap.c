@@ -276,3 +276,69 @@ int bootstrap_load(const char *path, struct xds_config **out, struct jtree_err *
 	}
 	return rc;
 }
+
+int bootstrap_node_value_check(const char *flag, const char *v, char *err, size_t errlen)
+{
+	if (!*v) {
+		snprintf(err, errlen, "%s: must not be empty", flag);
+		return -EINVAL;
+	}
+	if (strlen(v) > BOOTSTRAP_NODE_FIELD_MAX) {
+		snprintf(err, errlen, "%s: longer than %d bytes", flag, BOOTSTRAP_NODE_FIELD_MAX);
+		return -EINVAL;
+	}
+	for (const char *p = v; *p; p++) {
+		if (*p < 0x21 || *p > 0x7e) {
+			snprintf(err, errlen, "%s: must be printable ASCII without spaces", flag);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Replaces a protobuf-c string field: the empty default is static, anything else is ours. */
+static int set_pb_string(char **field, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return -ENOMEM;
+	if (*field && *field != protobuf_c_empty_string)
+		free(*field);
+	*field = copy;
+	return 0;
+}
+
+int bootstrap_set_node(struct xds_config *cfg, const char *id, const char *cluster,
+		       const char *zone, char *err, size_t errlen)
+{
+	Envoy__Config__Bootstrap__V3__Bootstrap *b =
+		(Envoy__Config__Bootstrap__V3__Bootstrap *)cfg->bootstrap;
+	const struct {
+		const char *flag, *value;
+	} in[] = {{"--service-node", id}, {"--service-cluster", cluster}, {"--service-zone", zone}};
+	Envoy__Config__Core__V3__Node *n;
+
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		if (in[i].value && bootstrap_node_value_check(in[i].flag, in[i].value, err, errlen))
+			return -EINVAL;
+	if (!b || (!id && !cluster && !zone))
+		return 0;
+	if (!b->node) {
+		b->node = calloc(1, sizeof(*b->node));
+		if (!b->node)
+			return -ENOMEM;
+		envoy__config__core__v3__node__init(b->node);
+	}
+	n = b->node;
+	if (zone && !n->locality) {
+		n->locality = calloc(1, sizeof(*n->locality));
+		if (!n->locality)
+			return -ENOMEM;
+		envoy__config__core__v3__locality__init(n->locality);
+	}
+	if ((id && set_pb_string(&n->id, id)) || (cluster && set_pb_string(&n->cluster, cluster)) ||
+	    (zone && set_pb_string(&n->locality->zone, zone)))
+		return -ENOMEM;
+	return 0;
+}

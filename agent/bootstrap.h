@@ -28,6 +28,16 @@ bootstrap_of(const struct xds_config *cfg)
 	return (const Envoy__Config__Bootstrap__V3__Bootstrap *)cfg->bootstrap;
 }
 
+/* Envoy's --service-node, --service-cluster and --service-zone: each non-NULL value replaces
+ * node.id, node.cluster or node.locality.zone of cfg's bootstrap (creating the node and its
+ * locality when absent), before ADS starts, so the control plane and the config dump see them.
+ * Values are printable ASCII of at most BOOTSTRAP_NODE_FIELD_MAX bytes. Returns 0, -EINVAL
+ * (err says which flag and why; cfg unchanged) or -ENOMEM. */
+#define BOOTSTRAP_NODE_FIELD_MAX 1024
+int bootstrap_node_value_check(const char *flag, const char *v, char *err, size_t errlen);
+int bootstrap_set_node(struct xds_config *cfg, const char *id, const char *cluster,
+		       const char *zone, char *err, size_t errlen);
+
 /* The static cluster ADS connects through, or NULL when no ADS is configured. */
 const char *bootstrap_ads_cluster(const struct xds_config *cfg);
 

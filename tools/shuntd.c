@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/bootstrap.h"
 #include "bpf/lib/shunt_maps.h"
 #include "iptables/apply.h"
 #include "iptables/rules.h"
@@ -26,6 +27,10 @@ static void usage(FILE *f)
 		"  --bpffs-dir DIR          where maps and links are pinned [/sys/fs/bpf/shunt]\n"
 		"  --run-dir DIR            admin.sock and pid file [/run/shunt]\n"
 		"  --config FILE            Envoy-style bootstrap (YAML/JSON)\n"
+		"  --service-node ID        node.id sent to the control plane (overrides "
+		"--config's)\n"
+		"  --service-cluster NAME   node.cluster (overrides --config's)\n"
+		"  --service-zone ZONE      node.locality.zone (overrides --config's)\n"
 		"  --mode auto|ebpf|iptables  capture mechanism [auto]\n"
 		"  --admin-port N           Prometheus + readiness port, 0 disables [15020]\n"
 		"  --admin-address ADDR     address of the admin port [0.0.0.0]\n"
@@ -131,6 +136,18 @@ static const char *path_arg(const char *flag, const char *s)
 	return s;
 }
 
+static const char *node_arg(const char *flag, const char *s)
+{
+	char err[160];
+
+	if (bootstrap_node_value_check(flag, s, err, sizeof(err))) {
+		fprintf(stderr, "shuntd: %s\n", err);
+		usage(stderr);
+		exit(EXIT_USAGE);
+	}
+	return s;
+}
+
 int main(int argc, char **argv)
 {
 	enum {
@@ -138,6 +155,9 @@ int main(int argc, char **argv)
 		O_BPFFS,
 		O_RUNDIR,
 		O_CONFIG,
+		O_SERVICE_NODE,
+		O_SERVICE_CLUSTER,
+		O_SERVICE_ZONE,
 		O_MODE,
 		O_ADMIN_PORT,
 		O_ADMIN_ADDR,
@@ -161,6 +181,9 @@ int main(int argc, char **argv)
 		{"bpffs-dir", required_argument, NULL, O_BPFFS},
 		{"run-dir", required_argument, NULL, O_RUNDIR},
 		{"config", required_argument, NULL, O_CONFIG},
+		{"service-node", required_argument, NULL, O_SERVICE_NODE},
+		{"service-cluster", required_argument, NULL, O_SERVICE_CLUSTER},
+		{"service-zone", required_argument, NULL, O_SERVICE_ZONE},
 		{"mode", required_argument, NULL, O_MODE},
 		{"admin-port", required_argument, NULL, O_ADMIN_PORT},
 		{"admin-address", required_argument, NULL, O_ADMIN_ADDR},
@@ -220,6 +243,15 @@ int main(int argc, char **argv)
 			break;
 		case O_CONFIG:
 			o.config = path_arg("--config", optarg);
+			break;
+		case O_SERVICE_NODE:
+			o.service_node = node_arg("--service-node", optarg);
+			break;
+		case O_SERVICE_CLUSTER:
+			o.service_cluster = node_arg("--service-cluster", optarg);
+			break;
+		case O_SERVICE_ZONE:
+			o.service_zone = node_arg("--service-zone", optarg);
 			break;
 		case O_MODE:
 			if (strcmp(optarg, "auto") == 0)
@@ -300,6 +332,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (!o.config && (o.service_node || o.service_cluster || o.service_zone))
+		bad(o.service_node	? "--service-node"
+		    : o.service_cluster ? "--service-cluster"
+					: "--service-zone",
+		    "needs --config (the bootstrap whose node it sets)");
 	if (ipt_config_validate(&ipt, err, sizeof(err))) {
 		fprintf(stderr, "shuntd: %s\n", err);
 		return EXIT_USAGE;

@@ -27,6 +27,15 @@ like "$err" "usage: shuntd" "unknown flag: prints usage"
 run "$SHUNTD" --workers 0
 is "$rc" "2" "--workers 0: exit 2"
 like "$err" '^shuntd: --workers: "0" is not a number in 1\.\.64' "--workers 0: says why"
+run "$SHUNTD" --service-node ""
+is "$rc" "2" "--service-node '': exit 2"
+like "$err" "^shuntd: --service-node: must not be empty" "--service-node '': says why"
+run "$SHUNTD" --service-cluster "a b"
+like "$err" "^shuntd: --service-cluster: must be printable ASCII without spaces" \
+	"--service-cluster with a space: says why"
+run "$SHUNTD" "${args[@]}" --service-zone z1
+is "$rc" "2" "--service-zone without --config: exit 2"
+like "$err" "^shuntd: --service-zone: needs --config" "and says what it needs"
 run "$SHUNTD" --mode bpf
 is "$rc" "2" "--mode bpf: exit 2"
 like "$err" "^shuntd: --mode: must be auto, ebpf or iptables" "--mode: lists the choices"

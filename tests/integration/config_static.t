@@ -52,7 +52,9 @@ run_bad "$H_DIR/missing.yaml"
 like "$err" "missing.yaml.*No such file" "a missing file says so"
 is "$(ls "$H_DIR/bpf" 2>/dev/null | wc -l)" "0" "and nothing was left pinned"
 
-h_shuntd --config "$H_DIR/mesh.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
+NODE_ID="sidecar~$(h_ip a)~a.default~default.svc.cluster.local"
+h_shuntd --config "$H_DIR/mesh.yaml" --service-node "$NODE_ID" --service-cluster a.default \
+	--service-zone z9 || { echo "Bail out! shuntd did not start"; exit 1; }
 VIP=http://10.96.0.10:9080
 is "$(h_exec a curl -sf -m 5 "$VIP/")" "v1" "pod A -> service VIP: routed to reviews-v1's endpoint"
 is "$(h_exec a curl -sf -m 5 -H 'x-version: v2' "$VIP/")" "v2" "a header match picks reviews-v2"
@@ -73,6 +75,9 @@ is "$(jq -r '.configs[] | select(."@type" | endswith("ListenersConfigDump")) | .
 	"config dump: the four static listeners"
 is "$(h_ctl config dump --type clusters | jq -r '[.configs[0].static_clusters[].cluster.name] | sort | join(",")')" \
 	"InboundPassthroughCluster,PassthroughCluster,local,reviews-v1,reviews-v2" "config dump --type clusters"
+is "$(h_ctl config dump --type bootstrap | jq -r '.configs[0].bootstrap.node | [.id, .cluster, .locality.zone] | join(" ")')" \
+	"$NODE_ID a.default z9" \
+	"--service-node, --service-cluster and --service-zone set the bootstrap's node (the file has none)"
 h_ctl config dump --type nonsense >/dev/null 2>"$H_DIR/err"
 is "$?" "2" "an unknown --type: exit 2"
 like "$(cat "$H_DIR/err")" "nonsense" "naming it"

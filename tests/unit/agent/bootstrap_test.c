@@ -473,6 +473,45 @@ static void test_limits(void)
 	xds_config_free(cfg);
 }
 
+/* --service-node/--service-cluster/--service-zone over a bootstrap with and without a node. */
+static void test_node_flags(void)
+{
+	static const char with_node[] =
+		"node: {id: file-id, cluster: file-cluster, metadata: {ISTIO_VERSION: '1.21'}}\n";
+	static const char no_node[] = "static_resources: {}\n";
+	struct xds_config *cfg = NULL;
+	struct jtree_err err = {0};
+	char msg[160] = "";
+	const Envoy__Config__Core__V3__Node *n;
+
+	ok(bootstrap_parse(with_node, strlen(with_node), &cfg, &err) == 0,
+	   "a bootstrap with a node");
+	ok(bootstrap_set_node(cfg, "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", NULL, "z1", msg,
+			      sizeof(msg)) == 0,
+	   "node id and zone set");
+	n = bootstrap_of(cfg)->node;
+	is_str(n->id, "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", "the id is replaced");
+	is_str(n->cluster, "file-cluster", "the cluster not given stays the file's");
+	ok(n->locality && !strcmp(n->locality->zone, "z1"), "a locality is made for the zone");
+	ok(n->metadata && n->metadata->n_fields == 1, "the metadata is kept");
+	ok(bootstrap_set_node(cfg, "x y", NULL, NULL, msg, sizeof(msg)) == -EINVAL,
+	   "a space: -EINVAL");
+	is_str(msg, "--service-node: must be printable ASCII without spaces", "naming the flag");
+	is_str(bootstrap_of(cfg)->node->id, "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local",
+	       "and nothing changed");
+	xds_config_free(cfg);
+
+	cfg = NULL;
+	ok(bootstrap_parse(no_node, strlen(no_node), &cfg, &err) == 0,
+	   "a bootstrap without a node");
+	ok(bootstrap_set_node(cfg, NULL, "web.default", NULL, msg, sizeof(msg)) == 0 &&
+		   bootstrap_of(cfg)->node &&
+		   !strcmp(bootstrap_of(cfg)->node->cluster, "web.default") &&
+		   !bootstrap_of(cfg)->node->locality,
+	   "gets one with just the cluster");
+	xds_config_free(cfg);
+}
+
 int main(void)
 {
 	log_threshold = L_ERROR; /* the optional-filter warnings are expected */
@@ -483,5 +522,6 @@ int main(void)
 	test_static_equals_ads();
 	test_rejected();
 	test_limits();
+	test_node_flags();
 	return done_testing();
 }
