@@ -1262,8 +1262,17 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 {
 	size_t n = 0, k = 0;
 
-	for (size_t i = 0; i < cla->n_endpoints; i++)
+	if (cla->policy && cla->policy->overprovisioning_factor) {
+		if (!cla->policy->overprovisioning_factor->value)
+			return serr(x, "policy.overprovisioning_factor: must be above 0");
+		c->overprovisioning_pct = cla->policy->overprovisioning_factor->value;
+	}
+	for (size_t i = 0; i < cla->n_endpoints; i++) {
+		if (cla->endpoints[i]->priority >= PX_LB_MAX_PRIORITIES)
+			return serr(x, "endpoints[%zu].priority: %u is above the limit of %u", i,
+				    cla->endpoints[i]->priority, PX_LB_MAX_PRIORITIES - 1);
 		n += cla->endpoints[i]->n_lb_endpoints;
+	}
 	if (!n)
 		return 0;
 	c->endpoints = arena_new(x->a, struct px_endpoint, n);
@@ -1439,6 +1448,18 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return serr(x, "lb_policy: CLUSTER_PROVIDED is not supported");
 	default:
 		return serr(x, "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported");
+	}
+	if (in->common_lb_config && in->common_lb_config->healthy_panic_threshold) {
+		double v = in->common_lb_config->healthy_panic_threshold->value;
+
+		if (!(v >= 0.0 && v <= 100.0))
+			return serr(x,
+				    "common_lb_config.healthy_panic_threshold: %g is not a "
+				    "percentage",
+				    v);
+		/* Envoy truncates to whole percents; 0 turns panic off. */
+		c->panic_threshold_pct = (uint32_t)v;
+		c->panic_disabled = c->panic_threshold_pct == 0;
 	}
 	if (in->load_balancing_policy)
 		return serr(x, "load_balancing_policy is not supported");

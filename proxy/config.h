@@ -96,10 +96,34 @@ struct px_cluster {
 	uint32_t nendpoints;
 	struct px_dns_target *dns_targets; /* STRICT_DNS names still to resolve (data only) */
 	uint32_t ndns_targets;
-	/* Precomputed by px_snapshot_finalize, for the hashing balancers: endpoint indexes. */
-	/* Precomputed by px_snapshot_finalize (px_lb_prepare): the endpoints traffic may go to
-	 * (healthy ones of the best priority; all of priority 0 in panic), their running weight
-	 * sums, and the tables of the hashing balancers, all as endpoint indexes. */
+	/* Envoy's priority and panic settings: ClusterLoadAssignment.policy.overprovisioning_factor
+	 * (percent; 0: PX_OVERPROVISIONING_DEF) and common_lb_config.healthy_panic_threshold
+	 * (percent; 0: PX_PANIC_THRESHOLD_DEF, unless panic_disabled, which a threshold of 0 sets). */
+	uint32_t overprovisioning_pct;
+	uint32_t panic_threshold_pct;
+	bool panic_disabled;
+	/* Precomputed by px_snapshot_finalize (px_lb_prepare): one set per priority level, in
+	 * priority order, with the share of traffic each takes. */
+	struct px_lb_set *sets;
+	uint32_t nsets;
+	uint32_t neligible; /* endpoints of all sets that take traffic */
+	uint32_t index;	    /* position in the snapshot, for per-worker state */
+};
+
+#define PX_LB_MAX_PRIORITIES	32  /* priority levels per cluster (Istio uses a handful) */
+#define PX_OVERPROVISIONING_DEF 140 /* Envoy's default overprovisioning factor, percent */
+#define PX_PANIC_THRESHOLD_DEF	50  /* Envoy's default healthy_panic_threshold, percent */
+
+/* The endpoints of one priority level that traffic may go to (its healthy ones; all of them in
+ * panic), their running weight sums and the tables of the hashing balancers, all as endpoint
+ * indexes. `load` is the percentage of requests the level takes (Envoy's priority load: health
+ * scaled by the overprovisioning factor, normalised over the levels); the loads of a cluster's
+ * sets add up to 100, or are all 0 when no endpoint may be used. */
+struct px_lb_set {
+	uint32_t priority;
+	uint32_t load;
+	uint32_t load_end; /* cumulative load up to and including this set */
+	bool panic;
 	uint32_t *eligible;
 	uint32_t neligible;
 	bool equal_weights;
@@ -109,7 +133,6 @@ struct px_cluster {
 	uint32_t maglev_size;
 	struct px_ring_entry *ring;
 	uint32_t ring_size;
-	uint32_t index; /* position in the snapshot, for per-worker state */
 };
 
 struct px_ring_entry {

@@ -55,23 +55,23 @@ static int cmp_ring(const void *a, const void *b)
 /* Each endpoint gets PX_RING_POINTS points per unit of weight (relative to the lightest), so
  * its points do not depend on which other endpoints exist: when one leaves, only its keys move.
  * (Envoy sizes the ring from min_ring_size instead, which reshuffles some keys.) */
-static int build_ring(struct arena *a, struct px_cluster *c)
+static int build_ring(struct arena *a, const struct px_cluster *c, struct px_lb_set *set)
 {
 	uint64_t minw = UINT64_MAX, want = 0, n = 0;
 	double scale = 1.0;
 
-	for (uint32_t i = 0; i < c->neligible; i++)
-		if (c->endpoints[c->eligible[i]].weight < minw)
-			minw = c->endpoints[c->eligible[i]].weight;
-	for (uint32_t i = 0; i < c->neligible; i++)
-		want += PX_RING_POINTS * c->endpoints[c->eligible[i]].weight / minw;
+	for (uint32_t i = 0; i < set->neligible; i++)
+		if (c->endpoints[set->eligible[i]].weight < minw)
+			minw = c->endpoints[set->eligible[i]].weight;
+	for (uint32_t i = 0; i < set->neligible; i++)
+		want += PX_RING_POINTS * c->endpoints[set->eligible[i]].weight / minw;
 	if (want > PX_RING_MAX_SIZE)
 		scale = (double)PX_RING_MAX_SIZE / (double)want;
-	c->ring = arena_new(a, struct px_ring_entry, want + c->neligible);
-	if (!c->ring)
+	set->ring = arena_new(a, struct px_ring_entry, want + set->neligible);
+	if (!set->ring)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < c->neligible; i++) {
-		const struct px_endpoint *e = &c->endpoints[c->eligible[i]];
+	for (uint32_t i = 0; i < set->neligible; i++) {
+		const struct px_endpoint *e = &c->endpoints[set->eligible[i]];
 		uint64_t k = (uint64_t)(scale * (double)(PX_RING_POINTS * e->weight / minw));
 		char name[ADDR_STRLEN + 16];
 		size_t base;
@@ -82,31 +82,31 @@ static int build_ring(struct arena *a, struct px_cluster *c)
 		base = strlen(name);
 		for (uint64_t j = 0; j < k; j++) {
 			snprintf(name + base, sizeof(name) - base, "_%llu", (unsigned long long)j);
-			c->ring[n].hash = px_hash_str(name);
-			c->ring[n].endpoint = c->eligible[i];
+			set->ring[n].hash = px_hash_str(name);
+			set->ring[n].endpoint = set->eligible[i];
 			n++;
 		}
 	}
-	qsort(c->ring, n, sizeof(*c->ring), cmp_ring);
-	c->ring_size = (uint32_t)n;
+	qsort(set->ring, n, sizeof(*set->ring), cmp_ring);
+	set->ring_size = (uint32_t)n;
 	return 0;
 }
 
 /* Maglev (Eisenbud et al.), weighted the way Envoy weights it: in each round an endpoint
  * earns weight/max_weight of a turn and claims its next preferred slot per whole turn. */
-static int build_maglev(struct arena *a, struct px_cluster *c)
+static int build_maglev(struct arena *a, const struct px_cluster *c, struct px_lb_set *set)
 {
 	const uint32_t m = PX_MAGLEV_TABLE_SIZE;
-	uint32_t n = c->neligible, filled = 0, maxw = 1;
+	uint32_t n = set->neligible, filled = 0, maxw = 1;
 	uint64_t *offset, *skip, *next;
 	double *credit;
 
-	c->maglev = arena_new(a, uint32_t, m);
+	set->maglev = arena_new(a, uint32_t, m);
 	offset = calloc(n, sizeof(*offset));
 	skip = calloc(n, sizeof(*skip));
 	next = calloc(n, sizeof(*next));
 	credit = calloc(n, sizeof(*credit));
-	if (!c->maglev || !offset || !skip || !next || !credit) {
+	if (!set->maglev || !offset || !skip || !next || !credit) {
 		free(offset);
 		free(skip);
 		free(next);
@@ -114,7 +114,7 @@ static int build_maglev(struct arena *a, struct px_cluster *c)
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		const struct px_endpoint *e = &c->endpoints[c->eligible[i]];
+		const struct px_endpoint *e = &c->endpoints[set->eligible[i]];
 		char name[ADDR_STRLEN];
 
 		ep_name(e, name, sizeof(name));
@@ -124,10 +124,10 @@ static int build_maglev(struct arena *a, struct px_cluster *c)
 			maxw = e->weight;
 	}
 	for (uint32_t k = 0; k < m; k++)
-		c->maglev[k] = UINT32_MAX;
+		set->maglev[k] = UINT32_MAX;
 	while (filled < m) {
 		for (uint32_t i = 0; i < n && filled < m; i++) {
-			credit[i] += (double)c->endpoints[c->eligible[i]].weight / maxw;
+			credit[i] += (double)c->endpoints[set->eligible[i]].weight / maxw;
 			while (credit[i] >= 1.0 && filled < m) {
 				uint64_t slot;
 
@@ -135,13 +135,13 @@ static int build_maglev(struct arena *a, struct px_cluster *c)
 				do {
 					slot = (offset[i] + next[i] * skip[i]) % m;
 					next[i]++;
-				} while (c->maglev[slot] != UINT32_MAX);
-				c->maglev[slot] = c->eligible[i];
+				} while (set->maglev[slot] != UINT32_MAX);
+				set->maglev[slot] = set->eligible[i];
 				filled++;
 			}
 		}
 	}
-	c->maglev_size = m;
+	set->maglev_size = m;
 	free(offset);
 	free(skip);
 	free(next);
@@ -149,48 +149,141 @@ static int build_maglev(struct arena *a, struct px_cluster *c)
 	return 0;
 }
 
-int px_lb_prepare(struct arena *a, struct px_cluster *c)
+/* Envoy's priority load. A level's health is its share of healthy endpoints scaled by the
+ * overprovisioning factor, at most 100; the levels take traffic in order, each its health's
+ * share of the normalised total (the sum of healths, at most 100), so a level that is short of
+ * healthy endpoints spills what it lacks to the next ones. When the normalised total is under
+ * 100 there are not enough healthy endpoints anywhere: a level whose healthy share is under the
+ * panic threshold then uses all its endpoints. With nothing healthy at all, the first level
+ * takes everything in panic, or nothing when panic is disabled. */
+static void priority_loads(const struct px_cluster *c, struct px_lb_set *sets, uint32_t nsets,
+			   const uint32_t *healthy, const uint32_t *total)
 {
-	uint32_t best_prio = UINT32_MAX, n = 0;
+	uint32_t over = c->overprovisioning_pct ? c->overprovisioning_pct : PX_OVERPROVISIONING_DEF;
+	uint32_t panic_pct =
+		c->panic_threshold_pct ? c->panic_threshold_pct : PX_PANIC_THRESHOLD_DEF;
+	uint32_t sum = 0, left = 100, first_healthy = UINT32_MAX;
+	uint32_t health[PX_LB_MAX_PRIORITIES];
 
-	if (c->type == PX_CLUSTER_ORIGINAL_DST || !c->nendpoints)
-		return 0;
-	for (uint32_t i = 0; i < c->nendpoints; i++) {
-		if (!c->endpoints[i].weight)
-			c->endpoints[i].weight = 1;
-		if (c->endpoints[i].healthy && c->endpoints[i].priority < best_prio)
-			best_prio = c->endpoints[i].priority;
+	for (uint32_t p = 0; p < nsets; p++) {
+		uint64_t h = (uint64_t)over * healthy[p] / total[p];
+
+		health[p] = h > 100 ? 100 : (uint32_t)h;
+		sum += health[p];
+		if (health[p] && first_healthy == UINT32_MAX)
+			first_healthy = p;
 	}
-	/* Panic: nothing healthy anywhere, so spread over priority 0 as Envoy does. */
-	bool panic = best_prio == UINT32_MAX;
+	if (!sum) {
+		if (!c->panic_disabled) {
+			sets[0].load = 100;
+			sets[0].panic = true;
+		}
+		return;
+	}
+	uint32_t normalised = sum > 100 ? 100 : sum;
 
-	if (panic)
-		best_prio = 0;
-	c->eligible = arena_new(a, uint32_t, c->nendpoints);
-	c->cumulative_weight = arena_new(a, uint64_t, c->nendpoints);
-	if (!c->eligible || !c->cumulative_weight)
+	for (uint32_t p = 0; p < nsets; p++) {
+		uint32_t share = health[p] * 100 / normalised;
+
+		sets[p].load = share < left ? share : left;
+		left -= sets[p].load;
+		sets[p].panic = normalised < 100 && !c->panic_disabled &&
+				(uint64_t)healthy[p] * 100 < (uint64_t)panic_pct * total[p];
+	}
+	sets[first_healthy].load += left; /* what integer division left over */
+}
+
+/* The priority levels present, in order (endpoints may skip levels). */
+static uint32_t distinct_priorities(const struct px_cluster *c, uint32_t *prio)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < c->nendpoints; i++) {
+		uint32_t p = c->endpoints[i].priority, j = n;
+
+		for (uint32_t k = 0; k < n; k++)
+			if (prio[k] == p)
+				goto seen;
+		if (n == PX_LB_MAX_PRIORITIES)
+			continue; /* the translator bounds them; past the bound, ignore */
+		while (j > 0 && prio[j - 1] > p) {
+			prio[j] = prio[j - 1];
+			j--;
+		}
+		prio[j] = p;
+		n++;
+	seen:;
+	}
+	return n;
+}
+
+static int prepare_set(struct arena *a, const struct px_cluster *c, struct px_lb_set *set)
+{
+	set->eligible = arena_new(a, uint32_t, c->nendpoints);
+	set->cumulative_weight = arena_new(a, uint64_t, c->nendpoints);
+	if (!set->eligible || !set->cumulative_weight)
 		return -ENOMEM;
-	c->equal_weights = true;
-	c->total_weight = 0;
+	set->equal_weights = true;
 	for (uint32_t i = 0; i < c->nendpoints; i++) {
 		const struct px_endpoint *e = &c->endpoints[i];
 
-		if (e->priority != best_prio || (!panic && !e->healthy))
+		if (e->priority != set->priority || (!set->panic && !e->healthy))
 			continue;
-		if (n && e->weight != c->endpoints[c->eligible[0]].weight)
-			c->equal_weights = false;
-		c->total_weight += e->weight;
-		c->eligible[n] = i;
-		c->cumulative_weight[n] = c->total_weight;
-		n++;
+		if (set->neligible && e->weight != c->endpoints[set->eligible[0]].weight)
+			set->equal_weights = false;
+		set->total_weight += e->weight;
+		set->eligible[set->neligible] = i;
+		set->cumulative_weight[set->neligible] = set->total_weight;
+		set->neligible++;
 	}
-	c->neligible = n;
-	if (!n)
+	if (!set->load || !set->neligible)
 		return 0;
 	if (c->lb == PX_LB_RING_HASH)
-		return build_ring(a, c);
+		return build_ring(a, c, set);
 	if (c->lb == PX_LB_MAGLEV)
-		return build_maglev(a, c);
+		return build_maglev(a, c, set);
+	return 0;
+}
+
+int px_lb_prepare(struct arena *a, struct px_cluster *c)
+{
+	uint32_t prio[PX_LB_MAX_PRIORITIES], healthy[PX_LB_MAX_PRIORITIES] = {0},
+					     total[PX_LB_MAX_PRIORITIES] = {0}, n, end = 0;
+
+	c->nsets = 0;
+	c->neligible = 0;
+	if (c->type == PX_CLUSTER_ORIGINAL_DST || !c->nendpoints)
+		return 0;
+	for (uint32_t i = 0; i < c->nendpoints; i++)
+		if (!c->endpoints[i].weight)
+			c->endpoints[i].weight = 1;
+	n = distinct_priorities(c, prio);
+	c->sets = arena_new(a, struct px_lb_set, n);
+	if (!c->sets)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < c->nendpoints; i++) {
+		for (uint32_t p = 0; p < n; p++) {
+			if (c->endpoints[i].priority == prio[p]) {
+				total[p]++;
+				healthy[p] += c->endpoints[i].healthy;
+			}
+		}
+	}
+	for (uint32_t p = 0; p < n; p++)
+		c->sets[p].priority = prio[p];
+	priority_loads(c, c->sets, n, healthy, total);
+	c->nsets = n;
+	for (uint32_t p = 0; p < n; p++) {
+		struct px_lb_set *set = &c->sets[p];
+		int err = prepare_set(a, c, set);
+
+		if (err)
+			return err;
+		end += set->load;
+		set->load_end = end;
+		if (set->load)
+			c->neligible += set->neligible;
+	}
 	return 0;
 }
 
@@ -206,77 +299,84 @@ static bool avoided(uint32_t ep, const uint32_t *avoid, uint32_t navoid)
 
 static int ensure_state(struct px_lb_state *st, const struct px_cluster *c)
 {
-	if (st->nendpoints == c->nendpoints && st->active)
+	if (st->nendpoints == c->nendpoints && st->nsets == c->nsets && st->active)
 		return 0;
 	free(st->active);
 	free(st->wrr_current);
+	free(st->rr_next);
 	st->active = calloc(c->nendpoints ? c->nendpoints : 1, sizeof(*st->active));
 	st->wrr_current = calloc(c->nendpoints ? c->nendpoints : 1, sizeof(*st->wrr_current));
+	st->rr_next = calloc(c->nsets ? c->nsets : 1, sizeof(*st->rr_next));
 	st->nendpoints = c->nendpoints;
-	st->rr_next = 0;
-	return st->active && st->wrr_current ? 0 : -ENOMEM;
+	st->nsets = c->nsets;
+	return st->active && st->wrr_current && st->rr_next ? 0 : -ENOMEM;
 }
 
-static uint32_t pick_weighted_random(const struct px_cluster *c, uint64_t r)
+static uint32_t pick_weighted_random(const struct px_lb_set *set, uint64_t r)
 {
-	uint64_t target = r % c->total_weight;
-	uint32_t lo = 0, hi = c->neligible - 1;
+	uint64_t target = r % set->total_weight;
+	uint32_t lo = 0, hi = set->neligible - 1;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (c->cumulative_weight[mid] > target)
+		if (set->cumulative_weight[mid] > target)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return c->eligible[lo];
+	return set->eligible[lo];
 }
 
 /* Smooth weighted round robin: every pick adds each weight to its counter, takes the largest
  * and charges it the total, which interleaves endpoints in proportion to their weights. */
-static uint32_t pick_wrr(const struct px_cluster *c, struct px_lb_state *st)
+static uint32_t pick_wrr(const struct px_cluster *c, const struct px_lb_set *set,
+			 struct px_lb_state *st)
 {
-	uint32_t best = 0;
+	uint32_t best = set->eligible[0];
 
-	for (uint32_t i = 0; i < c->neligible; i++) {
-		st->wrr_current[i] += c->endpoints[c->eligible[i]].weight;
-		if (st->wrr_current[i] > st->wrr_current[best])
-			best = i;
+	for (uint32_t i = 0; i < set->neligible; i++) {
+		uint32_t ep = set->eligible[i];
+
+		st->wrr_current[ep] += c->endpoints[ep].weight;
+		if (st->wrr_current[ep] > st->wrr_current[best])
+			best = ep;
 	}
-	st->wrr_current[best] -= (int64_t)c->total_weight;
-	return c->eligible[best];
+	st->wrr_current[best] -= (int64_t)set->total_weight;
+	return best;
 }
 
-static uint32_t pick_ring(const struct px_cluster *c, uint64_t h, uint32_t step)
+static uint32_t pick_ring(const struct px_lb_set *set, uint64_t h, uint32_t step)
 {
-	uint32_t lo = 0, hi = c->ring_size;
+	uint32_t lo = 0, hi = set->ring_size;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (c->ring[mid].hash < h)
+		if (set->ring[mid].hash < h)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return c->ring[(lo + step) % c->ring_size].endpoint;
+	return set->ring[(lo + step) % set->ring_size].endpoint;
 }
 
-static uint32_t pick_one(const struct px_cluster *c, struct px_lb_state *st, const uint64_t *hash,
-			 uint32_t attempt)
+static uint32_t pick_one(const struct px_cluster *c, const struct px_lb_set *set,
+			 struct px_lb_state *st, const uint64_t *hash, uint32_t attempt)
 {
+	uint32_t si = (uint32_t)(set - c->sets);
+
 	switch (c->lb) {
 	case PX_LB_RING_HASH:
-		return pick_ring(c, hash ? *hash : rng_next(st), attempt);
+		return pick_ring(set, hash ? *hash : rng_next(st), attempt);
 	case PX_LB_MAGLEV:
 		/* A retry walks to the next slot: a different endpoint, still deterministic. */
-		return c->maglev[((hash ? *hash : rng_next(st)) + attempt) % c->maglev_size];
+		return set->maglev[((hash ? *hash : rng_next(st)) + attempt) % set->maglev_size];
 	case PX_LB_RANDOM:
-		return pick_weighted_random(c, rng_next(st));
+		return pick_weighted_random(set, rng_next(st));
 	case PX_LB_LEAST_REQUEST: {
-		uint32_t a = pick_weighted_random(c, rng_next(st));
-		uint32_t b = pick_weighted_random(c, rng_next(st));
+		uint32_t a = pick_weighted_random(set, rng_next(st));
+		uint32_t b = pick_weighted_random(set, rng_next(st));
 		/* Fewer requests per unit of weight wins: compare active/weight crosswise. */
 		uint64_t la = (uint64_t)st->active[a] * c->endpoints[b].weight;
 		uint64_t lb = (uint64_t)st->active[b] * c->endpoints[a].weight;
@@ -285,29 +385,50 @@ static uint32_t pick_one(const struct px_cluster *c, struct px_lb_state *st, con
 	}
 	case PX_LB_ROUND_ROBIN:
 	default:
-		if (c->equal_weights)
-			return c->eligible[st->rr_next++ % c->neligible];
-		return pick_wrr(c, st);
+		if (set->equal_weights)
+			return set->eligible[st->rr_next[si]++ % set->neligible];
+		return pick_wrr(c, set, st);
 	}
+}
+
+/* The priority level of a request: by its share of the loads. A hashing balancer draws it from
+ * the request's hash (as Envoy does), so a key keeps its level as long as the loads stay. */
+static const struct px_lb_set *pick_set(const struct px_cluster *c, struct px_lb_state *st,
+					const uint64_t *hash)
+{
+	uint32_t r;
+
+	if (c->nsets == 1)
+		return &c->sets[0];
+	r = (uint32_t)((hash && (c->lb == PX_LB_RING_HASH || c->lb == PX_LB_MAGLEV)
+				? *hash
+				: rng_next(st)) %
+		       100);
+	for (uint32_t p = 0; p < c->nsets; p++)
+		if (r < c->sets[p].load_end)
+			return &c->sets[p];
+	return &c->sets[c->nsets - 1]; /* not reached: the loads add up to 100 */
 }
 
 int px_lb_pick(const struct px_cluster *c, struct px_lb_state *st, const uint64_t *hash,
 	       const uint32_t *avoid, uint32_t navoid)
 {
+	const struct px_lb_set *set;
 	uint32_t ep;
 
 	if (!c->neligible || ensure_state(st, c))
 		return -1;
-	ep = pick_one(c, st, hash, 0);
+	set = pick_set(c, st, hash);
+	ep = pick_one(c, set, st, hash, 0);
 	/* Another endpoint when possible; bounded, so a tiny cluster still gets an answer. */
 	for (uint32_t attempt = 1;
-	     navoid && avoided(ep, avoid, navoid) && attempt <= 2 * c->neligible; attempt++)
-		ep = pick_one(c, st, hash, attempt);
+	     navoid && avoided(ep, avoid, navoid) && attempt <= 2 * set->neligible; attempt++)
+		ep = pick_one(c, set, st, hash, attempt);
 	/* The random policies can draw the avoided ones every time (1 in 32 with two endpoints):
-	 * then the first eligible endpoint not avoided, if there is one. */
-	for (uint32_t i = 0; navoid && avoided(ep, avoid, navoid) && i < c->neligible; i++)
-		if (!avoided(c->eligible[i], avoid, navoid))
-			ep = c->eligible[i];
+	 * then the first eligible endpoint of the level not avoided, if there is one. */
+	for (uint32_t i = 0; navoid && avoided(ep, avoid, navoid) && i < set->neligible; i++)
+		if (!avoided(set->eligible[i], avoid, navoid))
+			ep = set->eligible[i];
 	return (int)ep;
 }
 
@@ -327,5 +448,6 @@ void px_lb_state_free(struct px_lb_state *st)
 {
 	free(st->active);
 	free(st->wrr_current);
+	free(st->rr_next);
 	memset(st, 0, sizeof(*st));
 }

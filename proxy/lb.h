@@ -1,5 +1,7 @@
-/* Load balancing over a cluster's endpoints: round robin (weighted), least request (power of
- * two choices), random (weighted), ring hash and Maglev. */
+/* Load balancing over a cluster's endpoints: first a priority level by Envoy's priority load
+ * (health, overprovisioning factor, panic threshold), then an endpoint of that level by round
+ * robin (weighted), least request (power of two choices), random (weighted), ring hash or
+ * Maglev. */
 #ifndef SHUNT_PROXY_LB_H
 #define SHUNT_PROXY_LB_H
 
@@ -11,10 +13,10 @@
 
 /* One worker's mutable balancer state for one cluster; zero-initialised is ready. */
 struct px_lb_state {
-	uint32_t rr_next;
-	int64_t *wrr_current; /* smooth weighted round robin, per eligible endpoint */
+	uint32_t *rr_next;    /* round robin position, per priority level */
+	int64_t *wrr_current; /* smooth weighted round robin, per endpoint */
 	uint32_t *active;     /* requests in flight, per endpoint (least request) */
-	uint32_t nendpoints;
+	uint32_t nendpoints, nsets;
 	uint64_t rng;
 };
 

@@ -58,10 +58,8 @@ found:
 	p->cfg.name = p->cluster;
 	p->cfg.endpoints = NULL;
 	p->cfg.nendpoints = 0;
-	p->cfg.eligible = NULL;
-	p->cfg.cumulative_weight = NULL;
-	p->cfg.maglev = NULL;
-	p->cfg.ring = NULL;
+	p->cfg.sets = NULL;
+	p->cfg.nsets = 0;
 	return p;
 }
 

@@ -420,16 +420,16 @@ static void test_bootstrap(void)
 		ok(0, "web has 3 endpoints");
 	}
 	c = px_cluster_find(s, "db");
-	ok(c && c->type == PX_CLUSTER_STRICT_DNS && c->lb == PX_LB_MAGLEV && c->maglev &&
-		   c->maglev_size == PX_MAGLEV_TABLE_SIZE && c->http2,
+	ok(c && c->type == PX_CLUSTER_STRICT_DNS && c->lb == PX_LB_MAGLEV && c->nsets == 1 &&
+		   c->sets[0].maglev && c->sets[0].maglev_size == PX_MAGLEV_TABLE_SIZE && c->http2,
 	   "db: maglev table built, deprecated http2_protocol_options");
 	ok(c && c->nendpoints == 1 && c->ndns_targets == 1 &&
 		   !strcmp(c->dns_targets[0].hostname, "db.internal") &&
 		   c->dns_targets[0].port == 5433 && c->dns_targets[0].weight == 4,
 	   "db: the hostname endpoint waits for resolution as a dns target");
 	c = px_cluster_find(s, "ring");
-	ok(c && c->type == PX_CLUSTER_STATIC && c->lb == PX_LB_RING_HASH && c->ring &&
-		   c->ring_size > 0,
+	ok(c && c->type == PX_CLUSTER_STATIC && c->lb == PX_LB_RING_HASH && c->nsets == 1 &&
+		   c->sets[0].ring && c->sets[0].ring_size > 0,
 	   "ring: STATIC by default, ring built");
 	px_snapshot_put(s);
 }
@@ -590,6 +590,47 @@ static void test_errors(void)
 		}
 		ok(rc == -EINVAL && !s, "bad[%zu] is rejected", i);
 		is_str(err.msg, bads[i].err, "bad[%zu] names the path", i);
+		px_snapshot_put(s);
+	}
+}
+
+/* Priority levels: the overprovisioning factor and the panic threshold reach the cluster, and
+ * values Envoy would refuse are refused with the path. */
+static void test_priorities(void)
+{
+	static const char good[] =
+		"static_resources: {clusters: [{name: c, common_lb_config: "
+		"{healthy_panic_threshold: "
+		"{value: 0}}, load_assignment: {cluster_name: c, policy: {overprovisioning_factor: "
+		"200}, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "
+		"10.0.0.1, port_value: 1}}}}]}, {priority: 1, lb_endpoints: [{endpoint: {address: "
+		"{socket_address: {address: 10.0.0.2, port_value: 1}}}}]}]}}]}";
+	static const char *const bad[][2] = {
+		{"static_resources: {clusters: [{name: c, load_assignment: {cluster_name: c, "
+		 "endpoints: [{priority: 32, lb_endpoints: [{endpoint: {address: {socket_address: "
+		 "{address: 10.0.0.1, port_value: 1}}}}]}]}}]}",
+		 "cluster \"c\": load_assignment: endpoints[0].priority: 32 is above the limit of "
+		 "31"},
+		{"static_resources: {clusters: [{name: c, common_lb_config: "
+		 "{healthy_panic_threshold: "
+		 "{value: 150}}}]}",
+		 "cluster \"c\": common_lb_config.healthy_panic_threshold: 150 is not a "
+		 "percentage"},
+	};
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s = build_text(good, &err, &rc);
+	const struct px_cluster *c = s ? px_cluster_find(s, "c") : NULL;
+
+	ok(c && c->overprovisioning_pct == 200 && c->panic_disabled && c->nsets == 2 &&
+		   c->sets[0].load == 100 && c->sets[1].load == 0,
+	   "overprovisioning_factor and a 0%% panic threshold reach the cluster: %s",
+	   rc ? err.msg : "two levels");
+	px_snapshot_put(s);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		s = build_text(bad[i][0], &err, &rc);
+		ok(rc == -EINVAL && !s, "priority bad[%zu] is rejected", i);
+		is_str(err.msg, bad[i][1], "and names the field");
 		px_snapshot_put(s);
 	}
 }
@@ -876,6 +917,7 @@ int main(void)
 	test_bootstrap();
 	test_ads();
 	test_errors();
+	test_priorities();
 	test_istio_reference();
 	return done_testing();
 }

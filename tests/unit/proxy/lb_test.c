@@ -64,7 +64,7 @@ static void test_round_robin(void)
 	static const uint32_t w[] = {1, 2, 3};
 
 	setup(&f, PX_LB_ROUND_ROBIN, 3, NULL);
-	ok(prepare(&f) == 0 && f.c.equal_weights, "round robin, equal weights");
+	ok(prepare(&f) == 0 && f.c.sets[0].equal_weights, "round robin, equal weights");
 	for (int i = 0; i < 3000; i++)
 		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
 	ok(counts[0] == 1000 && counts[1] == 1000 && counts[2] == 1000,
@@ -211,7 +211,8 @@ static void test_health_priority_avoid(void)
 	prepare(&f);
 	for (int i = 0; i < 100; i++)
 		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
-	ok(counts[1] == 100, "only the healthy endpoint of priority 0 is used (%u %u %u %u)",
+	ok(counts[0] == 0 && counts[1] > 0 && counts[2] + counts[3] > 0,
+	   "half of priority 0 down: its healthy endpoint and priority 1 share (%u %u %u %u)",
 	   counts[0], counts[1], counts[2], counts[3]);
 	arena_free(&f.a);
 
@@ -257,6 +258,150 @@ static void test_health_priority_avoid(void)
 	arena_free(&f.a);
 }
 
+/* The priority loads and panic modes as Envoy's documentation works them out (overprovisioning
+ * factor 1.4, panic threshold 50%). */
+static bool loads_are(const struct px_cluster *c, const uint32_t *want, const bool *panic, int n)
+{
+	if ((int)c->nsets != n)
+		return false;
+	for (int p = 0; p < n; p++)
+		if (c->sets[p].load != want[p] || c->sets[p].panic != panic[p])
+			return false;
+	return true;
+}
+
+static void test_priority_load(void)
+{
+	/* Priorities of 5 endpoints each; `up` of them healthy per level. */
+	static const struct {
+		int n, up[3];
+		uint32_t load[3];
+		bool panic[3];
+		const char *what;
+	} cases[] = {
+		{2, {5, 5}, {100, 0}, {0, 0}, "P0 all healthy: P0 takes everything"},
+		{2, {4, 5}, {100, 0}, {0, 0}, "P0 80% healthy: 1.4 x 80% caps at 100%"},
+		{2, {3, 5}, {84, 16}, {0, 0}, "P0 60% healthy: 84% stays, 16% spills to P1"},
+		{2, {1, 5}, {28, 72}, {0, 0}, "P0 20% healthy: 28% stays, P1 takes 72%"},
+		{2, {0, 5}, {0, 100}, {0, 0}, "P0 down: P1 takes everything"},
+		{2, {2, 1}, {67, 33}, {1, 1}, "P0 40%, P1 20%: normalised loads, both in panic"},
+		{3, {1, 1, 5}, {28, 28, 44}, {0, 0, 0}, "three levels: the third fills the gap"},
+		{2, {0, 0}, {100, 0}, {1, 0}, "nothing healthy: P0 in panic takes everything"},
+	};
+	struct fixture f;
+	struct px_lb_state st = {0};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		memset(&f, 0, sizeof(f));
+		setup(&f, PX_LB_RANDOM, 5 * cases[k].n, NULL);
+		for (int i = 0; i < 5 * cases[k].n; i++) {
+			f.eps[i].priority = (uint32_t)(i / 5);
+			f.eps[i].healthy = i % 5 < cases[k].up[i / 5];
+		}
+		int rc = prepare(&f);
+
+		ok(rc == 0 && loads_are(&f.c, cases[k].load, cases[k].panic, cases[k].n),
+		   "%s (%u/%u/%u, panic %d/%d/%d)", cases[k].what, f.c.sets[0].load,
+		   f.c.nsets > 1 ? f.c.sets[1].load : 0, f.c.nsets > 2 ? f.c.sets[2].load : 0,
+		   f.c.sets[0].panic, f.c.nsets > 1 && f.c.sets[1].panic,
+		   f.c.nsets > 2 && f.c.sets[2].panic);
+		arena_free(&f.a);
+	}
+
+	/* Picks follow the loads: P0 60% healthy keeps 84%; only healthy endpoints are used. */
+	setup(&f, PX_LB_RANDOM, 10, NULL);
+	for (int i = 0; i < 10; i++) {
+		f.eps[i].priority = (uint32_t)(i / 5);
+		f.eps[i].healthy = i != 0 && i != 1;
+	}
+	prepare(&f);
+	unsigned p0 = 0, sick = 0;
+	const unsigned draws = 10000;
+
+	for (unsigned i = 0; i < draws; i++) {
+		int ep = px_lb_pick(&f.c, &st, NULL, NULL, 0);
+
+		p0 += ep < 5;
+		sick += ep == 0 || ep == 1;
+	}
+	double share[2] = {0.84, 0.16};
+	unsigned counts[2] = {p0, draws - p0};
+
+	ok(sick == 0 && chi2(counts, share, 2, draws) < chi2_crit[1],
+	   "10,000 picks: %u to P0 (84%% expected), none to its unhealthy endpoints", p0);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	/* Panic: P0 of 5 with 1 healthy and no P1 is 28% healthy overall: all 5 are used. */
+	setup(&f, PX_LB_ROUND_ROBIN, 5, NULL);
+	for (int i = 1; i < 5; i++)
+		f.eps[i].healthy = false;
+	prepare(&f);
+	unsigned used = 0, seen[MAXEP] = {0};
+
+	for (int i = 0; i < 50; i++)
+		seen[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	for (int i = 0; i < 5; i++)
+		used += seen[i] > 0;
+	ok(used == 5 && f.c.sets[0].panic, "20%% healthy is below the panic threshold: all %u used",
+	   used);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	/* healthy_panic_threshold 0 turns panic off: the one healthy endpoint serves alone, and
+	 * with none healthy there is no endpoint (503 UH). */
+	setup(&f, PX_LB_ROUND_ROBIN, 5, NULL);
+	for (int i = 1; i < 5; i++)
+		f.eps[i].healthy = false;
+	f.c.panic_disabled = true;
+	prepare(&f);
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < 50; i++)
+		seen[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(seen[0] == 50, "panic disabled: only the healthy endpoint (%u of 50)", seen[0]);
+	arena_free(&f.a);
+	setup(&f, PX_LB_ROUND_ROBIN, 2, NULL);
+	f.eps[0].healthy = f.eps[1].healthy = false;
+	f.c.panic_disabled = true;
+	prepare(&f);
+	is_int(px_lb_pick(&f.c, &st, NULL, NULL, 0), -1,
+	       "panic disabled, none healthy: no endpoint");
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	/* A larger overprovisioning factor keeps more traffic in P0: 60% healthy x 2.0 = 100%. */
+	setup(&f, PX_LB_RANDOM, 10, NULL);
+	for (int i = 0; i < 10; i++) {
+		f.eps[i].priority = (uint32_t)(i / 5);
+		f.eps[i].healthy = i >= 2;
+	}
+	f.c.overprovisioning_pct = 200;
+	prepare(&f);
+	ok(f.c.sets[0].load == 100 && f.c.sets[1].load == 0,
+	   "overprovisioning_factor 200: P0 at 60%% healthy keeps everything");
+	arena_free(&f.a);
+
+	/* Ring hash: a key's level comes from its hash, so it stays put while the loads do. */
+	setup(&f, PX_LB_RING_HASH, 10, NULL);
+	for (int i = 0; i < 10; i++) {
+		f.eps[i].priority = (uint32_t)(i / 5);
+		f.eps[i].healthy = i != 0 && i != 1;
+	}
+	prepare(&f);
+	int moved = 0;
+
+	for (uint64_t h = 0; h < 1000; h++) {
+		uint64_t key = px_hash_bytes(&h, sizeof(h));
+
+		moved += px_lb_pick(&f.c, &st, &key, NULL, 0) !=
+			 px_lb_pick(&f.c, &st, &key, NULL, 0);
+	}
+	is_int(moved, 0,
+	       "ring hash over two levels: 1000 keys each land on the same endpoint twice");
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+}
+
 int main(void)
 {
 	test_round_robin();
@@ -266,5 +411,6 @@ int main(void)
 	test_hashing(PX_LB_RING_HASH, "ring hash", 0.15, 0.999);
 	test_hashing(PX_LB_MAGLEV, "maglev", 0.06, 0.99);
 	test_health_priority_avoid();
+	test_priority_load();
 	return done_testing();
 }
