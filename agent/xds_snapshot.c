@@ -1324,6 +1324,8 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 					    ? lb->load_balancing_weight->value
 					    : 1;
 			e->priority = le->priority;
+			e->locality_weight =
+				le->load_balancing_weight ? le->load_balancing_weight->value : 0;
 			e->healthy = lb->health_status ==
 					     ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNKNOWN ||
 				     lb->health_status ==
@@ -1449,6 +1451,10 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 	default:
 		return serr(x, "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported");
 	}
+	if (in->common_lb_config &&
+	    in->common_lb_config->locality_config_specifier_case ==
+		    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__COMMON_LB_CONFIG__LOCALITY_CONFIG_SPECIFIER_LOCALITY_WEIGHTED_LB_CONFIG)
+		c->locality_weighted = true;
 	if (in->common_lb_config && in->common_lb_config->healthy_panic_threshold) {
 		double v = in->common_lb_config->healthy_panic_threshold->value;
 

@@ -53,10 +53,11 @@ enum px_lb_policy {
 struct px_endpoint {
 	struct shunt_addr addr;
 	__u16 port;
-	uint32_t weight;      /* load_balancing_weight, >= 1 */
-	uint32_t priority;    /* 0 is highest */
-	bool healthy;	      /* health_status UNKNOWN/HEALTHY count as healthy */
-	const char *locality; /* "region/zone/subzone" or NULL */
+	uint32_t weight;	  /* load_balancing_weight, >= 1 */
+	uint32_t priority;	  /* 0 is highest */
+	bool healthy;		  /* health_status UNKNOWN/HEALTHY count as healthy */
+	const char *locality;	  /* "region/zone/subzone" or NULL */
+	uint32_t locality_weight; /* its LocalityLbEndpoints' load_balancing_weight; 0: none */
 };
 
 /* A STRICT_DNS endpoint given by name. The proxy resolves nothing itself: whoever resolves it
@@ -102,28 +103,36 @@ struct px_cluster {
 	uint32_t overprovisioning_pct;
 	uint32_t panic_threshold_pct;
 	bool panic_disabled;
+	bool locality_weighted; /* common_lb_config.locality_weighted_lb_config */
 	/* Precomputed by px_snapshot_finalize (px_lb_prepare): one set per priority level, in
 	 * priority order, with the share of traffic each takes. */
 	struct px_lb_set *sets;
 	uint32_t nsets;
-	uint32_t neligible; /* endpoints of all sets that take traffic */
-	uint32_t index;	    /* position in the snapshot, for per-worker state */
+	uint32_t neligible;   /* endpoints of all sets that take traffic */
+	uint64_t total_share; /* sum of the sets' shares (PX_LB_SHARE_SCALE, or less) */
+	uint32_t index;	      /* position in the snapshot, for per-worker state */
 };
 
-#define PX_LB_MAX_PRIORITIES	32  /* priority levels per cluster (Istio uses a handful) */
-#define PX_OVERPROVISIONING_DEF 140 /* Envoy's default overprovisioning factor, percent */
-#define PX_PANIC_THRESHOLD_DEF	50  /* Envoy's default healthy_panic_threshold, percent */
+#define PX_LB_MAX_PRIORITIES	32	/* priority levels per cluster (Istio uses a handful) */
+#define PX_LB_SHARE_SCALE	1000000 /* a set's share of requests, in millionths */
+#define PX_OVERPROVISIONING_DEF 140	/* Envoy's default overprovisioning factor, percent */
+#define PX_PANIC_THRESHOLD_DEF	50	/* Envoy's default healthy_panic_threshold, percent */
 
-/* The endpoints of one priority level that traffic may go to (its healthy ones; all of them in
- * panic), their running weight sums and the tables of the hashing balancers, all as endpoint
- * indexes. `load` is the percentage of requests the level takes (Envoy's priority load: health
- * scaled by the overprovisioning factor, normalised over the levels); the loads of a cluster's
- * sets add up to 100, or are all 0 when no endpoint may be used. */
+/* The endpoints of one priority level (or, with locality weighting, of one locality of a level)
+ * that traffic may go to: its healthy ones, all of them in panic. With their running weight sums
+ * and the tables of the hashing balancers, all as endpoint indexes. `load` is the percentage of
+ * requests the level takes (Envoy's priority load: health scaled by the overprovisioning factor,
+ * normalised over the levels; they add up to 100, or are all 0 when no endpoint may be used);
+ * `share` is this set's part of it in millionths of all requests. */
 struct px_lb_set {
 	uint32_t priority;
 	uint32_t load;
-	uint32_t load_end; /* cumulative load up to and including this set */
+	uint64_t share;
+	uint64_t share_end; /* cumulative share up to and including this set */
 	bool panic;
+	bool by_locality;
+	const char *locality; /* with by_locality: this set's locality (NULL: none given) */
+	uint32_t locality_weight;
 	uint32_t *eligible;
 	uint32_t neligible;
 	bool equal_weights;

@@ -156,8 +156,8 @@ static int build_maglev(struct arena *a, const struct px_cluster *c, struct px_l
  * 100 there are not enough healthy endpoints anywhere: a level whose healthy share is under the
  * panic threshold then uses all its endpoints. With nothing healthy at all, the first level
  * takes everything in panic, or nothing when panic is disabled. */
-static void priority_loads(const struct px_cluster *c, struct px_lb_set *sets, uint32_t nsets,
-			   const uint32_t *healthy, const uint32_t *total)
+static void priority_loads(const struct px_cluster *c, uint32_t nlevels, const uint32_t *healthy,
+			   const uint32_t *total, uint32_t *load, bool *panic)
 {
 	uint32_t over = c->overprovisioning_pct ? c->overprovisioning_pct : PX_OVERPROVISIONING_DEF;
 	uint32_t panic_pct =
@@ -165,32 +165,34 @@ static void priority_loads(const struct px_cluster *c, struct px_lb_set *sets, u
 	uint32_t sum = 0, left = 100, first_healthy = UINT32_MAX;
 	uint32_t health[PX_LB_MAX_PRIORITIES];
 
-	for (uint32_t p = 0; p < nsets; p++) {
+	for (uint32_t p = 0; p < nlevels; p++) {
 		uint64_t h = (uint64_t)over * healthy[p] / total[p];
 
 		health[p] = h > 100 ? 100 : (uint32_t)h;
 		sum += health[p];
+		load[p] = 0;
+		panic[p] = false;
 		if (health[p] && first_healthy == UINT32_MAX)
 			first_healthy = p;
 	}
 	if (!sum) {
 		if (!c->panic_disabled) {
-			sets[0].load = 100;
-			sets[0].panic = true;
+			load[0] = 100;
+			panic[0] = true;
 		}
 		return;
 	}
 	uint32_t normalised = sum > 100 ? 100 : sum;
 
-	for (uint32_t p = 0; p < nsets; p++) {
+	for (uint32_t p = 0; p < nlevels; p++) {
 		uint32_t share = health[p] * 100 / normalised;
 
-		sets[p].load = share < left ? share : left;
-		left -= sets[p].load;
-		sets[p].panic = normalised < 100 && !c->panic_disabled &&
-				(uint64_t)healthy[p] * 100 < (uint64_t)panic_pct * total[p];
+		load[p] = share < left ? share : left;
+		left -= load[p];
+		panic[p] = normalised < 100 && !c->panic_disabled &&
+			   (uint64_t)healthy[p] * 100 < (uint64_t)panic_pct * total[p];
 	}
-	sets[first_healthy].load += left; /* what integer division left over */
+	load[first_healthy] += left; /* what integer division left over */
 }
 
 /* The priority levels present, in order (endpoints may skip levels). */
@@ -217,6 +219,17 @@ static uint32_t distinct_priorities(const struct px_cluster *c, uint32_t *prio)
 	return n;
 }
 
+static bool same_locality(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+static bool in_set(const struct px_lb_set *set, const struct px_endpoint *e)
+{
+	return e->priority == set->priority &&
+	       (!set->by_locality || same_locality(e->locality, set->locality));
+}
+
 static int prepare_set(struct arena *a, const struct px_cluster *c, struct px_lb_set *set)
 {
 	set->eligible = arena_new(a, uint32_t, c->nendpoints);
@@ -227,7 +240,7 @@ static int prepare_set(struct arena *a, const struct px_cluster *c, struct px_lb
 	for (uint32_t i = 0; i < c->nendpoints; i++) {
 		const struct px_endpoint *e = &c->endpoints[i];
 
-		if (e->priority != set->priority || (!set->panic && !e->healthy))
+		if (!in_set(set, e) || (!set->panic && !e->healthy))
 			continue;
 		if (set->neligible && e->weight != c->endpoints[set->eligible[0]].weight)
 			set->equal_weights = false;
@@ -236,7 +249,7 @@ static int prepare_set(struct arena *a, const struct px_cluster *c, struct px_lb
 		set->cumulative_weight[set->neligible] = set->total_weight;
 		set->neligible++;
 	}
-	if (!set->load || !set->neligible)
+	if (!set->share || !set->neligible)
 		return 0;
 	if (c->lb == PX_LB_RING_HASH)
 		return build_ring(a, c, set);
@@ -245,22 +258,84 @@ static int prepare_set(struct arena *a, const struct px_cluster *c, struct px_lb
 	return 0;
 }
 
+/* Scratch space of locality_sets, one slot per endpoint (a locality has at least one). */
+struct locality_scratch {
+	uint32_t *healthy, *total;
+	uint64_t *eff;
+};
+
+/* Envoy's locality weighted balancing (common_lb_config.locality_weighted_lb_config): a level's
+ * share is split between its localities by load_balancing_weight x availability (the healthy
+ * share with the overprovisioning factor, at most 1; ignored in panic), and a locality without a
+ * weight takes nothing. One set per locality, written from `out`; returns how many. */
+static uint32_t locality_sets(const struct px_cluster *c, uint32_t prio, uint32_t load, bool panic,
+			      struct px_lb_set *out, const struct locality_scratch *sc)
+{
+	uint32_t over = c->overprovisioning_pct ? c->overprovisioning_pct : PX_OVERPROVISIONING_DEF;
+	uint32_t n = 0, best = 0, *healthy = sc->healthy, *total = sc->total;
+	uint64_t *eff = sc->eff, sum = 0, given = 0;
+	uint64_t level_share = (uint64_t)load * (PX_LB_SHARE_SCALE / 100);
+
+	for (uint32_t i = 0; i < c->nendpoints; i++) {
+		const struct px_endpoint *e = &c->endpoints[i];
+		uint32_t l;
+
+		if (e->priority != prio)
+			continue;
+		for (l = 0; l < n && !same_locality(out[l].locality, e->locality); l++)
+			;
+		if (l == n) {
+			out[n] = (struct px_lb_set){.priority = prio,
+						    .load = load,
+						    .panic = panic,
+						    .by_locality = true,
+						    .locality = e->locality,
+						    .locality_weight = e->locality_weight};
+			healthy[n] = total[n] = 0;
+			n++;
+		}
+		total[l]++;
+		healthy[l] += e->healthy;
+	}
+	for (uint32_t l = 0; l < n; l++) {
+		uint64_t avail = (uint64_t)over * healthy[l] / total[l];
+
+		eff[l] = (uint64_t)out[l].locality_weight * (panic	   ? 100
+							     : avail > 100 ? 100
+									   : avail);
+		sum += eff[l];
+		if (eff[l] > eff[best])
+			best = l;
+	}
+	if (!sum)
+		return n; /* no weighted locality has an endpoint to give: the level takes nothing */
+	for (uint32_t l = 0; l < n; l++) {
+		out[l].share = level_share * eff[l] / sum;
+		given += out[l].share;
+	}
+	out[best].share += level_share - given; /* what integer division left over */
+	return n;
+}
+
 int px_lb_prepare(struct arena *a, struct px_cluster *c)
 {
 	uint32_t prio[PX_LB_MAX_PRIORITIES], healthy[PX_LB_MAX_PRIORITIES] = {0},
-					     total[PX_LB_MAX_PRIORITIES] = {0}, n, end = 0;
+					     total[PX_LB_MAX_PRIORITIES] = {0},
+					     load[PX_LB_MAX_PRIORITIES], n;
+	bool panic[PX_LB_MAX_PRIORITIES];
+	bool by_locality =
+		c->locality_weighted && c->lb != PX_LB_RING_HASH && c->lb != PX_LB_MAGLEV;
+	uint64_t end = 0;
 
 	c->nsets = 0;
 	c->neligible = 0;
+	c->total_share = 0;
 	if (c->type == PX_CLUSTER_ORIGINAL_DST || !c->nendpoints)
 		return 0;
 	for (uint32_t i = 0; i < c->nendpoints; i++)
 		if (!c->endpoints[i].weight)
 			c->endpoints[i].weight = 1;
 	n = distinct_priorities(c, prio);
-	c->sets = arena_new(a, struct px_lb_set, n);
-	if (!c->sets)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < c->nendpoints; i++) {
 		for (uint32_t p = 0; p < n; p++) {
 			if (c->endpoints[i].priority == prio[p]) {
@@ -269,21 +344,47 @@ int px_lb_prepare(struct arena *a, struct px_cluster *c)
 			}
 		}
 	}
-	for (uint32_t p = 0; p < n; p++)
-		c->sets[p].priority = prio[p];
-	priority_loads(c, c->sets, n, healthy, total);
-	c->nsets = n;
-	for (uint32_t p = 0; p < n; p++) {
-		struct px_lb_set *set = &c->sets[p];
+	priority_loads(c, n, healthy, total, load, panic);
+	/* Each locality has an endpoint: there are at most as many as endpoints. */
+	c->sets = arena_new(a, struct px_lb_set, by_locality ? c->nendpoints : n);
+	if (!c->sets)
+		return -ENOMEM;
+	if (by_locality) {
+		struct locality_scratch sc = {calloc(c->nendpoints, sizeof(uint32_t)),
+					      calloc(c->nendpoints, sizeof(uint32_t)),
+					      calloc(c->nendpoints, sizeof(uint64_t))};
+
+		for (uint32_t p = 0; p < n && sc.healthy && sc.total && sc.eff; p++)
+			c->nsets += locality_sets(c, prio[p], load[p], panic[p], &c->sets[c->nsets],
+						  &sc);
+		free(sc.healthy);
+		free(sc.total);
+		free(sc.eff);
+		if (!c->nsets)
+			return -ENOMEM; /* n >= 1 level, so each gave a set unless calloc failed */
+	}
+	for (uint32_t p = 0; p < n && !by_locality; p++) {
+		c->sets[c->nsets++] =
+			(struct px_lb_set){.priority = prio[p],
+					   .load = load[p],
+					   .panic = panic[p],
+					   .share = (uint64_t)load[p] * (PX_LB_SHARE_SCALE / 100)};
+	}
+	for (uint32_t k = 0; k < c->nsets; k++) {
+		struct px_lb_set *set = &c->sets[k];
 		int err = prepare_set(a, c, set);
 
 		if (err)
 			return err;
-		end += set->load;
-		set->load_end = end;
-		if (set->load)
+		/* A share whose set has no endpoint goes to nobody: the others' grow. */
+		if (!set->neligible)
+			set->share = 0;
+		end += set->share;
+		set->share_end = end;
+		if (set->share)
 			c->neligible += set->neligible;
 	}
+	c->total_share = end;
 	return 0;
 }
 
@@ -396,18 +497,16 @@ static uint32_t pick_one(const struct px_cluster *c, const struct px_lb_set *set
 static const struct px_lb_set *pick_set(const struct px_cluster *c, struct px_lb_state *st,
 					const uint64_t *hash)
 {
-	uint32_t r;
+	uint64_t r;
 
 	if (c->nsets == 1)
 		return &c->sets[0];
-	r = (uint32_t)((hash && (c->lb == PX_LB_RING_HASH || c->lb == PX_LB_MAGLEV)
-				? *hash
-				: rng_next(st)) %
-		       100);
-	for (uint32_t p = 0; p < c->nsets; p++)
-		if (r < c->sets[p].load_end)
-			return &c->sets[p];
-	return &c->sets[c->nsets - 1]; /* not reached: the loads add up to 100 */
+	r = (hash && (c->lb == PX_LB_RING_HASH || c->lb == PX_LB_MAGLEV) ? *hash : rng_next(st)) %
+	    c->total_share;
+	for (uint32_t k = 0; k < c->nsets; k++)
+		if (r < c->sets[k].share_end)
+			return &c->sets[k];
+	return &c->sets[c->nsets - 1]; /* not reached: share_end ends at total_share */
 }
 
 int px_lb_pick(const struct px_cluster *c, struct px_lb_state *st, const uint64_t *hash,

@@ -604,7 +604,14 @@ static void test_priorities(void)
 		"{value: 0}}, load_assignment: {cluster_name: c, policy: {overprovisioning_factor: "
 		"200}, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "
 		"10.0.0.1, port_value: 1}}}}]}, {priority: 1, lb_endpoints: [{endpoint: {address: "
-		"{socket_address: {address: 10.0.0.2, port_value: 1}}}}]}]}}]}";
+		"{socket_address: {address: 10.0.0.2, port_value: 1}}}}]}]}}, {name: l, "
+		"common_lb_config: {locality_weighted_lb_config: {}}, load_assignment: "
+		"{cluster_name: "
+		"l, endpoints: [{locality: {zone: a}, load_balancing_weight: 1, lb_endpoints: "
+		"[{endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 1}}}}]}, "
+		"{locality: {zone: b}, load_balancing_weight: 4, lb_endpoints: [{endpoint: "
+		"{address: "
+		"{socket_address: {address: 10.0.0.4, port_value: 1}}}}]}]}}]}";
 	static const char *const bad[][2] = {
 		{"static_resources: {clusters: [{name: c, load_assignment: {cluster_name: c, "
 		 "endpoints: [{priority: 32, lb_endpoints: [{endpoint: {address: {socket_address: "
@@ -626,6 +633,10 @@ static void test_priorities(void)
 		   c->sets[0].load == 100 && c->sets[1].load == 0,
 	   "overprovisioning_factor and a 0%% panic threshold reach the cluster: %s",
 	   rc ? err.msg : "two levels");
+	c = s ? px_cluster_find(s, "l") : NULL;
+	ok(c && c->locality_weighted && c->nsets == 2 && c->sets[0].share == 200000 &&
+		   c->sets[1].share == 800000,
+	   "locality_weighted_lb_config: localities weighted 1:4 get 20%% and 80%%");
 	px_snapshot_put(s);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		s = build_text(bad[i][0], &err, &rc);

@@ -402,6 +402,69 @@ static void test_priority_load(void)
 	arena_free(&f.a);
 }
 
+/* Locality weighted balancing: localities "z1" (weight 1) and "z2" (weight 3) of 2 endpoints
+ * each, plus "z3" without a weight. */
+static void localities(struct fixture *f, enum px_lb_policy lb)
+{
+	static const char *const zone[] = {"r/z1/", "r/z1/", "r/z2/", "r/z2/", "r/z3/"};
+	static const uint32_t lw[] = {1, 1, 3, 3, 0};
+
+	setup(f, lb, 5, NULL);
+	for (int i = 0; i < 5; i++) {
+		f->eps[i].locality = zone[i];
+		f->eps[i].locality_weight = lw[i];
+	}
+	f->c.locality_weighted = true;
+}
+
+static void test_locality_weighted(void)
+{
+	struct fixture f;
+	struct px_lb_state st = {0};
+	unsigned counts[MAXEP] = {0};
+	const unsigned draws = 10000;
+
+	localities(&f, PX_LB_RANDOM);
+	ok(prepare(&f) == 0 && f.c.nsets == 3 && f.c.sets[0].share == 250000 &&
+		   f.c.sets[1].share == 750000 && f.c.sets[2].share == 0,
+	   "weights 1:3 give the localities 25%% and 75%%, the unweighted one nothing");
+	for (unsigned i = 0; i < draws; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	{
+		unsigned z[2] = {counts[0] + counts[1], counts[2] + counts[3]};
+		double share[2] = {0.25, 0.75};
+
+		ok(counts[4] == 0 && chi2(z, share, 2, draws) < chi2_crit[1],
+		   "10,000 random picks: %u in z1, %u in z2, %u in z3", z[0], z[1], counts[4]);
+	}
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	/* Half of z2 down: its availability is 1.4 x 50% = 70%, so 1 x 100 against 3 x 70. */
+	localities(&f, PX_LB_ROUND_ROBIN);
+	f.eps[3].healthy = false;
+	prepare(&f);
+	ok(f.c.sets[0].share == 322580 && f.c.sets[1].share == 677420,
+	   "an unhealthy endpoint lowers its locality's share: %llu / %llu millionths",
+	   (unsigned long long)f.c.sets[0].share, (unsigned long long)f.c.sets[1].share);
+	memset(counts, 0, sizeof(counts));
+	for (unsigned i = 0; i < draws; i++)
+		counts[px_lb_pick(&f.c, &st, NULL, NULL, 0)]++;
+	ok(counts[3] == 0 && counts[4] == 0 && counts[0] > 0 && counts[1] > 0 &&
+		   (counts[0] > counts[1] ? counts[0] - counts[1] : counts[1] - counts[0]) <= 1,
+	   "round robin inside z1 alternates its two endpoints (%u, %u); none to the sick one",
+	   counts[0], counts[1]);
+	px_lb_state_free(&st);
+	arena_free(&f.a);
+
+	/* Hashing balancers keep one table per level: locality weights do not apply. */
+	localities(&f, PX_LB_MAGLEV);
+	prepare(&f);
+	ok(f.c.nsets == 1 && f.c.sets[0].neligible == 5,
+	   "maglev ignores locality weighting, as Envoy does");
+	arena_free(&f.a);
+}
+
 int main(void)
 {
 	test_round_robin();
@@ -412,5 +475,6 @@ int main(void)
 	test_hashing(PX_LB_MAGLEV, "maglev", 0.06, 0.99);
 	test_health_priority_avoid();
 	test_priority_load();
+	test_locality_weighted();
 	return done_testing();
 }
