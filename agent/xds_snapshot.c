@@ -605,6 +605,16 @@ static int route_action(struct sctx *x, const RouteAction *ra, struct px_route_a
 	else
 		a->timeout_ms = ra->timeout ? ms_of(ra->timeout) : PX_ROUTE_TIMEOUT_MS_DEF;
 	a->idle_timeout_ms = ms_of(ra->idle_timeout);
+	if (ra->max_stream_duration && ra->max_stream_duration->grpc_timeout_header_max) {
+		a->grpc_timeout = true;
+		a->grpc_timeout_max_ms = ms_of(ra->max_stream_duration->grpc_timeout_header_max);
+		a->grpc_timeout_offset_ms =
+			ms_of(ra->max_stream_duration->grpc_timeout_header_offset);
+	} else if (ra->max_grpc_timeout) {
+		a->grpc_timeout = true;
+		a->grpc_timeout_max_ms = ms_of(ra->max_grpc_timeout);
+		a->grpc_timeout_offset_ms = ms_of(ra->grpc_timeout_offset);
+	}
 	a->prefix_rewrite = sdup(x, ra->prefix_rewrite);
 	if (ra->regex_rewrite) {
 		if (!ra->regex_rewrite->pattern || !ra->regex_rewrite->pattern->regex)

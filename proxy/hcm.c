@@ -111,6 +111,29 @@ static void abandon_upstream(struct hstream *s)
 		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
 }
 
+/* A local reply to a gRPC request, as Envoy sends it: trailers-only (HTTP 200, grpc-status
+ * from the HTTP status, grpc-message from the body text), so that gRPC clients see a status
+ * instead of a protocol error. The access log keeps the response flag. */
+static void grpc_local_reply(struct hstream *s, const struct strbuf *text)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+	struct strbuf *msg = &wk->scratch_path;
+
+	strbuf_reset(msg);
+	http_grpc_message(text->len ? strbuf_str(text) : http_reason_phrase(s->status), msg);
+	http_hdrs_add(h, "content-type", 12, "application/grpc", 16);
+	http_hdrs_addf(h, "grpc-status", "%d", http_grpc_status_of(s->status));
+	http_hdrs_add(h, "grpc-message", 12, strbuf_str(msg), msg->len);
+	http_hdrs_add(h, "content-length", 14, "0", 1);
+	http_hdrs_addf(h, "date", "%s", wk->http_date);
+	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	s->status = 200;
+	s->resp_started = true;
+	s->down->send_headers(s, s->status, h, true);
+	finish(s);
+}
+
 /* Answers the request ourselves (Envoy's local reply), unless the response already started,
  * in which case all we can do is reset the downstream. */
 static void local_reply(struct hstream *s, enum http_local_reply r, const char *details,
@@ -134,6 +157,10 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	strbuf_reset(body);
 	http_local_reply_body(r, reason, body);
 	http_hdrs_reset(h);
+	if (s->is_grpc) {
+		grpc_local_reply(s, body);
+		return;
+	}
 	if (body->len) {
 		http_hdrs_add(h, "content-type", 12, "text/plain", 10);
 		http_hdrs_addf(h, "content-length", "%zu", body->len);
@@ -417,10 +444,29 @@ static void set_request_id(struct hstream *s)
 	}
 }
 
+/* A gRPC request's deadline as the route allows it (see px_route_action.grpc_timeout). */
+static uint32_t grpc_route_timeout(const struct hstream *s, const struct px_route_action *a)
+{
+	size_t len;
+	const char *v = req_header(s, "grpc-timeout", &len);
+	uint64_t t = 0;
+	bool given = v && http_grpc_timeout_parse(v, len, &t) == 0;
+
+	if (!given || (a->grpc_timeout_max_ms && t > a->grpc_timeout_max_ms))
+		t = a->grpc_timeout_max_ms; /* no header and no cap: 0, no timeout */
+	else if (!t)
+		t = 1; /* an expired deadline still times out at once */
+	if (a->grpc_timeout_offset_ms && t > a->grpc_timeout_offset_ms)
+		t -= a->grpc_timeout_offset_ms;
+	return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+
 static uint32_t route_timeout(const struct hstream *s)
 {
 	const struct px_route_action *a = &s->route->action;
 
+	if (a->grpc_timeout && s->is_grpc)
+		return grpc_route_timeout(s, a);
 	if (a->no_timeout)
 		return 0;
 	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
@@ -479,6 +525,12 @@ void hstream_on_request_headers(struct hstream *s)
 
 	STAT_INC(wk, http_rq_total);
 	s->is_head = span_eq(s->req.method, s->req.method_len, "HEAD");
+	{
+		size_t ctlen;
+		const char *ct = req_header(s, "content-type", &ctlen);
+
+		s->is_grpc = http_is_grpc(ct, ctlen);
+	}
 	set_request_id(s);
 	s->rc = cfg->routes;
 	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;

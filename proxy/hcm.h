@@ -73,6 +73,7 @@ struct hstream {
 	bool req_end;	   /* the whole request (body and trailers) has arrived */
 	bool req_has_body; /* a body follows the head */
 	bool is_head;	   /* HEAD: a response never has a body */
+	bool is_grpc;	   /* content-type application/grpc: local replies are gRPC-shaped */
 
 	/* Routing. */
 	const struct px_route *route;

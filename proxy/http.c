@@ -1,6 +1,7 @@
 /* Outgoing header lists, hop-by-hop rules, x-forwarded-for, request ids, local replies. */
 #include "proxy/http.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -271,5 +272,86 @@ const char *http_reason_phrase(int status)
 		       : status < 400 ? "Redirection"
 		       : status < 500 ? "Client Error"
 				      : "Server Error";
+	}
+}
+
+bool http_is_grpc(const char *ct, size_t len)
+{
+	static const char base[] = "application/grpc";
+	size_t n = sizeof(base) - 1;
+
+	if (!ct || len < n || strncasecmp(ct, base, n))
+		return false;
+	return len == n || ct[n] == '+' || ct[n] == ';';
+}
+
+int http_grpc_timeout_parse(const char *v, size_t len, uint64_t *ms)
+{
+	uint64_t n = 0;
+
+	if (!v || len < 2 || len > HTTP_GRPC_TIMEOUT_DIGITS + 1)
+		return -EINVAL;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -EINVAL;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	switch (v[len - 1]) {
+	case 'H':
+		*ms = n * 3600000;
+		return 0;
+	case 'M':
+		*ms = n * 60000;
+		return 0;
+	case 'S':
+		*ms = n * 1000;
+		return 0;
+	case 'm':
+		*ms = n;
+		return 0;
+	case 'u':
+		*ms = (n + 999) / 1000;
+		return 0;
+	case 'n':
+		*ms = (n + 999999) / 1000000;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+int http_grpc_status_of(int http_status)
+{
+	switch (http_status) {
+	case 400:
+		return 13; /* INTERNAL */
+	case 401:
+		return 16; /* UNAUTHENTICATED */
+	case 403:
+		return 7; /* PERMISSION_DENIED */
+	case 404:
+		return 12; /* UNIMPLEMENTED */
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return 14; /* UNAVAILABLE */
+	default:
+		return 2; /* UNKNOWN */
+	}
+}
+
+void http_grpc_message(const char *text, struct strbuf *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p < 0x20 || *p > 0x7e || *p == '%') {
+			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+
+			strbuf_add(out, e, 3);
+		} else {
+			strbuf_addc(out, (char)*p);
+		}
 	}
 }

@@ -80,4 +80,19 @@ void http_local_reply_body(enum http_local_reply r, const char *reason, struct s
 const char *http_local_reply_flag(enum http_local_reply r);
 const char *http_reason_phrase(int status);
 
+/* gRPC over HTTP. A request is gRPC when its content-type is application/grpc or starts with
+ * application/grpc+ or application/grpc; (the gRPC spec's forms). */
+bool http_is_grpc(const char *content_type, size_t len);
+/* The grpc-timeout header: 1 to 8 digits and a unit (H M S m u n), in milliseconds, rounded up
+ * so that a deadline under a millisecond is not "none". 0, or -EINVAL for anything else (then
+ * the header is ignored, as gRPC servers and Envoy do). */
+#define HTTP_GRPC_TIMEOUT_DIGITS 8
+int http_grpc_timeout_parse(const char *v, size_t len, uint64_t *ms);
+/* Envoy's (and the gRPC project's) mapping of an HTTP status to a gRPC status code, used when a
+ * local reply answers a gRPC request. */
+int http_grpc_status_of(int http_status);
+/* grpc-message: the text percent-encoded as the gRPC spec asks (bytes outside 0x20..0x7e, and
+ * '%'). Appends to out. */
+void http_grpc_message(const char *text, struct strbuf *out);
+
 #endif

@@ -143,6 +143,12 @@ struct px_route_action {
 	uint32_t timeout_ms;	    /* 0: PX_ROUTE_TIMEOUT_MS_DEF, unless no_timeout */
 	bool no_timeout;	    /* timeout: 0s in the config */
 	uint32_t idle_timeout_ms;
+	/* gRPC requests: the request's grpc-timeout replaces the route timeout (max_stream_duration
+	 * .grpc_timeout_header_max, or the older max_grpc_timeout): capped by grpc_timeout_max_ms
+	 * (0: no cap; no header: the cap, or none), less grpc_timeout_offset_ms if larger. */
+	bool grpc_timeout;
+	uint32_t grpc_timeout_max_ms;
+	uint32_t grpc_timeout_offset_ms;
 	const char *prefix_rewrite;
 	const char *regex_rewrite_pattern; /* with regex_rewrite_substitution */
 	const char *regex_rewrite_substitution;

@@ -646,6 +646,38 @@ static void test_priorities(void)
 	}
 }
 
+/* The route's gRPC deadline settings: max_stream_duration's, else the older max_grpc_timeout. */
+static void test_grpc_timeout(void)
+{
+	static const char *const yaml[] = {
+		RT("route: {cluster: c, max_stream_duration: {grpc_timeout_header_max: 2s, "
+		   "grpc_timeout_header_offset: 0.1s}}"),
+		RT("route: {cluster: c, max_grpc_timeout: 0s, grpc_timeout_offset: 0.05s}"),
+		RT("route: {cluster: c}"),
+	};
+	static const struct {
+		bool on;
+		uint32_t max, offset;
+	} want[] = {{true, 2000, 100}, {true, 0, 50}, {false, 0, 0}};
+
+	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
+		struct jtree_err err;
+		int rc;
+		struct px_snapshot *s = build_text(yaml[i], &err, &rc);
+		const struct px_route_action *a = s ? &s->listeners[0]
+								  .chains[0]
+								  .http.inline_routes->vhosts[0]
+								  .routes[0]
+								  .action
+						    : NULL;
+
+		ok(a && a->grpc_timeout == want[i].on && a->grpc_timeout_max_ms == want[i].max &&
+			   a->grpc_timeout_offset_ms == want[i].offset,
+		   "grpc timeout settings [%zu]: %s", i, rc ? err.msg : "as configured");
+		px_snapshot_put(s);
+	}
+}
+
 /* ---- Istio's reference config dumps ------------------------------------------------------- */
 
 static const char *const ref_dirs[] = {
@@ -929,6 +961,7 @@ int main(void)
 	test_ads();
 	test_errors();
 	test_priorities();
+	test_grpc_timeout();
 	test_istio_reference();
 	return done_testing();
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/addr.h"
@@ -294,6 +295,14 @@ static struct reply request(__u16 port, const char *raw)
 	return r;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static bool has(const char *hay, const char *needle)
 {
 	return strstr(hay, needle) != NULL;
@@ -366,6 +375,12 @@ static struct px_route routes_any[] = {
 	{.name = "flaky",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/flaky"},
 	 .action = {.cluster = "a", .retry = &retry5xx}},
+	{.name = "grpc-deadline",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/grpc/"},
+	 .action = {.cluster = "a",
+		    .prefix_rewrite = "/sleep/",
+		    .grpc_timeout = true,
+		    .grpc_timeout_max_ms = 300}},
 	{.name = "slow",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep/1000"},
 	 .action = {.cluster = "a", .timeout_ms = 200}},
@@ -620,6 +635,47 @@ int main(void)
 	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
+	/* gRPC: the request's grpc-timeout is the deadline (capped by the route's 300 ms), and a
+	 * local reply is a gRPC status, not an HTTP error a gRPC client cannot read. */
+	{
+		static const char grpc_req[] =
+			"POST %s HTTP/1.1\r\nHost: web.local\r\nContent-Type: "
+			"application/grpc\r\n%sContent-Length: 0\r\n\r\n";
+		char raw[256];
+		uint64_t t0;
+
+		snprintf(raw, sizeof(raw), grpc_req, "/grpc/1000", "grpc-timeout: 100m\r\n");
+		t0 = now_ms();
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.hdrs, "grpc-status: 14\n") &&
+			   has(r.hdrs, "grpc-message: upstream request timeout\n") &&
+			   has(r.hdrs, "content-type: application/grpc\n") && now_ms() - t0 < 290,
+		   "grpc-timeout 100m against a 1 s server: grpc-status 14 (UNAVAILABLE) in %llu "
+		   "ms",
+		   (unsigned long long)(now_ms() - t0));
+		snprintf(raw, sizeof(raw), grpc_req, "/grpc/1000", "");
+		t0 = now_ms();
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.hdrs, "grpc-status: 14\n") && now_ms() - t0 >= 290 &&
+			   now_ms() - t0 < 900,
+		   "no grpc-timeout: the route's grpc_timeout_header_max (300 ms) applies (%llu "
+		   "ms)",
+		   (unsigned long long)(now_ms() - t0));
+		snprintf(raw, sizeof(raw), grpc_req, "/grpc/50", "grpc-timeout: 5S\r\n");
+		r = request(port, raw);
+		ok(r.status == 200 && !has(r.hdrs, "grpc-status") && has(r.body, "path=/sleep/50"),
+		   "a call that finishes within its deadline is relayed as it is");
+		snprintf(raw, sizeof(raw), grpc_req, "/empty", "");
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.hdrs, "grpc-status: 14\n") &&
+			   has(r.hdrs, "grpc-message: no healthy upstream\n") && !*r.body,
+		   "a gRPC request to a cluster without endpoints: trailers-only grpc-status 14");
+		t0 = now_ms();
+		r = request(port, "GET /grpc/500 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+		ok(r.status == 200 && now_ms() - t0 >= 450,
+		   "a request that is not gRPC keeps the route timeout (15 s): 200 after %llu ms",
+		   (unsigned long long)(now_ms() - t0));
+	}
 	r = request(port, "GET /sleep/400 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	is_int(r.status, 504, "a per-try timeout with one retry still times out: 504");
 	r = request(port, "GET /failover HTTP/1.1\r\nHost: web.local\r\n\r\n");

@@ -1,6 +1,8 @@
 /* Tests proxy/http.c: header lists and mutations, hop-by-hop rules, x-forwarded-for,
  * request ids, Envoy's local replies. */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proxy/http.h"
 #include "tests/lib/tap.h"
@@ -128,11 +130,64 @@ static void test_local_replies(void)
 	strbuf_release(&sb);
 }
 
+static void test_grpc(void)
+{
+	static const struct {
+		const char *v;
+		int rc;
+		uint64_t ms;
+	} t[] = {
+		{"1H", 0, 3600000},
+		{"2M", 0, 120000},
+		{"3S", 0, 3000},
+		{"250m", 0, 250},
+		{"1u", 0, 1},
+		{"1500u", 0, 2},
+		{"1n", 0, 1},
+		{"0m", 0, 0},
+		{"99999999S", 0, 99999999000ULL},
+		{"100000000S", -EINVAL, 0},
+		{"", -EINVAL, 0},
+		{"S", -EINVAL, 0},
+		{"10", -EINVAL, 0},
+		{"10s", -EINVAL, 0},
+		{"-1S", -EINVAL, 0},
+		{"1 S", -EINVAL, 0},
+		{"1.5S", -EINVAL, 0},
+		{"10SS", -EINVAL, 0},
+	};
+	struct strbuf sb = STRBUF_INIT;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		uint64_t ms = 0;
+		int rc = http_grpc_timeout_parse(t[i].v, strlen(t[i].v), &ms);
+
+		ok(rc == t[i].rc && (rc || ms == t[i].ms), "grpc-timeout \"%s\": %d, %llu ms",
+		   t[i].v, rc, (unsigned long long)ms);
+	}
+	ok(http_is_grpc("application/grpc", 16) && http_is_grpc("application/grpc+proto", 22) &&
+		   http_is_grpc("Application/GRPC;charset=x", 27),
+	   "application/grpc, +proto and ;params are gRPC");
+	ok(!http_is_grpc("application/grpc-web", 20) && !http_is_grpc("application/json", 16) &&
+		   !http_is_grpc(NULL, 0),
+	   "grpc-web, json and no content-type are not");
+	ok(http_grpc_status_of(503) == 14 && http_grpc_status_of(504) == 14 &&
+		   http_grpc_status_of(404) == 12 && http_grpc_status_of(400) == 13 &&
+		   http_grpc_status_of(408) == 2,
+	   "HTTP to gRPC status: 503/504 UNAVAILABLE, 404 UNIMPLEMENTED, 400 INTERNAL, else "
+	   "UNKNOWN");
+	http_grpc_message("no healthy upstream: 100% \x01\xc3\xa9", &sb);
+	is_str(strbuf_str(&sb), "no healthy upstream: 100%25 %01%C3%A9",
+	       "grpc-message is percent-encoded outside printable ASCII, and '%%'");
+	strbuf_release(&sb);
+}
+
 int main(void)
 {
 	test_mutations();
 	test_hop_by_hop();
 	test_xff_and_ids();
 	test_local_replies();
+	test_grpc();
 	return done_testing();
 }
