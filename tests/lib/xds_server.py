@@ -28,6 +28,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 
 TYPES = {
     "lds": "envoy.config.listener.v3.Listener",
@@ -163,8 +164,7 @@ class Server:
             return {"ok": True}
         if verb == "scale":
             n, m, version = rest.split(" ")
-            self.scale(int(n), int(m), version)
-            return {"ok": True}
+            return {"ok": True, "pushed_at": self.scale(int(n), int(m), version)}
         if verb == "touch":
             t, name, version = rest.split(" ")
             with self.lock:
@@ -215,6 +215,7 @@ class Server:
             assignments.append(a)
         self.set("eds", version, [], save=False, msgs=assignments)
         self.set("cds", version, [], save=False, msgs=clusters)
+        return time.time()  # the CDS push is queued on every stream: what shuntd waits on
 
     @staticmethod
     def varint(n):

@@ -27,11 +27,17 @@ TPS_CONNS=16
 CPS_CONC=8
 WRK_CONNS=32
 HTTP_BODY=64
+# The xDS scale case: clusters and endpoints per cluster pushed at once (issue 4: 10,000 and 10).
+XDS_CLUSTERS=10000
+XDS_ENDPOINTS=10
+XDS_WAIT=120 # seconds a push may take before the round counts it as failed
 if [ -n "${BENCH_FULL:-}" ]; then
 	ROUNDS=${BENCH_ROUNDS:-7}
 	SECS=${BENCH_SECS:-6}
 fi
 if [ -n "${BENCH_SMOKE:-}" ]; then
+	XDS_CLUSTERS=100
+	XDS_WAIT=20
 	ROUNDS=${BENCH_ROUNDS:-1}
 	SECS=${BENCH_SECS:-0.3}
 	IDLE_CONNS=200
@@ -45,7 +51,8 @@ WRK_SECS=$(awk -v s="$SECS" 'BEGIN { d = int(s + 0.5); print d < 1 ? 1 : d }')
 
 TCP_CASES="direct iptables ebpf ebpf_sockmap l4_fastpath"
 HTTP_CASES="haproxy nginx shunt_l7 shunt_capture_http"
-CASES=${BENCH_CASES:-$TCP_CASES $HTTP_CASES}
+XDS_CASES="xds_sotw xds_delta"
+CASES=${BENCH_CASES:-$TCP_CASES $HTTP_CASES $XDS_CASES}
 
 DATE=$(date -u +%Y-%m-%d)
 HOST=$(hostname -s)
@@ -255,6 +262,53 @@ start_shunt_capture_http() {
 }
 stop_shunt_capture_http() { h_shuntd_stop >/dev/null; }
 
+# shunt driven over ADS by the Python management server (tests/lib/xds_server.py), both in pod
+# p: shuntd starts with no resources, then the server pushes XDS_CLUSTERS EDS clusters with
+# XDS_ENDPOINTS endpoints each. Fresh server and shuntd every round, so every round measures the
+# same thing: one push of everything to a connected, idle shuntd.
+XDS_DESC=$H_ROOT/build/xds/closure.pb
+start_xds() { # API_TYPE
+	local cg=$H_CG/xds-none
+	mkdir -p "$cg" "$H_DIR/xrun"
+	: >"$H_DIR/xds.ports"
+	: >"$H_DIR/shuntd-xds.log"
+	h_bg p /usr/bin/python3 "$H_ROOT/tests/lib/xds_server.py" serve "$XDS_DESC" 0 \
+		>"$H_DIR/xds.ports" 2>>"$H_DIR/xds.err"
+	XDS_SERVER=$H_LAST_PID
+	h_wait_for 10 test -s "$H_DIR/xds.ports" || {
+		START_ERR="the xDS server did not start: $(tail -1 "$H_DIR/xds.err")"
+		return 1
+	}
+	read -r XDS_GPORT XDS_CPORT <"$H_DIR/xds.ports"
+	cat >"$H_DIR/xds-boot.json" <<EOB
+{"node": {"id": "bench~scale", "cluster": "bench"},
+ "dynamic_resources": {"lds_config": {"ads": {}}, "cds_config": {"ads": {}},
+   "ads_config": {"api_type": "$1", "transport_api_version": "V3",
+     "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
+ "static_resources": {"clusters": [{"name": "xds", "type": "STATIC", "connect_timeout": "1s",
+   "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint":
+     {"address": {"socket_address": {"address": "127.0.0.1", "port_value": $XDS_GPORT}}}}]}]}}]}}
+EOB
+	h_bg p "$H_BIN/shuntd" --cgroup "$cg" --bpffs-dir "$H_DIR/xbpf" --run-dir "$H_DIR/xrun" \
+		--admin-port 0 --config "$H_DIR/xds-boot.json" "${SHUNTD_FLAGS[@]}" \
+		>>"$H_DIR/shuntd-xds.log" 2>&1
+	PROXY_PID=$H_LAST_PID
+	h_wait_for 10 grep -q "xds: initial fetch complete" "$H_DIR/shuntd-xds.log" || {
+		START_ERR="shuntd did not sync with the xDS server: $(tail -1 "$H_DIR/shuntd-xds.log")"
+		return 1
+	}
+}
+stop_xds() {
+	kill -TERM "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	kill "$XDS_SERVER" 2>/dev/null
+	wait "$XDS_SERVER" 2>/dev/null
+}
+start_xds_sotw() { start_xds GRPC; }
+stop_xds_sotw() { stop_xds; }
+start_xds_delta() { start_xds DELTA_GRPC; }
+stop_xds_delta() { stop_xds; }
+
 # ---- measures ---------------------------------------------------------------------------------
 # measure CASE NAME PIDS... -- CMD...: runs CMD in pod a, records its key=value output and
 # the CPU the listed processes used meanwhile.
@@ -373,6 +427,28 @@ measure_http() {
 	return 0
 }
 
+# The push (the server's clock when its CDS response was queued) to the log line of the snapshot
+# holding every cluster and endpoint set (shuntd's clock when it was published); the same
+# machine's wall clock, in milliseconds. And shuntd's RSS before and after.
+measure_xds() {
+	local c=$1 out pushed want line t1
+	rec "$c" xds_rss_before_kb "$(rss_kb "$PROXY_PID")"
+	out=$(h_exec p /usr/bin/python3 "$H_ROOT/tests/lib/xds_server.py" ctl "$XDS_CPORT" \
+		scale "$XDS_CLUSTERS" "$XDS_ENDPOINTS" "v$ROUND")
+	pushed=$(jq -r '.pushed_at // empty' <<<"$out")
+	want="$((XDS_CLUSTERS + 1)) clusters, $XDS_CLUSTERS endpoint sets"
+	if [ -z "$pushed" ] || ! h_wait_for "$XDS_WAIT" grep -q "snapshot [0-9]* active: .* $want" \
+		"$H_DIR/shuntd-xds.log"; then
+		log "$c: no snapshot with $want: $(tail -c 300 "$H_DIR/shuntd-xds.log") $out"
+		rec "$c" xds_apply_ms.failed 1
+		return 0
+	fi
+	line=$(grep "snapshot [0-9]* active: .* $want" "$H_DIR/shuntd-xds.log" | head -1)
+	t1=$(date -u -d "${line%% *}" +%s%3N)
+	rec "$c" xds_apply_ms "$(awk -v a="$t1" -v b="$pushed" 'BEGIN { printf "%.0f", a - b * 1000 }')"
+	rec "$c" xds_rss_kb "$(rss_kb "$PROXY_PID")"
+}
+
 # ---- rounds -----------------------------------------------------------------------------------
 declare -A SKIP
 read -ra LIST <<<"$CASES"
@@ -395,7 +471,12 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 		[ -n "$H_SHUNTD_PID" ] && rec "$c" rss_idle_kb "$(rss_kb "$H_SHUNTD_PID")"
 		case " $HTTP_CASES " in
 		*" $c "*) measure_http "$c" ;;
-		*) measure_tcp "$c" ;;
+		*)
+			case " $XDS_CASES " in
+			*" $c "*) measure_xds "$c" ;;
+			*) measure_tcp "$c" ;;
+			esac
+			;;
 		esac
 		"stop_$c"
 	done

@@ -17,6 +17,7 @@ import sys
 
 TCP_CASES = ["direct", "iptables", "ebpf", "ebpf_sockmap", "l4_fastpath"]
 HTTP_CASES = ["haproxy", "nginx", "shunt_l7", "shunt_capture_http"]
+XDS_CASES = ["xds_sotw", "xds_delta"]
 LABELS = {
     "direct": "direct (no mesh)",
     "iptables": "iptables REDIRECT + shunt proxy",
@@ -27,6 +28,8 @@ LABELS = {
     "nginx": "nginx (L7 reverse proxy)",
     "shunt_l7": "shunt (L7 reverse proxy, --config)",
     "shunt_capture_http": "shunt L4 capture path, HTTP (not L7)",
+    "xds_sotw": "xDS scale push, state of the world",
+    "xds_delta": "xDS scale push, delta",
 }
 # measure -> (unit, higher is better)
 MEASURES = collections.OrderedDict([
@@ -49,6 +52,9 @@ MEASURES = collections.OrderedDict([
     ("rss_load_kb", ("KiB", False)),
     ("rss_per_10k_idle_kb", ("KiB", False)),
     ("idle_conns_opened", ("conns", True)),
+    ("xds_apply_ms", ("ms from push to snapshot active", False)),
+    ("xds_rss_before_kb", ("KiB", False)),
+    ("xds_rss_kb", ("KiB", False)),
 ])
 BASELINES = {
     "iptables": ["direct"],
@@ -68,6 +74,12 @@ TARGETS = [
     ("L7 vs nginx: rps per core", "shunt_l7", "rps_per_core", "nginx", ">=", 1.2),
     ("shuntd RSS at 1000 rps / 100 connections", "ebpf_sockmap", "rss_load_kb", None, "<=",
      8192),
+    ("xDS push of 10,000 clusters (100 in bench-smoke): to snapshot active", "xds_sotw",
+     "xds_apply_ms", None, "<=", 1000),
+    ("xDS push of 10,000 clusters (100 in bench-smoke): to snapshot active", "xds_delta",
+     "xds_apply_ms", None, "<=", 1000),
+    ("xDS push of 10,000 clusters (100 in bench-smoke): shuntd RSS after", "xds_sotw", "xds_rss_kb", None,
+     "<=", 204800),
 ]
 HEADER = "| case | measure | unit | median | min | max | ratio to baseline (same run) |"
 
@@ -139,6 +151,10 @@ def table(vals, status, failed, cases):
     return rows
 
 
+def unit_of(measure):
+    return "ms" if measure.endswith("_ms") else "KiB"
+
+
 def targets(vals, status):
     rows = ["| target | bound | measured | verdict |", "|---|---|---|---|"]
     for desc, case, m, base, op, bound in TARGETS:
@@ -156,13 +172,13 @@ def targets(vals, status):
             else:
                 xs = list(vals.get((case, m), {}).values())
                 got_v = statistics.median(xs) if xs else None
-                got = "-" if got_v is None else "%s KiB" % fmt(got_v)
+                got = "-" if got_v is None else "%s %s" % (fmt(got_v), unit_of(m))
             if got_v is None:
                 verdict = "not measured"
             else:
                 ok = got_v <= bound if op == "<=" else got_v >= bound
                 verdict = "met" if ok else "missed"
-        b = "%s %s%s" % (op, bound, "x" if base else " KiB")
+        b = "%s %s%s" % (op, bound, "x" if base else " " + unit_of(m))
         rows.append("| %s (%s) | %s | %s | %s |" % (desc, LABELS[case], b, got, verdict))
     return rows
 
@@ -248,7 +264,7 @@ def check(path):
         errs.append("no table header")
     if "## Targets" not in text:
         errs.append("no targets section")
-    for case in TCP_CASES + HTTP_CASES:
+    for case in TCP_CASES + HTTP_CASES + XDS_CASES:
         rows = [r for r in text.splitlines() if r.startswith("| %s |" % LABELS[case])]
         if not rows:
             errs.append("no row for %s" % case)
@@ -279,7 +295,7 @@ def main():
     outdir, stem = sys.argv[1], sys.argv[2]
     vals, status, failed, env = load(outdir, stem)
     present = {c for c, _ in vals} | set(status)
-    cases = [c for c in TCP_CASES + HTTP_CASES if c in present]
+    cases = [c for c in TCP_CASES + HTTP_CASES + XDS_CASES if c in present]
     rows = table(vals, status, failed, cases)
     trows = targets(vals, status)
     pngs = plots(outdir, stem, vals, status)
