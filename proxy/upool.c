@@ -570,13 +570,14 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			}
 			if (n == HTTP1_INCOMPLETE)
 				return true;
-			if (n > 0) {
+			u->resp_done = n == 0 || http1_chunked_done(&u->chunked);
+			/* data points into in[]: hand it over before the consumed bytes go. */
+			if (data.len || u->resp_done)
+				hstream_on_response_data(s, data.p, data.len, u->resp_done);
+			if (n > 0 && u->state != UC_CLOSED && (size_t)n <= u->in_len) {
 				memmove(u->in, u->in + n, u->in_len - (size_t)n);
 				u->in_len -= (size_t)n;
 			}
-			u->resp_done = n == 0 || http1_chunked_done(&u->chunked);
-			if (data.len || u->resp_done)
-				hstream_on_response_data(s, data.p, data.len, u->resp_done);
 			if (u->resp_done)
 				return u->state != UC_CLOSED;
 			continue;
