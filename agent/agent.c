@@ -771,6 +771,46 @@ static void status_json(struct agent *a, struct strbuf *sb)
 	jw_obj_end(&w);
 }
 
+static const char *dns_family_name(enum px_dns_family f)
+{
+	static const char *const names[] = {[PX_DNS_AUTO] = "AUTO",
+					    [PX_DNS_V4_ONLY] = "V4_ONLY",
+					    [PX_DNS_V6_ONLY] = "V6_ONLY",
+					    [PX_DNS_V4_PREFERRED] = "V4_PREFERRED",
+					    [PX_DNS_ALL] = "ALL"};
+
+	return (unsigned)f < sizeof(names) / sizeof(names[0]) && names[f] ? names[f] : "?";
+}
+
+/* Envoy's /clusters text: cluster::host:port::field::value for every endpoint of the snapshot
+ * in force, so a DNS cluster shows what its names resolve to now, plus one
+ * cluster::dns::name:port line per name it resolves. */
+static void clusters_text(struct agent *a, struct strbuf *sb)
+{
+	struct px_snapshot *s = proxy_config_get(a->proxy);
+	char buf[ADDR_STRLEN];
+
+	for (uint32_t i = 0; s && i < s->nclusters; i++) {
+		const struct px_cluster *c = &s->clusters[i];
+
+		for (uint32_t j = 0; j < c->ndns_targets; j++)
+			strbuf_addf(sb, "%s::dns::%s:%u::dns_lookup_family::%s\n", c->name,
+				    c->dns_targets[j].hostname, c->dns_targets[j].port,
+				    dns_family_name(c->dns_family));
+		for (uint32_t j = 0; j < c->nendpoints; j++) {
+			const struct px_endpoint *e = &c->endpoints[j];
+
+			addr_port_fmt(&e->addr, e->port, buf, sizeof(buf));
+			strbuf_addf(sb, "%s::%s::weight::%u\n", c->name, buf, e->weight);
+			strbuf_addf(sb, "%s::%s::priority::%u\n", c->name, buf, e->priority);
+			strbuf_addf(sb, "%s::%s::health_flags::%s\n", c->name, buf,
+				    e->healthy ? "healthy" : "/failed_eds_health");
+		}
+	}
+	if (s)
+		px_snapshot_put(s);
+}
+
 static void admin_handle(void *ctx, const struct admin_req *req, struct admin_resp *resp)
 {
 	struct agent *a = ctx;
@@ -819,6 +859,11 @@ static void admin_handle(void *ctx, const struct admin_req *req, struct admin_re
 			strbuf_reset(&resp->body);
 			strbuf_addf(&resp->body, "%s\n", e.msg);
 		}
+		return;
+	}
+	if (get && strcmp(req->path, "/clusters") == 0) {
+		resp->content_type = "text/plain";
+		clusters_text(a, &resp->body);
 		return;
 	}
 	if (get && strcmp(req->path, "/workloads") == 0) {

@@ -27,8 +27,12 @@ HOSTS=$H_DIR/hosts
 # Rewritten in place (same inode), so that the bind mount sees every version.
 hosts() { printf '%s\n' "$@" >"$HOSTS"; }
 hosts "127.0.0.1 localhost" "$B svc.test" "$B dual.test" "$B6 dual.test"
-H_SHUNTD_WRAP=(unshare -m --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"'
-	"$HOSTS")
+# And a resolv.conf with no server: names outside the hosts file fail at once, with no query
+# leaving the test.
+echo "nameserver 127.0.0.1" >"$H_DIR/resolv.conf"
+H_SHUNTD_WRAP=(unshare -m --propagation private sh -c
+	'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+	"$HOSTS" "$H_DIR/resolv.conf")
 APORT=$((20000 + RANDOM % 20000))
 h_shuntd --config tests/integration/fixtures/dns-clusters.yaml --admin-port "$APORT" \
 	--admin-address 127.0.0.1 || { echo "Bail out! shuntd did not start"; exit 1; }
@@ -38,14 +42,22 @@ get() { h_exec a curl -s -m 3 "http://10.96.0.40:$1/"; }
 metric() { curl -s "http://127.0.0.1:$APORT/stats/prometheus" | awk -v m="shunt_$1" '$1 == m { print $2 }'; }
 
 answers() { [ "$(get "$1")" = "$2" ]; }
+clusters() { curl -s "http://127.0.0.1:$APORT/clusters"; }
+has_host() { clusters | grep -qxF "$1::health_flags::healthy"; }
+nhosts() { clusters | grep -c "^$1::.*::health_flags::"; }
 h_wait_for 5 answers 80 b
 is "$(get 80)" "b" "STRICT_DNS svc.test -> pod b"
+ok "admin /clusters lists svc's endpoint" has_host "svc::$B:8001"
+like "$(clusters)" "svc::dns::svc.test:8001::dns_lookup_family::V4_ONLY" "and its name"
 hosts "127.0.0.1 localhost" "$C svc.test" "$B dual.test" "$B6 dual.test"
 h_wait_for 5 answers 80 c
 is "$(get 80)" "c" "after /etc/hosts moves svc.test to pod c, new requests go there"
+ok "/clusters lists pod c" has_host "svc::$C:8001"
+is "$(nhosts svc)" "1" "and only it"
 hosts "127.0.0.1 localhost" "$B dual.test" "$B6 dual.test"
 sleep 1
 is "$(get 80)" "c" "svc.test stops resolving: the last answer is kept"
+ok "/clusters still lists pod c" has_host "svc::$C:8001"
 cmp_ok "$(metric dns_lookup_failures_total)" ">" "0" "and the failures are counted"
 
 : >"$H_DIR/access.log.mark"
@@ -56,10 +68,21 @@ like "$(grep '"GET / HTTP/1.1" 200 .* dual ' "$H_DIR/access.log" | tail -1)" "\"
 seen=$(for _ in $(seq 1 20); do get 83 >/dev/null; done
 	grep '"GET / HTTP/1.1" 200 .* dual-all ' "$H_DIR/access.log" | grep -o '"[^"]*:8001" dual-all' | sort -u | wc -l)
 is "$seen" "2" "STRICT_DNS dual.test (ALL): both addresses are endpoints"
+is "$(nhosts dual)" "1" "/clusters: LOGICAL_DNS dual (AUTO) has one endpoint"
+ok "the IPv6 one" has_host "dual::[$B6]:8001"
+is "$(nhosts dual-v4)" "1" "STRICT_DNS dual.test (V4_ONLY) has one endpoint"
+ok "the IPv4 one" has_host "dual-v4::$B:8001"
+is "$(get 84)" "b" "V4_ONLY: requests reach pod b"
+h_wait_for 2 grep -q '"GET / HTTP/1.1" 200 .* dual-v4 ' "$H_DIR/access.log"
+like "$(grep '"GET / HTTP/1.1" 200 .* dual-v4 ' "$H_DIR/access.log" | tail -1)" "\"$B:8001\" dual-v4 " \
+	"over IPv4"
+is "$(nhosts dual-all)" "2" "/clusters: ALL has both"
 
 is "$(h_exec a curl -s -m 3 -o /dev/null -w '%{http_code}' "http://10.96.0.40:82/")" "503" \
 	"a name that never resolved: 503"
 like "$(h_exec a curl -s -m 3 "http://10.96.0.40:82/")" "no healthy upstream" "no healthy upstream (UH)"
+is "$(nhosts nothere)" "0" "/clusters: no endpoint for it"
+like "$(clusters)" "nothere::dns::nothere.test:8001::dns_lookup_family::AUTO" "but its name is listed"
 is "$(get 80)" "c" "and the other clusters keep serving"
 cmp_ok "$(metric dns_names)" "==" "3" "three names resolved (svc.test, dual.test, nothere.test)"
 
