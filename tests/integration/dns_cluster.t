@@ -20,8 +20,11 @@ for p in b c; do
 	mkdir -p "$H_DIR/www-$p"
 	echo "$p" >"$H_DIR/www-$p/index.html"
 	h_bg "$p" /usr/bin/python3 -m http.server 8001 --bind :: --directory "$H_DIR/www-$p"
+	h_bg "$p" /usr/bin/python3 tests/lib/http_peer.py 8002
 done
 h_wait_for 5 h_exec c sh -c "ss -ltn | grep -q ':8001 '"
+h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 '"
+SLOW_SUM=$(/usr/bin/python3 -c 'import hashlib,sys; sys.path.insert(0,"tests/lib"); import http_peer; print(hashlib.sha256(http_peer.body_bytes(3000000)).hexdigest())')
 
 HOSTS=$H_DIR/hosts
 # Rewritten in place (same inode), so that the bind mount sees every version.
@@ -49,11 +52,22 @@ h_wait_for 5 answers 80 b
 is "$(get 80)" "b" "STRICT_DNS svc.test -> pod b"
 ok "admin /clusters lists svc's endpoint" has_host "svc::$B:8001"
 like "$(clusters)" "svc::dns::svc.test:8001::dns_lookup_family::V4_ONLY" "and its name"
+# A slow response (3 s) from pod b is under way on svc-slow while the name moves to pod c.
+h_exec a curl -s -m 30 -o "$H_DIR/slow.out" -w '%{http_code}' "http://10.96.0.40:85/slow/3000000" \
+	>"$H_DIR/slow.code" &
+SLOW=$!
+h_wait_for 5 test -s "$H_DIR/slow.out"
 hosts "127.0.0.1 localhost" "$C svc.test" "$B dual.test" "$B6 dual.test"
 h_wait_for 5 answers 80 c
 is "$(get 80)" "c" "after /etc/hosts moves svc.test to pod c, new requests go there"
 ok "/clusters lists pod c" has_host "svc::$C:8001"
 is "$(nhosts svc)" "1" "and only it"
+h_wait_for 5 has_host "svc-slow::$C:8002"
+ok "the slow response from pod b was still under way when the name moved" \
+	test "$(stat -c %s "$H_DIR/slow.out")" -lt 3000000
+wait "$SLOW"
+is "$(cat "$H_DIR/slow.code")" "200" "the in-flight response finishes: 200"
+is "$(sha256sum <"$H_DIR/slow.out" | cut -d' ' -f1)" "$SLOW_SUM" "with its 3 MB intact"
 hosts "127.0.0.1 localhost" "$B dual.test" "$B6 dual.test"
 sleep 1
 is "$(get 80)" "c" "svc.test stops resolving: the last answer is kept"

@@ -3,12 +3,15 @@
   POST /hash        reads the body (content-length or chunked) and answers "SIZE SHA256"
   GET /chunked/N    answers N bytes (byte i is i % 251) with transfer-encoding: chunked,
                     in chunks of 16,384 bytes, and a trailer x-sum: SHA256 of the body
+  GET /slow/N       answers N bytes (the same pattern) with content-length, in 30 parts
+                    0.1 s apart: a response that is in flight for 3 s
 usage: http_peer.py PORT [ADDRESS]
 """
 import hashlib
 import http.server
 import socketserver
 import sys
+import time
 
 
 def body_bytes(n):
@@ -43,7 +46,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(text)
 
+    def slow(self, n):
+        data = body_bytes(n)
+        self.send_response(200)
+        self.send_header("content-length", str(n))
+        self.end_headers()
+        step = n // 30 + 1
+        for i in range(0, n, step):
+            self.wfile.write(data[i:i + step])
+            self.wfile.flush()
+            time.sleep(0.1)
+
     def do_GET(self):
+        if self.path.startswith("/slow/"):
+            self.slow(int(self.path.split("/")[2]))
+            return
         if not self.path.startswith("/chunked/"):
             self.send_error(404)
             return
