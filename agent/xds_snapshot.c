@@ -1209,6 +1209,10 @@ static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
 			l->http_inspector = true;
 		/* original_dst: the proxy always knows the original destination. */
 	}
+	l->listener_filters_timeout_ms = in->listener_filters_timeout
+						 ? ms_of(in->listener_filters_timeout)
+						 : PX_LISTENER_FILTERS_TIMEOUT_MS_DEF;
+	l->continue_on_listener_filters_timeout = in->continue_on_listener_filters_timeout;
 	if (in->n_filter_chains) {
 		l->chains = arena_new(x->a, struct px_filter_chain, in->n_filter_chains);
 		if (!l->chains)

@@ -242,6 +242,11 @@ struct px_listener {
 	bool bind_to_port;
 	bool tls_inspector; /* listener filters that fill the match's transport / SNI / ALPN */
 	bool http_inspector;
+	/* How long the inspectors wait for their bytes (Envoy's listener_filters_timeout; 0 waits
+	 * forever), and whether a connection that ran out of time is matched as it is (true) or
+	 * closed (false, Envoy's default). */
+	uint32_t listener_filters_timeout_ms;
+	bool continue_on_listener_filters_timeout;
 	struct px_filter_chain *chains;
 	uint32_t nchains;
 	struct px_filter_chain *default_chain; /* NULL: close unmatched connections */
@@ -275,8 +280,11 @@ struct px_conn_info {
 	__u16 src_port;
 	const char *transport_protocol; /* "raw_buffer" or "tls" */
 	const char *server_name;
-	const char *application_protocol; /* the first one offered */
+	const char *const *application_protocols; /* every one offered (ALPN), or "h2c"... */
+	uint32_t napplication_protocols;
 };
+
+#define PX_LISTENER_FILTERS_TIMEOUT_MS_DEF 15000 /* Envoy's listener_filters_timeout */
 
 struct px_snapshot *px_snapshot_new(void);
 /* Checks references, builds indexes and balancer tables. 0, or -EINVAL with *err naming the
