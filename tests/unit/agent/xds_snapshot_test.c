@@ -42,6 +42,8 @@ static const char bootstrap[] =
 	"  - name: 0.0.0.0_5432\n"
 	"    address: {socket_address: {address: 0.0.0.0, port_value: 5432}}\n"
 	"    listener_filters: [{name: envoy.filters.listener.tls_inspector}]\n"
+	"    listener_filters_timeout: 2.5s\n"
+	"    continue_on_listener_filters_timeout: true\n"
 	"    filter_chains:\n"
 	"    - name: db-tls\n"
 	"      filter_chain_match: {transport_protocol: tls, server_names: [DB.example.com]}\n"
@@ -252,6 +254,11 @@ static void test_bootstrap(void)
 
 	db = listener(s, "0.0.0.0_5432");
 	ok(db && db->tls_inspector && !db->http_inspector, "tls_inspector is recorded");
+	is_int(db ? db->listener_filters_timeout_ms : 0, 2500, "listener_filters_timeout");
+	ok(db && db->continue_on_listener_filters_timeout, "continue_on_listener_filters_timeout");
+	ok(vo && vo->listener_filters_timeout_ms == PX_LISTENER_FILTERS_TIMEOUT_MS_DEF &&
+		   !vo->continue_on_listener_filters_timeout,
+	   "listener_filters_timeout defaults to Envoy's 15 s, closing on timeout");
 	{
 		struct px_conn_info ci = conn("10.0.0.5", 5432, "10.1.2.3", 4000);
 		const struct px_listener *l = px_listener_for(s, vo, &ci);
