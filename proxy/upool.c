@@ -570,13 +570,28 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			}
 			if (n == HTTP1_INCOMPLETE)
 				return true;
-			if (n > 0) {
+			u->resp_done = n == 0 || http1_chunked_done(&u->chunked);
+			/* data (and the trailers) point into in[]: hand them over before the
+			 * consumed bytes go. Trailers end the response when there are any. */
+			if (u->resp_done && u->chunked.ntrailers) {
+				struct px_hdr t[sizeof(u->trailers) / sizeof(u->trailers[0])];
+				uint32_t nt = u->chunked.ntrailers;
+
+				for (uint32_t i = 0; i < nt; i++)
+					t[i] = (struct px_hdr){u->trailers[i].name.p,
+							       (uint32_t)u->trailers[i].name.len,
+							       u->trailers[i].value.p,
+							       (uint32_t)u->trailers[i].value.len};
+				if (data.len)
+					hstream_on_response_data(s, data.p, data.len, false);
+				hstream_on_response_trailers(s, t, nt);
+			} else if (data.len || u->resp_done) {
+				hstream_on_response_data(s, data.p, data.len, u->resp_done);
+			}
+			if (n > 0 && u->state != UC_CLOSED && (size_t)n <= u->in_len) {
 				memmove(u->in, u->in + n, u->in_len - (size_t)n);
 				u->in_len -= (size_t)n;
 			}
-			u->resp_done = n == 0 || http1_chunked_done(&u->chunked);
-			if (data.len || u->resp_done)
-				hstream_on_response_data(s, data.p, data.len, u->resp_done);
 			if (u->resp_done)
 				return u->state != UC_CLOSED;
 			continue;

@@ -7,8 +7,14 @@ Serves /test.Echo/Stream, a bidirectional stream of raw bytes. Each request says
   big:N          answer one message of N bytes
   sleep:S        sleep S seconds, then answer "slept"
   abort:CODE:MSG end the stream with that status
-When the client half-closes, the stream ends with OK. Prints the port, then serves forever.
+When the client half-closes, the stream ends with OK. Also, for the other call shapes:
+  /test.Echo/Unary         answers the request reversed, with trailing metadata x-trailer: t1;
+                           a request "abort:CODE:MSG" ends with that status instead
+  /test.Echo/ServerStream  the request is a count N: answers N messages s0..s{N-1}
+  /test.Echo/ClientStream  answers "COUNT SHA256" of the concatenated requests
+usage: grpc_peer.py [PORT [ADDRESS]] (default 0 and 127.0.0.1). Prints the port, then serves.
 """
+import hashlib
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +43,28 @@ def stream(requests, context):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unknown request")
 
 
+def unary(req, context):
+    if req.startswith(b"abort:"):
+        code, _, msg = req[6:].partition(b":")
+        status = next(s for s in grpc.StatusCode if s.value[0] == int(code))
+        context.abort(status, msg.decode())
+    context.set_trailing_metadata((("x-trailer", "t1"),))
+    return req[::-1]
+
+
+def server_stream(req, context):
+    for i in range(int(req)):
+        yield b"s%d" % i
+
+
+def client_stream(requests, context):
+    h, n = hashlib.sha256(), 0
+    for req in requests:
+        h.update(req)
+        n += 1
+    return b"%d %s" % (n, h.hexdigest().encode())
+
+
 def main():
     limit = 64 << 20
     # Ping enforcement as permissive as istiod's, so that the tests' short keepalive passes.
@@ -46,9 +74,13 @@ def main():
                                   ("grpc.http2.min_ping_interval_without_data_ms", 50),
                                   ("grpc.http2.max_ping_strikes", 0)])
     handler = grpc.method_handlers_generic_handler(
-        "test.Echo", {"Stream": grpc.stream_stream_rpc_method_handler(stream)})
+        "test.Echo", {"Stream": grpc.stream_stream_rpc_method_handler(stream),
+                      "Unary": grpc.unary_unary_rpc_method_handler(unary),
+                      "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+                      "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream)})
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:%s" % (sys.argv[1] if len(sys.argv) > 1 else "0"))
+    port = server.add_insecure_port("%s:%s" % (sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1",
+                                               sys.argv[1] if len(sys.argv) > 1 else "0"))
     server.start()
     print(port, flush=True)
     server.wait_for_termination()

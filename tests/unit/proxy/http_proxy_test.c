@@ -4,7 +4,10 @@
  *
  * Backends are threads speaking HTTP/1.1 with the project's own parser. Their answer depends
  * on the path: /echo... describes the request, /status/N answers N, /sleep/MS waits, /flaky/K/N
- * fails its first N requests with key K, /headfirst/MS sends its head MS before its body. */
+ * fails its first N requests with key K, /headfirst/MS sends its head MS before its body,
+ * /chunky sends CHUNKY_N chunks of CHUNKY_LEN bytes ('a', 'b', ...) in one write. */
+#define CHUNKY_N   40
+#define CHUNKY_LEN 64
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -146,6 +149,24 @@ static void *serve_conn(void *arg)
 		if (sscanf(path, "/status/%d", &status) == 1) {
 		} else if (sscanf(path, "/sleep/%d", &k) == 1) {
 			usleep((useconds_t)k * 1000);
+		} else if (!strcmp(path, "/chunky")) {
+			char out[CHUNKY_N * (CHUNKY_LEN + 8) + 128];
+			int o = snprintf(out, sizeof(out),
+					 "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+
+			for (int c = 0; c < CHUNKY_N; c++) {
+				o += snprintf(out + o, sizeof(out) - (size_t)o, "%x\r\n",
+					      CHUNKY_LEN);
+				memset(out + o, 'a' + c % 26, CHUNKY_LEN);
+				o += CHUNKY_LEN;
+				o += snprintf(out + o, sizeof(out) - (size_t)o, "\r\n");
+			}
+			o += snprintf(out + o, sizeof(out) - (size_t)o, "0\r\n\r\n");
+			if (write(fd, out, (size_t)o) != o)
+				goto out;
+			memmove(buf, buf + off, len - off);
+			len -= off;
+			continue;
 		} else if (sscanf(path, "/headfirst/%d", &k) == 1) {
 			static const char head[] = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n";
 
@@ -565,6 +586,34 @@ int main(void)
 			got[glen] = 0;
 		}
 		ok(has(got, "\r\n\r\nlate"), "then the body follows it");
+		if (fd >= 0)
+			close(fd);
+	}
+
+	/* A chunked response whose chunks arrive together: every chunk's bytes, in order (the
+	 * decoder's data points into the read buffer, which must not move under it). An HTTP/1.0
+	 * client gets the body as is, delimited by the close. */
+	{
+		static const char req[] = "GET /chunky HTTP/1.0\r\nHost: web.local\r\n\r\n";
+		char got[CHUNKY_N * CHUNKY_LEN + 1024], want[CHUNKY_N * CHUNKY_LEN];
+		size_t glen = 0;
+		int fd = dial(port);
+		const char *body;
+
+		for (int c = 0; c < CHUNKY_N; c++)
+			memset(want + c * CHUNKY_LEN, 'a' + c % 26, CHUNKY_LEN);
+		if (fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1) {
+			ssize_t n;
+
+			while (glen < sizeof(got) - 1 &&
+			       (n = read(fd, got + glen, sizeof(got) - 1 - glen)) > 0)
+				glen += (size_t)n;
+		}
+		got[glen] = 0;
+		body = strstr(got, "\r\n\r\n");
+		ok(body && glen - (size_t)(body + 4 - got) == sizeof(want) &&
+			   !memcmp(body + 4, want, sizeof(want)),
+		   "%d chunks read in one go are relayed whole and in order", CHUNKY_N);
 		if (fd >= 0)
 			close(fd);
 	}
