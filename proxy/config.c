@@ -523,6 +523,16 @@ static int score_source_port(const struct px_filter_chain_match *m, const struct
 	return -1;
 }
 
+bool px_filter_disabled_for(const struct px_filter_disabled *d, __u16 dst_port)
+{
+	if (d->all)
+		return true;
+	for (uint32_t i = 0; i < d->nranges; i++)
+		if (dst_port >= d->ranges[i].start && dst_port < d->ranges[i].end)
+			return true;
+	return false;
+}
+
 #define PX_MATCH_MAX_CANDIDATES 1024
 
 const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,

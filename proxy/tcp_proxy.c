@@ -585,6 +585,19 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 
 /* ---- listener filters ----------------------------------------------------------------------- */
 
+/* Whether each inspector runs for this connection's destination port (filter_disabled). */
+static bool inspect_tls(const struct conn *c)
+{
+	return c->listener->tls_inspector &&
+	       !px_filter_disabled_for(&c->listener->tls_inspector_off, c->orig_port);
+}
+
+static bool inspect_http(const struct conn *c)
+{
+	return c->listener->http_inspector &&
+	       !px_filter_disabled_for(&c->listener->http_inspector_off, c->orig_port);
+}
+
 enum inspect_result {
 	INSPECT_DONE,
 	INSPECT_MORE,
@@ -616,10 +629,9 @@ static enum inspect_result inspect_bytes(struct worker *wk, struct conn *c, cons
 {
 	static _Thread_local uint8_t scratch[PX_TLS_HELLO_MAX];
 	struct conn_sniffed *sn = c->sniffed;
-	const struct px_listener *l = c->listener;
 	bool tls = false;
 
-	if (l->tls_inspector) {
+	if (inspect_tls(c)) {
 		struct px_client_hello ch;
 		int rc = px_tls_client_hello(buf, n, scratch, &ch);
 
@@ -633,7 +645,7 @@ static enum inspect_result inspect_bytes(struct worker *wk, struct conn *c, cons
 			STAT_INC(wk, tls_inspector_tls_not_found);
 		}
 	}
-	if (l->http_inspector && !tls) {
+	if (inspect_http(c) && !tls) {
 		enum px_http_proto p;
 		int rc = px_http_sniff(buf, n, &p);
 
@@ -741,7 +753,7 @@ static void conn_start(struct worker *wk, struct conn *c)
 	c->orig = orig;
 	c->orig_port = orig_port;
 	c->listener = conn_listener(c);
-	if (c->listener && (c->listener->tls_inspector || c->listener->http_inspector)) {
+	if (c->listener && (inspect_tls(c) || inspect_http(c))) {
 		inspect_start(wk, c);
 		return;
 	}

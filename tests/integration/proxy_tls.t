@@ -20,9 +20,9 @@ done
 # Free ports on the host's loopback (shuntd's own netns reaches no pod address without the
 # sandbox's proxy in between), so parallel runs do not collide: listeners P1 and P2, backends
 # PA and PB (TLS, certificates a.test and b.test) and PH (plain HTTP).
-read -r P1 P2 PA PB PH < <(/usr/bin/python3 -c '
+read -r P1 P2 PA PB PH P3 PS < <(/usr/bin/python3 -c '
 import socket
-s = [socket.socket() for _ in range(5)]
+s = [socket.socket() for _ in range(7)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 /usr/bin/python3 -m http.server "$PH" --bind 127.0.0.1 --directory "$H_DIR/www" \
@@ -35,10 +35,19 @@ for n in a b; do
 		-cert "$H_DIR/pki/$n.crt" -key "$H_DIR/pki/$n.key" >/dev/null 2>&1 &
 	H_PIDS+=($!)
 done
-for p in $PA $PB $PH; do
+# A server-first backend: it greets every client before reading anything (at most 50).
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+for _ in range(50):
+    c, _ = s.accept(); c.sendall(b"220 banner\r\n"); c.close()' "$PS" &
+H_PIDS+=($!)
+for p in $PA $PB $PH $PS; do
 	h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$p '"
 done
 sed -e "s/@PA@/$PA/" -e "s/@PB@/$PB/" -e "s/@PH@/$PH/" -e "s/@P1@/$P1/g" -e "s/@P2@/$P2/g" \
+	-e "s/@P3@/$P3/g" -e "s/@P3E@/$((P3 + 1))/" -e "s/@PS@/$PS/" \
 	tests/integration/fixtures/inspectors.yaml >"$H_DIR/inspectors.yaml"
 h_shuntd --config "$H_DIR/inspectors.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
 
@@ -82,6 +91,13 @@ print(n, int((time.monotonic() - t) * 1000))' "$P2")
 is "$got" "0" "a request line that never finishes gets nothing"
 ok "and is closed by listener_filters_timeout (1 s) (${ms} ms)" \
 	test "$ms" -ge 900 -a "$ms" -lt 3500
+
+greeting=$(/usr/bin/python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+print(s.recv(100).decode().strip())' "$P3" 2>&1)
+is "$greeting" "220 banner" \
+	"filter_disabled on the port: no inspection, a server-first backend greets at once"
 
 stats=$(h_ctl stats 2>/dev/null || true)
 diag "$(grep -E 'inspector|listener_filters' <<<"$stats" | tr '\n' ' ')"
