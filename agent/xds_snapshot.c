@@ -889,6 +889,47 @@ static int route_config(struct sctx *x, const RouteConfiguration *in, struct px_
 
 /* ---- listeners ------------------------------------------------------------------------------ */
 
+/* Envoy's ListenerFilterChainMatchPredicate, the part Istio writes: port ranges, or_match of
+ * them, any_match. and_match and not_match are refused rather than ignored. */
+static int filter_disabled(struct sctx *x,
+			   const Envoy__Config__Listener__V3__ListenerFilterChainMatchPredicate *p,
+			   struct px_filter_disabled *d)
+{
+	switch (p->rule_case) {
+	case ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER_CHAIN_MATCH_PREDICATE__RULE_ANY_MATCH:
+		d->all = d->all || p->any_match;
+		return 0;
+	case ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER_CHAIN_MATCH_PREDICATE__RULE_DESTINATION_PORT_RANGE: {
+		const Envoy__Type__V3__Int32Range *r = p->destination_port_range;
+		struct px_port_range *n;
+
+		if (r->start < 0 || r->end > 65536 || r->start >= r->end)
+			return serr(x, "destination_port_range [%d, %d) is not a port range",
+				    r->start, r->end);
+		n = arena_new(x->a, struct px_port_range, d->nranges + 1);
+		if (!n)
+			return snomem(x);
+		if (d->nranges)
+			memcpy(n, d->ranges, d->nranges * sizeof(*n));
+		n[d->nranges].start = (__u16)r->start;
+		n[d->nranges].end = r->end == 65536 ? 65535 : (__u16)r->end;
+		d->ranges = n;
+		d->nranges++;
+		return 0;
+	}
+	case ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER_CHAIN_MATCH_PREDICATE__RULE_OR_MATCH:
+		for (size_t i = 0; i < p->or_match->n_rules; i++) {
+			int rc = filter_disabled(x, p->or_match->rules[i], d);
+
+			if (rc)
+				return rc;
+		}
+		return 0;
+	default:
+		return serr(x, "only destination_port_range, or_match and any_match are supported");
+	}
+}
+
 static int raw_buffer_only(struct sctx *x, const TransportSocket *ts)
 {
 	const char *type = ts->typed_config ? type_name_of(ts->typed_config->type_url) : NULL;
@@ -1202,14 +1243,30 @@ static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
 		const char *type = f->typed_config ? type_name_of(f->typed_config->type_url) : "";
 		const char *name = f->name ? f->name : "";
 
+		struct px_filter_disabled *off = NULL;
+
 		if (strstr(type, "tls_inspector") ||
-		    !strcmp(name, "envoy.filters.listener.tls_inspector"))
+		    !strcmp(name, "envoy.filters.listener.tls_inspector")) {
 			l->tls_inspector = true;
-		else if (strstr(type, "http_inspector") ||
-			 !strcmp(name, "envoy.filters.listener.http_inspector"))
+			off = &l->tls_inspector_off;
+		} else if (strstr(type, "http_inspector") ||
+			   !strcmp(name, "envoy.filters.listener.http_inspector")) {
 			l->http_inspector = true;
+			off = &l->http_inspector_off;
+		}
+		if (off && f->filter_disabled) {
+			mark = spush(x, "listener_filters[%zu].filter_disabled", i);
+			rc = filter_disabled(x, f->filter_disabled, off);
+			if (rc)
+				return rc;
+			spop(x, mark);
+		}
 		/* original_dst: the proxy always knows the original destination. */
 	}
+	l->listener_filters_timeout_ms = in->listener_filters_timeout
+						 ? ms_of(in->listener_filters_timeout)
+						 : PX_LISTENER_FILTERS_TIMEOUT_MS_DEF;
+	l->continue_on_listener_filters_timeout = in->continue_on_listener_filters_timeout;
 	if (in->n_filter_chains) {
 		l->chains = arena_new(x->a, struct px_filter_chain, in->n_filter_chains);
 		if (!l->chains)

@@ -500,10 +500,11 @@ static int score_alpn(const struct px_filter_chain_match *m, const struct px_con
 {
 	if (!m->napplication_protocols)
 		return 0;
+	/* Like Envoy, a chain matches when any protocol the client offered is in its list. */
 	for (uint32_t i = 0; i < m->napplication_protocols; i++)
-		if (ci->application_protocol &&
-		    strcmp(m->application_protocols[i], ci->application_protocol) == 0)
-			return 1;
+		for (uint32_t k = 0; k < ci->napplication_protocols; k++)
+			if (strcmp(m->application_protocols[i], ci->application_protocols[k]) == 0)
+				return 1;
 	return -1;
 }
 
@@ -520,6 +521,16 @@ static int score_source_port(const struct px_filter_chain_match *m, const struct
 		if (m->source_ports[i] == ci->src_port)
 			return 1;
 	return -1;
+}
+
+bool px_filter_disabled_for(const struct px_filter_disabled *d, __u16 dst_port)
+{
+	if (d->all)
+		return true;
+	for (uint32_t i = 0; i < d->nranges; i++)
+		if (dst_port >= d->ranges[i].start && dst_port < d->ranges[i].end)
+			return true;
+	return false;
 }
 
 #define PX_MATCH_MAX_CANDIDATES 1024

@@ -244,6 +244,18 @@ struct px_filter_chain {
 	struct px_hcm http;
 };
 
+/* Destination ports a listener filter is switched off for (Envoy's filter_disabled, as Istio
+ * writes it: destination_port_range, or_match of them, any_match). */
+struct px_port_range {
+	__u16 start, end; /* [start, end) */
+};
+
+struct px_filter_disabled {
+	bool all;
+	struct px_port_range *ranges;
+	uint32_t nranges;
+};
+
 struct px_listener {
 	const char *name;
 	struct shunt_addr addr;
@@ -256,6 +268,12 @@ struct px_listener {
 	bool bind_to_port;
 	bool tls_inspector; /* listener filters that fill the match's transport / SNI / ALPN */
 	bool http_inspector;
+	struct px_filter_disabled tls_inspector_off, http_inspector_off;
+	/* How long the inspectors wait for their bytes (Envoy's listener_filters_timeout; 0 waits
+	 * forever), and whether a connection that ran out of time is matched as it is (true) or
+	 * closed (false, Envoy's default). */
+	uint32_t listener_filters_timeout_ms;
+	bool continue_on_listener_filters_timeout;
 	struct px_filter_chain *chains;
 	uint32_t nchains;
 	struct px_filter_chain *default_chain; /* NULL: close unmatched connections */
@@ -289,8 +307,11 @@ struct px_conn_info {
 	__u16 src_port;
 	const char *transport_protocol; /* "raw_buffer" or "tls" */
 	const char *server_name;
-	const char *application_protocol; /* the first one offered */
+	const char *const *application_protocols; /* every one offered (ALPN), or "h2c"... */
+	uint32_t napplication_protocols;
 };
+
+#define PX_LISTENER_FILTERS_TIMEOUT_MS_DEF 15000 /* Envoy's listener_filters_timeout */
 
 struct px_snapshot *px_snapshot_new(void);
 /* Checks references, builds indexes and balancer tables. 0, or -EINVAL with *err naming the
@@ -315,6 +336,7 @@ const struct px_listener *px_listener_for(const struct px_snapshot *s,
 /* Envoy's filter-chain selection: most specific match per field, in Envoy's field order. */
 const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
 						    const struct px_conn_info *ci);
+bool px_filter_disabled_for(const struct px_filter_disabled *d, __u16 dst_port);
 bool px_cidr_contains(const struct px_cidr *c, const struct shunt_addr *a);
 int px_cidr_parse(struct px_cidr *c, const char *addr, uint32_t prefix_len);
 

@@ -61,6 +61,13 @@ struct proxy_workload_desc {
 	X(cx_no_cluster, "connections routed to a cluster that does not exist (closed, NC)")       \
 	X(cx_no_healthy_upstream, "connections to a cluster without endpoints (closed, UH)")       \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
+	X(tls_inspector_tls_found, "connections the tls_inspector saw a ClientHello on")           \
+	X(tls_inspector_tls_not_found, "connections the tls_inspector saw no TLS on")              \
+	X(tls_inspector_client_hello_too_large, "ClientHellos past PX_TLS_HELLO_MAX (closed)")     \
+	X(http_inspector_found, "connections the http_inspector recognised as HTTP")               \
+	X(http_inspector_not_found, "connections the http_inspector saw no HTTP on")               \
+	X(listener_filters_timeout, "connections the listener filters ran out of time on")         \
+	X(listener_filters_eof, "connections closed before the listener filters decided")          \
 	X(bytes_downstream_rx, "bytes read from downstream")                                       \
 	X(bytes_upstream_rx, "bytes read from upstream")                                           \
 	X(sockmap_inserted, "proxy sockets put into the SOCKHASH")                                 \

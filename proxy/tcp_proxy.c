@@ -17,6 +17,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/h1_down.h"
 #include "proxy/orig_dst.h"
+#include "proxy/sniff.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -40,6 +41,7 @@ struct pipe_dir {
 };
 
 enum conn_state {
+	CONN_INSPECTING, /* listener filters peek at the first bytes */
 	CONN_CONNECTING,
 	CONN_OPEN,
 	CONN_CLOSED
@@ -67,7 +69,25 @@ struct conn {
 	const char *flags;
 	const char *details;
 	const char *failure;
+	/* What the listener filters found; allocated only on listeners that have them. */
+	struct conn_sniffed *sniffed;
+	const struct px_listener *listener; /* resolved at accept, from snap */
+	struct shunt_addr orig;
+	__u16 orig_port;
 };
+
+/* The listener filters' findings, as strings the filter-chain matcher reads. */
+struct conn_sniffed {
+	const char *transport;
+	char sni[PX_TLS_SNI_MAX + 1];
+	const char *alpn[PX_TLS_ALPN_MAX];
+	uint32_t nalpn;
+	char alpn_buf[PX_TLS_ALPN_MAX * 256];
+};
+
+/* Bytes peeked at most: a ClientHello of PX_TLS_HELLO_MAX split into small records needs room
+ * for their headers too. */
+#define INSPECT_PEEK_MAX (PX_TLS_HELLO_MAX + 4096)
 
 /* ---- closing and logging ------------------------------------------------------------------ */
 
@@ -137,6 +157,8 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 		px_lb_release(worker_lb(wk, c->snap, c->cluster), (uint32_t)c->endpoint);
 	pipe_release(wk, &c->d2u);
 	pipe_release(wk, &c->u2d);
+	free(c->sniffed);
+	c->sniffed = NULL;
 	if (list_linked(&c->tnode))
 		list_del_init(&c->tnode);
 	if (list_linked(&c->rnode))
@@ -463,6 +485,8 @@ static const char *pick_weighted_cluster(struct worker *wk, const struct px_tcp_
 
 /* The filter chain runs the HTTP connection manager: the HTTP/1 codec takes the socket over
  * and this TCP connection ends without a log line of its own. Returns 1 (handed over). */
+static void conn_proceed(struct worker *wk, struct conn *c);
+
 static int conn_to_http(struct worker *wk, struct conn *c, const struct px_filter_chain *fc,
 			const struct shunt_addr *orig, __u16 orig_port)
 {
@@ -479,27 +503,46 @@ static int conn_to_http(struct worker *wk, struct conn *c, const struct px_filte
 	return 1;
 }
 
-/* Listener -> filter chain -> cluster -> endpoint, from the connection's snapshot. On failure,
- * sets the Envoy response flag and details and returns -1. */
+static struct px_conn_info conn_info(const struct conn *c)
+{
+	struct px_conn_info ci = {.dst = c->orig,
+				  .dst_port = c->orig_port,
+				  .src = c->down_remote,
+				  .src_port = c->down_remote_port};
+
+	if (c->sniffed) {
+		ci.transport_protocol = c->sniffed->transport;
+		ci.server_name = c->sniffed->sni[0] ? c->sniffed->sni : NULL;
+		ci.application_protocols = c->sniffed->alpn;
+		ci.napplication_protocols = c->sniffed->nalpn;
+	}
+	return ci;
+}
+
+/* The listener that owns the connection, from its snapshot; NULL when none does. */
+static const struct px_listener *conn_listener(const struct conn *c)
+{
+	const struct px_snapshot *s = c->snap;
+	struct px_conn_info ci = conn_info(c);
+
+	if (c->kind == PROXY_LISTENER_BOUND)
+		return px_listener_bound(s, &ci); /* NULL once a new config dropped it */
+	return px_listener_for(
+		s, c->kind == PROXY_LISTENER_OUTBOUND ? s->virtual_outbound : s->virtual_inbound,
+		&ci);
+}
+
+/* Filter chain -> cluster -> endpoint, from the connection's snapshot. On failure, sets the
+ * Envoy response flag and details and returns -1. */
 static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr *orig,
 		      __u16 orig_port)
 {
 	const struct px_snapshot *s = c->snap;
-	struct px_conn_info ci = {.dst = *orig,
-				  .dst_port = orig_port,
-				  .src = c->down_remote,
-				  .src_port = c->down_remote_port};
-	const struct px_listener *l;
+	struct px_conn_info ci = conn_info(c);
+	const struct px_listener *l = c->listener;
 	const struct px_filter_chain *fc;
 	const char *cluster;
 
-	if (c->kind == PROXY_LISTENER_BOUND)
-		l = px_listener_bound(s, &ci); /* NULL once a new config dropped it */
-	else
-		l = px_listener_for(s,
-				    c->kind == PROXY_LISTENER_OUTBOUND ? s->virtual_outbound
-								       : s->virtual_inbound,
-				    &ci);
 	fc = l ? px_filter_chain_match(l, &ci) : NULL;
 	if (!fc) {
 		STAT_INC(wk, cx_no_route);
@@ -540,6 +583,151 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 	return 0;
 }
 
+/* ---- listener filters ----------------------------------------------------------------------- */
+
+/* Whether each inspector runs for this connection's destination port (filter_disabled). */
+static bool inspect_tls(const struct conn *c)
+{
+	return c->listener->tls_inspector &&
+	       !px_filter_disabled_for(&c->listener->tls_inspector_off, c->orig_port);
+}
+
+static bool inspect_http(const struct conn *c)
+{
+	return c->listener->http_inspector &&
+	       !px_filter_disabled_for(&c->listener->http_inspector_off, c->orig_port);
+}
+
+enum inspect_result {
+	INSPECT_DONE,
+	INSPECT_MORE,
+	INSPECT_TOO_LARGE,
+};
+
+static void sniffed_set_tls(struct conn_sniffed *sn, const struct px_client_hello *ch)
+{
+	size_t used = 0;
+
+	sn->transport = "tls";
+	/* SNI is matched case-insensitively; keep it as sent. */
+	memcpy(sn->sni, ch->sni.p ? (const char *)ch->sni.p : "", ch->sni.len);
+	sn->sni[ch->sni.len] = 0;
+	for (uint32_t i = 0; i < ch->nalpn; i++) {
+		char *d = sn->alpn_buf + used;
+
+		memcpy(d, ch->alpn[i].p, ch->alpn[i].len);
+		d[ch->alpn[i].len] = 0;
+		used += ch->alpn[i].len + 1;
+		sn->alpn[sn->nalpn++] = d;
+	}
+}
+
+/* Runs the listener's inspectors over the bytes peeked so far. Envoy's order: the TLS one
+ * first; the HTTP one only looks at connections that are not TLS. */
+static enum inspect_result inspect_bytes(struct worker *wk, struct conn *c, const uint8_t *buf,
+					 size_t n, bool full)
+{
+	static _Thread_local uint8_t scratch[PX_TLS_HELLO_MAX];
+	struct conn_sniffed *sn = c->sniffed;
+	bool tls = false;
+
+	if (inspect_tls(c)) {
+		struct px_client_hello ch;
+		int rc = px_tls_client_hello(buf, n, scratch, &ch);
+
+		if (rc == PX_SNIFF_INCOMPLETE)
+			return full ? INSPECT_TOO_LARGE : INSPECT_MORE;
+		if (rc > 0) {
+			STAT_INC(wk, tls_inspector_tls_found);
+			sniffed_set_tls(sn, &ch);
+			tls = true;
+		} else {
+			STAT_INC(wk, tls_inspector_tls_not_found);
+		}
+	}
+	if (inspect_http(c) && !tls) {
+		enum px_http_proto p;
+		int rc = px_http_sniff(buf, n, &p);
+
+		if (rc == PX_SNIFF_INCOMPLETE && !full)
+			return INSPECT_MORE;
+		if (rc > 0) {
+			STAT_INC(wk, http_inspector_found);
+			sn->alpn[0] = px_http_proto_name(p);
+			sn->nalpn = 1;
+		} else {
+			STAT_INC(wk, http_inspector_not_found);
+		}
+	}
+	return INSPECT_DONE;
+}
+
+static void inspect_finish(struct worker *wk, struct conn *c)
+{
+	list_del_init(&c->tnode);
+	c->state = CONN_CONNECTING;
+	conn_proceed(wk, c);
+}
+
+/* Peeks (never reads) what has arrived and decides, or waits for more. */
+static void inspect_run(struct worker *wk, struct conn *c)
+{
+	uint8_t buf[INSPECT_PEEK_MAX];
+	ssize_t n = recv(c->down.fd, buf, sizeof(buf), MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		STAT_INC(wk, listener_filters_eof);
+		c->failure = n < 0 ? strerror(errno) : "peer closed";
+		conn_fail(wk, c, "-", "listener_filters_eof", false);
+		return;
+	}
+	c->last_activity = wk->now_ms;
+	switch (inspect_bytes(wk, c, buf, (size_t)n, (size_t)n == sizeof(buf))) {
+	case INSPECT_MORE:
+		/* The peer stopped sending: nothing more will come to decide on. */
+		if (c->down.rdhup) {
+			STAT_INC(wk, listener_filters_eof);
+			conn_fail(wk, c, "-", "listener_filters_eof", false);
+		}
+		return;
+	case INSPECT_TOO_LARGE:
+		STAT_INC(wk, tls_inspector_client_hello_too_large);
+		conn_fail(wk, c, "-", "client_hello_too_large", true);
+		return;
+	case INSPECT_DONE:
+		inspect_finish(wk, c);
+		return;
+	}
+}
+
+static void inspect_start(struct worker *wk, struct conn *c)
+{
+	uint32_t t = c->listener->listener_filters_timeout_ms;
+
+	c->sniffed = calloc(1, sizeof(*c->sniffed));
+	if (!c->sniffed) {
+		conn_fail(wk, c, "-", "out_of_memory", true);
+		return;
+	}
+	c->state = CONN_INSPECTING;
+	c->connect_deadline = t ? wk->now_ms + t : UINT64_MAX;
+	list_add_tail(&c->tnode, &wk->connecting);
+	inspect_run(wk, c);
+}
+
+/* The listener filters ran out of time: match on what is known, or close (Envoy's default). */
+static void inspect_timeout(struct worker *wk, struct conn *c)
+{
+	STAT_INC(wk, listener_filters_timeout);
+	if (c->listener->continue_on_listener_filters_timeout) {
+		inspect_finish(wk, c);
+		return;
+	}
+	conn_fail(wk, c, "-", "listener_filters_timeout", true);
+}
+
 static void conn_start(struct worker *wk, struct conn *c)
 {
 	int err;
@@ -562,6 +750,23 @@ static void conn_start(struct worker *wk, struct conn *c)
 		conn_fail(wk, c, "NR", "no_original_destination", true);
 		return;
 	}
+	c->orig = orig;
+	c->orig_port = orig_port;
+	c->listener = conn_listener(c);
+	if (c->listener && (inspect_tls(c) || inspect_http(c))) {
+		inspect_start(wk, c);
+		return;
+	}
+	conn_proceed(wk, c);
+}
+
+/* After the listener filters (if any): choose the chain and connect upstream. */
+static void conn_proceed(struct worker *wk, struct conn *c)
+{
+	struct shunt_addr orig = c->orig;
+	__u16 orig_port = c->orig_port;
+	int err;
+
 	err = conn_route(wk, c, &orig, orig_port);
 	if (err) {
 		conn_close(wk, c, err < 0);
@@ -618,6 +823,11 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		s->rdhup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->writable = true;
+	if (c->state == CONN_INSPECTING) {
+		if (s == &c->down && s->readable)
+			inspect_run(wk, c);
+		return;
+	}
 	if (c->state == CONN_CONNECTING) {
 		if (s == &c->up && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			upstream_connected(wk, c);
@@ -635,6 +845,10 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 
 		if (wk->now_ms < c->connect_deadline)
 			continue;
+		if (c->state == CONN_INSPECTING) {
+			inspect_timeout(wk, c);
+			continue;
+		}
 		STAT_INC(wk, upstream_cx_connect_timeout);
 		STAT_INC(wk, upstream_cx_connect_fail);
 		c->failure = "connect timeout";

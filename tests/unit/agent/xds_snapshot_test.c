@@ -41,7 +41,12 @@ static const char bootstrap[] =
 	"stat_prefix: PassthroughCluster, cluster: PassthroughCluster}}]\n"
 	"  - name: 0.0.0.0_5432\n"
 	"    address: {socket_address: {address: 0.0.0.0, port_value: 5432}}\n"
-	"    listener_filters: [{name: envoy.filters.listener.tls_inspector}]\n"
+	"    listener_filters: [{name: envoy.filters.listener.tls_inspector}, {name: "
+	"envoy.filters.listener.http_inspector, filter_disabled: {or_match: {rules: "
+	"[{destination_port_range: {start: 80, end: 81}}, {destination_port_range: {start: "
+	"5432, end: 5434}}]}}}]\n"
+	"    listener_filters_timeout: 2.5s\n"
+	"    continue_on_listener_filters_timeout: true\n"
 	"    filter_chains:\n"
 	"    - name: db-tls\n"
 	"      filter_chain_match: {transport_protocol: tls, server_names: [DB.example.com]}\n"
@@ -251,7 +256,19 @@ static void test_bootstrap(void)
 	   "virtualOutbound's default chain goes to PassthroughCluster");
 
 	db = listener(s, "0.0.0.0_5432");
-	ok(db && db->tls_inspector && !db->http_inspector, "tls_inspector is recorded");
+	ok(db && db->tls_inspector && db->http_inspector, "both inspectors are recorded");
+	ok(db && !px_filter_disabled_for(&db->tls_inspector_off, 5432),
+	   "tls_inspector without filter_disabled runs on every port");
+	ok(db && px_filter_disabled_for(&db->http_inspector_off, 80) &&
+		   px_filter_disabled_for(&db->http_inspector_off, 5433) &&
+		   !px_filter_disabled_for(&db->http_inspector_off, 81) &&
+		   !px_filter_disabled_for(&db->http_inspector_off, 5434),
+	   "http_inspector's filter_disabled: or_match of [80,81) and [5432,5434)");
+	is_int(db ? db->listener_filters_timeout_ms : 0, 2500, "listener_filters_timeout");
+	ok(db && db->continue_on_listener_filters_timeout, "continue_on_listener_filters_timeout");
+	ok(vo && vo->listener_filters_timeout_ms == PX_LISTENER_FILTERS_TIMEOUT_MS_DEF &&
+		   !vo->continue_on_listener_filters_timeout,
+	   "listener_filters_timeout defaults to Envoy's 15 s, closing on timeout");
 	{
 		struct px_conn_info ci = conn("10.0.0.5", 5432, "10.1.2.3", 4000);
 		const struct px_listener *l = px_listener_for(s, vo, &ci);
@@ -511,10 +528,26 @@ static void test_ads(void)
 	"listener \"h\": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]."  \
 	"routes[0]."
 
+#define LF(filter)                                                                                 \
+	"static_resources: {listeners: [{name: l, address: {socket_address: {address: 0.0.0.0, "   \
+	"port_value: 81}}, listener_filters: [" filter                                             \
+	"], default_filter_chain: {filters: [{name: "                                              \
+	"envoy.filters.network.tcp_proxy, typed_config: {" TCP_T                                   \
+	", stat_prefix: c, cluster: c}}]}}],"                                                      \
+	" clusters: [{name: c, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}]}"
+
 static const struct bad {
 	const char *yaml;
 	const char *err;
 } bads[] = {
+	{LF("{name: envoy.filters.listener.tls_inspector, filter_disabled: {not_match: "
+	    "{any_match: true}}}"),
+	 "listener \"l\": listener_filters[0].filter_disabled: only destination_port_range, "
+	 "or_match and any_match are supported"},
+	{LF("{name: envoy.filters.listener.http_inspector, filter_disabled: "
+	    "{destination_port_range: {start: 90, end: 80}}}"),
+	 "listener \"l\": listener_filters[0].filter_disabled: destination_port_range [90, 80) "
+	 "is not a port range"},
 	{CL("lb_policy: CLUSTER_PROVIDED"),
 	 "cluster \"c\": lb_policy: CLUSTER_PROVIDED is not supported"},
 	{"static_resources: {clusters: [{name: c, type: LOGICAL_DNS, load_assignment: "

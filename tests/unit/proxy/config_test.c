@@ -106,7 +106,8 @@ static void test_filter_chains(void)
 		struct px_conn_info ci = {.dst_port = match_cases[i].port,
 					  .transport_protocol = match_cases[i].transport,
 					  .server_name = match_cases[i].sni,
-					  .application_protocol = match_cases[i].alpn};
+					  .application_protocols = &match_cases[i].alpn,
+					  .napplication_protocols = match_cases[i].alpn ? 1 : 0};
 		const struct px_filter_chain *fc;
 
 		addr_parse(&ci.dst, match_cases[i].dst);
@@ -117,6 +118,15 @@ static void test_filter_chains(void)
 		       match_cases[i].sni ? match_cases[i].sni : "-",
 		       match_cases[i].alpn ? match_cases[i].alpn : "-", match_cases[i].want);
 	}
+	/* The client offers several protocols: any one of them in a chain's list matches. */
+	static const char *offered[] = {"http/1.1", "h2"};
+	struct px_conn_info multi = {
+		.dst_port = 9000, .application_protocols = offered, .napplication_protocols = 2};
+	const struct px_filter_chain *mfc;
+
+	addr_parse(&multi.dst, "10.77.0.3");
+	mfc = px_filter_chain_match(&l, &multi);
+	is_str(mfc ? mfc->name : NULL, "h2-9000", "ALPN http/1.1,h2 offered -> h2-9000");
 	l.default_chain = NULL;
 	struct px_conn_info ci = {.dst_port = 1234};
 
