@@ -585,6 +585,15 @@ static void xds_prometheus(struct agent *a, struct strbuf *sb)
 		    "# HELP shunt_xds_connected 1 while the ADS stream is open\n"
 		    "# TYPE shunt_xds_connected gauge\nshunt_xds_connected %d\n",
 		    st->connected ? 1 : 0);
+	/* A refused TLS handshake (wrong CA, name, no ALPN h2) never opens a stream: counted here. */
+	strbuf_addf(sb,
+		    "# HELP shunt_xds_connect_failures_total ADS connection attempts that never "
+		    "opened a stream (TCP, TLS or HTTP/2)\n"
+		    "# TYPE shunt_xds_connect_failures_total counter\n"
+		    "shunt_xds_connect_failures_total %llu\n"
+		    "# HELP shunt_xds_connects_total ADS streams opened\n"
+		    "# TYPE shunt_xds_connects_total counter\nshunt_xds_connects_total %llu\n",
+		    (unsigned long long)st->connect_failures, (unsigned long long)st->connects);
 	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
 		strbuf_addf(sb, "# HELP shunt_%s %s\n# TYPE shunt_%s %s\n", fams[f][0], fams[f][2],
 			    fams[f][0], fams[f][1]);
