@@ -65,6 +65,9 @@ struct agent {
 	/* The config's bind_to_port listeners, which shuntd serves in its own netns, registered
 	 * with the proxy as workloads of up to PROXY_WORKLOAD_MAX_LISTENERS sockets each. */
 	struct bound_listener *bound; /* bind_to_port listeners being served */
+	/* ADS applies: translation, publication and everything the datapath writes for the new
+	 * snapshot (listeners, kernel service maps), the last one and their sum. */
+	uint64_t apply_last_us, apply_max_us, apply_sum_us, applies;
 	int nbound;
 	char cgroup[PATH_MAX];
 	char cgmnt[PATH_MAX]; /* where cgroup2 is mounted */
@@ -97,6 +100,14 @@ const char *agent_mode_name(enum agent_mode m)
 		return "iptables";
 	}
 	return "?";
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static uint64_t mono_ms(void)
@@ -397,6 +408,7 @@ static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errle
 	struct agent *a = ctx;
 	struct px_snapshot *s;
 	struct jtree_err e = {0};
+	uint64_t t0 = mono_us(), us;
 
 	if (xds_snapshot_build(cand, a->generation + 1, &s, &e)) {
 		snprintf(err, errlen, "%s", e.msg);
@@ -408,14 +420,22 @@ static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errle
 		return -1;
 	}
 	a->generation++;
+	/* Whatever the datapath writes for a snapshot (BPF maps) goes before this line and the
+	 * log line below: the apply time and the bench's push-to-active time include it. */
 	proxy_config_set(a->proxy, s);
 	bound_commit(a);
 	xds_config_free(a->xds);
 	a->xds = cand;
+	us = mono_us() - t0;
+	a->apply_last_us = us;
+	a->apply_max_us = us > a->apply_max_us ? us : a->apply_max_us;
+	a->apply_sum_us += us;
+	a->applies++;
 	pr_info("xds: snapshot %llu active: %zu listeners, %zu routes, %zu clusters, %zu endpoint "
-		"sets",
+		"sets; applied in %llu.%03llu ms",
 		(unsigned long long)a->generation, cand->n[XDS_LISTENER], cand->n[XDS_ROUTE],
-		cand->n[XDS_CLUSTER], cand->n[XDS_ENDPOINT]);
+		cand->n[XDS_CLUSTER], cand->n[XDS_ENDPOINT], (unsigned long long)us / 1000,
+		(unsigned long long)us % 1000);
 	return 0;
 }
 
@@ -674,6 +694,20 @@ static void xds_prometheus(struct agent *a, struct strbuf *sb)
 		    "# HELP shunt_xds_connects_total ADS streams opened\n"
 		    "# TYPE shunt_xds_connects_total counter\nshunt_xds_connects_total %llu\n",
 		    (unsigned long long)st->connect_failures, (unsigned long long)st->connects);
+	strbuf_addf(
+		sb,
+		"# HELP shunt_xds_apply_seconds time to translate and publish the last accepted "
+		"update, datapath writes included\n"
+		"# TYPE shunt_xds_apply_seconds gauge\nshunt_xds_apply_seconds %.6f\n"
+		"# HELP shunt_xds_apply_max_seconds the longest apply so far\n"
+		"# TYPE shunt_xds_apply_max_seconds gauge\nshunt_xds_apply_max_seconds %.6f\n"
+		"# HELP shunt_xds_apply_seconds_total time spent applying updates\n"
+		"# TYPE shunt_xds_apply_seconds_total counter\n"
+		"shunt_xds_apply_seconds_total %.6f\n"
+		"# HELP shunt_xds_applies_total updates applied\n"
+		"# TYPE shunt_xds_applies_total counter\nshunt_xds_applies_total %llu\n",
+		(double)a->apply_last_us / 1e6, (double)a->apply_max_us / 1e6,
+		(double)a->apply_sum_us / 1e6, (unsigned long long)a->applies);
 	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
 		strbuf_addf(sb, "# HELP shunt_%s %s\n# TYPE shunt_%s %s\n", fams[f][0], fams[f][2],
 			    fams[f][0], fams[f][1]);
