@@ -11,6 +11,8 @@
 #include "agent/bootstrap.h"
 #include "agent/grpc.h"
 
+#include "agent/pbjson.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 
@@ -53,6 +55,8 @@ struct ads {
 	struct xds_config *cur;
 	struct ads_sub sub[XDS_NTYPES];
 	struct grpc_client *gc;
+	struct ssl_ctx_st *tls; /* NULL: h2c */
+	char sni[256];
 	int epfd, gc_fd;
 	uint32_t gc_events;
 	int closed, node_sent;
@@ -993,6 +997,8 @@ static void connect_now(struct ads *a)
 		.port = a->port,
 		.path = a->delta ? DELTA_PATH : SOTW_PATH,
 		.max_message = a->max_message,
+		.tls = a->tls,
+		.sni = a->sni[0] ? a->sni : NULL,
 	};
 	int rc = grpc_client_start(&a->gc, &go, &grpc_cb, a);
 
@@ -1045,6 +1051,114 @@ static int ads_endpoint(const struct xds_config *boot, char *host, size_t hostle
 	return 0;
 }
 
+static const Envoy__Config__Cluster__V3__Cluster *ads_cluster(const struct xds_config *boot)
+{
+	const char *name = bootstrap_ads_cluster(boot);
+	const struct xds_resource *r = name ? xds_config_find(boot, XDS_CLUSTER, name) : NULL;
+
+	return r ? (const Envoy__Config__Cluster__V3__Cluster *)r->msg : NULL;
+}
+
+typedef Envoy__Config__Core__V3__DataSource DataSource;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext UpstreamTlsContext;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext CommonTlsContext;
+
+/* A DataSource as a file name or a NUL-terminated copy of its inline bytes (*pem, freed by the
+ * caller). Environment variables are not read: -EINVAL. */
+static int data_source(const DataSource *d, const char **file, char **pem)
+{
+	*file = NULL;
+	*pem = NULL;
+	switch (d ? d->specifier_case : ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER__NOT_SET) {
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME:
+		*file = d->filename;
+		return 0;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING:
+		*pem = strdup(d->inline_string);
+		return *pem ? 0 : -ENOMEM;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES:
+		*pem = strndup((const char *)d->inline_bytes.data, d->inline_bytes.len);
+		return *pem ? 0 : -ENOMEM;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The ADS cluster's transport_socket (envoy.transport_sockets.tls with an UpstreamTlsContext):
+ * trusted CA, SNI and an optional client certificate for the control-plane connection. The
+ * files are read now, so that an unreadable CA is a configuration error at start. */
+static int ads_tls(struct ads *a, const Envoy__Config__Cluster__V3__Cluster *c, char *err,
+		   size_t errlen)
+{
+	const char *f = "transport_socket.typed_config";
+	struct grpc_tls_opts t = {0};
+	char *ca = NULL, *cert = NULL, *key = NULL, why[256];
+	ProtobufCMessage *msg = NULL;
+	const UpstreamTlsContext *u;
+	const CommonTlsContext *ctc;
+	struct jtree_err jerr = {0};
+	int rc = -EINVAL;
+
+	if (!c->transport_socket || !c->transport_socket->typed_config)
+		return 0;
+	if (strcmp(c->transport_socket->typed_config->type_url,
+		   "type.googleapis.com/"
+		   "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext")) {
+		if (strstr(c->transport_socket->typed_config->type_url, "RawBuffer"))
+			return 0;
+		snprintf(err, errlen,
+			 "ADS cluster \"%s\": %s: only UpstreamTlsContext or RawBuffer", c->name,
+			 f);
+		return -EINVAL;
+	}
+	if (pbjson_any_unpack((const ProtobufCMessage *)c->transport_socket->typed_config, &msg,
+			      &jerr)) {
+		snprintf(err, errlen, "ADS cluster \"%s\": %s: %s", c->name, f, jerr.msg);
+		return -EINVAL;
+	}
+	u = (const UpstreamTlsContext *)msg;
+	ctc = u->common_tls_context;
+	if (!ctc ||
+	    ctc->validation_context_type_case !=
+		    ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT ||
+	    data_source(ctc->validation_context->trusted_ca, &t.ca_file, &ca)) {
+		snprintf(err, errlen,
+			 "ADS cluster \"%s\": %s.common_tls_context.validation_context.trusted_ca: "
+			 "a filename or inline PEM is required",
+			 c->name, f);
+		goto out;
+	}
+	t.ca_pem = ca;
+	if (ctc->n_tls_certificates &&
+	    (data_source(ctc->tls_certificates[0]->certificate_chain, &t.cert_file, &cert) ||
+	     data_source(ctc->tls_certificates[0]->private_key, &t.key_file, &key))) {
+		snprintf(err, errlen,
+			 "ADS cluster \"%s\": %s.common_tls_context.tls_certificates[0]: needs "
+			 "certificate_chain and private_key as a filename or inline",
+			 c->name, f);
+		goto out;
+	}
+	t.cert_pem = cert;
+	t.key_pem = key;
+	a->tls = grpc_tls_ctx_new(&t, why, sizeof(why));
+	if (!a->tls) {
+		snprintf(err, errlen,
+			 "ADS cluster \"%s\": %s.common_tls_context.validation_context.trusted_ca "
+			 "or tls_certificates: %s",
+			 c->name, f, why);
+		goto out;
+	}
+	if (u->sni)
+		snprintf(a->sni, sizeof(a->sni), "%s", u->sni);
+	rc = 0;
+out:
+	free(ca);
+	free(cert);
+	free(key);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
 static int api_is_delta(const struct xds_config *boot)
 {
 	const Envoy__Config__Bootstrap__V3__Bootstrap *b = bootstrap_of(boot);
@@ -1084,6 +1198,11 @@ int ads_start(struct ads **out, struct xds_config *boot, const struct ads_opts *
 		a->port = o->port;
 	} else {
 		rc = ads_endpoint(boot, a->host, sizeof(a->host), &a->port, err, errlen);
+		if (rc)
+			goto fail;
+	}
+	if (ads_cluster(boot)) {
+		rc = ads_tls(a, ads_cluster(boot), err, errlen);
 		if (rc)
 			goto fail;
 	}
@@ -1195,5 +1314,6 @@ void ads_free(struct ads *a)
 		ads_names_free(a->sub[t].names, a->sub[t].n_names);
 	}
 	xds_config_free(a->cur);
+	grpc_tls_ctx_free(a->tls);
 	free(a);
 }

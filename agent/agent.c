@@ -37,9 +37,10 @@
 #include "proxy/config.h"
 #include "proxy/proxy.h"
 
-#define AGENT_MAX_EVENTS 64
-#define PID_FILE	 "shuntd.pid"
-#define ADMIN_SOCK	 "admin.sock"
+#define AGENT_MAX_EVENTS    64
+#define BOUND_LISTENERS_MAX 1024 /* bind_to_port listeners shuntd itself listens on */
+#define PID_FILE	    "shuntd.pid"
+#define ADMIN_SOCK	    "admin.sock"
 
 /* How traffic reaches the proxy, per path, and why not by eBPF when it is not. */
 enum capture_by {
@@ -64,8 +65,11 @@ struct agent {
 	struct ads *ads;	  /* the control-plane stream, when the bootstrap names one */
 	struct dns_cache *dns;	  /* resolves STRICT_DNS/LOGICAL_DNS names (with --config) */
 	/* The config's bind_to_port listeners, which shuntd serves in its own netns, registered
-	 * with the proxy as workloads of up to PROXY_WORKLOAD_MAX_LISTENERS sockets each. */
-	struct proxy_workload **bound;
+	 * with the proxy as one workload each, so that LDS can add and remove them one by one. */
+	struct bound_listener *bound;
+	/* ADS applies: translation, publication and everything the datapath writes for the new
+	 * snapshot (listeners, kernel service maps), the last one and their sum. */
+	uint64_t apply_last_us, apply_max_us, apply_sum_us, applies;
 	int nbound;
 	char cgroup[PATH_MAX];
 	char cgmnt[PATH_MAX]; /* where cgroup2 is mounted */
@@ -98,6 +102,14 @@ const char *agent_mode_name(enum agent_mode m)
 		return "iptables";
 	}
 	return "?";
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static uint64_t mono_ms(void)
@@ -449,6 +461,9 @@ static int load_config(struct agent *a)
 	return 0;
 }
 
+static int bound_prepare(struct agent *a, const struct px_snapshot *s, char *err, size_t errlen);
+static int bound_commit(struct agent *a);
+
 /* ADS: every accepted update becomes a new snapshot, published with one swap; one that does not
  * translate is NACKed with the reason and changes nothing. */
 static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errlen)
@@ -456,20 +471,35 @@ static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errle
 	struct agent *a = ctx;
 	struct px_snapshot *s;
 	struct jtree_err e = {0};
+	uint64_t t0 = mono_us(), us;
 
 	if (build_snapshot(a, cand, a->generation + 1, &s, &e)) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
+	/* New bound listeners are listened on first: a port in use refuses the update whole. */
+	if (bound_prepare(a, s, err, errlen)) {
+		px_snapshot_put(s);
+		return -1;
+	}
 	a->generation++;
 	dns_names_of(a, s);
+	/* Whatever the datapath writes for a snapshot (BPF maps) goes before this line and the
+	 * log line below: the apply time and the bench's push-to-active time include it. */
 	proxy_config_set(a->proxy, s);
+	bound_commit(a);
 	xds_config_free(a->xds);
 	a->xds = cand;
+	us = mono_us() - t0;
+	a->apply_last_us = us;
+	a->apply_max_us = us > a->apply_max_us ? us : a->apply_max_us;
+	a->apply_sum_us += us;
+	a->applies++;
 	pr_info("xds: snapshot %llu active: %zu listeners, %zu routes, %zu clusters, %zu endpoint "
-		"sets",
+		"sets; applied in %llu.%03llu ms",
 		(unsigned long long)a->generation, cand->n[XDS_LISTENER], cand->n[XDS_ROUTE],
-		cand->n[XDS_CLUSTER], cand->n[XDS_ENDPOINT]);
+		cand->n[XDS_CLUSTER], cand->n[XDS_ENDPOINT], (unsigned long long)us / 1000,
+		(unsigned long long)us % 1000);
 	return 0;
 }
 
@@ -519,74 +549,144 @@ static int start_ads(struct agent *a)
 	return 0;
 }
 
-/* Opens the snapshot's bind_to_port listeners in shuntd's own netns, as Envoy would. The
- * virtual listeners are not among them: each pod has its own 15001/15006. */
-static int open_bound_listeners(struct agent *a, const struct px_snapshot *s)
+/* One bind_to_port listener shuntd listens on, as one proxy workload so that ADS can add and
+ * remove listeners one by one. */
+struct bound_listener {
+	char name[256];
+	struct shunt_addr addr;
+	__u16 port;
+	struct proxy_workload *w; /* NULL while only its socket is open (not yet served) */
+	int fd;			  /* the socket before it is handed to the proxy, or -1 */
+	bool keep;
+};
+
+static bool is_bound(const struct px_listener *l)
+{
+	return l->bind_to_port && !l->use_original_dst && l->port != SHUNT_PORT_OUTBOUND &&
+	       l->port != SHUNT_PORT_INBOUND;
+}
+
+static struct bound_listener *find_bound(struct agent *a, const struct px_listener *l)
+{
+	for (int i = 0; i < a->nbound; i++)
+		if (!strcmp(a->bound[i].name, l->name) && a->bound[i].port == l->port &&
+		    !memcmp(&a->bound[i].addr, &l->addr, sizeof(l->addr)))
+			return &a->bound[i];
+	return NULL;
+}
+
+/* Drops the sockets opened by bound_prepare that were not handed over (a refused update). */
+static void bound_abort(struct agent *a)
+{
+	int n = 0;
+
+	for (int i = 0; i < a->nbound; i++) {
+		if (!a->bound[i].w) {
+			close(a->bound[i].fd);
+			continue;
+		}
+		a->bound[i].keep = false;
+		a->bound[n++] = a->bound[i];
+	}
+	a->nbound = n;
+}
+
+/* Step 1 of a change of bind_to_port listeners, before the snapshot is published: listens on
+ * every new one. A port that cannot be listened on refuses the whole update (err says which)
+ * and changes nothing. Listeners are identified by name, address and port. */
+static int bound_prepare(struct agent *a, const struct px_snapshot *s, char *err, size_t errlen)
+{
+	for (int i = 0; i < a->nbound; i++)
+		a->bound[i].keep = false;
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		const struct px_listener *l = &s->listeners[i];
+		struct bound_listener *b, *grown;
+		char addr[ADDR_STRLEN];
+		int fd;
+
+		if (!is_bound(l))
+			continue;
+		b = find_bound(a, l);
+		if (b) {
+			b->keep = true;
+			continue;
+		}
+		if (a->nbound >= BOUND_LISTENERS_MAX) {
+			snprintf(err, errlen, "listener %s: more than %d bound listeners", l->name,
+				 BOUND_LISTENERS_MAX);
+			bound_abort(a);
+			return -ENOSPC;
+		}
+		fd = sock_listen(&l->addr, l->port, 4096);
+		grown = fd >= 0 ? realloc(a->bound, (size_t)(a->nbound + 1) * sizeof(*grown))
+				: NULL;
+		if (fd < 0 || !grown) {
+			snprintf(err, errlen, "listener %s: cannot listen on %s:%u: %s", l->name,
+				 addr_fmt(&l->addr, addr, sizeof(addr)), l->port,
+				 strerror(fd < 0 ? -fd : ENOMEM));
+			if (fd >= 0)
+				close(fd);
+			bound_abort(a);
+			return fd < 0 ? fd : -ENOMEM;
+		}
+		a->bound = grown;
+		b = &a->bound[a->nbound++];
+		memset(b, 0, sizeof(*b));
+		snprintf(b->name, sizeof(b->name), "%s", l->name);
+		b->addr = l->addr;
+		b->port = l->port;
+		b->fd = fd;
+		b->keep = true;
+	}
+	return 0;
+}
+
+/* Step 2, once the snapshot is published: new sockets start being served, and listeners the
+ * snapshot no longer has stop accepting; their open connections finish (proxy drain). */
+static int bound_commit(struct agent *a)
 {
 	struct proxy_workload_desc d = {.name = "shuntd", .sockmap = false};
+	char addr[ADDR_STRLEN];
 	__u64 cookie = 0;
-	int n = 0, err = 0;
+	int n = 0, rc = 0;
 
 	netns_cookie_current(&cookie);
-	for (uint32_t i = 0; i <= s->nlisteners; i++) {
-		const struct px_listener *l = i < s->nlisteners ? &s->listeners[i] : NULL;
+	for (int i = 0; i < a->nbound; i++) {
+		struct bound_listener *b = &a->bound[i];
 
-		if (l && (!l->bind_to_port || l->use_original_dst ||
-			  l->port == SHUNT_PORT_OUTBOUND || l->port == SHUNT_PORT_INBOUND))
+		if (!b->keep) {
+			pr_info("listener %s: no longer in the config, draining %s:%u", b->name,
+				addr_fmt(&b->addr, addr, sizeof(addr)), b->port);
+			proxy_workload_remove(a->proxy, b->w);
 			continue;
-		if (l) {
-			char addr[ADDR_STRLEN];
-			int fd = sock_listen(&l->addr, l->port, 4096);
-
-			if (fd < 0) {
-				fatal_line("listener %s: cannot listen on %s:%u: %s", l->name,
-					   addr_fmt(&l->addr, addr, sizeof(addr)), l->port,
-					   strerror(-fd));
-				err = fd;
-				break;
-			}
-			if (n == 0)
-				for (int k = 0; k < PROXY_WORKLOAD_MAX_LISTENERS; k++)
-					d.listen_fds[k] = -1;
-			d.listen_fds[n] = fd;
-			d.kinds[n++] = PROXY_LISTENER_BOUND;
-			pr_info("listener %s: listening on %s:%u", l->name,
-				addr_fmt(&l->addr, addr, sizeof(addr)), l->port);
 		}
-		if (n == PROXY_WORKLOAD_MAX_LISTENERS || (!l && n)) {
-			struct proxy_workload **grown =
-				realloc(a->bound, (size_t)(a->nbound + 1) * sizeof(*grown));
-
-			d.netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (!b->w) {
+			for (int k = 0; k < PROXY_WORKLOAD_MAX_LISTENERS; k++)
+				d.listen_fds[k] = -1;
+			d.listen_fds[0] = b->fd;
+			d.kinds[0] = PROXY_LISTENER_BOUND;
 			d.netns_cookie = cookie;
-			if (!grown || d.netns_fd < 0) {
-				for (int k = 0; k < n; k++)
-					close(d.listen_fds[k]);
-				if (d.netns_fd >= 0)
-					close(d.netns_fd);
-				a->bound = grown ? grown : a->bound;
-				err = -ENOMEM;
-				n = 0;
-				break;
+			d.netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+			b->w = d.netns_fd >= 0 ? proxy_workload_add(a->proxy, &d) : NULL;
+			if (d.netns_fd >= 0)
+				close(d.netns_fd);
+			else
+				close(b->fd);
+			b->fd = -1;
+			if (!b->w) {
+				pr_warn("listener %s: cannot serve %s:%u: %s", b->name,
+					addr_fmt(&b->addr, addr, sizeof(addr)), b->port,
+					strerror(errno));
+				rc = -EIO;
+				continue;
 			}
-			a->bound = grown;
-			a->bound[a->nbound] = proxy_workload_add(a->proxy, &d);
-			close(d.netns_fd);
-			if (!a->bound[a->nbound]) {
-				err = -errno;
-				n = 0; /* the proxy closed them */
-				fatal_line("cannot serve the config's listeners: %s",
-					   strerror(-err));
-				break;
-			}
-			a->nbound++;
-			n = 0;
+			pr_info("listener %s: listening on %s:%u", b->name,
+				addr_fmt(&b->addr, addr, sizeof(addr)), b->port);
 		}
+		a->bound[n++] = *b;
 	}
-	if (err)
-		for (int k = 0; k < n; k++)
-			close(d.listen_fds[k]);
-	return err;
+	a->nbound = n;
+	return rc;
 }
 
 /* ---- admin API ------------------------------------------------------------------------------ */
@@ -649,6 +749,29 @@ static void xds_prometheus(struct agent *a, struct strbuf *sb)
 		    "# HELP shunt_xds_connected 1 while the ADS stream is open\n"
 		    "# TYPE shunt_xds_connected gauge\nshunt_xds_connected %d\n",
 		    st->connected ? 1 : 0);
+	/* A refused TLS handshake (wrong CA, name, no ALPN h2) never opens a stream: counted here. */
+	strbuf_addf(sb,
+		    "# HELP shunt_xds_connect_failures_total ADS connection attempts that never "
+		    "opened a stream (TCP, TLS or HTTP/2)\n"
+		    "# TYPE shunt_xds_connect_failures_total counter\n"
+		    "shunt_xds_connect_failures_total %llu\n"
+		    "# HELP shunt_xds_connects_total ADS streams opened\n"
+		    "# TYPE shunt_xds_connects_total counter\nshunt_xds_connects_total %llu\n",
+		    (unsigned long long)st->connect_failures, (unsigned long long)st->connects);
+	strbuf_addf(
+		sb,
+		"# HELP shunt_xds_apply_seconds time to translate and publish the last accepted "
+		"update, datapath writes included\n"
+		"# TYPE shunt_xds_apply_seconds gauge\nshunt_xds_apply_seconds %.6f\n"
+		"# HELP shunt_xds_apply_max_seconds the longest apply so far\n"
+		"# TYPE shunt_xds_apply_max_seconds gauge\nshunt_xds_apply_max_seconds %.6f\n"
+		"# HELP shunt_xds_apply_seconds_total time spent applying updates\n"
+		"# TYPE shunt_xds_apply_seconds_total counter\n"
+		"shunt_xds_apply_seconds_total %.6f\n"
+		"# HELP shunt_xds_applies_total updates applied\n"
+		"# TYPE shunt_xds_applies_total counter\nshunt_xds_applies_total %llu\n",
+		(double)a->apply_last_us / 1e6, (double)a->apply_max_us / 1e6,
+		(double)a->apply_sum_us / 1e6, (unsigned long long)a->applies);
 	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
 		strbuf_addf(sb, "# HELP shunt_%s %s\n# TYPE shunt_%s %s\n", fams[f][0], fams[f][2],
 			    fams[f][0], fams[f][1]);
@@ -1010,7 +1133,7 @@ static void teardown(struct agent *a)
 		ads_free(a->ads);
 	a->ads = NULL;
 	for (int i = 0; i < a->nbound; i++)
-		proxy_workload_remove(a->proxy, a->bound[i]);
+		proxy_workload_remove(a->proxy, a->bound[i].w);
 	free(a->bound);
 	a->bound = NULL;
 	a->nbound = 0;
@@ -1122,9 +1245,17 @@ int agent_run(const struct agent_opts *o)
 		goto fail;
 	}
 	if (a.snap) {
-		if (open_bound_listeners(&a, a.snap))
+		char why[512];
+
+		if (bound_prepare(&a, a.snap, why, sizeof(why))) {
+			fatal_line("%s", why);
 			goto fail;
+		}
 		proxy_config_set(a.proxy, a.snap);
+		if (bound_commit(&a)) {
+			fatal_line("cannot serve the config's listeners");
+			goto fail;
+		}
 		a.snap = NULL;
 	}
 

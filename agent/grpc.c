@@ -6,6 +6,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,7 @@
 
 enum grpc_state {
 	GC_CONNECTING,
+	GC_HANDSHAKE, /* TCP connected, TLS handshake under way */
 	GC_OPEN,
 	GC_CLOSED
 };
@@ -30,6 +35,8 @@ enum grpc_state {
 struct grpc_client {
 	int fd;
 	enum grpc_state state;
+	SSL *ssl;	     /* NULL: h2c */
+	bool ssl_want_write; /* the last SSL call wants the socket writable */
 	nghttp2_session *h2;
 	int32_t stream_id;
 	struct grpc_callbacks cb;
@@ -168,19 +175,82 @@ static ssize_t read_out(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t le
 	return (ssize_t)len;
 }
 
+/* ---- transport: plain socket or TLS ----------------------------------------------------------- */
+
+/* One line for the last OpenSSL error (the queue is cleared). */
+static const char *ssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (!e)
+		snprintf(buf, len, "%s", "no detail");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+	return buf;
+}
+
+/* >0 bytes, 0 closed, -EAGAIN, or another -errno with c failed. */
+static ssize_t t_recv(struct grpc_client *c, uint8_t *buf, size_t len)
+{
+	char why[160];
+	int n, e;
+
+	if (!c->ssl) {
+		ssize_t r = recv(c->fd, buf, len, 0);
+
+		return r < 0 ? (errno == EINTR ? -EAGAIN : -errno) : r;
+	}
+	n = SSL_read(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, n);
+	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+		return errno ? -errno : 0;
+	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: %s", ssl_reason(why, sizeof(why)));
+	return -EPROTO;
+}
+
+static ssize_t t_send(struct grpc_client *c, const void *buf, size_t len)
+{
+	char why[160];
+	int n, e;
+
+	if (!c->ssl) {
+		ssize_t r = send(c->fd, buf, len, MSG_NOSIGNAL);
+
+		return r < 0 ? (errno == EINTR ? -EAGAIN : -errno) : r;
+	}
+	n = SSL_write(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, n);
+	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+		return errno ? -errno : -EPIPE;
+	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: %s", ssl_reason(why, sizeof(why)));
+	return -EPROTO;
+}
+
 /* ---- I/O ------------------------------------------------------------------------------------- */
 
 static void flush(struct grpc_client *c)
 {
 	for (;;) {
 		if (c->woff < c->wbuf.len) {
-			ssize_t n = send(c->fd, c->wbuf.buf + c->woff, c->wbuf.len - c->woff,
-					 MSG_NOSIGNAL);
+			ssize_t n = t_send(c, c->wbuf.buf + c->woff, c->wbuf.len - c->woff);
 
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			if (n == -EAGAIN)
 				return;
 			if (n < 0) {
-				fail(c, GRPC_STATUS_UNAVAILABLE, "send: %s", strerror(errno));
+				fail(c, GRPC_STATUS_UNAVAILABLE, "send: %s", strerror((int)-n));
 				return;
 			}
 			c->woff += (size_t)n;
@@ -251,6 +321,46 @@ static void report_close(struct grpc_client *c)
 	/* c may be freed now. */
 }
 
+static void stream_up(struct grpc_client *c);
+
+/* Drives the TLS handshake; the chain and the name were checked by OpenSSL (SSL_set1_host),
+ * and the server must agree to h2 over ALPN, as gRPC requires. */
+static void handshake(struct grpc_client *c)
+{
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
+	char why[160];
+	int n = SSL_connect(c->ssl), e;
+
+	if (n == 1) {
+		SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+		if (alpn_len != 2 || memcmp(alpn, "h2", 2)) {
+			fail(c, GRPC_STATUS_UNAVAILABLE,
+			     "TLS: the server did not agree to ALPN \"h2\"");
+			return;
+		}
+		c->ssl_want_write = false;
+		stream_up(c);
+		return;
+	}
+	e = SSL_get_error(c->ssl, n);
+	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return;
+	if (SSL_get_verify_result(c->ssl) != X509_V_OK) {
+		fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: certificate verify failed: %s",
+		     X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+		ERR_clear_error();
+		return;
+	}
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
+		fail(c, GRPC_STATUS_UNAVAILABLE, "TLS handshake: %s",
+		     errno ? strerror(errno) : "connection closed by the server");
+		return;
+	}
+	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS handshake: %s", ssl_reason(why, sizeof(why)));
+}
+
 static void connected(struct grpc_client *c)
 {
 	int err = 0, one = 1;
@@ -261,6 +371,17 @@ static void connected(struct grpc_client *c)
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->ssl) {
+		c->state = GC_HANDSHAKE;
+		handshake(c);
+		return;
+	}
+	stream_up(c);
+}
+
+/* The transport is ready (TCP, or TLS with h2 agreed): HTTP/2 and the stream start. */
+static void stream_up(struct grpc_client *c)
+{
 	if (open_stream(c)) {
 		fail(c, GRPC_STATUS_INTERNAL, "cannot start the HTTP/2 session");
 		return;
@@ -282,17 +403,25 @@ void grpc_client_io(struct grpc_client *c, uint32_t events)
 		report_close(c);
 		return;
 	}
+	if (c->state == GC_HANDSHAKE) {
+		handshake(c);
+		if (c->state != GC_OPEN || c->close_pending) {
+			report_close(c);
+			return;
+		}
+		events |= EPOLLIN; /* the handshake may have read application data already */
+	}
 	if (c->state != GC_OPEN)
 		return;
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 		for (;;) {
-			ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+			ssize_t n = t_recv(c, buf, sizeof(buf));
 
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			if (n == -EAGAIN)
 				break;
 			if (n <= 0) {
 				fail(c, GRPC_STATUS_UNAVAILABLE, "connection %s",
-				     n ? strerror(errno) : "closed by the server");
+				     n ? strerror((int)-n) : "closed by the server");
 				break;
 			}
 			ssize_t used = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
@@ -350,7 +479,8 @@ int grpc_client_tick(struct grpc_client *c, uint64_t now_ms)
 	c->now = now_ms;
 	if (c->state == GC_CONNECTING && c->connect_deadline == UINT64_MAX)
 		c->connect_deadline = now_ms + GRPC_CONNECT_TIMEOUT_MS;
-	if (c->state == GC_CONNECTING && now_ms >= c->connect_deadline)
+	if ((c->state == GC_CONNECTING || c->state == GC_HANDSHAKE) &&
+	    now_ms >= c->connect_deadline)
 		fail(c, GRPC_STATUS_UNAVAILABLE, "connect timed out after %d ms",
 		     GRPC_CONNECT_TIMEOUT_MS);
 	if (c->state == GC_OPEN && c->ping_deadline && now_ms >= c->ping_deadline)
@@ -381,10 +511,32 @@ uint32_t grpc_client_want(const struct grpc_client *c)
 {
 	if (c->state == GC_CONNECTING)
 		return EPOLLOUT;
+	if (c->state == GC_HANDSHAKE)
+		return c->ssl_want_write ? EPOLLOUT : EPOLLIN;
 	if (c->state != GC_OPEN)
 		return 0;
 	return EPOLLIN |
-	       (c->woff < c->wbuf.len || nghttp2_session_want_write(c->h2) ? EPOLLOUT : 0);
+	       (c->ssl_want_write || c->woff < c->wbuf.len || nghttp2_session_want_write(c->h2)
+			? EPOLLOUT
+			: 0);
+}
+
+static int tls_setup(struct grpc_client *c, const struct grpc_client_opts *o)
+{
+	static const unsigned char h2[] = {2, 'h', '2'};
+	const char *name = o->sni && *o->sni ? o->sni : o->host;
+
+	c->ssl = SSL_new(o->tls);
+	if (!c->ssl)
+		return -ENOMEM;
+	/* The server's certificate must name the SNI host (DNS SAN, or IP SAN for a literal). */
+	if (!SSL_set_fd(c->ssl, c->fd) || SSL_set_alpn_protos(c->ssl, h2, sizeof(h2)) ||
+	    !SSL_set1_host(c->ssl, name))
+		return -ENOMEM;
+	if (!strchr(name, ':') && strspn(name, "0123456789.") != strlen(name))
+		SSL_set_tlsext_host_name(c->ssl, name);
+	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
 }
 
 int grpc_client_start(struct grpc_client **out, const struct grpc_client_opts *o,
@@ -428,6 +580,13 @@ int grpc_client_start(struct grpc_client **out, const struct grpc_client_opts *o
 		return rc;
 	}
 	freeaddrinfo(ai);
+	if (o->tls) {
+		rc = tls_setup(c, o);
+		if (rc) {
+			grpc_client_free(c);
+			return rc;
+		}
+	}
 	c->state = GC_CONNECTING;
 	c->connect_deadline = UINT64_MAX; /* armed by the first tick */
 	*out = c;
@@ -440,10 +599,97 @@ void grpc_client_free(struct grpc_client *c)
 		return;
 	if (c->h2)
 		nghttp2_session_del(c->h2);
+	if (c->ssl)
+		SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
 	grpc_decoder_free(&c->dec);
 	strbuf_release(&c->out);
 	strbuf_release(&c->wbuf);
 	free(c);
+}
+
+/* ---- TLS context ---------------------------------------------------------------------------- */
+
+static int tls_err(char *err, size_t errlen, const char *what)
+{
+	char why[160];
+
+	snprintf(err, errlen, "%s: %s", what, ssl_reason(why, sizeof(why)));
+	return -EINVAL;
+}
+
+/* PEM certificates from memory into the store. */
+static int add_ca_pem(SSL_CTX *ctx, const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	int n = 0;
+
+	if (!b)
+		return -ENOMEM;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x))
+			n++;
+		X509_free(x);
+	}
+	BIO_free(b);
+	ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
+	return n ? 0 : -EINVAL;
+}
+
+static int use_pem_pair(SSL_CTX *ctx, const char *cert_pem, const char *key_pem)
+{
+	BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	int ok = x && k && SSL_CTX_use_certificate(ctx, x) && SSL_CTX_use_PrivateKey(ctx, k);
+
+	X509_free(x);
+	EVP_PKEY_free(k);
+	BIO_free(cb);
+	BIO_free(kb);
+	return ok ? 0 : -EINVAL;
+}
+
+struct ssl_ctx_st *grpc_tls_ctx_new(const struct grpc_tls_opts *t, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (!ctx) {
+		tls_err(err, errlen, "cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (t->ca_file ? SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1
+		       : !t->ca_pem || add_ca_pem(ctx, t->ca_pem)) {
+		if (t->ca_file)
+			tls_err(err, errlen, t->ca_file);
+		else
+			snprintf(err, errlen, "no PEM certificate in the inline trusted CA");
+		goto fail;
+	}
+	if (t->cert_file || t->key_file) {
+		if (!t->cert_file || !t->key_file ||
+		    SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
+			tls_err(err, errlen, "client certificate or key");
+			goto fail;
+		}
+	} else if (t->cert_pem || t->key_pem) {
+		if (!t->cert_pem || !t->key_pem || use_pem_pair(ctx, t->cert_pem, t->key_pem)) {
+			tls_err(err, errlen, "inline client certificate or key");
+			goto fail;
+		}
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+void grpc_tls_ctx_free(struct ssl_ctx_st *ctx)
+{
+	SSL_CTX_free(ctx);
 }

@@ -37,7 +37,21 @@ struct grpc_client_opts {
 	uint32_t max_message;	  /* 0: GRPC_MAX_MESSAGE_DEF */
 	uint32_t keepalive_ms;	  /* 0: GRPC_KEEPALIVE_MS_DEF */
 	uint32_t ping_timeout_ms; /* 0: GRPC_PING_TIMEOUT_MS */
+	/* TLS (1.2/1.3, ALPN "h2" required) when set: an SSL_CTX holding the trusted CAs and any
+	 * client certificate (grpc_tls_ctx_new); the caller keeps it alive past the client. */
+	struct ssl_ctx_st *tls;
+	const char *sni; /* the name sent and verified; host if NULL */
 };
+
+struct grpc_tls_opts {
+	const char *ca_file, *ca_pem;	  /* one of them: trusted CAs */
+	const char *cert_file, *cert_pem; /* optional client certificate ... */
+	const char *key_file, *key_pem;	  /* ... and its key */
+};
+
+/* An SSL_CTX for grpc_client_opts.tls; NULL with a one-line reason in err. */
+struct ssl_ctx_st *grpc_tls_ctx_new(const struct grpc_tls_opts *t, char *err, size_t errlen);
+void grpc_tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /* Starts a non-blocking connect. 0 or -errno (bad options, resolution or socket failure). */
 int grpc_client_start(struct grpc_client **out, const struct grpc_client_opts *o,

@@ -1,5 +1,6 @@
 /* Builds the proxy's config snapshot from the active xDS resources (see xds_snapshot.h). */
 #include "agent/xds_snapshot.h"
+#include "agent/bootstrap.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1462,6 +1463,13 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 	return rc;
 }
 
+static bool is_ads_cluster(const struct sctx *x, const char *name)
+{
+	const char *ads = bootstrap_ads_cluster(x->cfg);
+
+	return ads && name && !strcmp(ads, name);
+}
+
 /* The addresses the agent's resolver knows for the cluster's names become endpoints, with the
  * port, weight, priority and locality their lb_endpoint gave; LOGICAL_DNS takes the first one. */
 static int resolved_endpoints(struct sctx *x, struct px_cluster *c)
@@ -1583,7 +1591,8 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return serr(x, "load_balancing_policy is not supported");
 	if (in->lb_subset_config && in->lb_subset_config->n_subset_selectors)
 		return serr(x, "lb_subset_config is not supported");
-	if (in->transport_socket) {
+	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
+	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");
 
 		rc = raw_buffer_only(x, in->transport_socket);

@@ -5,6 +5,8 @@
                                                     prints "GRPC_PORT CONTROL_PORT", serves; the
                                                     resources set are kept in STATE_FILE, so a
                                                     restarted server serves the same versions
+                                                    (TLS when XDS_TLS_CERT and XDS_TLS_KEY name
+                                                    PEM files)
   xds_server.py ctl CONTROL_PORT COMMAND...         sends one command, prints the answer
 
 Message classes come from the descriptor set protoc wrote for the fetched Envoy protos
@@ -24,6 +26,7 @@ Control commands (one line each, answered with one JSON line):
   touch TYPE NAME VERSION   gives one resource a new version (and the type that version)
 """
 import json
+import os
 import queue
 import socket
 import sys
@@ -358,7 +361,13 @@ def serve(descriptor_set, port, state_file):
         {"StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(srv.handler(False)),
          "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(srv.handler(True))})
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:%s" % port)
+    cert, key = os.environ.get("XDS_TLS_CERT"), os.environ.get("XDS_TLS_KEY")
+    if cert:
+        # gRPC's own TLS (ALPN h2): what shuntd's control-plane client must verify.
+        creds = grpc.ssl_server_credentials([(open(key, "rb").read(), open(cert, "rb").read())])
+        port = server.add_secure_port("127.0.0.1:%s" % port, creds)
+    else:
+        port = server.add_insecure_port("127.0.0.1:%s" % port)
     lst = socket.socket()
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind(("127.0.0.1", 0))

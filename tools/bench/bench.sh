@@ -439,6 +439,8 @@ measure_xds() {
 	line=$(grep "snapshot [0-9]* active: .* $want" "$H_DIR/shuntd-xds.log" | head -1)
 	t1=$(date -u -d "${line%% *}" +%s%3N)
 	rec "$c" xds_apply_ms "$(awk -v a="$t1" -v b="$pushed" 'BEGIN { printf "%.0f", a - b * 1000 }')"
+	# shuntd's own share: translation, the swap and the datapath's writes (its log line).
+	[[ $line =~ applied\ in\ ([0-9.]+)\ ms ]] && rec "$c" xds_shuntd_apply_ms "${BASH_REMATCH[1]}"
 	rec "$c" xds_rss_kb "$(rss_kb "$PROXY_PID")"
 }
 

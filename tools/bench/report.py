@@ -53,6 +53,7 @@ MEASURES = collections.OrderedDict([
     ("rss_per_10k_idle_kb", ("KiB", False)),
     ("idle_conns_opened", ("conns", True)),
     ("xds_apply_ms", ("ms from push to snapshot active", False)),
+    ("xds_shuntd_apply_ms", ("ms of that in shuntd's apply (translate, publish, maps)", False)),
     ("xds_rss_before_kb", ("KiB", False)),
     ("xds_rss_kb", ("KiB", False)),
 ])
