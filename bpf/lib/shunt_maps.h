@@ -72,9 +72,9 @@ struct shunt_pod {
  * generation; connect4/6 pick slot (random % count) of the generation the service entry names. */
 struct shunt_svc_key {
 	struct shunt_addr vip;
-	__u16 port;   /* host byte order */
-	__u8 proto;   /* IPPROTO_TCP */
-	__u8 family;  /* AF_INET or AF_INET6 of the VIP as written in the config */
+	__u16 port;  /* host byte order */
+	__u8 proto;  /* IPPROTO_TCP */
+	__u8 family; /* AF_INET or AF_INET6 of the VIP as written in the config */
 };
 
 #define SHUNT_SVC_F_KERNEL_LB (1u << 0) /* L4-only: connect4/6 pick the backend themselves */
@@ -117,9 +117,9 @@ struct shunt_svc_backend {
 	X(MSG_BYTES, "msg_bytes", "bytes redirected by sk_msg")                                    \
 	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")       \
 	X(MSG_FALLBACK_STICKY, "msg_fallback_sticky", "sk_msg: sender stays on TCP (order kept)")  \
-	X(LB_HIT, "lb_hit", "connects to a kernel-LB service sent straight to a backend")        \
-	X(LB_NO_BACKEND, "lb_no_backend", "kernel-LB service with no backend: proxy path")        \
-	X(LB_SLOT_MISS, "lb_slot_miss", "kernel-LB slot missing (should not happen): proxy path") \
+	X(LB_HIT, "lb_hit", "connects to a kernel-LB service sent straight to a backend")          \
+	X(LB_NO_BACKEND, "lb_no_backend", "kernel-LB service with no backend: proxy path")         \
+	X(LB_SLOT_MISS, "lb_slot_miss", "kernel-LB slot missing (should not happen): proxy path")  \
 	X(LB_FAMILY, "lb_family", "IPv6 backend for an IPv4 socket: proxy path")                   \
 	X(ORIGDST_ANSWERED, "origdst_answered", "SO_ORIGINAL_DST answered from the maps")          \
 	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                   \
