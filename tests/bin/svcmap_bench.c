@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 
 	if (n == 0 || n > SHUNT_MAX_SERVICES || nb == 0 || nb > SHUNT_SVC_MAX_SLOTS ||
 	    2 * n * nb > SHUNT_MAX_SVC_SLOTS) {
-		fprintf(stderr, "svcmap_bench: SERVICES 1..%u, BACKENDS 1..%u, 2xSxB <= %u\n",
+		fprintf(stderr, "svcmap_bench: SERVICES 1..%d, BACKENDS 1..%d, 2xSxB <= %d\n",
 			SHUNT_MAX_SERVICES, SHUNT_SVC_MAX_SLOTS, SHUNT_MAX_SVC_SLOTS);
 		return 2;
 	}
