@@ -205,6 +205,10 @@ struct svcmap_entry *svcmap_desired(const struct px_snapshot *s, size_t *n, uint
 		svcmap_entries_free(d.e, d.n);
 		return NULL;
 	}
+	if (!d.e) /* no services: a valid empty list (and qsort may not see a NULL) */
+		d.e = malloc(1);
+	if (!d.e)
+		return NULL;
 	qsort(d.e, d.n, sizeof(*d.e), key_cmp);
 	/* The first chain that names a VIP:port wins, as it would for the proxy's matcher. */
 	for (size_t i = 0; i < d.n; i++) {
@@ -217,8 +221,6 @@ struct svcmap_entry *svcmap_desired(const struct px_snapshot *s, size_t *n, uint
 	*n = w;
 	if (truncated)
 		*truncated = d.truncated;
-	if (!d.e) /* no services: a valid empty list */
-		d.e = malloc(1);
 	return d.e;
 }
 

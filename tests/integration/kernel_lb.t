@@ -99,5 +99,97 @@ out=$(connects b 10.96.0.10 8080 20)
 is "$(awk '{print $2, $3}' <<<"$out" | sed 's/:[0-9]*$//' | sort -u)" "B peer=10.96.0.10" \
 	"a non-enrolled netns: connects to the VIP are not balanced"
 
+# shuntd dies: the pinned programs and maps keep balancing, and shuntctl reads the pins.
+kill -9 "$H_SHUNTD_PID"
+wait "$H_SHUNTD_PID" 2>/dev/null
+H_SHUNTD_PID=
+like "$(h_ctl services)" "10\\.96\\.0\\.10:8080 .* yes" "shuntd down: shuntctl services still lists the service"
+out=$(connects a 10.96.0.10 8080 20)
+is "$(awk '{print $2}' <<<"$out" | sort -u | paste -sd,)" "B,C" "shuntd down: the kernel LB still balances"
+h_shuntd --config "$H_DIR/lb.yaml" || { echo "Bail out! shuntd did not restart"; exit 1; }
+like "$(h_ctl services -o json | jq -r '.[] | select(.service=="10.96.0.10:8080") | "\(.generation) \(.backends | length)"')" \
+	"^1 2$" "a restarted shuntd rewrites the services"
+h_ctl unenroll --pid "$(h_pause b)" >/dev/null
+h_ctl unenroll --pid "$(h_pause c)" >/dev/null
+h_exec b ip addr del 10.96.0.10/32 dev lo
+h_shuntd_stop
+is "$?" "0" "shuntd stops cleanly"
+like "$(h_ctl services 2>&1)" "shuntd|pinned|No such file|not" "after a clean stop the service maps are gone with the other pins"
+
+# ---- ADS: EDS moves the backends; no connect fails while it does; removal -----------------
+DESC=build/xds/closure.pb
+[ -f "$DESC" ] || { echo "Bail out! run make (needs $DESC)"; exit 1; }
+: >"$H_DIR/ports"
+$PY tests/lib/xds_server.py serve "$DESC" 0 "$H_DIR/state" >"$H_DIR/ports" 2>>"$H_DIR/server.err" &
+H_PIDS+=("$!")
+h_wait_for 5 test -s "$H_DIR/ports"
+read -r GPORT CPORT <"$H_DIR/ports"
+ctl() { $PY tests/lib/xds_server.py ctl "$CPORT" "$@" >/dev/null; }
+TCP='"@type":"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"'
+virtual() { # NAME PORT CLUSTER
+	printf '{"name":"%s","address":{"socket_address":{"address":"0.0.0.0","port_value":%s}},"use_original_dst":true,"default_filter_chain":{"filters":[{"name":"envoy.filters.network.tcp_proxy","typed_config":{%s,"stat_prefix":"%s","cluster":"%s"}}]}}' "$1" "$2" "$TCP" "$3" "$3"
+}
+svc_listener() { # TARGET: "cluster":"echo" or "weighted_clusters":{...}
+	printf '{"name":"10.96.0.10_8080","address":{"socket_address":{"address":"10.96.0.10","port_value":8080}},"bind_to_port":false,"filter_chains":[{"filters":[{"name":"envoy.filters.network.tcp_proxy","typed_config":{%s,"stat_prefix":"echo",%s}}]}]}' "$TCP" "$1"
+}
+orig_dst() { printf '{"name":"%s","type":"ORIGINAL_DST","lb_policy":"CLUSTER_PROVIDED"%s}' "$1" "$2"; }
+eds() { # ADDR...
+	local eps="" a
+	for a in "$@"; do eps="$eps${eps:+,}{\"endpoint\":{\"address\":{\"socket_address\":{\"address\":\"$a\",\"port_value\":8080}}}}"; done
+	printf '[{"cluster_name":"echo","endpoints":[{"lb_endpoints":[%s]}]}]' "$eps"
+}
+VIRT="$(virtual virtualOutbound 15001 PassthroughCluster),$(virtual virtualInbound 15006 InboundPassthroughCluster)"
+ctl set cds 1 "[$(orig_dst PassthroughCluster ''),$(orig_dst InboundPassthroughCluster ',"upstream_bind_config":{"source_address":{"address":"127.0.0.6","port_value":0}}'),{\"name\":\"echo\",\"type\":\"EDS\",\"eds_cluster_config\":{\"eds_config\":{\"ads\":{}}}}]"
+ctl set eds 1 "$(eds "$B")"
+ctl set lds 1 "[$VIRT,$(svc_listener '"cluster":"echo"')]"
+cat >"$H_DIR/boot.json" <<EOB
+{"node": {"id": "sidecar~10.77.0.2~a.default~default.svc.cluster.local", "cluster": "a.default"},
+ "dynamic_resources": {"lds_config": {"ads": {}}, "cds_config": {"ads": {}},
+   "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+     "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
+ "static_resources": {"clusters": [{"name": "xds", "type": "STATIC", "connect_timeout": "1s",
+   "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint":
+     {"address": {"socket_address": {"address": "127.0.0.1", "port_value": $GPORT}}}}]}]}}]}}
+EOB
+h_shuntd --config "$H_DIR/boot.json" || { echo "Bail out! shuntd did not start"; exit 1; }
+h_wait_for 10 grep -q "xds: initial fetch complete" "$H_DIR/shuntd.log"
+h_ctl unenroll --pid "$(h_pause b)" >/dev/null
+h_ctl unenroll --pid "$(h_pause c)" >/dev/null
+svc_of() { h_ctl services -o json | jq -r '.[] | select(.service=="10.96.0.10:8080") | "\(.generation) \(.kernel_lb) \(.backends | map(.address) | sort | join(","))"'; }
+h_wait_for 5 sh -c "$H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf services | grep -q 10.96.0.10"
+is "$(svc_of)" "1 true $B:8080" "ADS: the service from LDS+EDS is in the maps, generation 1, backend B"
+out=$(connects a 10.96.0.10 8080 30)
+is "$(awk '{print $2}' <<<"$out" | sort -u)" "B" "ADS: connects go to B only"
+
+# Repeated EDS changes while a bounded loop of connects runs: none may fail.
+connects a 10.96.0.10 8080 600 >"$H_DIR/loop.out" &
+loop=$!
+v=2
+for set in "$C" "$B $C" "$B" "$C" "$B $C" "$C" "$B" "$B $C" "$C"; do
+	# shellcheck disable=SC2086
+	ctl set eds "$v" "$(eds $set)"
+	v=$((v + 1))
+	sleep 0.2
+done
+wait "$loop"
+is "$(grep -c . "$H_DIR/loop.out")/$(grep -c FAIL "$H_DIR/loop.out")" "600/0" \
+	"ADS: 600 connects during 9 EDS updates: none fails (generation protocol)"
+h_wait_for 5 sh -c "$H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf services | grep -q ' 10 .* yes $C:8080\$'"
+is "$(svc_of)" "10 true $C:8080" "ADS: after the last update (C only): generation 10"
+out=$(connects a 10.96.0.10 8080 30)
+is "$(awk '{print $2}' <<<"$out" | sort -u)" "C" "ADS: new connects follow EDS to C"
+diag "$(grep -c 'services:' "$H_DIR/shuntd.log") applies; last: $(grep 'services:' "$H_DIR/shuntd.log" | tail -1 | sed 's/.*services: //')"
+
+# The service leaves the kernel LB (a weighted tcp_proxy is not L4-only): the proxy serves it.
+hits0=$(lb_hits)
+cx0=$(proxy_cx)
+ctl set lds 2 "[$VIRT,$(svc_listener '"weighted_clusters":{"clusters":[{"name":"echo","weight":1}]}')]"
+h_wait_for 5 sh -c "! $H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf services | grep -q 10.96.0.10"
+is "$(svc_of)" "" "ADS: the service is removed from the maps"
+out=$(connects a 10.96.0.10 8080 20)
+is "$(grep -c FAIL <<<"$out")/$(awk '{print $2}' <<<"$out" | sort -u)" "0/C" "ADS: connects to the VIP still reach C"
+is "$(lb_hits)" "$hits0" "ADS: not by the kernel LB"
+cmp_ok "$(proxy_cx)" -ge "$((cx0 + 20))" "ADS: but through the proxy"
+
 h_shuntd_stop
 done_testing
