@@ -57,4 +57,32 @@ h_shuntd_stop
 tail -1 "$H_DIR/shuntd.log" | sed 's/^[^ ]* //'
 h_ctl status | head -3
 echo "who the server in b sees calling now:   $(h_exec a socat -t2 - "TCP:$B:8081" </dev/null)"
+
+step "L7: shuntd --config deploy/examples/demo-l7.yaml (a service VIP that exists nowhere)"
+for v in v1 v2; do
+	mkdir -p "$H_DIR/$v"
+	echo "reviews $v" >"$H_DIR/$v/index.html"
+done
+h_bg b /usr/bin/python3 -m http.server 8001 --directory "$H_DIR/v1" 2>>"$H_DIR/http.log"
+h_bg b /usr/bin/python3 -m http.server 8002 --directory "$H_DIR/v2" 2>>"$H_DIR/http.log"
+h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 '"
+sed "s/@B@/$B/" deploy/examples/demo-l7.yaml >"$H_DIR/demo-l7.yaml"
+: >"$H_DIR/access.log"
+h_shuntd --config "$H_DIR/demo-l7.yaml"
+VIP=http://10.96.0.10:9080
+echo "20 requests to $VIP/ (weighted 80/20): $(for _ in $(seq 20); do
+	h_exec a curl -s "$VIP/"
+done | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+printf 'with x-version: v2 -> %s' "$(h_exec a curl -s -H 'x-version: v2' "$VIP/")"
+echo
+printf '%s/health (direct response) -> %s' "$VIP" "$(h_exec a curl -s "$VIP/health")"
+echo
+echo "Host: nobody -> HTTP $(h_exec a curl -s -o /dev/null -w '%{http_code}' -H 'Host: nobody' "$VIP/")"
+step "Access log of the L7 requests: status, flags, route details, cluster, endpoint"
+grep '"GET /' "$H_DIR/access.log" | tail -4
+step "shuntctl config dump --type routes (Envoy's /config_dump), summarised"
+h_ctl config dump --type routes | jq -c '.configs[] | (.static_route_configs // [])[] |
+	.route_config.virtual_hosts[] | {vhost: .name, routes: [.routes[] | .match]}' 2>/dev/null ||
+	h_ctl config dump --type routes | head -20
+h_shuntd_stop >/dev/null
 step "Done; the harness removes the pods"

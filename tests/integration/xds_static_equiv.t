@@ -7,6 +7,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/pods.sh
+. tests/lib/xds.sh
 
 PY=/usr/bin/python3
 DESC=build/xds/closure.pb
@@ -66,15 +67,7 @@ for MODE in sotw delta; do
 	[ -n "${GPORT:-}" ] || { echo "Bail out! the xDS server did not start"; exit 1; }
 	$PY tests/lib/xds_server.py ctl "$CPORT" set cds 7 "$CLUSTERS" >/dev/null
 	$PY tests/lib/xds_server.py ctl "$CPORT" set lds 3 "$LISTENERS" >/dev/null
-	cat >"$H_DIR/ads.$MODE.json" <<EOB
-{"node": {"id": "sidecar~10.77.0.2~a.default~default.svc.cluster.local", "cluster": "a.default"},
- "dynamic_resources": {"lds_config": {"ads": {}}, "cds_config": {"ads": {}},
-   "ads_config": {"api_type": "$api", "transport_api_version": "V3",
-     "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
- "static_resources": {"clusters": [{"name": "xds", "type": "STATIC", "connect_timeout": "1s",
-   "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint":
-     {"address": {"socket_address": {"address": "127.0.0.1", "port_value": $GPORT}}}}]}]}}]}}
-EOB
+	xds_bootstrap "$api" "$GPORT" >"$H_DIR/ads.$MODE.json"
 	: >"$H_DIR/shuntd.log"
 	h_shuntd --config "$H_DIR/ads.$MODE.json" || { echo "Bail out! shuntd did not start"; exit 1; }
 	h_wait_for 10 grep -q "xds: initial fetch complete" "$H_DIR/shuntd.log" ||

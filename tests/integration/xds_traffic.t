@@ -9,6 +9,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/pods.sh
+. tests/lib/xds.sh
 
 PY=/usr/bin/python3
 DESC=build/xds/closure.pb
@@ -73,15 +74,7 @@ for MODE in sotw delta; do
 	ctl set eds 1 "[$(assignment reviews "$B" 8001)]" >/dev/null
 	ctl set lds 1 "$LISTENERS" >/dev/null
 	ctl set rds 1 "[$(route 9080 reviews)]" >/dev/null
-	cat >"$H_DIR/boot.$MODE.json" <<EOB
-{"node": {"id": "sidecar~10.77.0.2~a.default~default.svc.cluster.local", "cluster": "a.default"},
- "dynamic_resources": {"lds_config": {"ads": {}}, "cds_config": {"ads": {}},
-   "ads_config": {"api_type": "$api", "transport_api_version": "V3",
-     "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
- "static_resources": {"clusters": [{"name": "xds", "type": "STATIC", "connect_timeout": "1s",
-   "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint":
-     {"address": {"socket_address": {"address": "127.0.0.1", "port_value": $GPORT}}}}]}]}}]}}
-EOB
+	xds_bootstrap "$api" "$GPORT" >"$H_DIR/boot.$MODE.json"
 	APORT=$((20000 + RANDOM % 20000))
 	: >"$H_DIR/shuntd.log"
 	h_shuntd --config "$H_DIR/boot.$MODE.json" --admin-port "$APORT" --admin-address 127.0.0.1 ||

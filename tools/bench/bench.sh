@@ -9,6 +9,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/pods.sh
+. tests/lib/xds.sh
 
 [ "$(id -u)" -eq 0 ] || {
 	echo "make bench needs root (network namespaces, cgroups, BPF)" >&2
@@ -280,15 +281,7 @@ start_xds() { # API_TYPE
 		return 1
 	}
 	read -r XDS_GPORT XDS_CPORT <"$H_DIR/xds.ports"
-	cat >"$H_DIR/xds-boot.json" <<EOB
-{"node": {"id": "bench~scale", "cluster": "bench"},
- "dynamic_resources": {"lds_config": {"ads": {}}, "cds_config": {"ads": {}},
-   "ads_config": {"api_type": "$1", "transport_api_version": "V3",
-     "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
- "static_resources": {"clusters": [{"name": "xds", "type": "STATIC", "connect_timeout": "1s",
-   "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [{"endpoint":
-     {"address": {"socket_address": {"address": "127.0.0.1", "port_value": $XDS_GPORT}}}}]}]}}]}}
-EOB
+	xds_bootstrap "$1" "$XDS_GPORT" bench~scale bench >"$H_DIR/xds-boot.json"
 	h_bg p "$H_BIN/shuntd" --cgroup "$cg" --bpffs-dir "$H_DIR/xbpf" --run-dir "$H_DIR/xrun" \
 		--admin-port 0 --config "$H_DIR/xds-boot.json" "${SHUNTD_FLAGS[@]}" \
 		>>"$H_DIR/shuntd-xds.log" 2>&1
