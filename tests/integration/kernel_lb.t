@@ -114,7 +114,8 @@ h_ctl unenroll --pid "$(h_pause c)" >/dev/null
 h_exec b ip addr del 10.96.0.10/32 dev lo
 h_shuntd_stop
 is "$?" "0" "shuntd stops cleanly"
-like "$(h_ctl services 2>&1)" "shuntd|pinned|No such file|not" "after a clean stop the service maps are gone with the other pins"
+like "$(h_ctl services 2>&1)" "^shuntctl: cannot open pinned map services under .*: No such file" \
+	"after a clean stop the service maps are gone with the other pins"
 
 # ---- ADS: EDS moves the backends; no connect fails while it does; removal -----------------
 DESC=build/xds/closure.pb
@@ -178,7 +179,18 @@ h_wait_for 5 sh -c "$H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf 
 is "$(svc_of)" "10 true $C:8080" "ADS: after the last update (C only): generation 10"
 out=$(connects a 10.96.0.10 8080 30)
 is "$(awk '{print $2}' <<<"$out" | sort -u)" "C" "ADS: new connects follow EDS to C"
-diag "$(grep -c 'services:' "$H_DIR/shuntd.log") applies; last: $(grep 'services:' "$H_DIR/shuntd.log" | tail -1 | sed 's/.*services: //')"
+diag "lb_slot_miss $(h_ctl stats -o json | jq -r '[.kernel.pods[] | .lb_slot_miss] | add'); $(grep -c 'services:' "$H_DIR/shuntd.log") applies; last: $(grep 'services:' "$H_DIR/shuntd.log" | tail -1 | sed 's/.*services: //')"
+
+# No healthy endpoint: connect4 leaves the connect to the proxy, which has none either (UH).
+nb0=$(h_ctl stats -o json | jq -r '[.kernel.pods[] | .lb_no_backend] | add')
+ctl set eds 20 "$(eds)"
+h_wait_for 5 sh -c "$H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf services | grep -q '10.96.0.10.* 0 *yes -\$'"
+out=$(connects a 10.96.0.10 8080 5)
+is "$(grep -c FAIL <<<"$out")" "5" "ADS: zero endpoints: connects fail (the proxy has no healthy upstream)"
+is "$(h_ctl stats -o json | jq -r '[.kernel.pods[] | .lb_no_backend] | add')" "$((nb0 + 5))" \
+	"ADS: counted as lb_no_backend"
+ctl set eds 21 "$(eds "$C")"
+h_wait_for 5 sh -c "$H_BIN/shuntctl --run-dir $H_DIR/run --bpffs-dir $H_DIR/bpf services | grep -q ' yes $C:8080\$'"
 
 # The service leaves the kernel LB (a weighted tcp_proxy is not L4-only): the proxy serves it.
 hits0=$(lb_hits)
