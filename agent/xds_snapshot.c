@@ -1404,6 +1404,31 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 	return rc;
 }
 
+/* filter_metadata "shunt": {"kernel_lb": false} keeps a cluster's services out of the kernel
+ * service LB (true, or no key, leaves them to agent/svcmap.c's L4-only rule). */
+static int cluster_kernel_lb(struct sctx *x, const Cluster *in, struct px_cluster *c)
+{
+	const Envoy__Config__Core__V3__Metadata *md = in->metadata;
+
+	for (size_t i = 0; md && i < md->n_filter_metadata; i++) {
+		const Google__Protobuf__Struct *st = md->filter_metadata[i]->value;
+
+		if (strcmp(md->filter_metadata[i]->key, "shunt") != 0 || !st)
+			continue;
+		for (size_t k = 0; k < st->n_fields; k++) {
+			const Google__Protobuf__Value *v = st->fields[k]->value;
+
+			if (strcmp(st->fields[k]->key, "kernel_lb") != 0)
+				continue;
+			if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE)
+				return serr(x, "metadata.filter_metadata.shunt.kernel_lb: must be "
+					       "true or false");
+			c->no_kernel_lb = !v->bool_value;
+		}
+	}
+	return 0;
+}
+
 static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 {
 	const struct xds_resource *eds;
@@ -1508,6 +1533,9 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 			c->cb.max_retries = t->max_retries ? t->max_retries->value : 0;
 		}
 	}
+	rc = cluster_kernel_lb(x, in, c);
+	if (rc)
+		return rc;
 	if (in->upstream_bind_config && in->upstream_bind_config->source_address) {
 		struct shunt_addr a;
 		size_t mark = spush(x, "upstream_bind_config.source_address");

@@ -35,7 +35,8 @@
  *   nothing; until someone publishes their addresses they add no endpoint, as in Envoy before
  *   the first DNS answer).
  * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix,
- *   access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
+ *   access_log, tracing, metadata (except a cluster's filter_metadata shunt.kernel_lb, a bool that
+ *   keeps its services out of the kernel service LB when false), per_connection_buffer_limit_bytes, outlier_detection,
  *   health_checks, dns_* options, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
  *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
  *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
