@@ -391,6 +391,8 @@ static void dns_names_of(struct agent *a, const struct px_snapshot *s)
 	free(refresh);
 }
 
+static void services_write(struct agent *a, const struct px_snapshot *s);
+
 /* A DNS answer changed: the active config again, with the new addresses. */
 static void dns_changed(struct agent *a)
 {
@@ -405,6 +407,7 @@ static void dns_changed(struct agent *a)
 		return;
 	}
 	a->generation++;
+	services_write(a, s);
 	proxy_config_set(a->proxy, s);
 	pr_info("dns: snapshot %llu active with new addresses", (unsigned long long)a->generation);
 }
