@@ -27,6 +27,7 @@
 #include "agent/dns.h"
 #include "agent/pods.h"
 #include "agent/probe.h"
+#include "agent/svcmap.h"
 #include "iptables/apply.h"
 #include "iptables/rules.h"
 #include "lib/cgroup.h"
@@ -79,6 +80,7 @@ struct agent {
 	struct probe_result probe;
 	struct datapath dp;
 	bool dp_open;
+	struct svcmap svc; /* the kernel service LB's maps, when dp_open */
 	struct proxy *proxy;
 	struct pods pods;
 	bool pods_ready;
@@ -401,6 +403,8 @@ static void dns_names_of(struct agent *a, const struct px_snapshot *s)
 	free(refresh);
 }
 
+static void services_write(struct agent *a, const struct px_snapshot *s);
+
 /* A DNS answer changed: the active config again, with the new addresses. */
 static void dns_changed(struct agent *a)
 {
@@ -415,6 +419,7 @@ static void dns_changed(struct agent *a)
 		return;
 	}
 	a->generation++;
+	services_write(a, s);
 	proxy_config_set(a->proxy, s);
 	pr_info("dns: snapshot %llu active with new addresses", (unsigned long long)a->generation);
 }
@@ -464,6 +469,34 @@ static int load_config(struct agent *a)
 static int bound_prepare(struct agent *a, const struct px_snapshot *s, char *err, size_t errlen);
 static int bound_commit(struct agent *a);
 
+/* The kernel service LB follows the snapshot that becomes active, in the same apply: only what
+ * changed is written, by the generation protocol. A failed write leaves the proxy serving. */
+static void services_write(struct agent *a, const struct px_snapshot *s)
+{
+	struct svcmap_stats st;
+	int rc;
+
+	if (!a->dp_open || a->plan.out != CAPTURE_EBPF)
+		return;
+	rc = svcmap_apply(&a->svc, s, &st);
+	if (rc == -ENOMEM) {
+		pr_err("services: out of memory: the kernel LB keeps the previous services");
+		return;
+	}
+	if (rc)
+		pr_warn("services: %u map writes failed (maps full?): those connects go to the "
+			"proxy",
+			st.errors);
+	if (st.truncated)
+		pr_warn("services: %u services have more than %u backend slots; the rest are not "
+			"used by the kernel LB",
+			st.truncated, SHUNT_SVC_MAX_SLOTS);
+	pr_info("services: %u in the kernel maps (%u added, %u changed, %u removed), %u slots "
+		"written, %u deleted in %llu us%s",
+		st.services, st.added, st.changed, st.removed, st.slots_written, st.slots_deleted,
+		(unsigned long long)st.duration_us, st.batched ? " (batched)" : "");
+}
+
 /* ADS: every accepted update becomes a new snapshot, published with one swap; one that does not
  * translate is NACKed with the reason and changes nothing. */
 static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errlen)
@@ -484,8 +517,9 @@ static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errle
 	}
 	a->generation++;
 	dns_names_of(a, s);
-	/* Whatever the datapath writes for a snapshot (BPF maps) goes before this line and the
-	 * log line below: the apply time and the bench's push-to-active time include it. */
+	/* What the datapath writes for a snapshot (the kernel LB's maps) goes before the swap
+	 * and the log line below: the apply time and the bench's push-to-active time include it. */
+	services_write(a, s);
 	proxy_config_set(a->proxy, s);
 	bound_commit(a);
 	xds_config_free(a->xds);
@@ -1147,8 +1181,10 @@ static void teardown(struct agent *a)
 		proxy_stop(a->proxy, a->o->drain_ms);
 	a->proxy = NULL;
 	pods_release_deferred(&a->pods);
-	if (a->dp_open)
+	if (a->dp_open) {
+		svcmap_free(&a->svc);
 		dp_close(&a->dp);
+	}
 	a->dp_open = false;
 	if (a->access_log_fd > STDERR_FILENO)
 		close(a->access_log_fd);
@@ -1216,6 +1252,7 @@ int agent_run(const struct agent_opts *o)
 			goto fail;
 		}
 		a.dp_open = true;
+		svcmap_init(&a.svc, a.dp.fd.services, a.dp.fd.service_slots);
 	}
 
 	if (o->access_log && strcmp(o->access_log, "-") == 0) {
@@ -1251,6 +1288,7 @@ int agent_run(const struct agent_opts *o)
 			fatal_line("%s", why);
 			goto fail;
 		}
+		services_write(&a, a.snap);
 		proxy_config_set(a.proxy, a.snap);
 		if (bound_commit(&a)) {
 			fatal_line("cannot serve the config's listeners");

@@ -32,6 +32,8 @@ enum dp_cgroup_prog {
 	X(sock_pairs)                                                                              \
 	X(msg_fallback)                                                                            \
 	X(port_policy)                                                                             \
+	X(services)                                                                                \
+	X(service_slots)                                                                           \
 	X(stats)
 
 struct dp_opts {

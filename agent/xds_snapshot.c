@@ -1470,6 +1470,31 @@ static bool is_ads_cluster(const struct sctx *x, const char *name)
 	return ads && name && !strcmp(ads, name);
 }
 
+/* filter_metadata "shunt": {"kernel_lb": false} keeps a cluster's services out of the kernel
+ * service LB (true, or no key, leaves them to agent/svcmap.c's L4-only rule). */
+static int cluster_kernel_lb(struct sctx *x, const Cluster *in, struct px_cluster *c)
+{
+	const Envoy__Config__Core__V3__Metadata *md = in->metadata;
+
+	for (size_t i = 0; md && i < md->n_filter_metadata; i++) {
+		const Google__Protobuf__Struct *st = md->filter_metadata[i]->value;
+
+		if (strcmp(md->filter_metadata[i]->key, "shunt") != 0 || !st)
+			continue;
+		for (size_t k = 0; k < st->n_fields; k++) {
+			const Google__Protobuf__Value *v = st->fields[k]->value;
+
+			if (strcmp(st->fields[k]->key, "kernel_lb") != 0)
+				continue;
+			if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE)
+				return serr(x, "metadata.filter_metadata.shunt.kernel_lb: must be "
+					       "true or false");
+			c->no_kernel_lb = !v->bool_value;
+		}
+	}
+	return 0;
+}
+
 /* The addresses the agent's resolver knows for the cluster's names become endpoints, with the
  * port, weight, priority and locality their lb_endpoint gave; LOGICAL_DNS takes the first one. */
 static int resolved_endpoints(struct sctx *x, struct px_cluster *c)
@@ -1619,6 +1644,9 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 			c->cb.max_retries = t->max_retries ? t->max_retries->value : 0;
 		}
 	}
+	rc = cluster_kernel_lb(x, in, c);
+	if (rc)
+		return rc;
 	if (in->upstream_bind_config && in->upstream_bind_config->source_address) {
 		struct shunt_addr a;
 		size_t mark = spush(x, "upstream_bind_config.source_address");

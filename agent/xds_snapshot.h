@@ -35,8 +35,10 @@
  *   with xds_snapshot_build_dns the addresses the resolver knows for them become endpoints
  *   (dns_lookup_family, dns_refresh_rate); until the first answer a name adds none, as in Envoy.
  * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix,
- *   access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
- *   health_checks, dns options other than the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
+ *   access_log, tracing, metadata (except a cluster's filter_metadata shunt.kernel_lb, a bool
+ *   that keeps its services out of the kernel service LB when false),
+ *   per_connection_buffer_limit_bytes, outlier_detection, health_checks, dns options other than
+ *   the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
  *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
  *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
  *   thresholds of non-DEFAULT priority, use_downstream_protocol_config / auto_config (HTTP/1.1

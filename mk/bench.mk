@@ -12,3 +12,10 @@ bench-smoke: $(BINS) $(TOOL_BINS) $(BENCH_BINS)
 	@BENCH_SMOKE=1 BENCH_OUT=$(BUILD)/bench-smoke tools/bench/bench.sh >$(BUILD)/bench-smoke.log 2>&1 || \
 		{ cat $(BUILD)/bench-smoke.log; exit 1; }
 	@python3 tools/bench/report.py --check $(BUILD)/bench-smoke/*.md && echo "  bench-smoke: ok ($(BUILD)/bench-smoke)"
+
+# The kernel service LB's map writes (agent/svcmap.c) for 10,000 services x 10 backends: first
+# write, a 10% change, no change, removal; batched, then one syscall per element.
+.PHONY: bench-svcmap
+bench-svcmap: $(BUILD)/bin/svcmap_bench
+	@$(BUILD)/bin/svcmap_bench 10000 10
+	@$(BUILD)/bin/svcmap_bench 10000 10 single

@@ -40,6 +40,7 @@ static void usage(FILE *f)
 	      "commands:\n"
 	      "  status              programs, maps, shuntd and enrolled pods at a glance\n"
 	      "  workloads           enrolled pods (from the pinned maps)\n"
+	      "  services            kernel service LB: VIP:port, cluster, generation, backends\n"
 	      "  conns               redirected connections in flight (from the pinned maps)\n"
 	      "  stats               per-pod kernel counters, and proxy counters if shuntd runs\n"
 	      "  enroll --pid PID    enroll the pod whose netns PID lives in\n"
@@ -287,6 +288,117 @@ static int cmd_workloads(const struct ctl *c)
 	}
 	strbuf_release(&sb);
 	free(rows);
+	return 0;
+}
+
+/* One service's distinct backends and how many of its slots each holds (its weight). */
+struct svc_backend_row {
+	struct shunt_svc_backend be;
+	unsigned slots;
+};
+
+static int svc_backends(int slots_fd, const struct shunt_svc *v, struct svc_backend_row *out)
+{
+	int n = 0;
+
+	for (__u32 i = 0; i < v->count && i < SHUNT_SVC_MAX_SLOTS; i++) {
+		struct shunt_svc_slot_key k = {.id = v->id, .generation = v->generation, .slot = i};
+		struct shunt_svc_backend be;
+		int j;
+
+		if (bpf_map_lookup_elem(slots_fd, &k, &be))
+			continue;
+		for (j = 0; j < n; j++)
+			if (memcmp(&out[j].be, &be, sizeof(be)) == 0)
+				break;
+		if (j == n) {
+			out[n].be = be;
+			out[n++].slots = 0;
+		}
+		out[j].slots++;
+	}
+	return n;
+}
+
+static int cmd_services(const struct ctl *c)
+{
+	static struct svc_backend_row rows[SHUNT_SVC_MAX_SLOTS];
+	struct shunt_svc_key key, next;
+	struct strbuf sb = {0};
+	struct json_writer w;
+	int svc, slots;
+	void *prev = NULL;
+
+	if (maps_or_fail(c, "services", &svc))
+		return EXIT_FAIL;
+	if (maps_or_fail(c, "service_slots", &slots)) {
+		close(svc);
+		return EXIT_FAIL;
+	}
+	if (c->json) {
+		jw_init(&w, &sb, true);
+		jw_arr_begin(&w);
+	} else {
+		printf("%-28s %-40s %6s %5s %-9s %s\n", "SERVICE", "CLUSTER", "GEN", "SLOTS",
+		       "KERNEL-LB", "BACKENDS");
+	}
+	while (bpf_map_get_next_key(svc, prev, &next) == 0) {
+		char vip[ADDR_STRLEN + 8], be[ADDR_STRLEN + 8];
+		struct shunt_svc v;
+		int n;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(svc, &key, &v))
+			continue;
+		addr_port_fmt(&key.vip, key.port, vip, sizeof(vip));
+		n = svc_backends(slots, &v, rows);
+		if (!c->json) {
+			printf("%-28s %-40s %6u %5u %-9s", vip, v.cluster, v.generation, v.count,
+			       v.flags & SHUNT_SVC_F_KERNEL_LB ? "yes" : "no");
+			for (int i = 0; i < n; i++)
+				printf("%s%s", i ? "," : " ",
+				       addr_port_fmt(&rows[i].be.addr, rows[i].be.port, be,
+						     sizeof(be)));
+			printf("%s\n", n ? "" : " -");
+			continue;
+		}
+		jw_obj_begin(&w);
+		jw_key(&w, "service");
+		jw_str(&w, vip);
+		jw_key(&w, "protocol");
+		jw_str(&w, key.proto == IPPROTO_TCP ? "tcp" : "other");
+		jw_key(&w, "cluster");
+		jw_str(&w, v.cluster);
+		jw_key(&w, "id");
+		jw_u64(&w, v.id);
+		jw_key(&w, "generation");
+		jw_u64(&w, v.generation);
+		jw_key(&w, "slots");
+		jw_u64(&w, v.count);
+		jw_key(&w, "kernel_lb");
+		jw_bool(&w, v.flags & SHUNT_SVC_F_KERNEL_LB);
+		jw_key(&w, "backends");
+		jw_arr_begin(&w);
+		for (int i = 0; i < n; i++) {
+			jw_obj_begin(&w);
+			jw_key(&w, "address");
+			jw_str(&w,
+			       addr_port_fmt(&rows[i].be.addr, rows[i].be.port, be, sizeof(be)));
+			jw_key(&w, "slots");
+			jw_u64(&w, rows[i].slots);
+			jw_obj_end(&w);
+		}
+		jw_arr_end(&w);
+		jw_obj_end(&w);
+	}
+	close(svc);
+	close(slots);
+	if (c->json) {
+		jw_arr_end(&w);
+		printf("%s\n", strbuf_str(&sb));
+	}
+	strbuf_release(&sb);
 	return 0;
 }
 
@@ -704,6 +816,8 @@ int main(int argc, char **argv)
 		return cmd_status(&c);
 	if (strcmp(cmd, "workloads") == 0 && argc == 1)
 		return cmd_workloads(&c);
+	if (strcmp(cmd, "services") == 0 && argc == 1)
+		return cmd_services(&c);
 	if (strcmp(cmd, "conns") == 0 && argc == 1)
 		return cmd_conns(&c);
 	if (strcmp(cmd, "stats") == 0 && argc == 1)

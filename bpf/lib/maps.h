@@ -78,6 +78,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } msg_fallback SEC(".maps");
 
+/* The kernel service LB: services by VIP:port and their backends by (service id, generation,
+ * slot). Written by the agent (agent/svcmap.c) from every snapshot that becomes active; read by
+ * connect4/6 and by shuntctl services.
+ *
+ * Update protocol, so that no connect ever sees a half-applied service:
+ *   change:  write every slot of generation g+1, then replace the service entry (count and
+ *            generation g+1) in one map update -- a hash map swaps the element as a whole, so a
+ *            reader sees either g with its slots or g+1 with its slots -- then delete g's slots;
+ *   add:     slots of generation 1 first, then the service entry;
+ *   remove:  the service entry first, then its slots.
+ * A reader that looked up generation g just before the swap may still find g's slots deleted
+ * under it; it counts lb_slot_miss and takes the proxy path, which serves the VIP as well.
+ * The VIP a connect asked for is kept in orig_dst_by_cookie, so getpeername answers it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_SERVICES);
+	__type(key, struct shunt_svc_key);
+	__type(value, struct shunt_svc);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_SVC_SLOTS);
+	__type(key, struct shunt_svc_slot_key);
+	__type(value, struct shunt_svc_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} service_slots SEC(".maps");
+
 /* Per-port policy (SHUNT_PORT_F_*), indexed by port. Written by the agent at start. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

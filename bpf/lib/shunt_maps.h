@@ -28,6 +28,10 @@
 #define SHUNT_MAX_CONNS	     65536  /* tracked redirected connections (original destinations) */
 #define SHUNT_MAX_SOCKS	     131072 /* sockets in the short-circuit SOCKHASH (two per hop) */
 #define SHUNT_POD_NAME_LEN   64
+#define SHUNT_MAX_SERVICES   65536  /* service VIP:port entries of the kernel service LB */
+#define SHUNT_MAX_SVC_SLOTS  524288 /* backend slots of all services, both generations */
+#define SHUNT_SVC_MAX_SLOTS  256    /* slots of one service (weights are replicated slots) */
+#define SHUNT_SVC_NAME_LEN   128
 
 struct shunt_addr {
 	__u32 ip[4]; /* network byte order; IPv4 as ::ffff:a.b.c.d */
@@ -62,6 +66,40 @@ struct shunt_pod {
 	char name[SHUNT_POD_NAME_LEN]; /* cgroup path relative to --cgroup */
 };
 
+/* The kernel service LB (see the update protocol at the maps in bpf/lib/maps.h).
+ *
+ * A service is a VIP:port of one protocol. Its backends live in numbered slots of one
+ * generation; connect4/6 pick slot (random % count) of the generation the service entry names. */
+struct shunt_svc_key {
+	struct shunt_addr vip;
+	__u16 port;  /* host byte order */
+	__u8 proto;  /* IPPROTO_TCP */
+	__u8 family; /* AF_INET or AF_INET6 of the VIP as written in the config */
+};
+
+#define SHUNT_SVC_F_KERNEL_LB (1u << 0) /* L4-only: connect4/6 pick the backend themselves */
+struct shunt_svc {
+	__u32 id;	  /* stable while the VIP:port exists; part of every slot key */
+	__u32 generation; /* which slots are live; bumped by every change of backends */
+	__u32 count;	  /* slots 0..count-1 of (id, generation) are all written */
+	__u32 flags;	  /* SHUNT_SVC_F_* */
+	__u32 nbackends;  /* distinct backends behind the slots (for listings) */
+	__u32 pad;
+	char cluster[SHUNT_SVC_NAME_LEN]; /* the cluster it stands for (for listings) */
+};
+
+struct shunt_svc_slot_key {
+	__u32 id;
+	__u32 generation;
+	__u32 slot;
+};
+
+struct shunt_svc_backend {
+	struct shunt_addr addr;
+	__u16 port; /* host byte order */
+	__u16 pad;
+};
+
 /* Per-port policy, indexed by port (host order): which directions are never captured. */
 #define SHUNT_PORT_F_EXCLUDE_OUT (1u << 0)
 #define SHUNT_PORT_F_EXCLUDE_IN	 (1u << 1)
@@ -79,6 +117,10 @@ struct shunt_pod {
 	X(MSG_BYTES, "msg_bytes", "bytes redirected by sk_msg")                                    \
 	X(MSG_FALLBACK_NO_PEER, "msg_fallback_no_peer", "sk_msg: peer not in map, TCP path")       \
 	X(MSG_FALLBACK_STICKY, "msg_fallback_sticky", "sk_msg: sender stays on TCP (order kept)")  \
+	X(LB_HIT, "lb_hit", "connects to a kernel-LB service sent straight to a backend")          \
+	X(LB_NO_BACKEND, "lb_no_backend", "kernel-LB service with no backend: proxy path")         \
+	X(LB_SLOT_MISS, "lb_slot_miss", "kernel-LB slot missing (should not happen): proxy path")  \
+	X(LB_FAMILY, "lb_family", "IPv6 backend for an IPv4 socket: proxy path")                   \
 	X(ORIGDST_ANSWERED, "origdst_answered", "SO_ORIGINAL_DST answered from the maps")          \
 	X(ERR_ORIGDST_FULL, "err_origdst_full", "original destination map full")                   \
 	X(ERR_SOCKHASH, "err_sockhash", "SOCKHASH update failed")                                  \
