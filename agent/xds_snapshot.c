@@ -614,6 +614,7 @@ static int route_action(struct sctx *x, const RouteAction *ra, struct px_route_a
 		a->grpc_timeout = true;
 		a->grpc_timeout_max_ms = ms_of(ra->max_grpc_timeout);
 		a->grpc_timeout_offset_ms = ms_of(ra->grpc_timeout_offset);
+		a->grpc_timeout_rewrite = true;
 	}
 	a->prefix_rewrite = sdup(x, ra->prefix_rewrite);
 	if (ra->regex_rewrite) {

@@ -472,6 +472,15 @@ static uint32_t route_timeout(const struct hstream *s)
 	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
 }
 
+/* The deadline this attempt runs under: the route's, or the per-try timeout if shorter. */
+static uint32_t expected_timeout(const struct hstream *s)
+{
+	uint32_t t = route_timeout(s);
+	uint32_t per_try = s->retry ? s->retry->per_try_timeout_ms : 0;
+
+	return per_try && (!t || per_try < t) ? per_try : t;
+}
+
 void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
 		struct px_snapshot *snap, const struct px_hcm *cfg, const struct shunt_addr *remote,
 		__u16 remote_port, const struct shunt_addr *local, __u16 local_port)
@@ -609,6 +618,8 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	size_t conn_len = 0, xff_len = 0;
 	const char *xff = NULL;
 	bool have_xfp = false;
+	uint32_t grpc_deadline = s->is_grpc && a->grpc_timeout_rewrite ? expected_timeout(s) : 0;
+	bool grpc_rewrite = grpc_deadline > 0;
 
 	s->up = u;
 	s->up_ops = ops;
@@ -622,7 +633,8 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		    span_eq(x->name, x->name_len, "host") ||
 		    span_eq(x->name, x->name_len, "x-envoy-attempt-count") ||
 		    span_eq(x->name, x->name_len, "expect") ||
-		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]))
+		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]) ||
+		    (grpc_rewrite && span_eq(x->name, x->name_len, "grpc-timeout")))
 			continue;
 		if (span_eq(x->name, x->name_len, "x-forwarded-for")) {
 			xff = x->value;
@@ -638,6 +650,12 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 
 	if (te && http_connection_lists(te, te_len, "trailers", 8))
 		http_hdrs_add(h, "te", 2, "trailers", 8);
+	if (grpc_rewrite) {
+		char gt[HTTP_GRPC_TIMEOUT_DIGITS + 2];
+		size_t gtlen = http_grpc_timeout_format(grpc_deadline, gt);
+
+		http_hdrs_add(h, "grpc-timeout", 12, gt, gtlen);
+	}
 	if (a->host_rewrite_literal) {
 		s->up_authority = a->host_rewrite_literal;
 		s->up_authority_len = strlen(a->host_rewrite_literal);

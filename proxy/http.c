@@ -320,6 +320,24 @@ int http_grpc_timeout_parse(const char *v, size_t len, uint64_t *ms)
 	}
 }
 
+size_t http_grpc_timeout_format(uint64_t ms, char out[HTTP_GRPC_TIMEOUT_DIGITS + 2])
+{
+	static const char units[] = "mSMH";
+	static const uint64_t per_next[] = {1000, 60, 60};
+	uint64_t t = ms;
+	size_t u = 0;
+
+	while (t > HTTP_GRPC_TIMEOUT_MAX) {
+		if (u == 3) {
+			t = HTTP_GRPC_TIMEOUT_MAX;
+			break;
+		}
+		t /= per_next[u++];
+	}
+	return (size_t)snprintf(out, HTTP_GRPC_TIMEOUT_DIGITS + 2, "%llu%c", (unsigned long long)t,
+				units[u]);
+}
+
 int http_grpc_status_of(int http_status)
 {
 	switch (http_status) {

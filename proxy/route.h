@@ -149,6 +149,9 @@ struct px_route_action {
 	bool grpc_timeout;
 	uint32_t grpc_timeout_max_ms;
 	uint32_t grpc_timeout_offset_ms;
+	/* The older max_grpc_timeout: Envoy also rewrites the upstream grpc-timeout to the deadline
+	 * it enforces (the per-try timeout if shorter), so the server knows the real one. */
+	bool grpc_timeout_rewrite;
 	const char *prefix_rewrite;
 	const char *regex_rewrite_pattern; /* with regex_rewrite_substitution */
 	const char *regex_rewrite_substitution;

@@ -656,9 +656,9 @@ static void test_grpc_timeout(void)
 		RT("route: {cluster: c}"),
 	};
 	static const struct {
-		bool on;
+		bool on, rewrite;
 		uint32_t max, offset;
-	} want[] = {{true, 2000, 100}, {true, 0, 50}, {false, 0, 0}};
+	} want[] = {{true, false, 2000, 100}, {true, true, 0, 50}, {false, false, 0, 0}};
 
 	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
 		struct jtree_err err;
@@ -672,7 +672,8 @@ static void test_grpc_timeout(void)
 						    : NULL;
 
 		ok(a && a->grpc_timeout == want[i].on && a->grpc_timeout_max_ms == want[i].max &&
-			   a->grpc_timeout_offset_ms == want[i].offset,
+			   a->grpc_timeout_offset_ms == want[i].offset &&
+			   a->grpc_timeout_rewrite == want[i].rewrite,
 		   "grpc timeout settings [%zu]: %s", i, rc ? err.msg : "as configured");
 		px_snapshot_put(s);
 	}
