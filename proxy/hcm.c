@@ -525,6 +525,48 @@ void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *o
 	list_init(&s->pool_node);
 }
 
+/* The upgrade a request asks for: "CONNECT" for CONNECT, else the Upgrade value of an HTTP/1.1
+ * Connection: upgrade request. NULL for an ordinary request. */
+static const char *upgrade_type(const struct hstream *s, size_t *len)
+{
+	size_t clen;
+	const char *c;
+
+	if (span_eq(s->req.method, s->req.method_len, "CONNECT")) {
+		*len = 7;
+		return "CONNECT";
+	}
+	const char *u;
+
+	c = req_header(s, "connection", &clen);
+	if (!c || !http_connection_lists(c, clen, "upgrade", 7))
+		return NULL;
+	u = req_header(s, "upgrade", len);
+	/* Envoy's HTTP/1 codec drops an h2c upgrade offer and serves the request as HTTP/1.1 (curl
+	 * --http2 sends one): not an upgrade to refuse. */
+	if (u && *len == 3 && !strncasecmp(u, "h2c", 3))
+		return NULL;
+	return u;
+}
+
+/* Envoy refuses, with an empty 403, an upgrade (or CONNECT) that the HCM's upgrade_configs do
+ * not list or that the route disables. */
+static bool upgrade_refused(struct hstream *s)
+{
+	const struct px_hcm *cfg = s->hc->cfg;
+	const struct px_route_action *a =
+		s->route && s->route->kind == PX_ROUTE_FORWARD ? &s->route->action : NULL;
+	size_t len;
+	const char *type = upgrade_type(s, &len);
+
+	if (!type || px_upgrade_allowed(cfg->upgrades, cfg->nupgrades, a ? a->upgrades : NULL,
+					a ? a->nupgrades : 0, type, len))
+		return false;
+	STAT_INC(s->hc->wk, http_rq_upgrade_refused);
+	local_reply(s, HTTP_LR_UPGRADE_FAILED, "upgrade_failed", NULL);
+	return true;
+}
+
 void hstream_on_request_headers(struct hstream *s)
 {
 	struct worker *wk = s->hc->wk;
@@ -544,6 +586,8 @@ void hstream_on_request_headers(struct hstream *s)
 	s->rc = cfg->routes;
 	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;
 	s->route = s->vh ? px_route_match(s->vh, &s->req) : NULL;
+	if (upgrade_refused(s))
+		return;
 	if (!s->route) {
 		STAT_INC(wk, cx_no_route);
 		local_reply(s, HTTP_LR_NO_ROUTE, "route_not_found", NULL);

@@ -183,6 +183,7 @@ static const struct {
 	[HTTP_LR_URI_TOO_LONG] = {414, "DPE", "URI Too Long"},
 	[HTTP_LR_VERSION] = {505, "DPE", "HTTP Version Not Supported"},
 	[HTTP_LR_STREAM_IDLE] = {408, "SI", "stream timeout"},
+	[HTTP_LR_UPGRADE_FAILED] = {403, "-", ""},
 };
 
 int http_local_reply_status(enum http_local_reply r)

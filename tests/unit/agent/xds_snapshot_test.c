@@ -515,6 +515,11 @@ static const struct bad {
 	const char *yaml;
 	const char *err;
 } bads[] = {
+	{RT("route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, connect_config: "
+	    "{}}]}"),
+	 RT_PATH "route: upgrade_configs[0].connect_config needs CONNECT"},
+	{RT("route: {cluster: c, upgrade_configs: [{enabled: true}]}"),
+	 RT_PATH "route: upgrade_configs[0].upgrade_type is required"},
 	{CL("lb_policy: CLUSTER_PROVIDED"),
 	 "cluster \"c\": lb_policy: CLUSTER_PROVIDED is not supported"},
 	{CL("type: LOGICAL_DNS"), "cluster \"c\": type: LOGICAL_DNS is not supported"},
@@ -644,6 +649,40 @@ static void test_priorities(void)
 		is_str(err.msg, bad[i][1], "and names the field");
 		px_snapshot_put(s);
 	}
+}
+
+/* upgrade_configs on the HCM and on routes, and a connect_matcher route. */
+static void test_upgrades(void)
+{
+	static const char yaml[] =
+		"static_resources: {listeners: [{name: h, address: {socket_address: {address: "
+		"0.0.0.0, port_value: 80}}, filter_chains: [{filters: [{name: "
+		"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
+		", stat_prefix: h, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: "
+		"CONNECT, enabled: false}], " ROUTER
+		", route_config: {name: r, virtual_hosts: [{name: "
+		"v, domains: ['*'], routes: [{match: {connect_matcher: {}}, route: {cluster: c, "
+		"upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}}, {match: "
+		"{prefix: "
+		"/}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, enabled: "
+		"false}]}}]}]}}}]}]}], clusters: [{name: c}]}";
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s = build_text(yaml, &err, &rc);
+	const struct px_hcm *h = s ? &s->listeners[0].chains[0].http : NULL;
+	const struct px_route *r = h ? h->inline_routes->vhosts[0].routes : NULL;
+
+	ok(h && h->nupgrades == 2 && !strcmp(h->upgrades[0].type, "websocket") &&
+		   h->upgrades[0].enabled && !strcmp(h->upgrades[1].type, "CONNECT") &&
+		   !h->upgrades[1].enabled,
+	   "HCM upgrade_configs: types and enabled (default true): %s", rc ? err.msg : "ok");
+	ok(r && r[0].match.kind == PX_PATH_CONNECT && r[0].action.nupgrades == 1 &&
+		   r[0].action.upgrades[0].enabled && r[0].action.upgrades[0].connect_terminate,
+	   "a connect_matcher route with CONNECT + connect_config terminates CONNECT");
+	ok(r && r[1].action.nupgrades == 1 && !r[1].action.upgrades[0].enabled &&
+		   !r[1].action.upgrades[0].connect_terminate,
+	   "a route's upgrade_configs entry can disable a type");
+	px_snapshot_put(s);
 }
 
 /* The route's gRPC deadline settings: max_stream_duration's, else the older max_grpc_timeout. */
@@ -963,6 +1002,7 @@ int main(void)
 	test_errors();
 	test_priorities();
 	test_grpc_timeout();
+	test_upgrades();
 	test_istio_reference();
 	return done_testing();
 }

@@ -452,6 +452,9 @@ static struct px_vhost vhosts[] = {
 };
 static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2};
 
+/* CONNECT is listed (so it is routed, and with no connect_matcher route, 404), websocket not. */
+static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true}};
+
 static struct px_snapshot *build(__u16 port, __u16 dead_port)
 {
 	struct px_snapshot *s = px_snapshot_new();
@@ -489,6 +492,8 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port)
 	l->chains[0].kind = PX_NF_HTTP;
 	l->chains[0].http.inline_routes = &rc;
 	l->chains[0].http.max_request_headers_kb = 8;
+	l->chains[0].http.upgrades = hcm_upgrades;
+	l->chains[0].http.nupgrades = 1;
 	if (px_snapshot_finalize(s, &err)) {
 		tap_diag("finalize: %s", err);
 		return NULL;
@@ -691,6 +696,21 @@ int main(void)
 	is_int(r.status, 503, "failing more often than retries allow: its 503 comes through");
 	r = request(port, "GET /status/404 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 404 && has(r.body, "attempt=1"), "a 404 is not retried");
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n"
+			  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
+	ok(r.status == 403 && !*r.body,
+	   "a WebSocket upgrade the HCM's upgrade_configs do not list: empty 403 (%d)", r.status);
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "hi there"),
+	   "Connection: upgrade without an Upgrade header is an ordinary request (%d)", r.status);
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade, "
+			  "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+			  "AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "hi there"),
+	   "an h2c upgrade offer (curl --http2) is served as HTTP/1.1, as Envoy does (%d)",
+	   r.status);
+	r = request(port, "CONNECT web.local:443 HTTP/1.1\r\nHost: web.local:443\r\n\r\n");
+	is_int(r.status, 404, "CONNECT allowed by the HCM but no connect_matcher route: 404 NR");
 	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
