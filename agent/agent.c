@@ -24,6 +24,7 @@
 #include "agent/cgwatch.h"
 #include "agent/counters.h"
 #include "agent/datapath.h"
+#include "agent/dns.h"
 #include "agent/pods.h"
 #include "agent/probe.h"
 #include "iptables/apply.h"
@@ -61,6 +62,7 @@ struct agent {
 	struct px_snapshot *snap; /* built from it, until handed to the proxy */
 	uint64_t generation;	  /* of the last snapshot built */
 	struct ads *ads;	  /* the control-plane stream, when the bootstrap names one */
+	struct dns_cache *dns;	  /* resolves STRICT_DNS/LOGICAL_DNS names (with --config) */
 	/* The config's bind_to_port listeners, which shuntd serves in its own netns, registered
 	 * with the proxy as workloads of up to PROXY_WORKLOAD_MAX_LISTENERS sockets each. */
 	struct proxy_workload **bound;
@@ -350,6 +352,61 @@ static int plan_iptables(struct agent *a)
 
 /* ---- configuration ------------------------------------------------------------------------- */
 
+/* Every snapshot is built with the names of DNS clusters resolved from the resolver's cache. */
+static int build_snapshot(struct agent *a, const struct xds_config *cfg, uint64_t generation,
+			  struct px_snapshot **out, struct jtree_err *e)
+{
+	const struct xds_dns dns = {.lookup = dns_cache_lookup, .ctx = a->dns};
+
+	return xds_snapshot_build_dns(cfg, generation, a->dns ? &dns : NULL, out, e);
+}
+
+/* Tells the resolver which names the snapshot now in force needs, and how often. */
+static void dns_names_of(struct agent *a, const struct px_snapshot *s)
+{
+	size_t n = 0, k = 0;
+	const char **names;
+	uint32_t *refresh;
+
+	if (!a->dns)
+		return;
+	for (uint32_t i = 0; i < s->nclusters; i++)
+		n += s->clusters[i].ndns_targets;
+	names = calloc(n ? n : 1, sizeof(*names));
+	refresh = calloc(n ? n : 1, sizeof(*refresh));
+	if (names && refresh) {
+		for (uint32_t i = 0; i < s->nclusters; i++) {
+			const struct px_cluster *c = &s->clusters[i];
+
+			for (uint32_t j = 0; j < c->ndns_targets; j++, k++) {
+				names[k] = c->dns_targets[j].hostname;
+				refresh[k] = c->dns_refresh_ms;
+			}
+		}
+		dns_cache_want(a->dns, names, refresh, n);
+	}
+	free(names);
+	free(refresh);
+}
+
+/* A DNS answer changed: the active config again, with the new addresses. */
+static void dns_changed(struct agent *a)
+{
+	struct px_snapshot *s;
+	struct jtree_err e = {0};
+
+	dns_cache_drain(a->dns);
+	if (!a->xds || !a->proxy)
+		return;
+	if (build_snapshot(a, a->xds, a->generation + 1, &s, &e)) {
+		pr_warn("dns: the config no longer translates: %s", e.msg);
+		return;
+	}
+	a->generation++;
+	proxy_config_set(a->proxy, s);
+	pr_info("dns: snapshot %llu active with new addresses", (unsigned long long)a->generation);
+}
+
 /* --config: the bootstrap's static resources become the proxy's first snapshot. Any problem is
  * one line naming the file, line and field, and shuntd does not start. */
 static int load_config(struct agent *a)
@@ -370,11 +427,17 @@ static int load_config(struct agent *a)
 		fatal_line("%s", rc == -EINVAL ? e.msg : "out of memory");
 		return -1;
 	}
-	rc = xds_snapshot_build(a->xds, ++a->generation, &a->snap, &e);
+	a->dns = dns_cache_start();
+	if (!a->dns) {
+		fatal_line("cannot start the DNS resolver: %s", strerror(errno));
+		return -1;
+	}
+	rc = build_snapshot(a, a->xds, ++a->generation, &a->snap, &e);
 	if (rc) {
 		fatal_line("--config %s: %s", a->o->config, e.msg);
 		return -1;
 	}
+	dns_names_of(a, a->snap);
 	if (!a->snap->virtual_outbound || !a->snap->virtual_inbound)
 		pr_warn("--config %s has no %s listener: captured %s connections are closed (NR)",
 			a->o->config,
@@ -394,11 +457,12 @@ static int ads_apply(void *ctx, struct xds_config *cand, char *err, size_t errle
 	struct px_snapshot *s;
 	struct jtree_err e = {0};
 
-	if (xds_snapshot_build(cand, a->generation + 1, &s, &e)) {
+	if (build_snapshot(a, cand, a->generation + 1, &s, &e)) {
 		snprintf(err, errlen, "%s", e.msg);
 		return -1;
 	}
 	a->generation++;
+	dns_names_of(a, s);
 	proxy_config_set(a->proxy, s);
 	xds_config_free(a->xds);
 	a->xds = cand;
@@ -623,6 +687,24 @@ static void stats_prometheus(struct agent *a, struct strbuf *sb)
 #undef PROM_PROXY
 	if (a->ads)
 		xds_prometheus(a, sb);
+	if (a->dns) {
+		struct dns_stats ds;
+
+		dns_cache_stats(a->dns, &ds);
+		strbuf_addf(sb,
+			    "# HELP shunt_dns_lookups_total DNS lookups of cluster names\n"
+			    "# TYPE shunt_dns_lookups_total counter\nshunt_dns_lookups_total %llu\n"
+			    "# HELP shunt_dns_lookup_failures_total lookups without an answer (the "
+			    "last one is kept)\n# TYPE shunt_dns_lookup_failures_total counter\n"
+			    "shunt_dns_lookup_failures_total %llu\n"
+			    "# HELP shunt_dns_answer_changes_total answers that changed a cluster\n"
+			    "# TYPE shunt_dns_answer_changes_total counter\n"
+			    "shunt_dns_answer_changes_total %llu\n"
+			    "# HELP shunt_dns_names names resolved\n# TYPE shunt_dns_names gauge\n"
+			    "shunt_dns_names %llu\n",
+			    (unsigned long long)ds.lookups, (unsigned long long)ds.failures,
+			    (unsigned long long)ds.changes, (unsigned long long)ds.names);
+	}
 	strbuf_addf(sb,
 		    "# HELP shunt_pods_enrolled pods enrolled now\n# TYPE shunt_pods_enrolled "
 		    "gauge\nshunt_pods_enrolled %d\n",
@@ -848,6 +930,8 @@ static void loop(struct agent *a)
 				}
 			} else if (ptr == &a->ads) {
 				ads_io(a->ads);
+			} else if (ptr == &a->dns) {
+				dns_changed(a);
 			} else if (ptr == &a->cw) {
 				cgwatch_process(&a->cw, now);
 			} else if (a->admin_open && admin_owns(&a->admin, ptr)) {
@@ -909,6 +993,8 @@ static void teardown(struct agent *a)
 	if (a->snap)
 		px_snapshot_put(a->snap);
 	a->snap = NULL;
+	dns_cache_stop(a->dns);
+	a->dns = NULL;
 	xds_config_free(a->xds);
 	a->xds = NULL;
 	unlock_run_dir(a);
@@ -1031,6 +1117,10 @@ int agent_run(const struct agent_opts *o)
 	a.cw_open = true;
 	ev.data.ptr = &a.cw;
 	epoll_ctl(a.epfd, EPOLL_CTL_ADD, cgwatch_fd(&a.cw), &ev);
+	if (a.dns) {
+		ev.data.ptr = &a.dns;
+		epoll_ctl(a.epfd, EPOLL_CTL_ADD, dns_cache_fd(a.dns), &ev);
+	}
 	if (start_ads(&a))
 		goto fail;
 

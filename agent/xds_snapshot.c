@@ -57,6 +57,7 @@ typedef Google__Protobuf__Any Any;
 
 struct sctx {
 	const struct xds_config *cfg;
+	const struct xds_dns *dns; /* NULL: names stay unresolved */
 	struct px_snapshot *s;
 	struct arena *a;
 	const char *who_noun, *who_name;
@@ -1474,6 +1475,42 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 	return rc;
 }
 
+/* The addresses the agent's resolver knows for the cluster's names become endpoints, with the
+ * port, weight, priority and locality their lb_endpoint gave; LOGICAL_DNS takes the first one. */
+static int resolved_endpoints(struct sctx *x, struct px_cluster *c)
+{
+	struct shunt_addr got[XDS_DNS_MAX_ADDRS];
+	uint32_t total = c->nendpoints;
+	struct px_endpoint *all;
+
+	if (!c->ndns_targets)
+		return 0;
+	all = arena_new(x->a, struct px_endpoint,
+			c->nendpoints + c->ndns_targets * XDS_DNS_MAX_ADDRS);
+	if (!all)
+		return snomem(x);
+	if (c->nendpoints)
+		memcpy(all, c->endpoints, c->nendpoints * sizeof(*all));
+	for (uint32_t i = 0; i < c->ndns_targets; i++) {
+		const struct px_dns_target *t = &c->dns_targets[i];
+		int n = x->dns->lookup(x->dns->ctx, t->hostname, (int)c->dns_family, got,
+				       XDS_DNS_MAX_ADDRS);
+
+		if (c->logical_dns && n > 1)
+			n = 1;
+		for (int k = 0; k < n; k++)
+			all[total++] = (struct px_endpoint){.addr = got[k],
+							    .port = t->port,
+							    .weight = t->weight,
+							    .priority = t->priority,
+							    .healthy = true,
+							    .locality = t->locality};
+	}
+	c->endpoints = all;
+	c->nendpoints = total;
+	return 0;
+}
+
 static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 {
 	const struct xds_resource *eds;
@@ -1491,8 +1528,20 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC:
 		c->type = PX_CLUSTER_STATIC;
 		break;
+	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS:
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS:
+		/* Resolved the same way; LOGICAL_DNS uses only the first address. */
+		c->logical_dns = in->type ==
+				 ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS;
 		c->type = PX_CLUSTER_STRICT_DNS;
+		if (in->dns_lookup_family >
+		    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__ALL)
+			return serr(x, "dns_lookup_family: %d is not a lookup family",
+				    in->dns_lookup_family);
+		/* Envoy's enum and ours share their order. */
+		c->dns_family = (enum px_dns_family)in->dns_lookup_family;
+		c->dns_refresh_ms =
+			in->dns_refresh_rate ? ms_of(in->dns_refresh_rate) : PX_DNS_REFRESH_MS_DEF;
 		break;
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS:
 		c->type = PX_CLUSTER_EDS;
@@ -1501,11 +1550,7 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		c->type = PX_CLUSTER_ORIGINAL_DST;
 		break;
 	default:
-		return serr(
-			x, "type: %s is not supported",
-			in->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS
-				? "LOGICAL_DNS"
-				: "this discovery type");
+		return serr(x, "type: this discovery type is not supported");
 	}
 	switch (in->lb_policy) {
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
@@ -1618,7 +1663,9 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 			return rc;
 		spop(x, mark);
 	}
-	return 0;
+	if (c->logical_dns && c->nendpoints + c->ndns_targets != 1)
+		return serr(x, "load_assignment: a LOGICAL_DNS cluster needs exactly one endpoint");
+	return x->dns ? resolved_endpoints(x, c) : 0;
 }
 
 /* ---- the snapshot --------------------------------------------------------------------------- */
@@ -1626,7 +1673,14 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 int xds_snapshot_build(const struct xds_config *cfg, uint64_t generation, struct px_snapshot **out,
 		       struct jtree_err *err)
 {
-	struct sctx x = {.cfg = cfg, .err = err};
+	return xds_snapshot_build_dns(cfg, generation, NULL, out, err);
+}
+
+int xds_snapshot_build_dns(const struct xds_config *cfg, uint64_t generation,
+			   const struct xds_dns *dns, struct px_snapshot **out,
+			   struct jtree_err *err)
+{
+	struct sctx x = {.cfg = cfg, .dns = dns, .err = err};
 	struct px_snapshot *s;
 	const char *ferr;
 	int rc = 0;

@@ -31,12 +31,12 @@
  *     (DEFAULT priority); upstream_bind_config.source_address; load_assignment or, for EDS, the
  *     ClusterLoadAssignment named by eds_cluster_config.service_name or the cluster name (none
  *     yet: no endpoints, as Envoy waits) with weights, priorities, health and locality.
- *   STRICT_DNS endpoints given by hostname become px_cluster.dns_targets (the proxy resolves
- *   nothing; until someone publishes their addresses they add no endpoint, as in Envoy before
- *   the first DNS answer).
+ *   STRICT_DNS and LOGICAL_DNS endpoints given by hostname become px_cluster.dns_targets, and
+ *   with xds_snapshot_build_dns the addresses the resolver knows for them become endpoints
+ *   (dns_lookup_family, dns_refresh_rate); until the first answer a name adds none, as in Envoy.
  * Ignored (telemetry, metadata, tuning with no effect on where traffic goes): stat_prefix,
  *   access_log, tracing, metadata, per_connection_buffer_limit_bytes, outlier_detection,
- *   health_checks, dns_* options, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
+ *   health_checks, dns options other than the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
  *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
  *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
  *   thresholds of non-DEFAULT priority, use_downstream_protocol_config / auto_config (HTTP/1.1
@@ -71,5 +71,17 @@
  * supported"); nothing is allocated on failure. */
 int xds_snapshot_build(const struct xds_config *cfg, uint64_t generation, struct px_snapshot **out,
 		       struct jtree_err *err);
+
+/* The same, with the names of STRICT_DNS and LOGICAL_DNS clusters resolved by lookup (the
+ * agent's resolver cache: it answers at once from what it knows, 0 addresses when nothing yet).
+ * The clusters keep their dns_targets, so the caller can tell the resolver which names matter. */
+#define XDS_DNS_MAX_ADDRS 32 /* addresses taken per name */
+struct xds_dns {
+	int (*lookup)(void *ctx, const char *host, int family, struct shunt_addr *out, int max);
+	void *ctx;
+};
+int xds_snapshot_build_dns(const struct xds_config *cfg, uint64_t generation,
+			   const struct xds_dns *dns, struct px_snapshot **out,
+			   struct jtree_err *err);
 
 #endif

@@ -60,6 +60,17 @@ struct px_endpoint {
 	uint32_t locality_weight; /* its LocalityLbEndpoints' load_balancing_weight; 0: none */
 };
 
+/* Cluster.dns_lookup_family, Envoy's values and meaning: AUTO prefers IPv6 (IPv4 when a name has
+ * no IPv6 address), V4_PREFERRED the reverse, ALL takes both. */
+enum px_dns_family {
+	PX_DNS_AUTO,
+	PX_DNS_V4_ONLY,
+	PX_DNS_V6_ONLY,
+	PX_DNS_V4_PREFERRED,
+	PX_DNS_ALL,
+};
+#define PX_DNS_REFRESH_MS_DEF 5000 /* Envoy's dns_refresh_rate default */
+
 /* A STRICT_DNS endpoint given by name. The proxy resolves nothing itself: whoever resolves it
  * (the agent) publishes the addresses as endpoints[] of a new snapshot; until then a name adds no
  * endpoint, as in Envoy before the first DNS answer. */
@@ -97,6 +108,9 @@ struct px_cluster {
 	uint32_t nendpoints;
 	struct px_dns_target *dns_targets; /* STRICT_DNS names still to resolve (data only) */
 	uint32_t ndns_targets;
+	enum px_dns_family dns_family;
+	uint32_t dns_refresh_ms;
+	bool logical_dns; /* LOGICAL_DNS: the first address of the one name is the endpoint */
 	/* Envoy's priority and panic settings: ClusterLoadAssignment.policy.overprovisioning_factor
 	 * (percent; 0: PX_OVERPROVISIONING_DEF) and common_lb_config.healthy_panic_threshold
 	 * (percent; 0: PX_PANIC_THRESHOLD_DEF, unless panic_disabled, which a threshold of 0 sets). */

@@ -60,6 +60,8 @@ found:
 	p->cfg.nendpoints = 0;
 	p->cfg.sets = NULL;
 	p->cfg.nsets = 0;
+	p->cfg.dns_targets = NULL;
+	p->cfg.ndns_targets = 0;
 	return p;
 }
 

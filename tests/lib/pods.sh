@@ -10,6 +10,8 @@
 #   h_exec a curl ...         # run a command inside pod a (its netns and cgroup)
 #   h_bg a CMD...             # the same in the background; killed at cleanup
 #   h_shuntd [FLAGS...]       # start shuntd for this node; waits until it is ready
+#                             # (H_SHUNTD_WRAP=(CMD...): a command that execs its arguments,
+#                             # run between the harness and shuntd, e.g. unshare)
 
 H_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 H_BIN=${H_BIN:-$H_ROOT/build/bin}
@@ -136,7 +138,7 @@ h_shuntd() {
 	local from=1
 	[ -f "$H_DIR/shuntd.log" ] && from=$(($(wc -c <"$H_DIR/shuntd.log") + 1))
 	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" \
-		"$H_BIN/shuntd" --cgroup "$H_CG" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" \
+		${H_SHUNTD_WRAP[@]+"${H_SHUNTD_WRAP[@]}"} "$H_BIN/shuntd" --cgroup "$H_CG" --bpffs-dir "$H_DIR/bpf" --run-dir "$H_DIR/run" \
 		--admin-port 0 --access-log "$H_DIR/access.log" "$@" \
 		>>"$H_DIR/shuntd.log" 2>&1 &
 	H_SHUNTD_PID=$!

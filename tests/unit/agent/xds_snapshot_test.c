@@ -522,7 +522,11 @@ static const struct bad {
 	 RT_PATH "route: upgrade_configs[0].upgrade_type is required"},
 	{CL("lb_policy: CLUSTER_PROVIDED"),
 	 "cluster \"c\": lb_policy: CLUSTER_PROVIDED is not supported"},
-	{CL("type: LOGICAL_DNS"), "cluster \"c\": type: LOGICAL_DNS is not supported"},
+	{"static_resources: {clusters: [{name: c, type: LOGICAL_DNS, load_assignment: "
+	 "{cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: "
+	 "{address: a.example, port_value: 1}}}}, {endpoint: {address: {socket_address: {address: "
+	 "b.example, port_value: 1}}}}]}]}}]}",
+	 "cluster \"c\": load_assignment: a LOGICAL_DNS cluster needs exactly one endpoint"},
 	{CL("transport_socket: {name: envoy.transport_sockets.tls, typed_config: {'@type': "
 	    "type.googleapis.com/"
 	    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext}}"),
@@ -683,6 +687,83 @@ static void test_upgrades(void)
 		   !r[1].action.upgrades[0].connect_terminate,
 	   "a route's upgrade_configs entry can disable a type");
 	px_snapshot_put(s);
+}
+
+/* Names of DNS clusters resolved through the lookup hook, per lookup family. */
+static int fake_lookup(void *ctx, const char *host, int family, struct shunt_addr *out, int max)
+{
+	static const char *const v4[] = {"10.9.0.1", "10.9.0.2"}, *const v6[] = {"fd09::1"};
+	int n = 0;
+
+	(*(int *)ctx)++;
+	if (strcmp(host, "svc.example"))
+		return 0;
+	if (family != PX_DNS_V6_ONLY && family != PX_DNS_AUTO)
+		for (int i = 0; i < 2 && n < max; i++)
+			addr_parse(&out[n++], v4[i]);
+	if (family != PX_DNS_V4_ONLY && family != PX_DNS_V4_PREFERRED)
+		addr_parse(&out[n++], v6[0]);
+	return n;
+}
+
+static void test_dns_clusters(void)
+{
+	static const char *const yaml[] = {
+		"static_resources: {clusters: [{name: s, type: STRICT_DNS, dns_lookup_family: "
+		"V4_ONLY, dns_refresh_rate: 2s, load_assignment: {cluster_name: s, endpoints: "
+		"[{priority: 1, lb_endpoints: [{endpoint: {address: {socket_address: {address: "
+		"svc.example, port_value: 8080}}}, load_balancing_weight: 3}, {endpoint: {address: "
+		"{socket_address: {address: 10.1.1.1, port_value: 9}}}}]}]}}]}",
+		"static_resources: {clusters: [{name: s, type: STRICT_DNS, dns_lookup_family: ALL, "
+		"load_assignment: {cluster_name: s, endpoints: [{lb_endpoints: [{endpoint: "
+		"{address: "
+		"{socket_address: {address: svc.example, port_value: 80}}}}]}]}}]}",
+		"static_resources: {clusters: [{name: s, type: LOGICAL_DNS, load_assignment: "
+		"{cluster_name: s, endpoints: [{lb_endpoints: [{endpoint: {address: "
+		"{socket_address: "
+		"{address: svc.example, port_value: 80}}}}]}]}}]}",
+		"static_resources: {clusters: [{name: s, type: STRICT_DNS, load_assignment: "
+		"{cluster_name: s, endpoints: [{lb_endpoints: [{endpoint: {address: "
+		"{socket_address: "
+		"{address: unknown.example, port_value: 80}}}}]}]}}]}",
+	};
+	static const uint32_t want_n[] = {3, 3, 1, 0};
+	int calls = 0;
+	const struct xds_dns dns = {.lookup = fake_lookup, .ctx = &calls};
+
+	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
+		struct xds_config *cfg;
+		struct jtree_err err;
+		struct px_snapshot *s = NULL;
+		int rc = bootstrap_parse(yaml[i], strlen(yaml[i]), &cfg, &err);
+
+		if (!rc) {
+			rc = xds_snapshot_build_dns(cfg, 1, &dns, &s, &err);
+			xds_config_free(cfg);
+		}
+		const struct px_cluster *c = s ? px_cluster_find(s, "s") : NULL;
+
+		ok(c && c->nendpoints == want_n[i] && c->ndns_targets == 1,
+		   "dns[%zu]: %u endpoints%s%s", i, c ? c->nendpoints : 0, rc ? ": " : "",
+		   rc ? err.msg : "");
+		if (i == 0 && c && c->nendpoints == 3) {
+			char a[ADDR_STRLEN];
+
+			ok(c->dns_family == PX_DNS_V4_ONLY && c->dns_refresh_ms == 2000 &&
+				   !strcmp(addr_fmt(&c->endpoints[1].addr, a, sizeof(a)),
+					   "10.9.0.1") &&
+				   c->endpoints[1].port == 8080 && c->endpoints[1].weight == 3 &&
+				   c->endpoints[1].priority == 1 && c->endpoints[1].healthy,
+			   "V4_ONLY: the name's IPv4 addresses follow the IP endpoint, with the "
+			   "port, "
+			   "weight and priority of their lb_endpoint");
+		}
+		if (i == 2 && c && c->nendpoints == 1)
+			ok(c->logical_dns && addr_is_v4(&c->endpoints[0].addr) == false,
+			   "LOGICAL_DNS: the first address only (AUTO prefers IPv6)");
+		px_snapshot_put(s);
+	}
+	ok(calls == 4, "one lookup per name and build (%d)", calls);
 }
 
 /* The route's gRPC deadline settings: max_stream_duration's, else the older max_grpc_timeout. */
@@ -1003,6 +1084,7 @@ int main(void)
 	test_priorities();
 	test_grpc_timeout();
 	test_upgrades();
+	test_dns_clusters();
 	test_istio_reference();
 	return done_testing();
 }
