@@ -664,6 +664,7 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	bool have_xfp = false;
 	uint32_t grpc_deadline = s->is_grpc && a->grpc_timeout_rewrite ? expected_timeout(s) : 0;
 	bool grpc_rewrite = grpc_deadline > 0;
+	char gt[HTTP_GRPC_TIMEOUT_DIGITS + 2];
 
 	s->up = u;
 	s->up_ops = ops;
@@ -694,12 +695,10 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 
 	if (te && http_connection_lists(te, te_len, "trailers", 8))
 		http_hdrs_add(h, "te", 2, "trailers", 8);
-	if (grpc_rewrite) {
-		char gt[HTTP_GRPC_TIMEOUT_DIGITS + 2];
-		size_t gtlen = http_grpc_timeout_format(grpc_deadline, gt);
-
-		http_hdrs_add(h, "grpc-timeout", 12, gt, gtlen);
-	}
+	/* gt outlives the header list, which points into it until the head is sent. */
+	if (grpc_rewrite)
+		http_hdrs_add(h, "grpc-timeout", 12, gt,
+			      http_grpc_timeout_format(grpc_deadline, gt));
 	if (a->host_rewrite_literal) {
 		s->up_authority = a->host_rewrite_literal;
 		s->up_authority_len = strlen(a->host_rewrite_literal);
