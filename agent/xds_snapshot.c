@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agent/pbjson.h"
 #include "lib/addr.h"
@@ -425,7 +426,9 @@ static int route_match(struct sctx *x, const RouteMatch *rm, struct px_route_mat
 		m->path = arena_strdup(x->a, rm->path_separated_prefix);
 		break;
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_CONNECT_MATCHER:
-		return serr(x, "connect_matcher is not supported");
+		m->kind = PX_PATH_CONNECT;
+		m->path = arena_strdup(x->a, "");
+		break;
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH_MATCH_POLICY:
 		return serr(x, "path_match_policy is not supported");
 	default:
@@ -538,6 +541,40 @@ static int retry_policy(struct sctx *x, const RetryPolicy *rp, struct px_retry_p
 	return 0;
 }
 
+/* upgrade_configs of a route: the type is required, enabled defaults to true; connect_config
+ * only makes sense for CONNECT. Its proxy_protocol_config and allow_post are not carried. */
+static int route_upgrades(struct sctx *x, const RouteAction *ra, struct px_route_action *a)
+{
+	if (!ra->n_upgrade_configs)
+		return 0;
+	a->upgrades = arena_new(x->a, struct px_upgrade, ra->n_upgrade_configs);
+	if (!a->upgrades)
+		return snomem(x);
+	for (size_t i = 0; i < ra->n_upgrade_configs; i++) {
+		const Envoy__Config__Route__V3__RouteAction__UpgradeConfig *u =
+			ra->upgrade_configs[i];
+		struct px_upgrade *o = &a->upgrades[i];
+
+		if (!u->upgrade_type || !*u->upgrade_type)
+			return serr(x, "upgrade_configs[%zu].upgrade_type is required", i);
+		o->type = arena_strdup(x->a, u->upgrade_type);
+		if (!o->type)
+			return snomem(x);
+		o->enabled = !u->enabled || u->enabled->value;
+		if (u->connect_config) {
+			if (strcasecmp(u->upgrade_type, "CONNECT"))
+				return serr(x, "upgrade_configs[%zu].connect_config needs CONNECT",
+					    i);
+			if (u->connect_config->proxy_protocol_config)
+				return serr(
+					x, "connect_config.proxy_protocol_config is not supported");
+			o->connect_terminate = true;
+		}
+	}
+	a->nupgrades = (uint32_t)ra->n_upgrade_configs;
+	return 0;
+}
+
 static int route_action(struct sctx *x, const RouteAction *ra, struct px_route_action *a)
 {
 	size_t mark = spush(x, "route");
@@ -616,7 +653,11 @@ static int route_action(struct sctx *x, const RouteAction *ra, struct px_route_a
 		a->grpc_timeout = true;
 		a->grpc_timeout_max_ms = ms_of(ra->max_grpc_timeout);
 		a->grpc_timeout_offset_ms = ms_of(ra->grpc_timeout_offset);
+		a->grpc_timeout_rewrite = true;
 	}
+	rc = route_upgrades(x, ra, a);
+	if (rc)
+		return rc;
 	a->prefix_rewrite = sdup(x, ra->prefix_rewrite);
 	if (ra->regex_rewrite) {
 		if (!ra->regex_rewrite->pattern || !ra->regex_rewrite->pattern->regex)
@@ -1027,6 +1068,32 @@ static int http_filters(struct sctx *x, const Hcm *in)
 	return 0;
 }
 
+/* upgrade_configs of the HCM: the type is required, enabled defaults to true. Upgrade filter
+ * chains (filters) are not supported: the HCM's own chain serves upgrades too. */
+static int hcm_upgrades(struct sctx *x, const Hcm *in, struct px_hcm *h)
+{
+	if (!in->n_upgrade_configs)
+		return 0;
+	h->upgrades = arena_new(x->a, struct px_upgrade, in->n_upgrade_configs);
+	if (!h->upgrades)
+		return snomem(x);
+	for (size_t i = 0; i < in->n_upgrade_configs; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+			*u = in->upgrade_configs[i];
+
+		if (!u->upgrade_type || !*u->upgrade_type)
+			return serr(x, "upgrade_configs[%zu].upgrade_type is required", i);
+		if (u->n_filters)
+			return serr(x, "upgrade_configs[%zu].filters is not supported", i);
+		h->upgrades[i].type = arena_strdup(x->a, u->upgrade_type);
+		if (!h->upgrades[i].type)
+			return snomem(x);
+		h->upgrades[i].enabled = !u->enabled || u->enabled->value;
+	}
+	h->nupgrades = (uint32_t)in->n_upgrade_configs;
+	return 0;
+}
+
 static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 {
 	ProtobufCMessage *msg;
@@ -1094,6 +1161,9 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 		h->stream_idle_timeout_ms = in->stream_idle_timeout ? ms_of(in->stream_idle_timeout)
 								    : PX_HCM_STREAM_IDLE_MS_DEF;
 	h->request_timeout_ms = ms_of(in->request_timeout);
+	rc = hcm_upgrades(x, in, h);
+	if (rc)
+		goto out;
 	if (in->route_specifier_case ==
 	    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
 		h->rds_name = arena_strdup(x->a, in->rds->route_config_name);

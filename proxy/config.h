@@ -237,6 +237,8 @@ struct px_hcm {
 	uint32_t idle_timeout_ms;
 	uint32_t stream_idle_timeout_ms;
 	uint32_t request_timeout_ms; /* 0: none */
+	struct px_upgrade *upgrades; /* upgrade_configs; none: every upgrade is refused (403) */
+	uint32_t nupgrades;
 };
 
 struct px_filter_chain {

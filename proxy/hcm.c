@@ -472,6 +472,15 @@ static uint32_t route_timeout(const struct hstream *s)
 	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
 }
 
+/* The deadline this attempt runs under: the route's, or the per-try timeout if shorter. */
+static uint32_t expected_timeout(const struct hstream *s)
+{
+	uint32_t t = route_timeout(s);
+	uint32_t per_try = s->retry ? s->retry->per_try_timeout_ms : 0;
+
+	return per_try && (!t || per_try < t) ? per_try : t;
+}
+
 void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
 		struct px_snapshot *snap, const struct px_hcm *cfg, const struct shunt_addr *remote,
 		__u16 remote_port, const struct shunt_addr *local, __u16 local_port)
@@ -516,6 +525,48 @@ void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *o
 	list_init(&s->pool_node);
 }
 
+/* The upgrade a request asks for: "CONNECT" for CONNECT, else the Upgrade value of an HTTP/1.1
+ * Connection: upgrade request. NULL for an ordinary request. */
+static const char *upgrade_type(const struct hstream *s, size_t *len)
+{
+	size_t clen;
+	const char *c;
+
+	if (span_eq(s->req.method, s->req.method_len, "CONNECT")) {
+		*len = 7;
+		return "CONNECT";
+	}
+	const char *u;
+
+	c = req_header(s, "connection", &clen);
+	if (!c || !http_connection_lists(c, clen, "upgrade", 7))
+		return NULL;
+	u = req_header(s, "upgrade", len);
+	/* Envoy's HTTP/1 codec drops an h2c upgrade offer and serves the request as HTTP/1.1 (curl
+	 * --http2 sends one): not an upgrade to refuse. */
+	if (u && *len == 3 && !strncasecmp(u, "h2c", 3))
+		return NULL;
+	return u;
+}
+
+/* Envoy refuses, with an empty 403, an upgrade (or CONNECT) that the HCM's upgrade_configs do
+ * not list or that the route disables. */
+static bool upgrade_refused(struct hstream *s)
+{
+	const struct px_hcm *cfg = s->hc->cfg;
+	const struct px_route_action *a =
+		s->route && s->route->kind == PX_ROUTE_FORWARD ? &s->route->action : NULL;
+	size_t len;
+	const char *type = upgrade_type(s, &len);
+
+	if (!type || px_upgrade_allowed(cfg->upgrades, cfg->nupgrades, a ? a->upgrades : NULL,
+					a ? a->nupgrades : 0, type, len))
+		return false;
+	STAT_INC(s->hc->wk, http_rq_upgrade_refused);
+	local_reply(s, HTTP_LR_UPGRADE_FAILED, "upgrade_failed", NULL);
+	return true;
+}
+
 void hstream_on_request_headers(struct hstream *s)
 {
 	struct worker *wk = s->hc->wk;
@@ -535,6 +586,8 @@ void hstream_on_request_headers(struct hstream *s)
 	s->rc = cfg->routes;
 	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;
 	s->route = s->vh ? px_route_match(s->vh, &s->req) : NULL;
+	if (upgrade_refused(s))
+		return;
 	if (!s->route) {
 		STAT_INC(wk, cx_no_route);
 		local_reply(s, HTTP_LR_NO_ROUTE, "route_not_found", NULL);
@@ -609,6 +662,9 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	size_t conn_len = 0, xff_len = 0;
 	const char *xff = NULL;
 	bool have_xfp = false;
+	uint32_t grpc_deadline = s->is_grpc && a->grpc_timeout_rewrite ? expected_timeout(s) : 0;
+	bool grpc_rewrite = grpc_deadline > 0;
+	char gt[HTTP_GRPC_TIMEOUT_DIGITS + 2];
 
 	s->up = u;
 	s->up_ops = ops;
@@ -622,7 +678,8 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		    span_eq(x->name, x->name_len, "host") ||
 		    span_eq(x->name, x->name_len, "x-envoy-attempt-count") ||
 		    span_eq(x->name, x->name_len, "expect") ||
-		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]))
+		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]) ||
+		    (grpc_rewrite && span_eq(x->name, x->name_len, "grpc-timeout")))
 			continue;
 		if (span_eq(x->name, x->name_len, "x-forwarded-for")) {
 			xff = x->value;
@@ -638,6 +695,10 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 
 	if (te && http_connection_lists(te, te_len, "trailers", 8))
 		http_hdrs_add(h, "te", 2, "trailers", 8);
+	/* gt outlives the header list, which points into it until the head is sent. */
+	if (grpc_rewrite)
+		http_hdrs_add(h, "grpc-timeout", 12, gt,
+			      http_grpc_timeout_format(grpc_deadline, gt));
 	if (a->host_rewrite_literal) {
 		s->up_authority = a->host_rewrite_literal;
 		s->up_authority_len = strlen(a->host_rewrite_literal);

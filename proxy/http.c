@@ -183,6 +183,7 @@ static const struct {
 	[HTTP_LR_URI_TOO_LONG] = {414, "DPE", "URI Too Long"},
 	[HTTP_LR_VERSION] = {505, "DPE", "HTTP Version Not Supported"},
 	[HTTP_LR_STREAM_IDLE] = {408, "SI", "stream timeout"},
+	[HTTP_LR_UPGRADE_FAILED] = {403, "-", ""},
 };
 
 int http_local_reply_status(enum http_local_reply r)
@@ -318,6 +319,24 @@ int http_grpc_timeout_parse(const char *v, size_t len, uint64_t *ms)
 	default:
 		return -EINVAL;
 	}
+}
+
+size_t http_grpc_timeout_format(uint64_t ms, char out[HTTP_GRPC_TIMEOUT_DIGITS + 2])
+{
+	static const char units[] = "mSMH";
+	static const uint64_t per_next[] = {1000, 60, 60};
+	uint64_t t = ms;
+	size_t u = 0;
+
+	while (t > HTTP_GRPC_TIMEOUT_MAX) {
+		if (u == 3) {
+			t = HTTP_GRPC_TIMEOUT_MAX;
+			break;
+		}
+		t /= per_next[u++];
+	}
+	return (size_t)snprintf(out, HTTP_GRPC_TIMEOUT_DIGITS + 2, "%llu%c", (unsigned long long)t,
+				units[u]);
 }
 
 int http_grpc_status_of(int http_status)

@@ -71,6 +71,7 @@ enum http_local_reply {
 	HTTP_LR_URI_TOO_LONG,	   /* 414 */
 	HTTP_LR_VERSION,	   /* 505 */
 	HTTP_LR_STREAM_IDLE,	   /* 408 SI */
+	HTTP_LR_UPGRADE_FAILED,	   /* 403, empty: an upgrade no upgrade_configs allows */
 };
 
 int http_local_reply_status(enum http_local_reply r);
@@ -88,6 +89,10 @@ bool http_is_grpc(const char *content_type, size_t len);
  * the header is ignored, as gRPC servers and Envoy do). */
 #define HTTP_GRPC_TIMEOUT_DIGITS 8
 int http_grpc_timeout_parse(const char *v, size_t len, uint64_t *ms);
+/* A deadline as a grpc-timeout value, as Envoy writes it: milliseconds, or the smallest larger
+ * unit (S, M, H; rounded down) that fits the 8 digits, clipped at 99999999H. Returns the length. */
+#define HTTP_GRPC_TIMEOUT_MAX 99999999ULL
+size_t http_grpc_timeout_format(uint64_t ms, char out[HTTP_GRPC_TIMEOUT_DIGITS + 2]);
 /* Envoy's (and the gRPC project's) mapping of an HTTP status to a gRPC status code, used when a
  * local reply answers a gRPC request. */
 int http_grpc_status_of(int http_status);

@@ -325,21 +325,46 @@ static bool path_matches(const struct px_route_match *m, const char *path, size_
 		       (len == plen || path[plen] == '/');
 	case PX_PATH_REGEX:
 		return m->re && regex_match((const pcre2_code *)m->re, path, len);
+	case PX_PATH_CONNECT:
+		return true; /* the method was checked by the caller */
 	}
 	return false;
 }
 
+static const struct px_upgrade *upgrade_find(const struct px_upgrade *u, uint32_t n,
+					     const char *type, size_t len)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (u[i].type && eq(type, len, u[i].type, strlen(u[i].type), true))
+			return &u[i];
+	return NULL;
+}
+
+bool px_upgrade_allowed(const struct px_upgrade *hcm, uint32_t nhcm, const struct px_upgrade *route,
+			uint32_t nroute, const char *type, size_t len)
+{
+	const struct px_upgrade *h = upgrade_find(hcm, nhcm, type, len);
+	const struct px_upgrade *r = upgrade_find(route, nroute, type, len);
+
+	if (!h)
+		return false;
+	return r ? r->enabled : h->enabled;
+}
+
 const struct px_route *px_route_match(const struct px_vhost *vh, const struct px_req_view *r)
 {
-	const char *q = memchr(r->path, '?', r->path_len);
+	const char *q = r->path_len ? memchr(r->path, '?', r->path_len) : NULL;
 	size_t path_len = q ? (size_t)(q - r->path) : r->path_len;
 	const char *query = q ? q + 1 : "";
 	size_t qlen = q ? r->path_len - path_len - 1 : 0;
+	bool is_connect = r->method_len == 7 && !memcmp(r->method, "CONNECT", 7);
 
 	for (uint32_t i = 0; i < vh->nroutes; i++) {
 		const struct px_route *rt = &vh->routes[i];
 		const struct px_route_match *m = &rt->match;
-		bool ok = path_matches(m, r->path, path_len);
+		/* CONNECT has no path: only connect_matcher routes take it, and nothing else. */
+		bool ok = (m->kind == PX_PATH_CONNECT) == is_connect &&
+			  path_matches(m, r->path, path_len);
 
 		for (uint32_t h = 0; ok && h < m->nheaders; h++)
 			ok = header_matches(&m->headers[h], r);

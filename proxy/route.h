@@ -55,6 +55,7 @@ enum px_path_match {
 	PX_PATH_EXACT,
 	PX_PATH_REGEX,
 	PX_PATH_SEPARATED_PREFIX, /* path_separated_prefix: prefix ending at '/', '?' or the end */
+	PX_PATH_CONNECT,	  /* connect_matcher: CONNECT requests, and only they */
 };
 
 struct px_route_match {
@@ -134,7 +135,18 @@ struct px_weighted_route_cluster {
 	struct px_header_mutation request, response;
 };
 
+/* One upgrade_configs entry (HCM or route): the Upgrade value ("websocket", ...) or "CONNECT",
+ * compared case-insensitively. A route's entry overrides the HCM's enabled flag for that type;
+ * a type the HCM does not list is refused whatever the route says, as Envoy does. */
+struct px_upgrade {
+	const char *type;
+	bool enabled;
+	bool connect_terminate; /* route only: connect_config, the proxy ends CONNECT itself */
+};
+
 struct px_route_action {
+	struct px_upgrade *upgrades;
+	uint32_t nupgrades;
 	const char *cluster;
 	struct px_weighted_route_cluster *weighted;
 	uint32_t nweighted;
@@ -149,6 +161,9 @@ struct px_route_action {
 	bool grpc_timeout;
 	uint32_t grpc_timeout_max_ms;
 	uint32_t grpc_timeout_offset_ms;
+	/* The older max_grpc_timeout: Envoy also rewrites the upstream grpc-timeout to the deadline
+	 * it enforces (the per-try timeout if shorter), so the server knows the real one. */
+	bool grpc_timeout_rewrite;
 	const char *prefix_rewrite;
 	const char *regex_rewrite_pattern; /* with regex_rewrite_substitution */
 	const char *regex_rewrite_substitution;
@@ -233,6 +248,10 @@ const struct px_vhost *px_vhost_match(const struct px_route_config *rc, const ch
 /* The first route of the virtual host whose path, headers and query parameters all match. */
 const struct px_route *px_route_match(const struct px_vhost *vh, const struct px_req_view *r);
 bool px_string_match(const struct px_string_matcher *m, const char *s, size_t len);
+/* Envoy's upgrade decision for a request asking for upgrade type (len bytes): the HCM must list
+ * it; the route's entry, if any, then decides, else the HCM's enabled flag. */
+bool px_upgrade_allowed(const struct px_upgrade *hcm, uint32_t nhcm, const struct px_upgrade *route,
+			uint32_t nroute, const char *type, size_t len);
 /* A header's value by case-insensitive name (pseudo-headers from the view); NULL if absent. */
 const char *px_req_header(const struct px_req_view *r, const char *name, size_t *len);
 

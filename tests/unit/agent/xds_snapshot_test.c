@@ -548,6 +548,11 @@ static const struct bad {
 	    "{destination_port_range: {start: 90, end: 80}}}"),
 	 "listener \"l\": listener_filters[0].filter_disabled: destination_port_range [90, 80) "
 	 "is not a port range"},
+	{RT("route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, connect_config: "
+	    "{}}]}"),
+	 RT_PATH "route: upgrade_configs[0].connect_config needs CONNECT"},
+	{RT("route: {cluster: c, upgrade_configs: [{enabled: true}]}"),
+	 RT_PATH "route: upgrade_configs[0].upgrade_type is required"},
 	{CL("lb_policy: CLUSTER_PROVIDED"),
 	 "cluster \"c\": lb_policy: CLUSTER_PROVIDED is not supported"},
 	{"static_resources: {clusters: [{name: c, type: LOGICAL_DNS, load_assignment: "
@@ -683,6 +688,40 @@ static void test_priorities(void)
 	}
 }
 
+/* upgrade_configs on the HCM and on routes, and a connect_matcher route. */
+static void test_upgrades(void)
+{
+	static const char yaml[] =
+		"static_resources: {listeners: [{name: h, address: {socket_address: {address: "
+		"0.0.0.0, port_value: 80}}, filter_chains: [{filters: [{name: "
+		"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
+		", stat_prefix: h, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: "
+		"CONNECT, enabled: false}], " ROUTER
+		", route_config: {name: r, virtual_hosts: [{name: "
+		"v, domains: ['*'], routes: [{match: {connect_matcher: {}}, route: {cluster: c, "
+		"upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}}, {match: "
+		"{prefix: "
+		"/}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, enabled: "
+		"false}]}}]}]}}}]}]}], clusters: [{name: c}]}";
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s = build_text(yaml, &err, &rc);
+	const struct px_hcm *h = s ? &s->listeners[0].chains[0].http : NULL;
+	const struct px_route *r = h ? h->inline_routes->vhosts[0].routes : NULL;
+
+	ok(h && h->nupgrades == 2 && !strcmp(h->upgrades[0].type, "websocket") &&
+		   h->upgrades[0].enabled && !strcmp(h->upgrades[1].type, "CONNECT") &&
+		   !h->upgrades[1].enabled,
+	   "HCM upgrade_configs: types and enabled (default true): %s", rc ? err.msg : "ok");
+	ok(r && r[0].match.kind == PX_PATH_CONNECT && r[0].action.nupgrades == 1 &&
+		   r[0].action.upgrades[0].enabled && r[0].action.upgrades[0].connect_terminate,
+	   "a connect_matcher route with CONNECT + connect_config terminates CONNECT");
+	ok(r && r[1].action.nupgrades == 1 && !r[1].action.upgrades[0].enabled &&
+		   !r[1].action.upgrades[0].connect_terminate,
+	   "a route's upgrade_configs entry can disable a type");
+	px_snapshot_put(s);
+}
+
 /* Names of DNS clusters resolved through the lookup hook, per lookup family. */
 static int fake_lookup(void *ctx, const char *host, int family, struct shunt_addr *out, int max)
 {
@@ -770,9 +809,9 @@ static void test_grpc_timeout(void)
 		RT("route: {cluster: c}"),
 	};
 	static const struct {
-		bool on;
+		bool on, rewrite;
 		uint32_t max, offset;
-	} want[] = {{true, 2000, 100}, {true, 0, 50}, {false, 0, 0}};
+	} want[] = {{true, false, 2000, 100}, {true, true, 0, 50}, {false, false, 0, 0}};
 
 	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
 		struct jtree_err err;
@@ -786,7 +825,8 @@ static void test_grpc_timeout(void)
 						    : NULL;
 
 		ok(a && a->grpc_timeout == want[i].on && a->grpc_timeout_max_ms == want[i].max &&
-			   a->grpc_timeout_offset_ms == want[i].offset,
+			   a->grpc_timeout_offset_ms == want[i].offset &&
+			   a->grpc_timeout_rewrite == want[i].rewrite,
 		   "grpc timeout settings [%zu]: %s", i, rc ? err.msg : "as configured");
 		px_snapshot_put(s);
 	}
@@ -1076,6 +1116,7 @@ int main(void)
 	test_errors();
 	test_priorities();
 	test_grpc_timeout();
+	test_upgrades();
 	test_dns_clusters();
 	test_istio_reference();
 	return done_testing();

@@ -137,7 +137,8 @@ static void *serve_conn(void *arg)
 				len += (size_t)r;
 			}
 		}
-		char path[256], host[128], xfp[32], rid[64], attempt[16], custom[64], resp[2048];
+		char path[256], host[128], xfp[32], rid[64], attempt[16], custom[64], gt[32],
+			resp[2048];
 		int status = 200, k, times;
 
 		snprintf(path, sizeof(path), "%.*s", (int)m.path.len, m.path.p);
@@ -146,6 +147,7 @@ static void *serve_conn(void *arg)
 		span_hdr(&m, "x-request-id", rid, sizeof(rid));
 		span_hdr(&m, "x-envoy-attempt-count", attempt, sizeof(attempt));
 		span_hdr(&m, "x-custom", custom, sizeof(custom));
+		span_hdr(&m, "grpc-timeout", gt, sizeof(gt));
 		if (sscanf(path, "/status/%d", &status) == 1) {
 		} else if (sscanf(path, "/sleep/%d", &k) == 1) {
 			usleep((useconds_t)k * 1000);
@@ -186,8 +188,8 @@ static void *serve_conn(void *arg)
 		}
 		int blen = snprintf(resp, sizeof(resp),
 				    "backend=%c path=%s host=%s xfp=%s rid=%s attempt=%s custom=%s "
-				    "body=%zu",
-				    b->id, path, host, xfp, rid, attempt, custom, body);
+				    "gt=%s body=%zu",
+				    b->id, path, host, xfp, rid, attempt, custom, gt, body);
 		char msg[3072];
 		int mlen = snprintf(msg, sizeof(msg),
 				    "HTTP/1.1 %d X\r\nserver: backend\r\ncontent-length: %d\r\n"
@@ -396,6 +398,14 @@ static struct px_route routes_any[] = {
 	{.name = "flaky",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/flaky"},
 	 .action = {.cluster = "a", .retry = &retry5xx}},
+	{.name = "grpc-legacy",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/grpcold/"},
+	 .action = {.cluster = "a",
+		    .prefix_rewrite = "/sleep/",
+		    .grpc_timeout = true,
+		    .grpc_timeout_max_ms = 300,
+		    .grpc_timeout_offset_ms = 20,
+		    .grpc_timeout_rewrite = true}},
 	{.name = "grpc-deadline",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/grpc/"},
 	 .action = {.cluster = "a",
@@ -442,6 +452,9 @@ static struct px_vhost vhosts[] = {
 };
 static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2};
 
+/* CONNECT is listed (so it is routed, and with no connect_matcher route, 404), websocket not. */
+static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true}};
+
 static struct px_snapshot *build(__u16 port, __u16 dead_port)
 {
 	struct px_snapshot *s = px_snapshot_new();
@@ -479,6 +492,8 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port)
 	l->chains[0].kind = PX_NF_HTTP;
 	l->chains[0].http.inline_routes = &rc;
 	l->chains[0].http.max_request_headers_kb = 8;
+	l->chains[0].http.upgrades = hcm_upgrades;
+	l->chains[0].http.nupgrades = 1;
 	if (px_snapshot_finalize(s, &err)) {
 		tap_diag("finalize: %s", err);
 		return NULL;
@@ -681,6 +696,21 @@ int main(void)
 	is_int(r.status, 503, "failing more often than retries allow: its 503 comes through");
 	r = request(port, "GET /status/404 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 404 && has(r.body, "attempt=1"), "a 404 is not retried");
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n"
+			  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
+	ok(r.status == 403 && !*r.body,
+	   "a WebSocket upgrade the HCM's upgrade_configs do not list: empty 403 (%d)", r.status);
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "hi there"),
+	   "Connection: upgrade without an Upgrade header is an ordinary request (%d)", r.status);
+	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade, "
+			  "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+			  "AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n");
+	ok(r.status == 200 && has(r.body, "hi there"),
+	   "an h2c upgrade offer (curl --http2) is served as HTTP/1.1, as Envoy does (%d)",
+	   r.status);
+	r = request(port, "CONNECT web.local:443 HTTP/1.1\r\nHost: web.local:443\r\n\r\n");
+	is_int(r.status, 404, "CONNECT allowed by the HCM but no connect_matcher route: 404 NR");
 	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
@@ -712,8 +742,25 @@ int main(void)
 		   (unsigned long long)(now_ms() - t0));
 		snprintf(raw, sizeof(raw), grpc_req, "/grpc/50", "grpc-timeout: 5S\r\n");
 		r = request(port, raw);
-		ok(r.status == 200 && !has(r.hdrs, "grpc-status") && has(r.body, "path=/sleep/50"),
-		   "a call that finishes within its deadline is relayed as it is");
+		ok(r.status == 200 && !has(r.hdrs, "grpc-status") &&
+			   has(r.body, "path=/sleep/50") && has(r.body, "gt=5S "),
+		   "a call that finishes within its deadline is relayed as it is, grpc-timeout "
+		   "unchanged under max_stream_duration");
+		snprintf(raw, sizeof(raw), grpc_req, "/grpcold/10", "grpc-timeout: 5S\r\n");
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.body, "gt=280m "),
+		   "max_grpc_timeout (legacy): the upstream grpc-timeout is the deadline enforced, "
+		   "capped at 300 ms less the 20 ms offset: %s",
+		   r.body);
+		snprintf(raw, sizeof(raw), grpc_req, "/grpcold/10", "grpc-timeout: 150000u\r\n");
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.body, "gt=130m "),
+		   "grpc-timeout 150000u under the cap: 150 ms less the offset go upstream: %s",
+		   r.body);
+		snprintf(raw, sizeof(raw), grpc_req, "/grpcold/10", "grpc-timeout: bogus\r\n");
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.body, "gt=280m "),
+		   "a malformed grpc-timeout is ignored: the route's cap applies: %s", r.body);
 		snprintf(raw, sizeof(raw), grpc_req, "/empty", "");
 		r = request(port, raw);
 		ok(r.status == 200 && has(r.hdrs, "grpc-status: 14\n") &&

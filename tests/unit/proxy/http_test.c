@@ -165,6 +165,32 @@ static void test_grpc(void)
 		ok(rc == t[i].rc && (rc || ms == t[i].ms), "grpc-timeout \"%s\": %d, %llu ms",
 		   t[i].v, rc, (unsigned long long)ms);
 	}
+	{
+		static const struct {
+			uint64_t ms;
+			const char *want;
+		} f[] = {
+			{0, "0m"},
+			{250, "250m"},
+			{99999999ULL, "99999999m"},
+			{100000000ULL, "100000S"},
+			{99999999000ULL + 999, "99999999S"},
+			{100000000000ULL, "1666666M"},
+			{99999999ULL * 60000 + 60000, "1666666H"},
+			{UINT64_MAX, "99999999H"},
+		};
+		char out[HTTP_GRPC_TIMEOUT_DIGITS + 2];
+
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			size_t n = http_grpc_timeout_format(f[i].ms, out);
+			uint64_t back = 0;
+
+			ok(n == strlen(f[i].want) && !strcmp(out, f[i].want) &&
+				   http_grpc_timeout_parse(out, n, &back) == 0 && back <= f[i].ms,
+			   "grpc-timeout of %llu ms is written %s (got %s), parses back no later",
+			   (unsigned long long)f[i].ms, f[i].want, out);
+		}
+	}
 	ok(http_is_grpc("application/grpc", 16) && http_is_grpc("application/grpc+proto", 22) &&
 		   http_is_grpc("Application/GRPC;charset=x", 27),
 	   "application/grpc, +proto and ;params are gRPC");

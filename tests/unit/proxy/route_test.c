@@ -184,6 +184,45 @@ static void test_routes(void)
 	ok(err && strstr(err, "regex \"/a(b\": ") != NULL, "and named: %s", err ? err : "");
 }
 
+/* CONNECT only reaches connect_matcher routes, and those take nothing else; an upgrade is
+ * allowed when the HCM lists its type and the route, if it says anything, does not disable it. */
+static void test_connect_and_upgrades(void)
+{
+	static struct px_route croutes[] = {
+		{.name = "connect", .match = {.kind = PX_PATH_CONNECT, .path = ""}},
+		{.name = "all", .match = {.kind = PX_PATH_PREFIX, .path = ""}},
+	};
+	struct px_vhost vh = {.name = "vh", .routes = croutes + 1, .nroutes = 1};
+	struct px_req_view conn = {.method = "CONNECT", .method_len = 7, .path = NULL};
+	struct px_req_view get = {.method = "GET", .method_len = 3, .path = "/x", .path_len = 2};
+	const struct px_route *rt;
+	static const struct px_upgrade hcm[] = {
+		{"websocket", true, false}, {"CONNECT", true, false}, {"h2c", false, false}};
+	static const struct px_upgrade route[] = {
+		{"WebSocket", false, false}, {"h2c", true, false}, {"spdy/3", true, false}};
+
+	ok(px_route_match(&vh, &conn) == NULL, "CONNECT does not take a prefix \"\" route");
+	vh.routes = croutes;
+	vh.nroutes = 2;
+	rt = px_route_match(&vh, &conn);
+	is_str(rt ? rt->name : NULL, "connect", "CONNECT takes the connect_matcher route");
+	rt = px_route_match(&vh, &get);
+	is_str(rt ? rt->name : NULL, "all", "GET passes the connect_matcher route by");
+	ok(px_upgrade_allowed(hcm, 3, NULL, 0, "WEBSOCKET", 9) &&
+		   px_upgrade_allowed(hcm, 3, NULL, 0, "connect", 7),
+	   "HCM-listed types are allowed, case-insensitively");
+	ok(!px_upgrade_allowed(hcm, 3, NULL, 0, "h2c", 3) &&
+		   !px_upgrade_allowed(hcm, 3, NULL, 0, "websocket2", 10) &&
+		   !px_upgrade_allowed(NULL, 0, NULL, 0, "websocket", 9),
+	   "a disabled, unlisted or unconfigured type is refused");
+	ok(!px_upgrade_allowed(hcm, 3, route, 3, "websocket", 9) &&
+		   px_upgrade_allowed(hcm, 3, route, 3, "h2c", 3) &&
+		   px_upgrade_allowed(hcm, 3, route, 3, "CONNECT", 7),
+	   "the route's entry overrides the HCM's enabled flag, both ways; others keep the HCM's");
+	ok(!px_upgrade_allowed(hcm, 3, route, 3, "spdy/3", 6),
+	   "a route cannot allow a type the HCM does not list");
+}
+
 static void test_retry_on(void)
 {
 	uint32_t bits;
@@ -209,6 +248,7 @@ int main(void)
 {
 	test_vhosts();
 	test_routes();
+	test_connect_and_upgrades();
 	test_retry_on();
 	arena_free(&a);
 	return done_testing();
