@@ -190,11 +190,29 @@ static const char *ssl_reason(char *buf, size_t len)
 	return buf;
 }
 
-/* >0 bytes, 0 closed, -EAGAIN, or another -errno with c failed. */
-static ssize_t t_recv(struct grpc_client *c, uint8_t *buf, size_t len)
+/* What an SSL_read or SSL_write that returned n <= 0 means: -EAGAIN (wait; ssl_want_write says
+ * for which direction), `closed` for the peer's orderly end, else -errno or -EPROTO after failing
+ * the client with the TLS reason. */
+static ssize_t ssl_result(struct grpc_client *c, int n, ssize_t closed)
 {
 	char why[160];
-	int n, e;
+	int e = SSL_get_error(c->ssl, n);
+
+	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return closed;
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+		return errno ? -errno : closed;
+	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: %s", ssl_reason(why, sizeof(why)));
+	return -EPROTO;
+}
+
+/* >0 bytes, 0 closed, -EAGAIN, or another -errno with c failed. */
+static ssize_t t_recv(struct grpc_client *c, void *buf, size_t len)
+{
+	int n;
 
 	if (!c->ssl) {
 		ssize_t r = recv(c->fd, buf, len, 0);
@@ -202,24 +220,12 @@ static ssize_t t_recv(struct grpc_client *c, uint8_t *buf, size_t len)
 		return r < 0 ? (errno == EINTR ? -EAGAIN : -errno) : r;
 	}
 	n = SSL_read(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
-	if (n > 0)
-		return n;
-	e = SSL_get_error(c->ssl, n);
-	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-		return -EAGAIN;
-	if (e == SSL_ERROR_ZERO_RETURN)
-		return 0;
-	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
-		return errno ? -errno : 0;
-	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: %s", ssl_reason(why, sizeof(why)));
-	return -EPROTO;
+	return n > 0 ? n : ssl_result(c, n, 0);
 }
 
 static ssize_t t_send(struct grpc_client *c, const void *buf, size_t len)
 {
-	char why[160];
-	int n, e;
+	int n;
 
 	if (!c->ssl) {
 		ssize_t r = send(c->fd, buf, len, MSG_NOSIGNAL);
@@ -227,16 +233,7 @@ static ssize_t t_send(struct grpc_client *c, const void *buf, size_t len)
 		return r < 0 ? (errno == EINTR ? -EAGAIN : -errno) : r;
 	}
 	n = SSL_write(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
-	if (n > 0)
-		return n;
-	e = SSL_get_error(c->ssl, n);
-	c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-		return -EAGAIN;
-	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
-		return errno ? -errno : -EPIPE;
-	fail(c, GRPC_STATUS_UNAVAILABLE, "TLS: %s", ssl_reason(why, sizeof(why)));
-	return -EPROTO;
+	return n > 0 ? n : ssl_result(c, n, -EPIPE);
 }
 
 /* ---- I/O ------------------------------------------------------------------------------------- */
