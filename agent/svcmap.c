@@ -150,7 +150,7 @@ static void add_service(struct desired *d, const struct px_snapshot *s,
 	e->key.family = addr_is_v4(vip) ? AF_INET : AF_INET6;
 	snprintf(e->val.cluster, sizeof(e->val.cluster), "%s", fc->tcp.cluster);
 	if (c && (c->type == PX_CLUSTER_STATIC || c->type == PX_CLUSTER_EDS) && chain_is_l4(fc) &&
-	    !c->no_kernel_lb)
+	    c->kernel_lb)
 		e->val.flags |= SHUNT_SVC_F_KERNEL_LB;
 	if (c) {
 		rc = backends_of(e, c);

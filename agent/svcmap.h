@@ -45,8 +45,9 @@ void svcmap_free(struct svcmap *m);
  * the listener's own address if it is not a wildcard, else each full-length prefix_range of the
  * chain, at the chain's destination_port or the listener's port. Kernel LB (SHUNT_SVC_F_KERNEL_LB)
  * is for those that are L4-only: a STATIC or EDS cluster, and a chain that matches on nothing the
- * kernel cannot see at connect (no server names, ALPN, transport protocol or source match), unless
- * the cluster opts out with metadata filter_metadata "shunt": {"kernel_lb": false}.
+ * kernel cannot see at connect (no server names, ALPN, transport protocol or source match), and
+ * whose cluster is marked with metadata filter_metadata "shunt": {"kernel_lb": true} (DESIGN's
+ * "services marked L4-only": unmarked ones stay with the proxy, for mTLS and telemetry).
  * Backends: the healthy endpoints of the highest priority that has one, each weight replicated
  * into slots (equal weights: one slot each). Returns a sorted array (free with
  * svcmap_entries_free) or NULL on ENOMEM; *n its length; *truncated counts capped services. */

@@ -1540,8 +1540,8 @@ static bool is_ads_cluster(const struct sctx *x, const char *name)
 	return ads && name && !strcmp(ads, name);
 }
 
-/* filter_metadata "shunt": {"kernel_lb": false} keeps a cluster's services out of the kernel
- * service LB (true, or no key, leaves them to agent/svcmap.c's L4-only rule). */
+/* filter_metadata "shunt": {"kernel_lb": true} lets a cluster's L4-only services be balanced by
+ * the kernel (agent/svcmap.c's rule); without it, or false, the proxy serves them. */
 static int cluster_kernel_lb(struct sctx *x, const Cluster *in, struct px_cluster *c)
 {
 	const Envoy__Config__Core__V3__Metadata *md = in->metadata;
@@ -1559,7 +1559,7 @@ static int cluster_kernel_lb(struct sctx *x, const Cluster *in, struct px_cluste
 			if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE)
 				return serr(x, "metadata.filter_metadata.shunt.kernel_lb: must be "
 					       "true or false");
-			c->no_kernel_lb = !v->bool_value;
+			c->kernel_lb = v->bool_value;
 		}
 	}
 	return 0;

@@ -118,9 +118,10 @@ struct px_cluster {
 	uint32_t panic_threshold_pct;
 	bool panic_disabled;
 	bool locality_weighted; /* common_lb_config.locality_weighted_lb_config */
-	/* metadata.filter_metadata.shunt.kernel_lb false: never balanced by connect4/6 (data
-	 * for the agent's service maps; the proxy ignores it). */
-	bool no_kernel_lb;
+	/* metadata.filter_metadata.shunt.kernel_lb true: the cluster's L4-only services may be
+	 * balanced by connect4/6 (DESIGN: "services marked L4-only"). Unmarked ones stay with the
+	 * proxy, which is where mTLS and TCP telemetry will happen. */
+	bool kernel_lb;
 	/* Precomputed by px_snapshot_finalize (px_lb_prepare): one set per priority level, in
 	 * priority order, with the share of traffic each takes. */
 	struct px_lb_set *sets;

@@ -140,7 +140,7 @@ eds() { # ADDR...
 	printf '[{"cluster_name":"echo","endpoints":[{"lb_endpoints":[%s]}]}]' "$eps"
 }
 VIRT="$(virtual virtualOutbound 15001 PassthroughCluster),$(virtual virtualInbound 15006 InboundPassthroughCluster)"
-ctl set cds 1 "[$(orig_dst PassthroughCluster ''),$(orig_dst InboundPassthroughCluster ',"upstream_bind_config":{"source_address":{"address":"127.0.0.6","port_value":0}}'),{\"name\":\"echo\",\"type\":\"EDS\",\"eds_cluster_config\":{\"eds_config\":{\"ads\":{}}}}]"
+ctl set cds 1 "[$(orig_dst PassthroughCluster ''),$(orig_dst InboundPassthroughCluster ',"upstream_bind_config":{"source_address":{"address":"127.0.0.6","port_value":0}}'),{\"name\":\"echo\",\"type\":\"EDS\",\"metadata\":{\"filter_metadata\":{\"shunt\":{\"kernel_lb\":true}}},\"eds_cluster_config\":{\"eds_config\":{\"ads\":{}}}}]"
 ctl set eds 1 "$(eds "$B")"
 ctl set lds 1 "[$VIRT,$(svc_listener '"cluster":"echo"')]"
 cat >"$H_DIR/boot.json" <<EOB

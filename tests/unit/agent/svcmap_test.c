@@ -57,8 +57,16 @@ static const char *const yaml =
 	"    - filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {\"@type\": "
 	"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: "
 	"x, cluster: web}}]\n"
+	"  - name: plain\n"
+	"    address: {socket_address: {address: 10.96.0.7, port_value: 80}}\n"
+	"    bind_to_port: false\n"
+	"    filter_chains:\n"
+	"    - filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {\"@type\": "
+	"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: "
+	"x, cluster: plain}}]\n"
 	"  clusters:\n"
 	"  - name: web\n"
+	"    metadata: {filter_metadata: {shunt: {kernel_lb: true}}}\n"
 	"    load_assignment:\n"
 	"      cluster_name: web\n"
 	"      endpoints:\n"
@@ -69,6 +77,7 @@ static const char *const yaml =
 	"port_value: 80}}}}, {endpoint: {address: {socket_address: {address: 10.1.0.3, port_value: "
 	"80}}}}]\n"
 	"  - name: weighted\n"
+	"    metadata: {filter_metadata: {shunt: {kernel_lb: true}}}\n"
 	"    load_assignment:\n"
 	"      cluster_name: weighted\n"
 	"      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "
@@ -78,6 +87,9 @@ static const char *const yaml =
 	"    metadata: {filter_metadata: {shunt: {kernel_lb: false}}}\n"
 	"    load_assignment: {cluster_name: optout, endpoints: [{lb_endpoints: [{endpoint: "
 	"{address: {socket_address: {address: 10.3.0.1, port_value: 80}}}}]}]}\n"
+	"  - name: plain\n"
+	"    load_assignment: {cluster_name: plain, endpoints: [{lb_endpoints: [{endpoint: "
+	"{address: {socket_address: {address: 10.4.0.1, port_value: 80}}}}]}]}\n"
 	"  - name: odst\n"
 	"    type: ORIGINAL_DST\n"
 	"    lb_policy: CLUSTER_PROVIDED\n";
@@ -123,7 +135,8 @@ static const struct {
 	{"10.96.0.3", 9000, true, false, 2, 2, "a chain matching on SNI: listed, proxy only"},
 	{"10.96.0.4", 9000, false, false, 0, 0, "weighted_clusters: not a single cluster"},
 	{"10.96.0.5", 9000, true, false, 0, 0, "ORIGINAL_DST cluster: listed, proxy only"},
-	{"10.96.0.6", 80, true, false, 1, 1, "metadata shunt.kernel_lb false opts out"},
+	{"10.96.0.6", 80, true, false, 1, 1, "metadata shunt.kernel_lb false: proxy only"},
+	{"10.96.0.7", 80, true, false, 1, 1, "no shunt.kernel_lb mark: proxy only (opt-in)"},
 	{"127.0.0.1", 9001, false, false, 0, 0, "a bound listener is served by shuntd itself"},
 };
 
@@ -133,7 +146,7 @@ static void test_desired(const struct px_snapshot *s)
 	size_t n = 0;
 	struct svcmap_entry *e = svcmap_desired(s, &n, &truncated);
 
-	ok(e && n == 5 && truncated == 0, "five services, none truncated (got %zu)", n);
+	ok(e && n == 6 && truncated == 0, "six services, none truncated (got %zu)", n);
 	for (size_t i = 0; e && i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct svcmap_entry *x = find(e, n, cases[i].vip, cases[i].port);
 
@@ -193,16 +206,16 @@ static void test_apply(const struct px_snapshot *s1, const struct px_snapshot *s
 	if (!ok(svc >= 0 && slots >= 0, "BPF maps created (needs root)"))
 		return;
 	svcmap_init(&m, svc, slots);
-	ok(svcmap_apply(&m, s1, &st) == 0 && st.added == 5 && st.slots_written == 9,
-	   "first apply: 5 added, 9 slots");
+	ok(svcmap_apply(&m, s1, &st) == 0 && st.added == 6 && st.slots_written == 10,
+	   "first apply: 6 added, 10 slots");
 	ok(lookup_svc(svc, "10.96.0.1", 80, &v1) == 0 && v1.generation == 1 && v1.count == 2 &&
 		   strcmp(v1.cluster, "web") == 0,
 	   "service entry: generation 1, 2 slots, cluster web");
-	ok(svcmap_apply(&m, s1, &st) == 0 && st.unchanged == 5 && st.slots_written == 0,
+	ok(svcmap_apply(&m, s1, &st) == 0 && st.unchanged == 6 && st.slots_written == 0,
 	   "the same snapshot again writes nothing");
 	/* s2: web has one endpoint less; the odst service is gone. */
 	ok(svcmap_apply(&m, s2, &st) == 0 && st.changed == 2 && st.removed == 1 &&
-		   st.unchanged == 2,
+		   st.unchanged == 3,
 	   "web's endpoints change (two services) and one service goes");
 	ok(lookup_svc(svc, "10.96.0.1", 80, &v2) == 0 && v2.generation == 2 && v2.id == v1.id &&
 		   v2.count == 1,
@@ -214,10 +227,10 @@ static void test_apply(const struct px_snapshot *s1, const struct px_snapshot *s
 	ok(bpf_map_lookup_elem(slots, &old, &be) != 0 && bpf_map_lookup_elem(slots, &now, &be) == 0,
 	   "generation 1's slots are deleted, generation 2's are there");
 	ok(lookup_svc(svc, "10.96.0.5", 9000, &v2) != 0, "the removed service's entry is gone");
-	ok(count_keys(svc, sizeof(struct shunt_svc_key)) == 4 &&
-		   count_keys(slots, sizeof(struct shunt_svc_slot_key)) == 1 + 4 + 1 + 1,
+	ok(count_keys(svc, sizeof(struct shunt_svc_key)) == 5 &&
+		   count_keys(slots, sizeof(struct shunt_svc_slot_key)) == 1 + 4 + 1 + 1 + 1,
 	   "the maps hold exactly the live generations' slots");
-	ok(svcmap_apply(&m, NULL, &st) == 0 && st.removed == 4 &&
+	ok(svcmap_apply(&m, NULL, &st) == 0 && st.removed == 5 &&
 		   count_keys(svc, sizeof(struct shunt_svc_key)) == 0 &&
 		   count_keys(slots, sizeof(struct shunt_svc_slot_key)) == 0,
 	   "an empty snapshot removes everything");
