@@ -174,36 +174,47 @@ static int get_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 	return -1;
 }
 
+/* Steps over the field at p[*i]: its wire type in *wt and, for a length-delimited one, where its
+ * bytes start (*off) and how many (*flen). -1 when the field is malformed or runs past len. */
+static int next_field(const uint8_t *p, size_t len, size_t *i, unsigned *wt, size_t *off,
+		      size_t *flen)
+{
+	uint64_t key, l;
+
+	if (get_varint(p, len, i, &key) || !(key >> 3))
+		return -1;
+	*wt = (unsigned)(key & 7);
+	switch (*wt) {
+	case 0:
+		return get_varint(p, len, i, &l);
+	case 1:
+	case 5:
+		l = *wt == 1 ? 8 : 4;
+		if (len - *i < l)
+			return -1;
+		*i += (size_t)l;
+		return 0;
+	case 2:
+		if (get_varint(p, len, i, &l) || l > len - *i)
+			return -1;
+		*off = *i;
+		*flen = (size_t)l;
+		*i += (size_t)l;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
 /* 0 if buf is a well-formed message at its own level, -1 if not. */
 static int scan_flat(const uint8_t *p, size_t len)
 {
-	size_t i = 0;
-	uint64_t key, l;
+	size_t i = 0, off, flen;
+	unsigned wt;
 
-	while (i < len) {
-		if (get_varint(p, len, &i, &key) || !(key >> 3))
+	while (i < len)
+		if (next_field(p, len, &i, &wt, &off, &flen))
 			return -1;
-		switch (key & 7) {
-		case 0:
-			if (get_varint(p, len, &i, &l))
-				return -1;
-			break;
-		case 1:
-		case 5:
-			l = (key & 7) == 1 ? 8 : 4;
-			if (len - i < l)
-				return -1;
-			i += (size_t)l;
-			break;
-		case 2:
-			if (get_varint(p, len, &i, &l) || l > len - i)
-				return -1;
-			i += (size_t)l;
-			break;
-		default:
-			return -1;
-		}
-	}
 	return 0;
 }
 
@@ -211,40 +222,19 @@ static int scan_flat(const uint8_t *p, size_t len)
  * bytes that are a well-formed message on their own (not looking inside) make it too deep. */
 static int scan_depth(const uint8_t *p, size_t len, int depth, int max)
 {
-	size_t i = 0;
+	size_t i = 0, off, flen;
+	unsigned wt;
 
 	while (i < len) {
-		uint64_t key, l;
 		int r;
 
-		if (get_varint(p, len, &i, &key) || !(key >> 3))
+		if (next_field(p, len, &i, &wt, &off, &flen))
 			return -1;
-		switch (key & 7) {
-		case 0:
-			if (get_varint(p, len, &i, &l))
-				return -1;
-			break;
-		case 1:
-			if (len - i < 8)
-				return -1;
-			i += 8;
-			break;
-		case 5:
-			if (len - i < 4)
-				return -1;
-			i += 4;
-			break;
-		case 2:
-			if (get_varint(p, len, &i, &l) || l > len - i)
-				return -1;
-			r = depth < max ? scan_depth(p + i, (size_t)l, depth + 1, max) : 0;
-			if (r == 1 || (depth >= max && scan_flat(p + i, (size_t)l) == 0))
-				return 1;
-			i += (size_t)l;
-			break;
-		default:
-			return -1;
-		}
+		if (wt != 2)
+			continue;
+		r = depth < max ? scan_depth(p + off, flen, depth + 1, max) : 0;
+		if (r == 1 || (depth >= max && scan_flat(p + off, flen) == 0))
+			return 1;
 	}
 	return 0;
 }
