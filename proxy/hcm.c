@@ -111,6 +111,13 @@ static void abandon_upstream(struct hstream *s)
 		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
 }
 
+/* The date and server headers of every response shunt makes itself. */
+static void add_date_server(const struct hstream *s, struct http_hdrs *h)
+{
+	http_hdrs_addf(h, "date", "%s", s->hc->wk->http_date);
+	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+}
+
 /* A local reply to a gRPC request, as Envoy sends it: trailers-only (HTTP 200, grpc-status
  * from the HTTP status, grpc-message from the body text), so that gRPC clients see a status
  * instead of a protocol error. The access log keeps the response flag. */
@@ -126,8 +133,7 @@ static void grpc_local_reply(struct hstream *s, const struct strbuf *text)
 	http_hdrs_addf(h, "grpc-status", "%d", http_grpc_status_of(s->status));
 	http_hdrs_add(h, "grpc-message", 12, strbuf_str(msg), msg->len);
 	http_hdrs_add(h, "content-length", 14, "0", 1);
-	http_hdrs_addf(h, "date", "%s", wk->http_date);
-	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	add_date_server(s, h);
 	s->status = 200;
 	s->resp_started = true;
 	s->down->send_headers(s, s->status, h, true);
@@ -167,8 +173,7 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	} else {
 		http_hdrs_add(h, "content-length", 14, "0", 1);
 	}
-	http_hdrs_addf(h, "date", "%s", wk->http_date);
-	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	add_date_server(s, h);
 	s->resp_started = true;
 	s->down->send_headers(s, s->status, h, body->len == 0 || s->is_head);
 	if (body->len && !s->is_head)
@@ -192,8 +197,7 @@ static void direct_response(struct hstream *s, const struct px_route *rt)
 	if (blen)
 		http_hdrs_add(h, "content-type", 12, "text/plain", 10);
 	http_hdrs_addf(h, "content-length", "%zu", blen);
-	http_hdrs_addf(h, "date", "%s", wk->http_date);
-	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	add_date_server(s, h);
 	http_apply_mutation(h, &s->rc->response);
 	http_apply_mutation(h, &s->vh->response);
 	http_apply_mutation(h, &rt->response);
@@ -246,8 +250,7 @@ static void redirect(struct hstream *s, const struct px_route *rt)
 	http_hdrs_reset(h);
 	http_hdrs_add(h, "location", 8, strbuf_str(loc), loc->len);
 	http_hdrs_add(h, "content-length", 14, "0", 1);
-	http_hdrs_addf(h, "date", "%s", wk->http_date);
-	http_hdrs_add(h, "server", 6, s->hc->cfg->server_name, strlen(s->hc->cfg->server_name));
+	add_date_server(s, h);
 	s->resp_started = true;
 	s->down->send_headers(s, s->status, h, true);
 	finish(s);
