@@ -86,6 +86,10 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 		close(u->fd);
 	u->fd = -1;
 	u->state = UC_CLOSED;
+	if (u->owner) {
+		u->owner->up_fresh = NULL;
+		u->owner = NULL;
+	}
 	worker_defer_cancel(&u->flush_later);
 	list_del_init(&u->node);
 	u->pool->nconns--;
@@ -180,6 +184,11 @@ static void attach(struct worker *wk, struct uconn *u, struct hstream *s)
 	u->in_len = 0;
 	http1_response_begin(&u->parser, NULL, u->hdrs, sizeof(u->hdrs) / sizeof(u->hdrs[0]),
 			     method_of(s));
+	/* CONNECT that we end ourselves: no HTTP goes upstream, the connection is the tunnel. */
+	if (s->connect_terminate) {
+		u->raw = u->head_done = u->req_done = true;
+		u->body = HTTP1_BODY_TUNNEL;
+	}
 	hstream_on_upstream_ready(s, u, &h1_up_ops);
 }
 
@@ -219,7 +228,7 @@ void upool_dispatch(struct worker *wk)
 	}
 }
 
-static int uconn_open(struct worker *wk, struct upool *p)
+static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 {
 	struct uconn *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
@@ -236,6 +245,11 @@ static int uconn_open(struct worker *wk, struct upool *p)
 	u->fd = fd;
 	u->pool = p;
 	u->state = UC_CONNECTING;
+	if (owner) {
+		u->fresh = true;
+		u->owner = owner;
+		owner->up_fresh = u;
+	}
 	worker_defer_init(&u->flush_later, uconn_flush_later);
 	u->deadline = wk->now_ms + cb_or(p->cfg.connect_timeout_ms, wk->p->cfg.connect_timeout_ms);
 	worker_timer(wk, u->deadline);
@@ -275,13 +289,42 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 	s->pool_wait = p;
 	p->npending++;
 	if (p->nconns < cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
-		err = uconn_open(wk, p);
+		err = uconn_open(wk, p, NULL);
 		if (err) {
 			upool_cancel(wk, s);
 			return err;
 		}
 	}
 	return 0;
+}
+
+int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+			const struct px_endpoint *ep)
+{
+	struct upool *p = pool_get(wk, s->hc->w, c, ep);
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	if (p->nconns >= cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
+		upool_maybe_free(p);
+		return -EBUSY;
+	}
+	err = uconn_open(wk, p, s);
+	if (err)
+		upool_maybe_free(p);
+	return err;
+}
+
+/* The stream a fresh connection was opened for, which no longer waits for it. */
+static struct hstream *take_owner(struct uconn *u)
+{
+	struct hstream *s = u->owner;
+
+	u->owner = NULL;
+	if (s)
+		s->up_fresh = NULL;
+	return s;
 }
 
 struct hstream *upool_take_oldest(struct worker *wk, struct upool *p)
@@ -309,6 +352,13 @@ void upool_cancel(struct worker *wk, struct hstream *s)
 {
 	struct upool *p = s->pool_wait;
 
+	if (s->up_fresh) {
+		struct uconn *u = s->up_fresh;
+
+		take_owner(u);
+		uconn_close(wk, u);
+		return;
+	}
 	if (!p)
 		return;
 	list_del_init(&s->pool_node);
@@ -322,7 +372,7 @@ void upool_release(struct worker *wk, struct uconn *u, bool reusable)
 	uint32_t max = u->pool->cfg.max_requests_per_connection;
 
 	u->stream = NULL;
-	if (!reusable || !u->keep_alive || !u->resp_done || !u->req_done ||
+	if (!reusable || u->fresh || !u->keep_alive || !u->resp_done || !u->req_done ||
 	    u->out_off < u->out.len || (max && u->requests >= max)) {
 		uconn_close(wk, u);
 		return;
@@ -344,12 +394,13 @@ void upool_tick(struct worker *wk)
 				worker_timer(wk, u->deadline);
 			if (u->state == UC_CONNECTING && wk->now_ms >= u->deadline) {
 				/* The waiter this connection was opened for gives up on it. */
-				struct hstream *s = list_empty(&p->pending)
+				struct hstream *s = u->fresh ? take_owner(u)
+						    : list_empty(&p->pending)
 							    ? NULL
 							    : list_entry(p->pending.next,
 									 struct hstream, pool_node);
 
-				if (s)
+				if (s && !u->fresh)
 					upool_cancel(wk, s);
 				uconn_close(wk, u);
 				if (s)
@@ -441,6 +492,19 @@ static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len
 	struct strbuf *o = &u->out;
 	char hdr[HTTP1_CHUNK_HEADER_MAX];
 
+	if (u->raw) {
+		/* A tunnel: the bytes as they are; the end of the stream is our FIN. */
+		strbuf_add(o, data, len);
+		if (o->err)
+			return -ENOMEM;
+		flush_out(u);
+		if (end_stream && !u->wr_shut && u->out_off == u->out.len) {
+			shutdown(u->fd, SHUT_WR);
+			u->wr_shut = true;
+		}
+		u->req_done = u->req_done || end_stream;
+		return 0;
+	}
 	if (u->req_done)
 		return 0;
 	if (u->req_chunked && len) {
@@ -492,6 +556,25 @@ static void h1_resume(void *x)
 		uconn_on_event(wk, u, 0);
 }
 
+/* The exchange became a tunnel the TCP proxy carries: give it the socket, the bytes that came
+ * after the response head and any request bytes not yet written. */
+static void h1_detach(void *x, struct hstream *s, struct tunnel_end *e)
+{
+	struct uconn *u = x;
+
+	(void)s;
+	e->fd = u->fd;
+	e->eof = false; /* a FIN read ends the exchange before any hand-over */
+	if (u->in_len > u->head_len)
+		strbuf_add(&e->rx, u->in + u->head_len, u->in_len - u->head_len);
+	if (u->out.len > u->out_off)
+		strbuf_add(&e->tx, u->out.buf + u->out_off, u->out.len - u->out_off);
+	u->in_len = u->head_len = 0;
+	u->fd = -1;
+	u->stream = NULL;
+	uconn_close(s->hc->wk, u);
+}
+
 static const struct uconn_ops h1_up_ops = {
 	.send_headers = h1_send_headers,
 	.send_data = h1_send_data,
@@ -499,6 +582,7 @@ static const struct uconn_ops h1_up_ops = {
 	.abandon = h1_abandon,
 	.pending_out = h1_pending_out,
 	.resume = h1_resume,
+	.detach = h1_detach,
 };
 
 /* Parses what arrived; delivers head and body to the stream. Returns false if u is gone. */
@@ -542,8 +626,14 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			if (u->body == HTTP1_BODY_CHUNKED)
 				http1_chunked_begin(&u->chunked, NULL, u->trailers, 16);
 			u->resp_done = u->body == HTTP1_BODY_NONE;
+			u->head_len = (size_t)n;
 			hstream_on_response_headers(s, msg.status, hdrs, (uint32_t)msg.nheaders,
 						    u->resp_done);
+			if (u->state == UC_CLOSED)
+				return false; /* detached into a tunnel, or failed */
+			/* A tunnel the downstream codec cannot take over: we carry it. */
+			u->raw = u->body == HTTP1_BODY_TUNNEL && u->stream == s && s->tunnel;
+			u->head_len = 0;
 			memmove(u->in, u->in + n, u->in_len - (size_t)n);
 			u->in_len -= (size_t)n;
 			if (u->resp_done || u->stream != s)
@@ -598,7 +688,12 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 				return u->state != UC_CLOSED;
 			continue;
 		}
-		/* Tunnels (101, CONNECT) are not carried on pooled connections. */
+		if (u->raw) {
+			hstream_on_response_data(s, u->in, u->in_len, false);
+			u->in_len = 0;
+			continue;
+		}
+		/* A 101 or CONNECT 2xx the stream did not ask for (it never sent an upgrade). */
 		uconn_fail(wk, u, false, "upgrade not supported on this path");
 		return false;
 	}
@@ -621,10 +716,20 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		int err = upstream_connect_result(u->fd);
 
 		if (err) {
-			struct hstream *s = upool_take_oldest(wk, u->pool);
+			struct hstream *s =
+				u->fresh ? take_owner(u) : upool_take_oldest(wk, u->pool);
 
 			uconn_close(wk, u);
 			upool_connect_failed(s, err);
+			return;
+		}
+		if (u->fresh) {
+			struct hstream *s = take_owner(u);
+
+			if (s)
+				attach(wk, u, s);
+			else
+				uconn_close(wk, u);
 			return;
 		}
 		/* Connected: it serves the oldest waiter at the end of this iteration. */
@@ -665,7 +770,8 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		if (n <= 0) {
 			/* Closed by the server: the end of a read-until-close body, a keep-alive
 			 * connection that expired while idle, or a reset mid-exchange. */
-			if (u->stream && u->head_done && u->body == HTTP1_BODY_UNTIL_CLOSE) {
+			if (u->stream && u->head_done &&
+			    (u->body == HTTP1_BODY_UNTIL_CLOSE || (u->raw && n == 0))) {
 				struct hstream *s = u->stream;
 
 				u->resp_done = true;

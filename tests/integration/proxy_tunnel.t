@@ -2,7 +2,7 @@
 # Issue 5, upgrades and CONNECT (policy half): through shuntd --config from a captured pod, a
 # WebSocket upgrade the HCM's upgrade_configs do not list gets Envoy's empty 403 (upgrade_failed),
 # an h2c offer and plain requests are served, CONNECT reaches only connect_matcher routes (none:
-# 404 NR) and a route can disable CONNECT (403). The tunnels themselves are not built yet.
+# 404 NR) and a route can disable CONNECT (403). The tunnels themselves: proxy_tunnel_io.t.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh

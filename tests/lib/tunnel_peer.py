@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""Peers for shunt's tunnel tests (upgrades and CONNECT), with the standard library only.
+  tunnel_peer.py ws-server PORT       a WebSocket echo server (RFC 6455 handshake, frames of
+                                      any size echoed with the same opcode)
+  tunnel_peer.py echo-server PORT     a TCP echo server; echoes until the client's FIN, then
+                                      closes its side
+  tunnel_peer.py connect-server PORT  an upstream HTTP proxy stand-in: answers a CONNECT head
+                                      with 200 (anything else with 405), then echoes as above
+  tunnel_peer.py ws-client HOST PORT AUTHORITY N SIZE
+                                      upgrades GET / to websocket, sends N text messages and one
+                                      binary message of SIZE random bytes, checks every echo;
+                                      prints "101", then "text N/N", then "binary SIZE ok"
+  tunnel_peer.py connect HOST PORT TARGET SIZE
+                                      CONNECT TARGET through the proxy at HOST:PORT, sends SIZE
+                                      random bytes and half-closes, reads the echo to EOF;
+                                      prints the status, then "echo SIZE ok" when the SHA-256 of
+                                      what came back matches
+  tunnel_peer.py idle HOST PORT TARGET
+                                      CONNECT TARGET, then waits without sending; prints the
+                                      seconds until the proxy closed the tunnel
+Every socket has a timeout, so nothing waits forever.
+"""
+import base64
+import hashlib
+import os
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B3E"
+TIMEOUT = 10
+
+
+def read_head(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise EOFError("connection closed before the head ended")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return lines[0], headers, rest
+
+
+class Reader:
+    """Reads exact byte counts from a socket, starting with bytes already received."""
+
+    def __init__(self, sock, pre=b""):
+        self.sock = sock
+        self.buf = bytearray(pre)
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed mid-frame")
+            self.buf += chunk
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+def frame(opcode, payload):
+    """A server's (unmasked) frame."""
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([n])
+    elif n < 65536:
+        head += bytes([126]) + struct.pack("!H", n)
+    else:
+        head += bytes([127]) + struct.pack("!Q", n)
+    return head + payload
+
+
+def unmask(payload, key):
+    # XOR with the repeated key, a word at a time: a megabyte in pure Python bytes is slow.
+    n = len(payload)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
+
+
+def read_frame(r):
+    b0, b1 = r.exact(2)
+    opcode = b0 & 0x0F
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", r.exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", r.exact(8))[0]
+    key = r.exact(4) if b1 & 0x80 else None
+    payload = r.exact(n)
+    if key and n:
+        payload = unmask(payload, key)
+    return opcode, payload
+
+
+def frame_fast(opcode, payload):
+    """A masked client frame; the mask is applied with big-integer XOR (see unmask)."""
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    key = os.urandom(4)
+    return head + key + (unmask(payload, key) if n else b"")
+
+
+class WsHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        s.settimeout(TIMEOUT)
+        try:
+            _, h, rest = read_head(s)
+            if h.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in h:
+                s.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                return
+            accept = base64.b64encode(
+                hashlib.sha1(h["sec-websocket-key"].encode() + WS_GUID).digest())
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            r = Reader(s, rest)
+            while True:
+                opcode, payload = read_frame(r)
+                if opcode == 8:
+                    s.sendall(frame(8, payload[:2]))
+                    return
+                s.sendall(frame(opcode, payload))
+        except (EOFError, OSError):
+            return
+
+
+def echo(s, pre=b""):
+    if pre:
+        s.sendall(pre)
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        s.sendall(b)
+    s.shutdown(socket.SHUT_WR)
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        s.settimeout(30)
+        try:
+            echo(s)
+        except OSError:
+            return
+
+
+class ConnectHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        s.settimeout(30)
+        try:
+            line, _, rest = read_head(s)
+            if not line.startswith("CONNECT "):
+                s.sendall(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                return
+            s.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            echo(s, rest)
+        except (EOFError, OSError):
+            return
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    address_family = socket.AF_INET
+
+
+def ws_client(host, port, authority, n, size):
+    s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+    key = base64.b64encode(os.urandom(16))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: " + authority.encode() +
+              b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13"
+              b"\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n")
+    status, h, rest = read_head(s)
+    print(status.split(" ")[1], flush=True)
+    want = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+    if h.get("sec-websocket-accept") != want:
+        print("bad accept: %r" % h.get("sec-websocket-accept"))
+        return 1
+    r = Reader(s, rest)
+    ok = 0
+    for i in range(int(n)):
+        msg = ("message %d " % i + "x" * i).encode()
+        s.sendall(frame_fast(1, msg))
+        opcode, payload = read_frame(r)
+        ok += opcode == 1 and payload == msg
+    print("text %d/%s" % (ok, n), flush=True)
+    data = os.urandom(int(size))
+    sender = threading.Thread(target=s.sendall, args=(frame_fast(2, data),))
+    sender.start()
+    opcode, payload = read_frame(r)
+    sender.join()
+    good = opcode == 2 and hashlib.sha256(payload).digest() == hashlib.sha256(data).digest()
+    print("binary %d %s" % (len(payload), "ok" if good else "BAD"), flush=True)
+    s.sendall(frame_fast(8, struct.pack("!H", 1000)))
+    opcode, _ = read_frame(r)
+    print("close %d" % opcode, flush=True)
+    return 0
+
+
+def connect(host, port, target):
+    s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+    s.sendall(b"CONNECT " + target.encode() + b" HTTP/1.1\r\nHost: " + target.encode() +
+              b"\r\n\r\n")
+    status, _, rest = read_head(s)
+    print(status.split(" ")[1], flush=True)
+    return s, rest
+
+
+def connect_echo(host, port, target, size):
+    s, rest = connect(host, port, target)
+    data = os.urandom(int(size))
+
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    got = bytearray(rest)
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    sender.join()
+    good = hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    print("echo %d %s" % (len(got), "ok" if good else "BAD"), flush=True)
+    return 0 if good else 1
+
+
+def connect_idle(host, port, target):
+    s, _ = connect(host, port, target)
+    s.settimeout(30)
+    t = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+    print("closed after %.1f" % (time.monotonic() - t), flush=True)
+    return 0
+
+
+def main():
+    a = sys.argv[1:]
+    if a[:1] == ["ws-server"]:
+        Server(("0.0.0.0", int(a[1])), WsHandler).serve_forever()
+    elif a[:1] == ["echo-server"]:
+        Server(("0.0.0.0", int(a[1])), EchoHandler).serve_forever()
+    elif a[:1] == ["connect-server"]:
+        Server(("0.0.0.0", int(a[1])), ConnectHandler).serve_forever()
+    elif a[:1] == ["ws-client"] and len(a) == 6:
+        return ws_client(*a[1:])
+    elif a[:1] == ["connect"] and len(a) == 5:
+        return connect_echo(*a[1:])
+    elif a[:1] == ["idle"] and len(a) == 4:
+        return connect_idle(*a[1:])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
