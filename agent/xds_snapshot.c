@@ -1091,6 +1091,9 @@ static int hcm_upgrades(struct sctx *x, const Hcm *in, struct px_hcm *h)
 		h->upgrades[i].enabled = !u->enabled || u->enabled->value;
 	}
 	h->nupgrades = (uint32_t)in->n_upgrade_configs;
+	/* RFC 8441 extended CONNECT from HTTP/2 clients (SETTINGS_ENABLE_CONNECT_PROTOCOL). */
+	h->h2_allow_connect =
+		in->http2_protocol_options && in->http2_protocol_options->allow_connect;
 	return 0;
 }
 

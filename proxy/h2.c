@@ -134,6 +134,7 @@ struct h2stream {
 	struct http_hdrs *trailers; /* response trailers to send after the body */
 	bool submitted;		    /* response headers submitted */
 	bool deferred;		    /* the data provider waits for more */
+	bool up_waiting; /* the upstream stopped reading: our backlog was above UCONN_OUT_HIGH */
 };
 
 struct h2conn {
@@ -147,6 +148,10 @@ struct h2conn {
 	struct strbuf out;
 	size_t out_off;
 	struct strbuf nvbuf;
+	/* A tunnel stream's upstream has more than UCONN_OUT_HIGH of its bytes queued: reading
+	 * stops (nghttp2 updates windows as it reads) until that upstream drains. */
+	bool in_paused;
+	struct wk_deferred read_later;
 };
 
 static const struct hconn_ops h2_down_ops;
@@ -189,6 +194,7 @@ static void down_close(struct worker *wk, struct h2conn *c)
 	list_del_init(&c->hc.node);
 	if (list_linked(&c->dirty))
 		list_del_init(&c->dirty);
+	worker_defer_cancel(&c->read_later);
 	list_add_tail(&c->dead, &wk->h2_dead);
 	STAT_DEC(wk, downstream_cx_active);
 }
@@ -303,13 +309,24 @@ static void h2_reset(struct hstream *s)
 static size_t h2_pending_out(struct hstream *s)
 {
 	struct h2stream *st = of_hs(s);
+	size_t n = st->body.len - st->body_off + st->c->out.len - st->c->out_off;
 
-	return st->body.len - st->body_off + st->c->out.len - st->c->out_off;
+	/* The upstream asks before each read and stops above the mark: remember to wake it. */
+	if (n > UCONN_OUT_HIGH)
+		st->up_waiting = true;
+	return n;
 }
 
 static void h2_resume(struct hstream *s)
 {
-	/* Request bodies are flow-controlled by nghttp2's windows, not by pausing reads. */
+	struct h2conn *c = of_hs(s)->c;
+
+	/* Request bodies are flow-controlled by nghttp2's windows; only a tunnel's upstream
+	 * backlog pauses reading (see in_paused), and reading resumes outside this call chain. */
+	if (c->in_paused && !c->closed) {
+		c->in_paused = false;
+		worker_defer(c->hc.wk, &c->read_later);
+	}
 }
 
 static const struct hconn_ops h2_down_ops = {
@@ -351,7 +368,29 @@ static int down_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uin
 	return 0;
 }
 
-static void down_request_headers(struct h2stream *st, bool end_stream)
+/* RFC 8441: an extended CONNECT (with :protocol) becomes, as in Envoy's codec, an HTTP/1.1
+ * style upgrade request: GET, Connection: upgrade, Upgrade: <protocol> (and a WebSocket key). */
+static void down_ext_connect(struct h2stream *st, const char *proto, size_t plen)
+{
+	struct px_req_view *r = &st->s.req;
+	struct px_hdr add[HTTP_EXT_CONNECT_HDRS];
+	char p[64], key[HTTP_WS_KEY_LEN + 1];
+	size_t len;
+	uint32_t n;
+
+	if (plen >= sizeof(p))
+		plen = sizeof(p) - 1;
+	memcpy(p, proto, plen); /* proto points into req.buf, which hh_add may move */
+	n = http_ext_connect_to_h1(p, plen, px_req_header(r, "sec-websocket-key", &len) != NULL,
+				   px_req_header(r, "sec-websocket-version", &len) != NULL,
+				   &st->c->hc.rng, key, add, &st->s.ws_key_made);
+	for (uint32_t i = 0; i < n; i++)
+		hh_add(&st->req, (const uint8_t *)add[i].name, add[i].name_len,
+		       (const uint8_t *)add[i].value, add[i].value_len);
+	st->s.h2_ext_connect = true;
+}
+
+static void down_request_view(struct h2stream *st)
 {
 	struct px_req_view *r = &st->s.req;
 
@@ -366,6 +405,28 @@ static void down_request_headers(struct h2stream *st, bool end_stream)
 	if (!r->authority) {
 		r->authority = "";
 		r->authority_len = 0;
+	}
+}
+
+static void down_request_headers(struct h2stream *st, bool end_stream)
+{
+	struct px_req_view *r = &st->s.req;
+	size_t plen;
+	const char *proto;
+	bool connect;
+
+	down_request_view(st);
+	connect = r->method && r->method_len == 7 && !memcmp(r->method, "CONNECT", 7);
+	proto = hh_pseudo(&st->req, ":protocol", &plen);
+	if (connect && proto && plen) {
+		down_ext_connect(st, proto, plen);
+		down_request_view(st);
+		r->method = "GET";
+		r->method_len = 3;
+	} else if (connect && !r->path) {
+		/* Plain CONNECT has no :path (RFC 9113 8.5); nghttp2 checked the rest. */
+		r->path = "/";
+		r->path_len = 1;
 	}
 	st->s.req_has_body = !end_stream;
 	st->s.req_end = end_stream;
@@ -405,8 +466,11 @@ static int down_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const ui
 {
 	struct h2stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	if (st)
-		hstream_on_request_data(&st->s, (const char *)data, len, false);
+	if (!st)
+		return 0;
+	hstream_on_request_data(&st->s, (const char *)data, len, false);
+	if (st->s.tunnel && st->s.up && st->s.up_ops->pending_out(st->s.up) > UCONN_OUT_HIGH)
+		st->c->in_paused = true;
 	return 0;
 }
 
@@ -427,6 +491,24 @@ static int down_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_
 	free(st->trailers);
 	free(st);
 	return 0;
+}
+
+/* Upstreams that stopped reading because a stream's backlog was above UCONN_OUT_HIGH read
+ * again once nghttp2 has sent it below half of that: the client's window paces the upstream. */
+static void down_resume_upstreams(struct h2conn *c)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &c->hc.streams) {
+		struct h2stream *st =
+			container_of(list_entry(pos, struct hstream, node), struct h2stream, s);
+
+		if (!st->up_waiting || st->s.done || !st->s.up ||
+		    st->body.len - st->body_off + c->out.len - c->out_off > UCONN_OUT_HIGH / 2)
+			continue;
+		st->up_waiting = false;
+		st->s.up_ops->resume(st->s.up);
+	}
 }
 
 static void down_flush(struct h2conn *c)
@@ -468,6 +550,7 @@ static void down_flush(struct h2conn *c)
 			break;
 		strbuf_add(&c->out, data, (size_t)n);
 	}
+	down_resume_upstreams(c);
 	if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
 		down_close(wk, c);
 }
@@ -501,7 +584,7 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		c->readable = true;
 	down_flush(c);
-	while (c->readable && !c->closed) {
+	while (c->readable && !c->closed && !c->in_paused) {
 		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
 		if (n < 0 && errno == EAGAIN) {
@@ -519,6 +602,14 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 	}
 }
 
+static void down_read_later(struct worker *wk, struct wk_deferred *d)
+{
+	struct h2conn *c = container_of(d, struct h2conn, read_later);
+
+	if (!c->closed)
+		h2_down_on_event(wk, &c->h, 0);
+}
+
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
 		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
 		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
@@ -527,7 +618,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	nghttp2_settings_entry settings[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
+		{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
 	};
+	/* Extended CONNECT is offered only where the HCM allows it (allow_connect). */
+	size_t nsettings = sizeof(settings) / sizeof(settings[0]) - !fc->http.h2_allow_connect;
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	nghttp2_session_callbacks *cbs;
 	struct h2conn *c = calloc(1, sizeof(*c));
@@ -549,10 +643,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		return -ENOMEM;
 	}
 	nghttp2_session_callbacks_del(cbs);
-	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, settings,
-				sizeof(settings) / sizeof(settings[0]));
+	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, settings, nsettings);
 	c->h.type = EV_H2;
 	list_init(&c->dirty);
+	worker_defer_init(&c->read_later, down_read_later);
 	c->fd = fd;
 	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
 	list_init(&c->dead);

@@ -49,7 +49,9 @@ static void log_entry(struct hstream *s, struct accesslog_http *out, struct log_
 	addr_port_fmt(&s->hc->remote, s->hc->remote_port, dr, ADDR_STRLEN);
 	e.start = s->start_real;
 	e.method = (struct accesslog_span){s->req.method, s->req.method_len};
-	e.path = (struct accesslog_span){s->req.path, s->req.path_len};
+	/* CONNECT has no path (the codecs route it as "/"). */
+	if (!span_eq(s->req.method, s->req.method_len, "CONNECT"))
+		e.path = (struct accesslog_span){s->req.path, s->req.path_len};
 	e.authority = (struct accesslog_span){s->req.authority, s->req.authority_len};
 	e.protocol = s->codec_id ? "HTTP/2" : "HTTP/1.1";
 	e.status = s->status;
@@ -747,9 +749,16 @@ static void connect_established(struct hstream *s)
 	s->resp_started = true;
 	s->tunnel = true;
 	s->down->send_headers(s, s->status, h, false);
-	/* A codec that cannot give its socket away (HTTP/2) carries the tunnel as DATA. */
-	if (s->down->detach)
+	/* A codec that cannot give its socket away (HTTP/2) carries the tunnel as DATA; what the
+	 * client sent before the 200 goes first. */
+	if (s->down->detach) {
 		tunnel_handoff(s);
+		return;
+	}
+	if (s->body.len || s->req_end)
+		s->up_ops->send_data(s->up, s, s->body.buf ? s->body.buf : "", s->body.len,
+				     s->req_end);
+	strbuf_release(&s->body);
 }
 
 /* Builds the upstream request head and sends it with whatever body already arrived. */
@@ -908,7 +917,11 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 		/* A 2xx to CONNECT has no body to frame (RFC 9110 9.3.6). */
 		if (s->tunnel && s->is_connect && span_eq(x->name, x->name_len, "content-length"))
 			continue;
-		if (s->tunnel && status == 101 && span_eq(x->name, x->name_len, "upgrade")) {
+		/* The codec made the key: the accept answers it, not the client. */
+		if (s->ws_key_made && span_eq(x->name, x->name_len, "sec-websocket-accept"))
+			continue;
+		if (s->tunnel && status == 101 && !s->h2_ext_connect &&
+		    span_eq(x->name, x->name_len, "upgrade")) {
 			http_hdrs_add(h, "connection", 10, "upgrade", 7);
 			http_hdrs_add(h, x->name, x->name_len, x->value, x->value_len);
 			continue;
@@ -928,6 +941,9 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	http_apply_mutation(h, &s->rc->response);
 	http_apply_mutation(h, &s->vh->response);
 	http_apply_mutation(h, &s->route->response);
+	/* RFC 8441: the HTTP/2 client's tunnel opens with 200. */
+	if (s->h2_ext_connect)
+		status = http_ext_connect_status(status);
 	s->status = status;
 	s->details = "via_upstream";
 	s->resp_started = true;
@@ -999,9 +1015,13 @@ void hstream_on_downstream_reset(struct hstream *s, const char *why)
 		return;
 	abandon_upstream(s);
 	s->done = true;
-	if (!strcmp(s->flags, "-"))
+	/* A reset we sent ourselves (UR, SI) comes back here: keep what it said. */
+	if (!strcmp(s->flags, "-")) {
 		s->flags = "DC";
-	s->details = why;
+		s->details = why;
+	} else if (!strcmp(s->details, "-")) {
+		s->details = why;
+	}
 	if (!s->status)
 		s->status = 0;
 	log_stream(s);
@@ -1045,6 +1065,13 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 			continue;
 		}
 		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started) {
+			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
+			continue;
+		}
+		/* A tunnel this codec carries (HTTP/2): idle both ways for its idle timeout. */
+		if (s->tunnel && now - s->last_activity >= tunnel_idle_ms(s)) {
+			STAT_INC(hc->wk, cx_idle_timeout);
+			s->flags = "SI";
 			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
 			continue;
 		}

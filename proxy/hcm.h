@@ -90,6 +90,11 @@ struct hstream {
 	bool tunnel;		   /* the response opens the tunnel: no framing downstream */
 	const char *upgrade_value; /* the request's Upgrade (an HTTP/1.1 upgrade) */
 	size_t upgrade_len;
+	/* An HTTP/2 extended CONNECT the codec turned into an upgrade: the answer's 101 is 200
+	 * downstream; ws_key_made: the codec made the Sec-WebSocket-Key, so the upstream's
+	 * Sec-WebSocket-Accept is not the client's business. */
+	bool h2_ext_connect;
+	bool ws_key_made;
 
 	/* Routing. */
 	const struct px_route *route;

@@ -492,7 +492,7 @@ static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len
 	struct strbuf *o = &u->out;
 	char hdr[HTTP1_CHUNK_HEADER_MAX];
 
-	if (u->raw) {
+	if (u->raw || s->upgrade) {
 		/* A tunnel: the bytes as they are; the end of the stream is our FIN. */
 		strbuf_add(o, data, len);
 		if (o->err)

@@ -50,9 +50,9 @@ is "$out" " 403" "a route with websocket disabled: 403 upgrade_failed"
 out=$(h_exec a /usr/bin/python3 "$PEER" connect "$VIP" 9080 echo.local:443 "$MB" 2>&1)
 is "$(sed -n 1p <<<"$out")" "200" "CONNECT with connect_config: shuntd answers 200"
 is "$(sed -n 2p <<<"$out")" "echo $MB ok" "1 MiB through the tunnel and back, half-close both ways"
-code=$(h_exec a curl -s -m 5 -o /dev/null -w '%{http_connect}' -p -x "http://$VIP:9080" \
-	telnet://echo.local:7 </dev/null)
-is "$code" "200" "curl --proxytunnel gets its 200 too"
+code=$(h_exec a curl -s -m 5 -o /dev/null -w '%{http_connect} %{http_code}' -p \
+	-x "http://$VIP:9080" http://web.local/)
+is "$code" "200 400" "curl --proxytunnel: 200, then its GET through the tunnel (the server's 400)"
 h_wait_for 3 grep -q '"CONNECT .* 200 .* echo ' "$H_DIR/access.log"
 line=$(grep '"CONNECT .* 200 ' "$H_DIR/access.log" | grep " $MB " | head -1)
 like "$line" "\"$B:7000\" echo " "the CONNECT tunnel is logged with its cluster and $MB bytes"
@@ -70,6 +70,26 @@ ok "an idle tunnel is closed by the route's idle_timeout (after ${secs:-?} s)" \
 h_wait_for 3 grep -q 'CONNECT .* 200 SI ' "$H_DIR/access.log"
 like "$(grep 'idle.local' "$H_DIR/access.log" | head -1)" ' 200 SI stream_idle_timeout ' \
 	"logged SI stream_idle_timeout"
+
+# HTTP/2 (h2c): CONNECT and RFC 8441 extended CONNECT streams are the tunnels.
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-connect "$VIP" 9080 echo.local:443 "$MB" 2>&1)
+is "$(sed -n 1p <<<"$out")" "200" "HTTP/2 CONNECT with connect_config: 200"
+is "$(sed -n 2p <<<"$out")" "echo $MB ok" \
+	"1 MiB as DATA frames and back, within the windows, END_STREAM as half-close"
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-connect "$VIP" 9080 fwd.local:443 "$MB" 2>&1)
+is "$out" $'200\necho 1048576 ok' "HTTP/2 CONNECT forwarded to the upstream proxy: 1 MiB both ways"
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-ws "$VIP" 9080 "$VIP:9080" 10 "$MB" 2>&1)
+is "$(sed -n 1p <<<"$out")" "enable_connect_protocol 1" \
+	"SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised (allow_connect)"
+is "$(sed -n 2p <<<"$out")" "200" "extended CONNECT websocket: the upstream's 101 becomes 200"
+is "$(sed -n 3p <<<"$out")" "text 10/10" "10 WebSocket messages echoed over the HTTP/2 stream"
+is "$(sed -n 4p <<<"$out")" "binary $MB ok" "and a 1 MiB binary message"
+h_wait_for 3 grep -q '"GET / HTTP/2" 200 ' "$H_DIR/access.log"
+like "$(grep '"GET / HTTP/2" 200 ' "$H_DIR/access.log" | head -1)" "\"$B:8002\" ws " \
+	"logged as an HTTP/2 stream to the websocket cluster"
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-idle "$VIP" 9080 idle.local:443 2>&1)
+like "$(sed -n 2p <<<"$out")" '^reset after (0\.9|1\.|2\.)' \
+	"an idle HTTP/2 tunnel is reset after the route's idle_timeout ($(sed -n 2p <<<"$out"))"
 
 stats=$(h_ctl stats 2>/dev/null || true)
 like "$stats" 'http_tunnel_total[^0-9]*[4-9]' "tunnels are counted"

@@ -18,6 +18,17 @@
   tunnel_peer.py idle HOST PORT TARGET
                                       CONNECT TARGET, then waits without sending; prints the
                                       seconds until the proxy closed the tunnel
+  tunnel_peer.py h2-connect HOST PORT TARGET SIZE
+                                      the same as connect over HTTP/2 (h2c, prior knowledge):
+                                      DATA both ways within the flow-control windows,
+                                      END_STREAM as the half-close
+  tunnel_peer.py h2-ws HOST PORT AUTHORITY N SIZE
+                                      an RFC 8441 extended CONNECT (:protocol websocket), then
+                                      the ws-client exchange inside the stream's DATA; prints
+                                      "enable_connect_protocol V" first (the server's setting)
+  tunnel_peer.py h2-idle HOST PORT TARGET
+                                      CONNECT TARGET over HTTP/2, then waits; prints how the
+                                      stream ended and after how many seconds
 Every socket has a timeout, so nothing waits forever.
 """
 import base64
@@ -260,6 +271,161 @@ def connect_idle(host, port, target):
     return 0
 
 
+def try_frame(buf):
+    """A frame from the front of buf: (opcode, payload, length) or None when incomplete."""
+    if len(buf) < 2:
+        return None
+    opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, at = struct.unpack("!H", bytes(buf[2:4]))[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, at = struct.unpack("!Q", bytes(buf[2:10]))[0], 10
+    if len(buf) < at + n:
+        return None
+    return opcode, bytes(buf[at:at + n]), at + n
+
+
+class H2Stream:
+    """One client stream on a prior-knowledge h2c connection, driven by hand: bytes go out
+    within the flow-control windows, bytes that come in are acknowledged as they arrive."""
+
+    def __init__(self, host, port, headers):
+        import h2.config
+        import h2.connection
+        import h2.events
+        self.ev = h2.events
+        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False))
+        self.conn.initiate_connection()
+        self.flush()
+        self.settings = {}
+        self.status = None
+        self.ended = self.reset = False
+        self.got = bytearray()
+        self.out = bytearray()
+        self.out_end = False
+        # Extended CONNECT needs the server's SETTINGS_ENABLE_CONNECT_PROTOCOL first.
+        while 8 not in self.settings and not self.reset:
+            self.step(2)
+        self.sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(self.sid, headers)
+        self.flush()
+        while self.status is None and not self.reset and not self.ended:
+            self.step(TIMEOUT)
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def push(self):
+        while self.out:
+            room = min(self.conn.local_flow_control_window(self.sid),
+                       self.conn.max_outbound_frame_size, len(self.out))
+            if room <= 0:
+                break
+            self.conn.send_data(self.sid, bytes(self.out[:room]))
+            del self.out[:room]
+        if not self.out and self.out_end:
+            self.conn.end_stream(self.sid)
+            self.out_end = False
+        self.flush()
+
+    def step(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        if not data:
+            self.reset = True
+            return True
+        for e in self.conn.receive_data(data):
+            if isinstance(e, self.ev.RemoteSettingsChanged):
+                for k, v in e.changed_settings.items():
+                    self.settings[int(k)] = v.new_value
+                self.settings.setdefault(8, 0)
+            elif isinstance(e, self.ev.ResponseReceived):
+                self.status = dict(e.headers).get(b":status", b"?").decode()
+            elif isinstance(e, self.ev.DataReceived):
+                self.got += e.data
+                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            elif isinstance(e, self.ev.StreamEnded):
+                self.ended = True
+            elif isinstance(e, (self.ev.StreamReset, self.ev.ConnectionTerminated)):
+                self.reset = True
+        self.push()
+        return True
+
+    def send(self, data, end=False):
+        self.out += data
+        self.out_end = end
+        self.push()
+
+
+def h2_connect(host, port, target, size):
+    st = H2Stream(host, port, [(":method", "CONNECT"), (":authority", target)])
+    print(st.status, flush=True)
+    data = os.urandom(int(size))
+    st.send(data, end=True)
+    deadline = time.monotonic() + TIMEOUT
+    while not st.ended and not st.reset and time.monotonic() < deadline:
+        st.step(1)
+    good = st.ended and hashlib.sha256(st.got).digest() == hashlib.sha256(data).digest()
+    print("echo %d %s" % (len(st.got), "ok" if good else "BAD"), flush=True)
+    return 0 if good else 1
+
+
+def h2_ws(host, port, authority, n, size):
+    st = H2Stream(host, port, [(":method", "CONNECT"), (":protocol", "websocket"),
+                               (":scheme", "http"), (":path", "/"), (":authority", authority),
+                               ("sec-websocket-version", "13")])
+    print("enable_connect_protocol %d" % st.settings.get(8, 0), flush=True)
+    print(st.status, flush=True)
+
+    def frame_in():
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            f = try_frame(st.got)
+            if f:
+                del st.got[:f[2]]
+                return f[0], f[1]
+            if st.reset or st.ended:
+                break
+            st.step(1)
+        return None, b""
+
+    ok = 0
+    for i in range(int(n)):
+        msg = ("message %d " % i + "x" * i).encode()
+        st.send(frame_fast(1, msg))
+        opcode, payload = frame_in()
+        ok += opcode == 1 and payload == msg
+    print("text %d/%s" % (ok, n), flush=True)
+    data = os.urandom(int(size))
+    st.send(frame_fast(2, data))
+    opcode, payload = frame_in()
+    good = opcode == 2 and hashlib.sha256(payload).digest() == hashlib.sha256(data).digest()
+    print("binary %d %s" % (len(payload), "ok" if good else "BAD"), flush=True)
+    return 0
+
+
+def h2_idle(host, port, target):
+    st = H2Stream(host, port, [(":method", "CONNECT"), (":authority", target)])
+    print(st.status, flush=True)
+    t = time.monotonic()
+    while not st.ended and not st.reset and time.monotonic() - t < 30:
+        st.step(1)
+    print("%s after %.1f" % ("reset" if st.reset else "ended" if st.ended else "open",
+                             time.monotonic() - t), flush=True)
+    return 0
+
+
 def main():
     a = sys.argv[1:]
     if a[:1] == ["ws-server"]:
@@ -274,6 +440,12 @@ def main():
         return connect_echo(*a[1:])
     elif a[:1] == ["idle"] and len(a) == 4:
         return connect_idle(*a[1:])
+    elif a[:1] == ["h2-connect"] and len(a) == 5:
+        return h2_connect(*a[1:])
+    elif a[:1] == ["h2-ws"] and len(a) == 6:
+        return h2_ws(*a[1:])
+    elif a[:1] == ["h2-idle"] and len(a) == 4:
+        return h2_idle(*a[1:])
     else:
         print(__doc__, file=sys.stderr)
         return 2
