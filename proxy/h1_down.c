@@ -135,10 +135,10 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 		strbuf_adds(o, "\r\n");
 	}
 	if (s->tunnel) {
-		/* 101 or a 2xx to CONNECT: raw bytes follow, no framing; the head goes out now
-		 * and the rest is the tunnel's (see h1_detach). */
+		/* 101 or a 2xx to CONNECT: raw bytes follow, no framing. The head is the first
+		 * thing the tunnel writes (see h1_detach); writing it here could fail and close
+		 * the connection under the hand-over. */
 		strbuf_adds(o, "\r\n");
-		flush(c->hc.wk, c);
 		return;
 	}
 	c->resp_chunked = c->resp_close_delimited = false;

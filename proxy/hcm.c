@@ -752,7 +752,8 @@ static void connect_established(struct hstream *s)
 	/* A codec that cannot give its socket away (HTTP/2) carries the tunnel as DATA; what the
 	 * client sent before the 200 goes first. */
 	if (s->down->detach) {
-		tunnel_handoff(s);
+		if (!s->done)
+			tunnel_handoff(s);
 		return;
 	}
 	if (s->body.len || s->req_end)
@@ -911,6 +912,13 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	for (uint32_t i = 0; i < n; i++) {
 		const struct px_hdr *x = &hdrs[i];
 
+		/* The 101's own hop-by-hop pair goes on to the client it answers (HTTP/1.1). */
+		if (s->tunnel && status == 101 && !s->h2_ext_connect &&
+		    span_eq(x->name, x->name_len, "upgrade")) {
+			http_hdrs_add(h, "connection", 10, "upgrade", 7);
+			http_hdrs_add(h, "upgrade", 7, x->value, x->value_len);
+			continue;
+		}
 		if (http_is_hop_by_hop(x->name, x->name_len) ||
 		    (conn_hdr && http_connection_lists(conn_hdr, conn_len, x->name, x->name_len)))
 			continue;
@@ -920,12 +928,6 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 		/* The codec made the key: the accept answers it, not the client. */
 		if (s->ws_key_made && span_eq(x->name, x->name_len, "sec-websocket-accept"))
 			continue;
-		if (s->tunnel && status == 101 && !s->h2_ext_connect &&
-		    span_eq(x->name, x->name_len, "upgrade")) {
-			http_hdrs_add(h, "connection", 10, "upgrade", 7);
-			http_hdrs_add(h, x->name, x->name_len, x->value, x->value_len);
-			continue;
-		}
 		if (span_eq(x->name, x->name_len, "server")) {
 			if (cfg->server_header == PX_SERVER_OVERWRITE)
 				continue;
@@ -950,7 +952,8 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	s->down->send_headers(s, status, h, end_stream);
 	if (s->tunnel && s->down->detach) {
 		s->deadline_route = 0;
-		tunnel_handoff(s);
+		if (!s->done)
+			tunnel_handoff(s);
 		return;
 	}
 	if (end_stream)

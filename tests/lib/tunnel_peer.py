@@ -203,8 +203,9 @@ def ws_client(host, port, authority, n, size):
     status, h, rest = read_head(s)
     print(status.split(" ")[1], flush=True)
     want = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
-    if h.get("sec-websocket-accept") != want:
-        print("bad accept: %r" % h.get("sec-websocket-accept"))
+    if h.get("sec-websocket-accept") != want or h.get("upgrade", "").lower() != "websocket" \
+            or "upgrade" not in h.get("connection", "").lower():
+        print("bad handshake: %r" % h)
         return 1
     r = Reader(s, rest)
     ok = 0
