@@ -135,6 +135,9 @@ struct h2stream {
 	bool submitted;		    /* response headers submitted */
 	bool deferred;		    /* the data provider waits for more */
 	bool up_waiting; /* the upstream stopped reading: our backlog was above UCONN_OUT_HIGH */
+	/* DATA bytes of a tunnel not yet given back to the client's stream window: its upstream
+	 * had more than UCONN_OUT_HIGH queued. Returned when that upstream drains (h2_resume). */
+	size_t unconsumed;
 };
 
 struct h2conn {
@@ -148,10 +151,6 @@ struct h2conn {
 	struct strbuf out;
 	size_t out_off;
 	struct strbuf nvbuf;
-	/* A tunnel stream's upstream has more than UCONN_OUT_HIGH of its bytes queued: reading
-	 * stops (nghttp2 updates windows as it reads) until that upstream drains. */
-	bool in_paused;
-	struct wk_deferred read_later;
 };
 
 static const struct hconn_ops h2_down_ops;
@@ -194,7 +193,6 @@ static void down_close(struct worker *wk, struct h2conn *c)
 	list_del_init(&c->hc.node);
 	if (list_linked(&c->dirty))
 		list_del_init(&c->dirty);
-	worker_defer_cancel(&c->read_later);
 	list_add_tail(&c->dead, &wk->h2_dead);
 	STAT_DEC(wk, downstream_cx_active);
 }
@@ -319,13 +317,14 @@ static size_t h2_pending_out(struct hstream *s)
 
 static void h2_resume(struct hstream *s)
 {
-	struct h2conn *c = of_hs(s)->c;
+	struct h2stream *st = of_hs(s);
 
-	/* Request bodies are flow-controlled by nghttp2's windows; only a tunnel's upstream
-	 * backlog pauses reading (see in_paused), and reading resumes outside this call chain. */
-	if (c->in_paused && !c->closed) {
-		c->in_paused = false;
-		worker_defer(c->hc.wk, &c->read_later);
+	/* The upstream took a tunnel's backlog: the client may send that much again. The
+	 * WINDOW_UPDATE goes out with the connection's next write. */
+	if (st->unconsumed && !st->c->closed) {
+		nghttp2_session_consume_stream(st->c->ng, st->id, st->unconsumed);
+		st->unconsumed = 0;
+		down_mark(st->c);
 	}
 }
 
@@ -466,11 +465,18 @@ static int down_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const ui
 {
 	struct h2stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
+	/* Windows are ours to update (no automatic WINDOW_UPDATE): the connection's at once, so
+	 * that one stream cannot hold up the others; a stream's once its bytes are taken. */
+	nghttp2_session_consume_connection(ng, len);
 	if (!st)
 		return 0;
 	hstream_on_request_data(&st->s, (const char *)data, len, false);
+	/* A tunnel whose upstream is not keeping up keeps its window shut: nothing buffers
+	 * without bound, and the client waits instead. Request bodies are bounded elsewhere. */
 	if (st->s.tunnel && st->s.up && st->s.up_ops->pending_out(st->s.up) > UCONN_OUT_HIGH)
-		st->c->in_paused = true;
+		st->unconsumed += len;
+	else
+		nghttp2_session_consume_stream(ng, id, len);
 	return 0;
 }
 
@@ -584,7 +590,7 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		c->readable = true;
 	down_flush(c);
-	while (c->readable && !c->closed && !c->in_paused) {
+	while (c->readable && !c->closed) {
 		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
 		if (n < 0 && errno == EAGAIN) {
@@ -600,14 +606,6 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		c->hc.last_activity = wk->now_ms;
 		down_feed(wk, c, buf, (size_t)n);
 	}
-}
-
-static void down_read_later(struct worker *wk, struct wk_deferred *d)
-{
-	struct h2conn *c = container_of(d, struct h2conn, read_later);
-
-	if (!c->closed)
-		h2_down_on_event(wk, &c->h, 0);
 }
 
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
@@ -637,16 +635,24 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, down_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, down_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, down_on_stream_close);
-	if (nghttp2_session_server_new(&c->ng, cbs, c)) {
-		nghttp2_session_callbacks_del(cbs);
+	nghttp2_option *opt = NULL;
+	int rc = nghttp2_option_new(&opt);
+
+	/* We say when DATA is consumed (down_on_data): tunnels hold their window shut while
+	 * their upstream backs up. */
+	if (!rc) {
+		nghttp2_option_set_no_auto_window_update(opt, 1);
+		rc = nghttp2_session_server_new2(&c->ng, cbs, c, opt);
+		nghttp2_option_del(opt);
+	}
+	nghttp2_session_callbacks_del(cbs);
+	if (rc) {
 		free(c);
 		return -ENOMEM;
 	}
-	nghttp2_session_callbacks_del(cbs);
 	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, settings, nsettings);
 	c->h.type = EV_H2;
 	list_init(&c->dirty);
-	worker_defer_init(&c->read_later, down_read_later);
 	c->fd = fd;
 	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
 	list_init(&c->dead);

@@ -3,7 +3,9 @@
 # config allows reaches pod b's echo server on a fresh connection and becomes a byte tunnel
 # (messages and a 1 MiB binary message echoed intact); CONNECT ended by shuntd (connect_config)
 # and CONNECT forwarded to an upstream proxy carry 1 MiB both ways with half-close; a tunnel
-# idle for its route's idle_timeout is closed; each tunnel is logged as its HTTP stream.
+# idle for its route's idle_timeout is closed; each tunnel is logged as its HTTP stream. Over
+# HTTP/2, CONNECT and extended CONNECT (websocket, to an HTTP/1.1 server) streams carry the same,
+# and a client that stops granting window stops the upstream instead of filling shuntd.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -19,7 +21,12 @@ echo "web" >"$H_DIR/www/index.html"
 h_bg b /usr/bin/python3 "$PEER" ws-server 8002
 h_bg b /usr/bin/python3 "$PEER" echo-server 7000
 h_bg b /usr/bin/python3 "$PEER" connect-server 7001
+# Outside pod a's cgroup, on its loopback: no capture hop whose kernel queues hide backpressure.
+# (nsenter itself, not a shell function, so that $! is the server's pid for the cleanup.)
+nsenter --net="/run/netns/$(h_ns a)" /usr/bin/python3 "$PEER" echo-server 7100 &
+H_PIDS+=($!)
 h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 ' && ss -ltn | grep -q ':7001 '"
+h_wait_for 5 h_exec_netns a sh -c "ss -ltn | grep -q ':7100 '"
 sed -e "s/@B@/$B/" tests/integration/fixtures/tunnel-io.yaml >"$H_DIR/tunnel.yaml"
 h_shuntd --config "$H_DIR/tunnel.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
 VIP=10.96.0.10
@@ -45,6 +52,11 @@ out=$(h_exec a curl -s -m 5 -w ' %{http_code}' -H 'Connection: Upgrade' -H 'Upgr
 	-H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
 	"http://$VIP:9080/nows")
 is "$out" " 403" "a route with websocket disabled: 403 upgrade_failed"
+
+# An upgrade the server refuses is an ordinary exchange (the server's 400, no tunnel).
+out=$(h_exec a curl -s -m 5 -w ' %{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+	"http://$VIP:9080/no-key")
+is "$out" " 400" "an upgrade answered 400 (no Sec-WebSocket-Key): the 400 is relayed as it is"
 
 # CONNECT ended by shuntd: 200 from shuntd, then 1 MiB each way to the TCP echo server.
 out=$(h_exec a /usr/bin/python3 "$PEER" connect "$VIP" 9080 echo.local:443 "$MB" 2>&1)
@@ -76,6 +88,12 @@ out=$(h_exec a /usr/bin/python3 "$PEER" h2-connect "$VIP" 9080 echo.local:443 "$
 is "$(sed -n 1p <<<"$out")" "200" "HTTP/2 CONNECT with connect_config: 200"
 is "$(sed -n 2p <<<"$out")" "echo $MB ok" \
 	"1 MiB as DATA frames and back, within the windows, END_STREAM as half-close"
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-stall "$VIP" 9080 local.local:443 $((64 * MB)) 2>&1)
+stalled=$(sed -n 2p <<<"$out" | awk '{print $2}')
+diag "a client granting no window could send ${stalled:-?} of 64 MiB"
+cmp_ok "${stalled:-0}" -lt $((32 * MB)) \
+	"HTTP/2 flow control end to end: a client that grants no window cannot push 64 MiB in"
+is "$(sed -n 3p <<<"$out")" "echo $((64 * MB)) ok" "and once it does, all 64 MiB come back intact"
 out=$(h_exec a /usr/bin/python3 "$PEER" h2-connect "$VIP" 9080 fwd.local:443 "$MB" 2>&1)
 is "$out" $'200\necho 1048576 ok' "HTTP/2 CONNECT forwarded to the upstream proxy: 1 MiB both ways"
 out=$(h_exec a /usr/bin/python3 "$PEER" h2-ws "$VIP" 9080 "$VIP:9080" 10 "$MB" 2>&1)

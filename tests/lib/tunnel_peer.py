@@ -26,6 +26,11 @@
                                       an RFC 8441 extended CONNECT (:protocol websocket), then
                                       the ws-client exchange inside the stream's DATA; prints
                                       "enable_connect_protocol V" first (the server's setting)
+  tunnel_peer.py h2-stall HOST PORT TARGET SIZE
+                                      h2-connect with a client that stops granting window for
+                                      3 s while it sends: prints "stalled N", the bytes it could
+                                      send meanwhile (bounded when flow control is honest end to
+                                      end), then grants again and prints "echo SIZE ok"
   tunnel_peer.py h2-idle HOST PORT TARGET
                                       CONNECT TARGET over HTTP/2, then waits; prints how the
                                       stream ended and after how many seconds
@@ -310,6 +315,8 @@ class H2Stream:
         self.got = bytearray()
         self.out = bytearray()
         self.out_end = False
+        self.ack = True  # grant window for DATA as it arrives
+        self.unacked = 0
         # Extended CONNECT needs the server's SETTINGS_ENABLE_CONNECT_PROTOCOL first.
         while 8 not in self.settings and not self.reset:
             self.step(2)
@@ -355,7 +362,10 @@ class H2Stream:
                 self.status = dict(e.headers).get(b":status", b"?").decode()
             elif isinstance(e, self.ev.DataReceived):
                 self.got += e.data
-                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                if self.ack:
+                    self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                else:
+                    self.unacked += e.flow_controlled_length
             elif isinstance(e, self.ev.StreamEnded):
                 self.ended = True
             elif isinstance(e, (self.ev.StreamReset, self.ev.ConnectionTerminated)):
@@ -382,12 +392,36 @@ def h2_connect(host, port, target, size):
     return 0 if good else 1
 
 
+def h2_stall(host, port, target, size):
+    st = H2Stream(host, port, [(":method", "CONNECT"), (":authority", target)])
+    print(st.status, flush=True)
+    data = os.urandom(int(size))
+    st.ack = False
+    st.send(data, end=True)
+    t = time.monotonic()
+    while time.monotonic() - t < 3 and not st.reset:
+        st.step(0.2)
+    print("stalled %d" % (len(data) - len(st.out)), flush=True)
+    st.ack = True
+    if st.unacked:
+        st.conn.acknowledge_received_data(st.unacked, st.sid)
+        st.push()
+    deadline = time.monotonic() + 60
+    while not st.ended and not st.reset and time.monotonic() < deadline:
+        st.step(1)
+    good = st.ended and hashlib.sha256(st.got).digest() == hashlib.sha256(data).digest()
+    print("echo %d %s" % (len(st.got), "ok" if good else "BAD"), flush=True)
+    return 0 if good else 1
+
+
 def h2_ws(host, port, authority, n, size):
     st = H2Stream(host, port, [(":method", "CONNECT"), (":protocol", "websocket"),
                                (":scheme", "http"), (":path", "/"), (":authority", authority),
                                ("sec-websocket-version", "13")])
     print("enable_connect_protocol %d" % st.settings.get(8, 0), flush=True)
-    print(st.status, flush=True)
+    print(st.status if st.status else "reset" if st.reset else "none", flush=True)
+    if st.status != "200":
+        return 1
 
     def frame_in():
         deadline = time.monotonic() + TIMEOUT
@@ -445,6 +479,8 @@ def main():
         return h2_connect(*a[1:])
     elif a[:1] == ["h2-ws"] and len(a) == 6:
         return h2_ws(*a[1:])
+    elif a[:1] == ["h2-stall"] and len(a) == 5:
+        return h2_stall(*a[1:])
     elif a[:1] == ["h2-idle"] and len(a) == 4:
         return h2_idle(*a[1:])
     else:
