@@ -713,7 +713,9 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	if (end) {
 		s->req_end = true;
 		s->t_req_end = wk->now_ms;
-		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s)) {
+		/* A tunnel's client half-closing is no request waiting for its response. */
+		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s) &&
+		    !s->tunnel) {
 			s->deadline_route = wk->now_ms + route_timeout(s);
 			worker_timer(wk, s->deadline_route);
 		}
@@ -949,9 +951,11 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	s->status = status;
 	s->details = "via_upstream";
 	s->resp_started = true;
+	/* The route timeout waits for the answer; an open tunnel has only its idle timeout. */
+	if (s->tunnel)
+		s->deadline_route = 0;
 	s->down->send_headers(s, status, h, end_stream);
 	if (s->tunnel && s->down->detach) {
-		s->deadline_route = 0;
 		if (!s->done)
 			tunnel_handoff(s);
 		return;
