@@ -146,6 +146,11 @@ static void flush_out(struct uconn *u)
 	if (u->out_off == u->out.len) {
 		strbuf_reset(&u->out);
 		u->out_off = 0;
+		/* A tunnel's client ended its side: ours ends once its bytes are out. */
+		if (u->shut_wanted && !u->wr_shut) {
+			shutdown(u->fd, SHUT_WR);
+			u->wr_shut = true;
+		}
 	}
 }
 
@@ -497,12 +502,8 @@ static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len
 		strbuf_add(o, data, len);
 		if (o->err)
 			return -ENOMEM;
+		u->shut_wanted |= end_stream;
 		flush_out(u);
-		if (end_stream && !u->wr_shut && u->out_off == u->out.len) {
-			shutdown(u->fd, SHUT_WR);
-			u->wr_shut = true;
-		}
-		u->req_done = u->req_done || end_stream;
 		return 0;
 	}
 	if (u->req_done)

@@ -49,7 +49,7 @@ struct uconn {
 	/* The exchange became a tunnel that this codec carries (the downstream cannot take the
 	 * socket over, HTTP/2): raw bytes both ways, EOF is the end of the response. */
 	bool raw;
-	bool wr_shut;
+	bool shut_wanted, wr_shut; /* the stream ended its side: FIN once out[] is written */
 	/* HTTP/1 codec state. */
 	char in[UCONN_IN_SIZE];
 	size_t in_len;
