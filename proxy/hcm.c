@@ -733,6 +733,9 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	}
 	if (s->up && (len || end))
 		s->up_ops->send_data(s->up, s, data, len, end);
+	/* The last half of a half-closed tunnel. */
+	if (end && s->tunnel && s->resp_end && !s->done)
+		finish(s);
 }
 
 /* CONNECT with the route's connect_config: the TCP connection to the upstream is the tunnel.
@@ -971,8 +974,14 @@ void hstream_on_response_data(struct hstream *s, const char *data, size_t len, b
 	s->bytes_tx += len;
 	s->last_activity = s->hc->wk->now_ms;
 	s->down->send_data(s, data, len, end);
-	if (end)
-		finish(s);
+	if (!end)
+		return;
+	/* A tunnel's upstream ended its side; the client's may still be sending (half-close). */
+	if (s->tunnel && !s->req_end) {
+		s->resp_end = true;
+		return;
+	}
+	finish(s);
 }
 
 void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n)

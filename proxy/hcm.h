@@ -88,6 +88,7 @@ struct hstream {
 	bool is_connect;
 	bool connect_terminate;	   /* the route's connect_config: we answer CONNECT ourselves */
 	bool tunnel;		   /* the response opens the tunnel: no framing downstream */
+	bool resp_end;		   /* a tunnel whose upstream ended its side (half-closed) */
 	const char *upgrade_value; /* the request's Upgrade (an HTTP/1.1 upgrade) */
 	size_t upgrade_len;
 	/* An HTTP/2 extended CONNECT the codec turned into an upgrade: the answer's 101 is 200

@@ -377,6 +377,13 @@ void upool_release(struct worker *wk, struct uconn *u, bool reusable)
 	uint32_t max = u->pool->cfg.max_requests_per_connection;
 
 	u->stream = NULL;
+	/* A tunnel's last bytes to the server are still queued: write them, then close. */
+	if (u->raw && u->out_off < u->out.len && u->state == UC_BUSY) {
+		u->linger = true;
+		u->deadline = wk->now_ms + UPOOL_LINGER_MS;
+		worker_timer(wk, u->deadline);
+		return;
+	}
 	if (!reusable || u->fresh || !u->keep_alive || !u->resp_done || !u->req_done ||
 	    u->out_off < u->out.len || (max && u->requests >= max)) {
 		uconn_close(wk, u);
@@ -395,8 +402,12 @@ void upool_tick(struct worker *wk)
 		list_for_each_safe (pos, tmp, &p->busy) {
 			struct uconn *u = list_entry(pos, struct uconn, node);
 
-			if (u->state == UC_CONNECTING && wk->now_ms < u->deadline)
+			if ((u->state == UC_CONNECTING || u->linger) && wk->now_ms < u->deadline)
 				worker_timer(wk, u->deadline);
+			if (u->linger && wk->now_ms >= u->deadline) {
+				uconn_close(wk, u);
+				continue;
+			}
 			if (u->state == UC_CONNECTING && wk->now_ms >= u->deadline) {
 				/* The waiter this connection was opened for gives up on it. */
 				struct hstream *s = u->fresh ? take_owner(u)
@@ -748,11 +759,22 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		return;
 	}
 	flush_out(u);
+	if (u->linger) {
+		if (u->out_off == u->out.len || (events & (EPOLLERR | EPOLLHUP)))
+			uconn_close(wk, u);
+		return;
+	}
 	/* The downstream drained: it may read request body again. */
 	if (u->stream && u->out.len - u->out_off < UCONN_OUT_HIGH)
 		u->stream->down->resume(u->stream);
 	while (u->readable && u->state == UC_BUSY && u->stream) {
 		ssize_t n;
+
+		/* A tunnel whose server ended its side: only the client's half is left. */
+		if (u->raw && u->resp_done) {
+			u->readable = false;
+			break;
+		}
 
 		/* The downstream is not writing what we gave it: wait for it. */
 		if (u->stream->down->pending_out(u->stream) > UCONN_OUT_HIGH)

@@ -16,6 +16,7 @@
 #define UCONN_IN_SIZE	  16384	    /* response bytes read at a time */
 #define UCONN_OUT_HIGH	  (1 << 20) /* request bytes queued before the downstream is paused */
 #define UPOOL_IDLE_MS_DEF 60000	    /* pooled connections idle this long close */
+#define UPOOL_LINGER_MS	  10000	    /* a tunnel's last bytes get this long to be written */
 
 struct hstream;
 struct upool;
@@ -50,6 +51,7 @@ struct uconn {
 	 * socket over, HTTP/2): raw bytes both ways, EOF is the end of the response. */
 	bool raw;
 	bool shut_wanted, wr_shut; /* the stream ended its side: FIN once out[] is written */
+	bool linger;		   /* the stream is gone; close once out[] is written */
 	/* HTTP/1 codec state. */
 	char in[UCONN_IN_SIZE];
 	size_t in_len;

@@ -21,11 +21,12 @@ echo "web" >"$H_DIR/www/index.html"
 h_bg b /usr/bin/python3 "$PEER" ws-server 8002
 h_bg b /usr/bin/python3 "$PEER" echo-server 7000
 h_bg b /usr/bin/python3 "$PEER" connect-server 7001
+h_bg b /usr/bin/python3 "$PEER" half-server 7002 "$H_DIR/half.out"
 # Outside pod a's cgroup, on its loopback: no capture hop whose kernel queues hide backpressure.
 # (nsenter itself, not a shell function, so that $! is the server's pid for the cleanup.)
 nsenter --net="/run/netns/$(h_ns a)" /usr/bin/python3 "$PEER" echo-server 7100 &
 H_PIDS+=($!)
-h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 ' && ss -ltn | grep -q ':7001 '"
+h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 ' && ss -ltn | grep -q ':7002 '"
 h_wait_for 5 h_exec_netns a sh -c "ss -ltn | grep -q ':7100 '"
 sed -e "s/@B@/$B/" tests/integration/fixtures/tunnel-io.yaml >"$H_DIR/tunnel.yaml"
 h_shuntd --config "$H_DIR/tunnel.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
@@ -94,6 +95,11 @@ diag "a client granting no window could send ${stalled:-?} of 64 MiB"
 cmp_ok "${stalled:-0}" -lt $((32 * MB)) \
 	"HTTP/2 flow control end to end: a client that grants no window cannot push 64 MiB in"
 is "$(sed -n 3p <<<"$out")" "echo $((64 * MB)) ok" "and once it does, all 64 MiB come back intact"
+out=$(h_exec a /usr/bin/python3 "$PEER" h2-half "$VIP" 9080 half.local:443 "$MB" 2>&1)
+is "$(sed -n 1p <<<"$out")" "bye ended" "HTTP/2 tunnel: the server's FIN is the stream's END_STREAM"
+h_wait_for 3 test -s "$H_DIR/half.out"
+is "$(cat "$H_DIR/half.out" 2>/dev/null)" "$(sed -n 2p <<<"$out" | cut -d' ' -f2-)" \
+	"and the client's 1 MiB sent after it still reaches the server, then its FIN (half-close)"
 out=$(h_exec a /usr/bin/python3 "$PEER" h2-connect "$VIP" 9080 fwd.local:443 "$MB" 2>&1)
 is "$out" $'200\necho 1048576 ok' "HTTP/2 CONNECT forwarded to the upstream proxy: 1 MiB both ways"
 out=$(h_exec a /usr/bin/python3 "$PEER" h2-ws "$VIP" 9080 "$VIP:9080" 10 "$MB" 2>&1)

@@ -6,6 +6,9 @@
                                       closes its side
   tunnel_peer.py connect-server PORT  an upstream HTTP proxy stand-in: answers a CONNECT head
                                       with 200 (anything else with 405), then echoes as above
+  tunnel_peer.py half-server PORT FILE
+                                      says "bye" and ends its side at once, then reads until
+                                      the client's FIN and writes "SIZE SHA256" of it to FILE
   tunnel_peer.py ws-client HOST PORT AUTHORITY N SIZE
                                       upgrades GET / to websocket, sends N text messages and one
                                       binary message of SIZE random bytes, checks every echo;
@@ -31,6 +34,10 @@
                                       3 s while it sends: prints "stalled N", the bytes it could
                                       send meanwhile (bounded when flow control is honest end to
                                       end), then grants again and prints "echo SIZE ok"
+  tunnel_peer.py h2-half HOST PORT TARGET SIZE
+                                      HTTP/2 CONNECT to a half-server: waits for "bye" and the
+                                      stream's END_STREAM, then sends SIZE bytes and its own
+                                      END_STREAM; prints "bye ended" and "sent SIZE SHA256"
   tunnel_peer.py h2-idle HOST PORT TARGET
                                       CONNECT TARGET over HTTP/2, then waits; prints how the
                                       stream ended and after how many seconds
@@ -190,6 +197,28 @@ class ConnectHandler(socketserver.BaseRequestHandler):
             s.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             echo(s, rest)
         except (EOFError, OSError):
+            return
+
+
+class HalfHandler(socketserver.BaseRequestHandler):
+    out = None
+
+    def handle(self):
+        s = self.request
+        s.settimeout(30)
+        try:
+            s.sendall(b"bye\n")
+            s.shutdown(socket.SHUT_WR)
+            h, n = hashlib.sha256(), 0
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                h.update(b)
+                n += len(b)
+            with open(HalfHandler.out, "w") as f:
+                f.write("%d %s\n" % (n, h.hexdigest()))
+        except OSError:
             return
 
 
@@ -450,6 +479,23 @@ def h2_ws(host, port, authority, n, size):
     return 0
 
 
+def h2_half(host, port, target, size):
+    st = H2Stream(host, port, [(":method", "CONNECT"), (":authority", target)])
+    deadline = time.monotonic() + TIMEOUT
+    while not st.ended and not st.reset and time.monotonic() < deadline:
+        st.step(1)
+    print("%s %s" % (bytes(st.got).decode(errors="replace").strip(),
+                     "ended" if st.ended and not st.reset else "not-ended"), flush=True)
+    data = os.urandom(int(size))
+    st.send(data, end=True)
+    deadline = time.monotonic() + TIMEOUT
+    while (st.out or st.out_end) and not st.reset and time.monotonic() < deadline:
+        st.step(1)
+    print("sent %d %s" % (len(data), hashlib.sha256(data).hexdigest()), flush=True)
+    time.sleep(0.5)  # let the server see the FIN before the connection goes
+    return 0
+
+
 def h2_idle(host, port, target):
     st = H2Stream(host, port, [(":method", "CONNECT"), (":authority", target)])
     print(st.status, flush=True)
@@ -467,6 +513,9 @@ def main():
         Server(("0.0.0.0", int(a[1])), WsHandler).serve_forever()
     elif a[:1] == ["echo-server"]:
         Server(("0.0.0.0", int(a[1])), EchoHandler).serve_forever()
+    elif a[:1] == ["half-server"] and len(a) == 3:
+        HalfHandler.out = a[2]
+        Server(("0.0.0.0", int(a[1])), HalfHandler).serve_forever()
     elif a[:1] == ["connect-server"]:
         Server(("0.0.0.0", int(a[1])), ConnectHandler).serve_forever()
     elif a[:1] == ["ws-client"] and len(a) == 6:
@@ -481,6 +530,8 @@ def main():
         return h2_ws(*a[1:])
     elif a[:1] == ["h2-stall"] and len(a) == 5:
         return h2_stall(*a[1:])
+    elif a[:1] == ["h2-half"] and len(a) == 5:
+        return h2_half(*a[1:])
     elif a[:1] == ["h2-idle"] and len(a) == 4:
         return h2_idle(*a[1:])
     else:
