@@ -64,7 +64,10 @@
 #include "agent/xdsres.h"
 #include "proxy/config.h"
 
-#define XDS_SNAP_CONNECT_TIMEOUT_MS_DEF 5000 /* Envoy's Cluster.connect_timeout default */
+#define XDS_SNAP_CONNECT_TIMEOUT_MS_DEF 5000	  /* Envoy's Cluster.connect_timeout default */
+#define XDS_TLS_FILE_MAX		(1 << 20) /* a certificate, key or CA file read at most */
+#define XDS_TLS_MAX_SANS		64	  /* subject alt name matchers per context */
+#define XDS_TLS_MAX_ALPN		16	  /* alpn_protocols per context */
 
 /* Builds and finalizes a snapshot from every active listener, route configuration, cluster and
  * load assignment of cfg (which must be sealed; it may be freed afterwards: everything is

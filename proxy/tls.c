@@ -212,6 +212,8 @@ static int ctx_setup(struct px_tls_ctx *t, const struct px_tls_cfg *cfg, char *e
 	SSL_CTX_set_min_proto_version(ctx, cfg->min_version ? cfg->min_version : TLS1_2_VERSION);
 	if (cfg->max_version)
 		SSL_CTX_set_max_proto_version(ctx, cfg->max_version);
+	if (cfg->ciphers && SSL_CTX_set_cipher_list(ctx, cfg->ciphers) != 1)
+		return ctx_err(err, errlen, "tls_params.cipher_suites", "no cipher OpenSSL knows");
 	if (cfg->server && !cfg->cert_chain.data)
 		return ctx_err(err, errlen, "tls_certificates", "a server needs a certificate");
 	if (!cfg->cert_chain.data != !cfg->private_key.data)

@@ -49,6 +49,7 @@ struct px_tls_cfg {
 	const struct px_san_match *sans;
 	uint32_t nsans;
 	int min_version, max_version; /* TLS1_2_VERSION... 0: OpenSSL's default */
+	const char *ciphers;	      /* tls_params.cipher_suites joined by ':' (TLS 1.2); NULL */
 };
 
 /* Owned by the snapshot(s) and connections that hold a reference. */
