@@ -1248,7 +1248,7 @@ static int tls_params(struct sctx *x, const TlsParams *p, struct tls_build *b)
 static int common_tls(struct sctx *x, const CommonTlsContext *c, struct tls_build *b)
 {
 	size_t mark;
-	int rc;
+	int rc = 0;
 
 	if (c->tls_params) {
 		mark = spush(x, "tls_params");

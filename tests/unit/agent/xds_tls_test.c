@@ -299,7 +299,7 @@ static void test_errors(void)
 		y = listener_yaml(ts, "");
 		s = build(y, &err, &rc);
 		ok(!s && rc == -EINVAL && !strncmp(err.msg, cases[i].want, strlen(cases[i].want)),
-		   "bad[%zu] is refused naming the field: \"%s\"", i, err.msg);
+		   "bad[%zu] is refused naming the field: \"%s\" (%d)", i, err.msg, rc);
 		px_snapshot_put(s);
 		free(y);
 	}
