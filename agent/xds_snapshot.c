@@ -77,6 +77,7 @@ struct sctx {
 	const struct xds_config *cfg;
 	struct tsm *tsm; /* the current cluster's transport_socket_matches */
 	uint32_t ntsm;
+	bool want_h2; /* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
 	const struct xds_dns *dns; /* NULL: names stay unresolved */
 	struct px_snapshot *s;
 	struct arena *a;
@@ -1430,6 +1431,9 @@ static int transport_socket(struct sctx *x, const TransportSocket *ts, bool serv
 		if (!out->missing_secret)
 			rc = snomem(x);
 	} else if (!rc) {
+		/* Envoy offers h2 by ALPN to an HTTP/2 cluster whose context names no protocol. */
+		if (!server && x->want_h2 && !b->cfg.nalpn)
+			b->alpn[b->cfg.nalpn++] = "h2";
 		spush(x, "common_tls_context");
 		rc = tls_ctx_build(x, b, &out->tls);
 	}
@@ -2221,6 +2225,10 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return serr(x, "load_balancing_policy is not supported");
 	if (in->lb_subset_config && in->lb_subset_config->n_subset_selectors)
 		return serr(x, "lb_subset_config is not supported");
+	rc = upstream_http_options(x, in, c);
+	if (rc)
+		return rc;
+	x->want_h2 = c->http2;
 	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
 	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");
@@ -2235,9 +2243,6 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return rc;
 	c->connect_timeout_ms =
 		in->connect_timeout ? ms_of(in->connect_timeout) : XDS_SNAP_CONNECT_TIMEOUT_MS_DEF;
-	rc = upstream_http_options(x, in, c);
-	if (rc)
-		return rc;
 	if (in->circuit_breakers) {
 		for (size_t i = 0; i < in->circuit_breakers->n_thresholds; i++) {
 			const Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =

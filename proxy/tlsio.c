@@ -164,6 +164,27 @@ ssize_t tlsio_ssl_send(struct tlsio *t, const void *buf, size_t len)
 	return io_result(t, r, false);
 }
 
+void tlsio_count(struct worker *wk, const struct tlsio *t, enum tlsio_hs r)
+{
+	if (r == TLSIO_HS_DONE) {
+		STAT_INC(wk, ssl_handshake);
+		return;
+	}
+	switch (t->fail) {
+	case TLSIO_FAIL_VERIFY_SAN:
+		STAT_INC(wk, ssl_fail_verify_san);
+		break;
+	case TLSIO_FAIL_NO_CERT:
+		STAT_INC(wk, ssl_fail_verify_no_cert);
+		break;
+	case TLSIO_FAIL_VERIFY:
+		STAT_INC(wk, ssl_fail_verify_error);
+		break;
+	default:
+		STAT_INC(wk, ssl_connection_error);
+	}
+}
+
 void tlsio_shutdown(struct tlsio *t)
 {
 	if (!t->ssl || !SSL_is_init_finished(t->ssl) ||

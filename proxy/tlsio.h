@@ -58,6 +58,8 @@ const char *tlsio_alpn(const struct tlsio *t, char *buf, size_t len);
 /* Sends close_notify (best effort: the socket is non-blocking) before the caller shuts down
  * the write side or closes. */
 void tlsio_shutdown(struct tlsio *t);
+/* Counts a finished handshake (DONE or FAILED) in the worker's ssl_* counters. */
+void tlsio_count(struct worker *wk, const struct tlsio *t, enum tlsio_hs r);
 /* Frees the SSL and drops the context reference; the fd stays the caller's. */
 void tlsio_free(struct tlsio *t);
 
