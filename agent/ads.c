@@ -112,7 +112,7 @@ int ads_wanted_names(const struct xds_config *cfg, enum xds_type t, char ***name
 			const struct xds_resource *r = &cfg->res[u][i];
 
 			for (size_t k = 0; k < r->n_refs; k++) {
-				if (r->refs[k].type != t)
+				if (r->refs[k].type != t || r->refs[k].static_only)
 					continue;
 				if (cnt == cap) {
 					char **g;

@@ -80,7 +80,8 @@ struct agent {
 	struct probe_result probe;
 	struct datapath dp;
 	bool dp_open;
-	struct svcmap svc; /* the kernel service LB's maps, when dp_open */
+	struct svcmap svc;     /* the kernel service LB's maps, when dp_open */
+	uint64_t svc_retry_at; /* ms: when a stale svc is written again */
 	struct proxy *proxy;
 	struct pods pods;
 	bool pods_ready;
@@ -491,10 +492,30 @@ static void services_write(struct agent *a, const struct px_snapshot *s)
 		pr_warn("services: %u services have more than %u backend slots; the rest are not "
 			"used by the kernel LB",
 			st.truncated, SHUNT_SVC_MAX_SLOTS);
+	if (st.repaired)
+		pr_info("services: %u services were not in the maps as written; rewritten",
+			st.repaired);
 	pr_info("services: %u in the kernel maps (%u added, %u changed, %u removed), %u slots "
 		"written, %u deleted in %llu us%s",
 		st.services, st.added, st.changed, st.removed, st.slots_written, st.slots_deleted,
 		(unsigned long long)st.duration_us, st.batched ? " (batched)" : "");
+}
+
+/* A service map write failed (a full map): the same snapshot is written again every
+ * SVCMAP_RETRY_MS until the maps hold it, repairing from what they really contain. Returns the
+ * loop's timeout, lowered to the next retry. */
+static int services_retry(struct agent *a, uint64_t now, int timeout)
+{
+	if (!a->svc.stale || !a->snap)
+		return timeout;
+	if (now >= a->svc_retry_at) {
+		a->svc_retry_at = now + SVCMAP_RETRY_MS;
+		pr_info("services: retrying the writes that failed");
+		services_write(a, a->snap);
+		if (!a->svc.stale)
+			return timeout;
+	}
+	return a->svc_retry_at - now < (uint64_t)timeout ? (int)(a->svc_retry_at - now) : timeout;
 }
 
 /* ADS: every accepted update becomes a new snapshot, published with one swap; one that does not
@@ -1152,6 +1173,7 @@ static void loop(struct agent *a)
 			if (timeout > ADMIN_TIMEOUT_MS)
 				timeout = ADMIN_TIMEOUT_MS;
 		}
+		timeout = services_retry(a, now, timeout);
 	}
 }
 

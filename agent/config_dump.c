@@ -2,6 +2,7 @@
 #include "agent/config_dump.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,6 +383,171 @@ static int build_bootstrap(const struct xds_config *cfg, ProtobufCMessage **out)
 	return 0;
 }
 
+/* ---- redaction: what Envoy's protos mark (udpa.annotations.sensitive) = true never leaves in
+ * a dump. protobuf-c keeps no custom options, so the fields of the compiled closure that carry
+ * the mark are listed here; config_dump_test counts the marks in the proto sources against this
+ * list. As Envoy's MessageUtil::redact does, every string and bytes value under a marked field
+ * becomes "[redacted]", whatever its depth (a DataSource's inline_string or filename alike). */
+
+static const struct config_dump_sensitive {
+	const char *message; /* full proto name */
+	const char *field;
+} sensitive_fields[] = {
+	{"envoy.config.core.v3.GrpcService.GoogleGrpc.SslCredentials", "private_key"},
+	{"envoy.extensions.filters.http.ext_authz.v3.CheckSettings", "context_extensions"},
+	{"envoy.extensions.transport_sockets.tls.v3.PrivateKeyProvider", "typed_config"},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key"},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "pkcs12"},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "password"},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", "keys"},
+	{"envoy.extensions.transport_sockets.tls.v3.GenericSecret", "secret"},
+};
+
+#define REDACTED "[redacted]"
+
+size_t config_dump_sensitive_count(void)
+{
+	return sizeof(sensitive_fields) / sizeof(sensitive_fields[0]);
+}
+
+static bool is_sensitive(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f)
+{
+	for (size_t i = 0; i < config_dump_sensitive_count(); i++)
+		if (!strcmp(sensitive_fields[i].message, d->name) &&
+		    !strcmp(sensitive_fields[i].field, f->name))
+			return true;
+	return false;
+}
+
+static int redact_msg(ProtobufCMessage *m, bool all, int depth);
+
+/* A string field's value (or one element of a repeated one) replaced. */
+static int redact_str(char **slot, const ProtobufCFieldDescriptor *f)
+{
+	char *copy;
+
+	if (!*slot || !**slot)
+		return 0;
+	copy = strdup(REDACTED);
+	if (!copy)
+		return -ENOMEM;
+	if (*slot != (char *)f->default_value)
+		free(*slot);
+	*slot = copy;
+	return 1;
+}
+
+static int redact_bytes(ProtobufCBinaryData *b, const ProtobufCFieldDescriptor *f)
+{
+	uint8_t *copy;
+
+	if (!b->len)
+		return 0;
+	copy = malloc(sizeof(REDACTED) - 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, REDACTED, sizeof(REDACTED) - 1);
+	if (!f->default_value || b->data != ((const ProtobufCBinaryData *)f->default_value)->data)
+		free(b->data);
+	b->data = copy;
+	b->len = sizeof(REDACTED) - 1;
+	return 1;
+}
+
+/* An Any is opened, redacted inside and packed again if anything changed. One of a type this
+ * build does not know cannot hold a marked field, unless it sits under one itself: then its
+ * value goes whole. */
+static int redact_any(Google__Protobuf__Any *any, bool all, int depth)
+{
+	ProtobufCMessage *inner;
+	struct jtree_err err;
+	int n;
+
+	if (pbjson_any_unpack(&any->base, &inner, &err)) {
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+			any->base.descriptor, "value");
+
+		return all ? redact_bytes(&any->value, f) : 0;
+	}
+	n = redact_msg(inner, all, depth + 1);
+	if (n > 0) {
+		size_t size = protobuf_c_message_get_packed_size(inner);
+		uint8_t *buf = malloc(size ? size : 1);
+
+		if (buf) {
+			free(any->value.data);
+			any->value.data = buf;
+			any->value.len = protobuf_c_message_pack(inner, buf);
+		} else {
+			n = -ENOMEM;
+		}
+	}
+	msg_free(inner);
+	return n;
+}
+
+/* Returns how many values were replaced, or -ENOMEM. */
+static int redact_msg(ProtobufCMessage *m, bool all, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	int total = 0;
+
+	if (depth > PBJSON_MAX_DEPTH)
+		return 0;
+	if (d == &google__protobuf__any__descriptor)
+		return redact_any((Google__Protobuf__Any *)m, all, depth);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		char *base = (char *)m;
+		bool under = all || is_sensitive(d, f);
+		size_t n = 1;
+		char *elems;
+		size_t size;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING &&
+		    f->type != PROTOBUF_C_TYPE_BYTES)
+			continue;
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE && !under)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			n = *(const size_t *)(base + f->quantifier_offset);
+			elems = *(char **)(base + f->offset);
+		} else {
+			elems = base + f->offset;
+		}
+		size = f->type == PROTOBUF_C_TYPE_BYTES ? sizeof(ProtobufCBinaryData)
+							: sizeof(void *);
+		for (size_t k = 0; k < n; k++) {
+			void *slot = elems + k * size;
+			int r;
+
+			if (f->type == PROTOBUF_C_TYPE_STRING)
+				r = redact_str(slot, f);
+			else if (f->type == PROTOBUF_C_TYPE_BYTES)
+				r = redact_bytes(slot, f);
+			else
+				r = *(ProtobufCMessage **)slot
+					    ? redact_msg(*(ProtobufCMessage **)slot, under,
+							 depth + 1)
+					    : 0;
+			if (r < 0)
+				return r;
+			total += r;
+		}
+	}
+	return total;
+}
+
+int config_dump_redact(ProtobufCMessage *m)
+{
+	int n = redact_msg(m, false, 0);
+
+	return n < 0 ? n : 0;
+}
+
 /* -1 for all sections, XDS_NTYPES for the bootstrap, a type, or -2 if unknown. */
 static int parse_type(const char *type)
 {
@@ -431,6 +597,8 @@ int config_dump_build(const struct xds_config *cfg, const char *type, ProtobufCM
 		msg_free(section);
 		section = NULL;
 	}
+	if (!rc)
+		rc = config_dump_redact(dump);
 	if (rc) {
 		msg_free(dump);
 		return rc;

@@ -21,6 +21,13 @@
  * *out is the caller's (protobuf_c_message_free_unpacked). 0, -EINVAL (unknown type) or -ENOMEM. */
 int config_dump_build(const struct xds_config *cfg, const char *type, ProtobufCMessage **out);
 
+/* Replaces, in place, every string and bytes value under a field Envoy marks sensitive (private
+ * keys, passwords, session ticket keys, generic secrets...) with "[redacted]", also inside Any
+ * fields; config_dump_build does this to every dump. 0 or -ENOMEM. */
+int config_dump_redact(ProtobufCMessage *m);
+/* How many fields the redaction knows as sensitive (the test checks it against the protos). */
+size_t config_dump_sensitive_count(void);
+
 /* The same rendered as Envoy's admin endpoint does: pretty proto3 JSON with proto field names;
  * typed_configs of types this build does not know print back as they were given. Appends to
  * out. 0, -EINVAL (err says why) or -ENOMEM. */

@@ -341,6 +341,109 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* Whether the maps hold e exactly as it was meant to be written: its entry and every slot. */
+static bool intact(const struct svcmap *m, const struct svcmap_entry *e)
+{
+	struct shunt_svc v;
+
+	if (bpf_map_lookup_elem(m->svc_fd, &e->key, &v) || memcmp(&v, &e->val, sizeof(v)))
+		return false;
+	for (uint32_t i = 0; i < e->nslots; i++) {
+		struct shunt_svc_slot_key k = {
+			.id = e->val.id, .generation = e->val.generation, .slot = i};
+		struct shunt_svc_backend b;
+
+		if (bpf_map_lookup_elem(m->slot_fd, &k, &b) || memcmp(&b, &e->slots[i], sizeof(b)))
+			return false;
+	}
+	return true;
+}
+
+static int id_gen_cmp(const void *a, const void *b)
+{
+	const __u32 *x = a, *y = b;
+
+	return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] != y[1] ? (x[1] < y[1] ? -1 : 1) : 0;
+}
+
+/* Every key of a map, read with get_next_key (deleting while iterating would restart it). */
+static int all_keys(int fd, size_t ksz, struct batch *out)
+{
+	char k[64], nk[64];
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, nk) == 0) {
+		int rc = batch_add(out, nk, NULL);
+
+		if (rc)
+			return rc;
+		memcpy(k, nk, ksz);
+		prev = k;
+	}
+	return 0;
+}
+
+/* Before a stale map is written again: entries of cur that the maps do not hold exactly are
+ * marked broken (the merge then rewrites them under the next generation), and
+ * what nothing refers to is deleted to make room: service entries that are neither wanted nor
+ * intact in cur, and slots not of an intact entry's generation. Deleting the slots of a broken
+ * entry only sends its connects to the proxy sooner; they were not all there anyway. */
+static int repair(struct svcmap *m, const struct svcmap_entry *want, size_t nwant,
+		  struct svcmap_stats *st)
+{
+	struct batch keys = {.ksz = sizeof(struct shunt_svc_key)};
+	struct batch slots = {.ksz = sizeof(struct shunt_svc_slot_key)};
+	struct batch junk = {.ksz = sizeof(struct shunt_svc_key)};
+	struct batch junk_slots = {.ksz = sizeof(struct shunt_svc_slot_key)};
+	__u32(*live)[2] = calloc(m->ncur + 1, sizeof(*live));
+	size_t nlive = 0;
+	int rc;
+
+	if (!live)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->ncur; i++) {
+		if (intact(m, &m->cur[i])) {
+			live[nlive][0] = m->cur[i].val.id;
+			live[nlive++][1] = m->cur[i].val.generation;
+		} else {
+			m->cur[i].broken = true;
+			st->repaired++;
+		}
+	}
+	qsort(live, nlive, sizeof(*live), id_gen_cmp);
+	rc = all_keys(m->svc_fd, keys.ksz, &keys);
+	if (!rc)
+		rc = all_keys(m->slot_fd, slots.ksz, &slots);
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		struct svcmap_entry probe = {0};
+		const void *k = (char *)keys.keys + i * keys.ksz;
+
+		memcpy(&probe.key, k, sizeof(probe.key));
+		if (!bsearch(&probe, want, nwant, sizeof(*want), key_cmp) &&
+		    !bsearch(&probe, m->cur, m->ncur, sizeof(*m->cur), key_cmp))
+			rc = batch_add(&junk, k, NULL);
+	}
+	for (size_t i = 0; !rc && i < slots.n; i++) {
+		const struct shunt_svc_slot_key *k =
+			(const void *)((char *)slots.keys + i * slots.ksz);
+		__u32 ig[2] = {k->id, k->generation};
+
+		if (!bsearch(ig, live, nlive, sizeof(*live), id_gen_cmp))
+			rc = batch_add(&junk_slots, k, NULL);
+	}
+	if (!rc) {
+		st->errors += batch_run(m, m->svc_fd, &junk);
+		st->errors += batch_run(m, m->slot_fd, &junk_slots);
+		st->slots_deleted += (uint32_t)junk_slots.n;
+	}
+	batch_free(&keys);
+	batch_free(&slots);
+	batch_free(&junk);
+	batch_free(&junk_slots);
+	free(live);
+	return rc;
+}
+
 int svcmap_apply_entries(struct svcmap *m, struct svcmap_entry *want, size_t nwant,
 			 struct svcmap_stats *st)
 {
@@ -354,6 +457,13 @@ int svcmap_apply_entries(struct svcmap *m, struct svcmap_entry *want, size_t nwa
 	int rc = 0;
 
 	memset(st, 0, sizeof(*st));
+	if (m->stale) {
+		rc = repair(m, want, nwant, st);
+		if (rc) {
+			svcmap_entries_free(want, nwant);
+			return rc;
+		}
+	}
 	/* Merge the two sorted lists: ids and generations carry over, changes get g+1. */
 	while (!rc && (i < m->ncur || j < nwant)) {
 		int c = i == m->ncur ? 1 : j == nwant ? -1 : key_cmp(&m->cur[i], &want[j]);
@@ -374,7 +484,7 @@ int svcmap_apply_entries(struct svcmap *m, struct svcmap_entry *want, size_t nwa
 			j++;
 		} else {
 			want[j].val.id = m->cur[i].val.id;
-			if (same_service(&m->cur[i], &want[j])) {
+			if (!m->cur[i].broken && same_service(&m->cur[i], &want[j])) {
 				want[j].val.generation = m->cur[i].val.generation;
 				st->unchanged++;
 			} else {
@@ -411,6 +521,7 @@ int svcmap_apply_entries(struct svcmap *m, struct svcmap_entry *want, size_t nwa
 	svcmap_entries_free(m->cur, m->ncur);
 	m->cur = want;
 	m->ncur = nwant;
+	m->stale = st->errors > 0;
 	st->services = (uint32_t)nwant;
 	return st->errors ? -EIO : 0;
 }

@@ -34,6 +34,8 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConn
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter HttpFilter;
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
 typedef Envoy__Extensions__TransportSockets__Tls__V3__Secret Secret;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__SdsSecretConfig SdsSecretConfig;
+typedef Envoy__Config__Core__V3__ConfigSource ConfigSource;
 typedef Google__Protobuf__Any Any;
 
 #define URL_PREFIX PBREG_TYPE_URL_PREFIX
@@ -231,7 +233,7 @@ static void vpop(struct vctx *v, size_t mark)
 	strbuf_truncate(&v->path, mark);
 }
 
-static int add_ref(struct vctx *v, enum xds_type t, const char *name)
+static int add_ref_kind(struct vctx *v, enum xds_type t, const char *name, int static_only)
 {
 	struct xds_ref *r;
 
@@ -246,6 +248,7 @@ static int add_ref(struct vctx *v, enum xds_type t, const char *name)
 	}
 	r = &v->refs[v->n_refs];
 	r->type = t;
+	r->static_only = static_only;
 	r->name = strdup(name);
 	r->where = strdup(strbuf_str(&v->path));
 	if (!r->name || !r->where) {
@@ -254,6 +257,36 @@ static int add_ref(struct vctx *v, enum xds_type t, const char *name)
 		return vnomem(v);
 	}
 	v->n_refs++;
+	return 0;
+}
+
+static int add_ref(struct vctx *v, enum xds_type t, const char *name)
+{
+	return add_ref_kind(v, t, name, 0);
+}
+
+/* A transport socket's SdsSecretConfig, wherever it sits (DownstreamTlsContext,
+ * UpstreamTlsContext, CommonTlsContext's certificate and validation configs): without
+ * sds_config the secret must be a static one; with sds_config ads it is subscribed over ADS.
+ * Any other source (Istio's api_config_source to its "sds-grpc" agent) is a stream shuntd does
+ * not open: the reference is kept out of the subscriptions and the resource waits for a static
+ * or ADS secret of that name, as an Envoy listener warms until its secret arrives. */
+static int check_sds_ref(struct vctx *v, const SdsSecretConfig *s)
+{
+	const ConfigSource *src = s->sds_config;
+
+	if (!s->name || !*s->name)
+		return verr(v, "name: an SDS secret reference needs a name");
+	if (!src)
+		return add_ref_kind(v, XDS_SECRET, s->name, 1);
+	if (src->config_source_specifier_case ==
+	    ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
+		return add_ref(v, XDS_SECRET, s->name);
+	pr_warn("%s: %s: secret \"%s\" is to come from an SDS source other than ADS, which "
+		"shuntd does not subscribe to; it stays unready until a static or ADS secret of "
+		"that name exists",
+		v->who, strbuf_str(&v->path), s->name);
+	(*v->warnings)++;
 	return 0;
 }
 
@@ -758,6 +791,11 @@ static int walk_types(struct vctx *v, const ProtobufCMessage *m, int depth)
 
 	if (depth > PBJSON_MAX_DEPTH)
 		return verr(v, "nested deeper than %d messages", PBJSON_MAX_DEPTH);
+	if (d == &envoy__extensions__transport_sockets__tls__v3__sds_secret_config__descriptor) {
+		rc = check_sds_ref(v, (const SdsSecretConfig *)m);
+		if (rc)
+			return rc;
+	}
 	if (d == &google__protobuf__any__descriptor) {
 		const Any *any = (const Any *)m;
 		ProtobufCMessage *inner;
@@ -1071,8 +1109,9 @@ const struct xds_resource *xds_config_find(const struct xds_config *cfg, enum xd
 }
 
 static const char *const dynamic_source[XDS_NTYPES] = {
-	[XDS_LISTENER] = "LDS", [XDS_ROUTE] = "RDS",  [XDS_CLUSTER] = "CDS",
-	[XDS_ENDPOINT] = "EDS", [XDS_SECRET] = "SDS",
+	[XDS_LISTENER] = "no LDS is configured", [XDS_ROUTE] = "no RDS is configured",
+	[XDS_CLUSTER] = "no CDS is configured",	 [XDS_ENDPOINT] = "no EDS is configured",
+	[XDS_SECRET] = "no SDS is configured",
 };
 
 int xds_config_seal(struct xds_config *cfg, struct jtree_err *err)
@@ -1102,15 +1141,16 @@ int xds_config_seal(struct xds_config *cfg, struct jtree_err *err)
 			for (size_t k = 0; k < r->n_refs; k++) {
 				const struct xds_ref *ref = &r->refs[k];
 
-				if (cfg->dynamic[ref->type] ||
+				if ((cfg->dynamic[ref->type] && !ref->static_only) ||
 				    xds_config_find(cfg, ref->type, ref->name))
 					continue;
 				snprintf(err->msg, sizeof(err->msg),
-					 "%s \"%s\": %s: %s \"%s\" is not defined (and no %s is "
-					 "configured)",
+					 "%s \"%s\": %s: %s \"%s\" is not defined (and %s)",
 					 xds_types[t].noun, r->name, ref->where,
 					 xds_types[ref->type].noun, ref->name,
-					 dynamic_source[ref->type]);
+					 ref->static_only
+						 ? "no sds_config says where else to find it"
+						 : dynamic_source[ref->type]);
 				cfg->sealed = 0;
 				return -EINVAL;
 			}

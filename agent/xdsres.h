@@ -46,6 +46,9 @@ struct xds_ref {
 	enum xds_type type;
 	char *name;
 	char *where; /* field path inside the referring resource */
+	/* An SdsSecretConfig without sds_config: Envoy takes only a static secret of that name;
+	 * it is never subscribed, however the bootstrap's dynamic sources are set. */
+	int static_only;
 };
 
 /* One accepted resource; owned by its xds_config. */

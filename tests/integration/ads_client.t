@@ -99,6 +99,12 @@ listener() { # NAME PORT ROUTE
 route() { # NAME CLUSTER
 	printf '{"name":"%s","virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},"route":{"cluster":"%s"}}]}]}' "$1" "$2"
 }
+tls_listener() { # NAME PORT SECRET: a TCP listener terminating TLS with a certificate from SDS
+	printf '{"name":"%s","address":{"socket_address":{"address":"0.0.0.0","port_value":%s}},"filter_chains":[{"transport_socket":{"name":"envoy.transport_sockets.tls","typed_config":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext","common_tls_context":{"tls_certificate_sds_secret_configs":[{"name":"%s","sds_config":{"ads":{},"resource_api_version":"V3"}}]}}},"filters":[{"name":"envoy.filters.network.tcp_proxy","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy","stat_prefix":"t","cluster":"db"}}]}]}' "$1" "$2" "$3"
+}
+secret() { # NAME SERIAL: a certificate secret (apply does not load it here: any text will do)
+	printf '{"name":"%s","tls_certificate":{"certificate_chain":{"inline_string":"chain %s"},"private_key":{"inline_string":"key %s"}}}' "$1" "$2" "$2"
+}
 static_cluster() {
 	printf '{"name":"%s","type":"STATIC","load_assignment":{"cluster_name":"%s","endpoints":[{"lb_endpoints":[{"endpoint":{"address":{"socket_address":{"address":"10.0.0.9","port_value":5432}}}}]}]}}' "$1" "$1"
 }
@@ -110,14 +116,15 @@ for MODE in sotw delta; do
 	[ -n "$GPORT" ] || { echo "Bail out! the xDS server did not start: $(cat "$DIR/server.err")"; exit 1; }
 	ctl set cds 1 "[$(eds_cluster web),$(static_cluster db)]" >/dev/null
 	ctl set eds 1 "[$(assignment web 10.0.0.1)]" >/dev/null
-	ctl set lds 1 "[$(listener l80 80 r80)]" >/dev/null
+	ctl set lds 1 "[$(listener l80 80 r80),$(tls_listener l443 443 cert)]" >/dev/null
 	ctl set rds 1 "[$(route r80 web)]" >/dev/null
+	ctl set sds 1 "[$(secret cert 1),$(secret unasked 1)]" >/dev/null
 	start_probe
 
 	# ---- initial fetch ----
 	wait_for '^ready$'
-	is "$(grep -E '^(apply|ready)' "$OUT")" "$(printf 'apply 1 cds=db@1,web@1 eds=web@1 lds=l80@1 rds=r80@1 sds=\nready')" \
-		"$MODE: one apply with all four types after the initial fetch, then ready"
+	is "$(grep -E '^(apply|ready)' "$OUT")" "$(printf 'apply 1 cds=db@1,web@1 eds=web@1 lds=l443@1,l80@1 rds=r80@1 sds=cert@1\nready')" \
+		"$MODE: one apply with all five types after the initial fetch, then ready"
 	if [ $MODE = sotw ]; then
 		want="cds v= n= names= node=$NODE
 cds v=1 n=1 names=
@@ -126,7 +133,9 @@ eds v=1 n=2 names=web
 lds v= n= names=
 lds v=1 n=3 names=
 rds v= n= names=r80
-rds v=1 n=4 names=r80"
+sds v= n= names=cert
+rds v=1 n=4 names=r80
+sds v=1 n=5 names=cert"
 	else
 		want="cds n= + - init= node=$NODE
 cds n=1 + - init=
@@ -135,22 +144,30 @@ eds n=2 + - init=
 lds n= + - init=
 lds n=3 + - init=
 rds n= +r80 - init=
-rds n=4 + - init="
+sds n= +cert - init=
+rds n=4 + - init=
+sds n=5 + - init="
 	fi
-	is "$(requests)" "$want" "$MODE: CDS, EDS, LDS, RDS in order, each ACKed with its version and nonce; node only first"
+	is "$(requests)" "$want" "$MODE: CDS, EDS, LDS, then RDS and SDS for the names the listeners use, each ACKed with its version and nonce; node only first"
+
+	# ---- a secret rotated ----
+	ctl set sds 2 "[$(secret cert 2)]" >/dev/null
+	wait_for '^apply .* sds=cert@2' || true
+	like "$(last_apply)" '^cds=db@1,web@1 eds=web@1 lds=l443@1,l80@1 rds=r80@1 sds=cert@2$' \
+		"$MODE: a rotated secret is applied on its own"
 
 	# ---- updates, additions, removals ----
 	ctl set cds 2 "[$(eds_cluster web),$(eds_cluster api),$(static_cluster db)]" >/dev/null
 	wait_for 'eds=api@' || true
 	ctl set eds 2 "[$(assignment web 10.0.0.1),$(assignment api 10.0.0.2)]" >/dev/null
 	wait_for '^apply .* eds=api@2,web@' || true
-	like "$(last_apply)" '^cds=api@2,db@.,web@. eds=api@2,web@[12] lds=l80@1 rds=r80@1 sds=$' \
+	like "$(last_apply)" '^cds=api@2,db@.,web@. eds=api@2,web@[12] lds=l443@1,l80@1 rds=r80@1 sds=cert@2$' \
 		"$MODE: a cluster added over CDS, its endpoints subscribed and applied"
 	ctl set lds 2 "[$(listener l81 81 r81)]" >/dev/null
 	ctl set rds 2 "[$(route r81 api)]" >/dev/null
 	wait_for 'rds=r81@2' || true
 	like "$(last_apply)" 'lds=l81@2 rds=r81@2 sds=$' \
-		"$MODE: listener replaced: the new route table arrives, the old listener and table are gone"
+		"$MODE: listeners replaced: the new route table arrives; the old listeners, their table and secret are gone"
 	ctl set cds 3 "[$(eds_cluster api),$(static_cluster db)]" >/dev/null
 	wait_for '^apply .* cds=api@2,db@.? eds=api@2 ' || wait_for '^apply .* cds=api@[23],db@[123] eds=api@2 '
 	like "$(last_apply)" '^cds=api@[23],db@[123] eds=api@2 lds=l81@2 rds=r81@2 sds=$' \
@@ -159,9 +176,11 @@ rds n=4 + - init="
 	if [ $MODE = sotw ]; then
 		like "$(requests | grep '^rds' | tail -1)" '^rds v=2 n=[0-9]+ names=r81$' "$MODE: RDS now asks for r81 only"
 		like "$(requests | grep '^eds' | tail -1)" '^eds v=2 n=[0-9]* names=api$' "$MODE: EDS unsubscribed from web"
+		like "$(requests | grep '^sds' | tail -1)" '^sds v=2 n=[0-9]+ names=$' "$MODE: SDS unsubscribed from cert"
 	else
 		like "$(requests | grep '^rds n= ' | tail -1)" '^rds n= \+r81 -r80 init=$' "$MODE: RDS subscribes r81, unsubscribes r80"
 		like "$(requests | grep '^eds n= ' | tail -1)" '^eds n= \+ -web init=$' "$MODE: EDS unsubscribed from web"
+		like "$(requests | grep '^sds n= ' | tail -1)" '^sds n= \+ -cert init=$' "$MODE: SDS unsubscribed from cert"
 	fi
 
 	# ---- NACKs ----

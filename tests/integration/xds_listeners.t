@@ -40,14 +40,9 @@ listeners() { h_ctl config dump --type listeners | jq -r '[.configs[0].dynamic_l
 for MODE in sotw delta; do
 	api=GRPC
 	[ "$MODE" = delta ] && api=DELTA_GRPC
-	: >"$H_DIR/ports"
-	$PY tests/lib/xds_server.py serve "$DESC" 0 >"$H_DIR/ports" 2>>"$H_DIR/server.err" &
-	SERVER=$!
-	H_PIDS+=("$SERVER")
-	h_wait_for 5 test -s "$H_DIR/ports"
-	read -r GPORT CPORT <"$H_DIR/ports"
-	[ -n "${GPORT:-}" ] || { echo "Bail out! the xDS server did not start"; exit 1; }
-	ctl() { $PY tests/lib/xds_server.py ctl "$CPORT" "$@"; }
+	xds_server_start "$H_DIR" || { echo "Bail out! the xDS server did not start"; exit 1; }
+	SERVER=$XDS_PID
+	ctl() { xds_ctl "$@"; }
 	P1=$(free_port) P2=$(free_port) P3=$(free_port)
 	ctl set cds 1 "$CLUSTERS" >/dev/null
 	ctl set lds 1 "[$(bound l1 "$P1")]" >/dev/null

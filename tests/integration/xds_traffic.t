@@ -30,16 +30,11 @@ h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':8002 '"
 
 SERVER=
 start_server() { # [GRPC_PORT]
-	: >"$H_DIR/ports"
-	$PY tests/lib/xds_server.py serve "$DESC" "${1:-0}" "$H_DIR/state.$MODE" >"$H_DIR/ports" \
-		2>>"$H_DIR/server.err" &
-	SERVER=$!
-	H_PIDS+=("$SERVER")
-	h_wait_for 5 test -s "$H_DIR/ports"
-	read -r GPORT CPORT <"$H_DIR/ports"
+	xds_server_start "$H_DIR" "$H_DIR/state.$MODE" "${1:-0}"
+	SERVER=$XDS_PID
 }
 stop_server() { kill -9 "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=; }
-ctl() { $PY tests/lib/xds_server.py ctl "$CPORT" "$@"; }
+ctl() { xds_ctl "$@"; }
 
 HCM='"@type":"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"'
 ROUTER='{"name":"envoy.filters.http.router","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}'
@@ -69,7 +64,7 @@ for MODE in sotw delta; do
 	[ "$MODE" = delta ] && api=DELTA_GRPC
 	rm -f "$H_DIR/state.$MODE"
 	start_server
-	[ -n "$GPORT" ] || { echo "Bail out! the xDS server did not start: $(cat "$H_DIR/server.err")"; exit 1; }
+	[ -n "$GPORT" ] || { echo "Bail out! the xDS server did not start: $(cat "$H_DIR/xds.err")"; exit 1; }
 	ctl set cds 1 "$CLUSTERS" >/dev/null
 	ctl set eds 1 "[$(assignment reviews "$B" 8001)]" >/dev/null
 	ctl set lds 1 "$LISTENERS" >/dev/null

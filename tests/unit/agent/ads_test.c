@@ -60,6 +60,97 @@ static void test_wanted(void)
 	xds_config_free(cfg);
 }
 
+/* Where transport sockets name their secrets (YAML: bootstrap_parse takes both forms). */
+static const char tls_boot[] =
+	"node: {id: n}\n"
+	"dynamic_resources:\n"
+	"  lds_config: {ads: {}}\n"
+	"  cds_config: {ads: {}}\n"
+	"  ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: "
+	"{cluster_name: xds}}]}\n"
+	"static_resources:\n"
+	"  secrets:\n"
+	"  - {name: static-ca, validation_context: {trusted_ca: "
+	"{inline_string: x}}}\n"
+	"  clusters:\n"
+	"  - name: xds\n"
+	"    type: STATIC\n"
+	"    load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: "
+	"[{endpoint: {address: {socket_address: {address: 127.0.0.1, "
+	"port_value: 15010}}}}]}]}\n"
+	"  - name: up\n"
+	"    type: STATIC\n"
+	"    transport_socket:\n"
+	"      name: tls\n"
+	"      typed_config:\n"
+	"        '@type': type.googleapis.com/envoy.extensions.transport_sockets."
+	"tls.v3.UpstreamTlsContext\n"
+	"        common_tls_context:\n"
+	"          tls_certificate_sds_secret_configs:\n"
+	"          - {name: cert, sds_config: {ads: {}}}\n"
+	"          combined_validation_context:\n"
+	"            default_validation_context: {}\n"
+	"            validation_context_sds_secret_config:\n"
+	"              name: ROOTCA\n"
+	"              sds_config: {api_config_source: {api_type: GRPC, "
+	"grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}\n"
+	"  listeners:\n"
+	"  - name: l\n"
+	"    address: {socket_address: {address: 0.0.0.0, port_value: 443}}\n"
+	"    filter_chains:\n"
+	"    - transport_socket:\n"
+	"        name: tls\n"
+	"        typed_config:\n"
+	"          '@type': type.googleapis.com/envoy.extensions.transport_sockets."
+	"tls.v3.DownstreamTlsContext\n"
+	"          common_tls_context:\n"
+	"            tls_certificate_sds_secret_configs:\n"
+	"            - {name: cert, sds_config: {ads: {}}}\n"
+	"            - {name: cert2, sds_config: {ads: {}}}\n"
+	"            validation_context_sds_secret_config: {name: static-ca}\n"
+	"      filters:\n"
+	"      - name: tcp\n"
+	"        typed_config: {'@type': type.googleapis.com/envoy.extensions."
+	"filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: up}\n";
+
+static void test_secrets(void)
+{
+	struct xds_config *cfg;
+	struct jtree_err err;
+	char *text, *at;
+	char **names;
+	size_t n;
+
+	if (!ok(bootstrap_parse(tls_boot, sizeof(tls_boot) - 1, &cfg, &err) == 0,
+		"a bootstrap whose transport sockets name secrets parses: %s", err.msg))
+		return;
+	ok(ads_wanted_names(cfg, XDS_SECRET, &names, &n) == 0, "secret names");
+	is_int(n, 2, "cert (named twice) and cert2 over ADS; not the static one, not sds-grpc's");
+	if (n == 2) {
+		is_str(names[0], "cert", "sorted: cert");
+		is_str(names[1], "cert2", "sorted: cert2");
+	}
+	ads_names_free(names, n);
+	ok(cfg->warnings >= 1, "the secret from an SDS source shuntd does not open is a warning");
+	xds_config_free(cfg);
+
+	/* The static secret gone: a reference without sds_config may only be static. */
+	text = strdup(tls_boot);
+	at = text ? strstr(text, "{name: static-ca}") : NULL;
+	if (!at) {
+		ok(0, "test text found");
+		free(text);
+		return;
+	}
+	at[strlen("{name: static-c")] = 'b';
+	ok(bootstrap_parse(text, strlen(text), &cfg, &err) == -EINVAL,
+	   "a missing static secret is refused, although ADS could bring secrets");
+	ok(strstr(err.msg, "secret \"static-cb\" is not defined (and no sds_config says where "
+			   "else"),
+	   "... saying so: %s", err.msg);
+	free(text);
+}
+
 static void test_shared(void)
 {
 	struct xds_config *cfg, *a, *b;
@@ -140,6 +231,7 @@ static void test_depth(void)
 int main(void)
 {
 	test_wanted();
+	test_secrets();
 	test_shared();
 	test_depth();
 	return done_testing();

@@ -512,6 +512,95 @@ static void test_node_flags(void)
 	xds_config_free(cfg);
 }
 
+/* Secrets and inline keys never appear in a dump; certificates and names do. */
+static void test_redact(void)
+{
+	static const char y[] =
+		"static_resources:\n"
+		"  secrets:\n"
+		"  - name: s1\n"
+		"    tls_certificate:\n"
+		"      certificate_chain: {inline_string: CHAIN-ONE}\n"
+		"      private_key: {inline_string: KEY-ONE}\n"
+		"      password: {filename: /run/PASSFILE}\n"
+		"  - {name: s2, generic_secret: {secret: {inline_bytes: R0VORVJJQy1TRUNSRVQ=}}}\n"
+		"  - {name: s3, session_ticket_keys: {keys: [{inline_string: TICKET-A}, "
+		"{inline_string: TICKET-B}]}}\n"
+		"  listeners:\n"
+		"  - name: l\n"
+		"    address: {socket_address: {address: 0.0.0.0, port_value: 443}}\n"
+		"    filter_chains:\n"
+		"    - transport_socket:\n"
+		"        name: tls\n"
+		"        typed_config:\n"
+		"          '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+		"DownstreamTlsContext\n"
+		"          common_tls_context:\n"
+		"            tls_certificates:\n"
+		"            - certificate_chain: {inline_string: CHAIN-TWO}\n"
+		"              private_key: {inline_bytes: S0VZLVRXTw==}\n"
+		"      filters:\n"
+		"      - name: tcp\n"
+		"        typed_config: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.network."
+		"tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}\n"
+		"  clusters:\n"
+		"  - {name: c, type: STATIC}\n";
+	static const char *const hidden[] = {"KEY-ONE",	 "PASSFILE", "R0VORVJJQy1TRUNSRVQ=",
+					     "TICKET-A", "TICKET-B", "S0VZLVRXTw=="};
+	static const char *const shown[] = {"CHAIN-ONE", "CHAIN-TWO", "\"s1\"", "\"s3\""};
+	struct xds_config *cfg;
+	struct jtree_err err;
+	char *dump, *p, line[512];
+	size_t marks = 0, count;
+	FILE *lst;
+
+	if (!ok(bootstrap_parse(y, sizeof(y) - 1, &cfg, &err) == 0, "secrets bootstrap: %s",
+		err.msg))
+		return;
+	dump = dump_of(cfg, NULL);
+	if (ok(dump, "dumped")) {
+		for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+			ok(!strstr(dump, hidden[i]), "%s is not in the dump", hidden[i]);
+		for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+			ok(strstr(dump, shown[i]), "%s is", shown[i]);
+		for (p = dump; (p = strstr(p, "[redacted]")); p++)
+			marks++;
+		/* static secrets appear twice (bootstrap and secrets sections), the listener's key
+		 * twice (bootstrap and listeners): 2 * (key + password + generic + 2 tickets + key).
+		 * The generic secret's bytes print as base64 of "[redacted]". */
+		for (p = dump; (p = strstr(p, "W3JlZGFjdGVkXQ==")); p++)
+			marks++;
+		is_int(marks, 12, "every sensitive value replaced, in every section");
+	}
+	free(dump);
+	xds_config_free(cfg);
+
+	/* The list of sensitive fields is the protos' own: count the marks in the compiled ones. */
+	count = 0;
+	lst = fopen("mk/xds-protos.lst", "r");
+	while (lst && fgets(line, sizeof(line), lst)) {
+		char path[600], buf[512];
+		FILE *f;
+
+		line[strcspn(line, "\n")] = 0;
+		if (!*line || *line == '#')
+			continue;
+		snprintf(path, sizeof(path), "build/xds/src/%s", line);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(buf, sizeof(buf), f))
+			count += strstr(buf, "(udpa.annotations.sensitive) = true") != NULL;
+		fclose(f);
+	}
+	if (lst)
+		fclose(lst);
+	ok(count > 0, "the compiled protos' sources are readable");
+	is_int(count, config_dump_sensitive_count(),
+	       "redaction knows every field the compiled protos mark sensitive");
+}
+
 int main(void)
 {
 	log_threshold = L_ERROR; /* the optional-filter warnings are expected */
@@ -523,5 +612,6 @@ int main(void)
 	test_rejected();
 	test_limits();
 	test_node_flags();
+	test_redact();
 	return done_testing();
 }

@@ -1,5 +1,6 @@
 /* Tests agent/svcmap.c: which snapshot services reach the kernel LB's maps, with which flags and
  * slots, and the generation protocol's writes against real (private, unpinned) BPF maps. */
+#include <errno.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <stdlib.h>
@@ -239,6 +240,66 @@ static void test_apply(const struct px_snapshot *s1, const struct px_snapshot *s
 	close(slots);
 }
 
+/* Writes that fail (a full services map) leave the map stale; the next apply repairs it from
+ * what the maps hold: the services that never got their entry are written, and the junk that
+ * blocked them is deleted first. */
+static void test_repair(const struct px_snapshot *s1, const struct px_snapshot *s2)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_NO_PREALLOC);
+	int svc = bpf_map_create(BPF_MAP_TYPE_HASH, "services", sizeof(struct shunt_svc_key),
+				 sizeof(struct shunt_svc), 5, &o);
+	int slots = bpf_map_create(BPF_MAP_TYPE_HASH, "service_slots",
+				   sizeof(struct shunt_svc_slot_key),
+				   sizeof(struct shunt_svc_backend), 64, &o);
+	struct shunt_svc_key junk = {.port = 1, .proto = 6, .family = AF_INET};
+	struct shunt_svc junk_val = {.id = 999, .generation = 7};
+	struct shunt_svc_slot_key junk_slot = {.id = 999, .generation = 7};
+	struct shunt_svc_backend be = {0};
+	struct svcmap_entry *want;
+	struct svcmap_stats st;
+	struct svcmap m;
+	size_t n = 0, nslots = 0, held = 0;
+	uint32_t trunc;
+
+	if (!ok(svc >= 0 && slots >= 0, "small BPF maps created (needs root)"))
+		return;
+	addr_parse(&junk.vip, "10.99.9.9");
+	ok(bpf_map_update_elem(svc, &junk, &junk_val, BPF_ANY) == 0 &&
+		   bpf_map_update_elem(slots, &junk_slot, &be, BPF_ANY) == 0,
+	   "a service and a slot nobody knows (left by a crash) take room");
+	svcmap_init(&m, svc, slots);
+	ok(svcmap_apply(&m, s1, &st) == -EIO && st.errors == 2 && m.stale,
+	   "6 services into 4 free entries: 2 writes fail, the map is stale");
+	ok(svcmap_apply(&m, s2, &st) == 0 && !m.stale && st.repaired == 2,
+	   "the next apply repairs: the 2 services never written are found and written");
+	want = svcmap_desired(s2, &n, &trunc);
+	for (size_t i = 0; want && i < n; i++) {
+		struct shunt_svc v;
+		bool good = bpf_map_lookup_elem(svc, &want[i].key, &v) == 0 &&
+			    v.count == want[i].nslots;
+
+		for (uint32_t k = 0; good && k < want[i].nslots; k++) {
+			struct shunt_svc_slot_key sk = {
+				.id = v.id, .generation = v.generation, .slot = k};
+
+			good = bpf_map_lookup_elem(slots, &sk, &be) == 0 &&
+			       memcmp(&be, &want[i].slots[k], sizeof(be)) == 0;
+		}
+		held += good;
+		nslots += want[i].nslots;
+	}
+	is_int(held, n, "every service of the snapshot is in the maps with all its slots");
+	ok(count_keys(svc, sizeof(struct shunt_svc_key)) == (long)n &&
+		   count_keys(slots, sizeof(struct shunt_svc_slot_key)) == (long)nslots,
+	   "and nothing else: the unknown service, its slot and the half-written slots are gone");
+	ok(svcmap_apply(&m, s2, &st) == 0 && st.unchanged == n && st.slots_written == 0,
+	   "repaired, the same snapshot again writes nothing");
+	svcmap_entries_free(want, n);
+	svcmap_free(&m);
+	close(svc);
+	close(slots);
+}
+
 int main(void)
 {
 	char *y2 = strdup(yaml), *p;
@@ -272,6 +333,7 @@ int main(void)
 	}
 	free(bad);
 	test_apply(s1, s2);
+	test_repair(s1, s2);
 	px_snapshot_put(s1);
 	px_snapshot_put(s2);
 	free(y2);
