@@ -1180,7 +1180,7 @@ static const Secret *sds_secret(struct sctx *x, const SdsSecretConfig *sc,
 		return NULL;
 	}
 	if (!s) {
-		if (!sc->sds_config && !x->cfg->dynamic[XDS_SECRET]) {
+		if (!sc->sds_config) { /* Envoy takes only a static secret then */
 			*rc = serr(x, "name: no static secret \"%s\"", sc->name);
 			return NULL;
 		}

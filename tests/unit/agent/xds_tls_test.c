@@ -166,7 +166,9 @@ static void test_downstream(void)
 
 	/* An SDS secret that has not arrived: the config stands, the chain is not ready. */
 	y = listener_yaml("common_tls_context: {tls_certificate_sds_secret_configs: [{name: "
-			  "default, sds_config: {ads: {}}}]}",
+			  "default, "
+			  "sds_config: {api_config_source: {api_type: GRPC, grpc_services: "
+			  "[{envoy_grpc: {cluster_name: sds-grpc}}]}}}]}",
 			  "");
 	s = build(y, &err, &rc);
 	ok(s && !chain0(s)->transport.tls && chain0(s)->transport.missing_secret &&
@@ -198,7 +200,9 @@ static void test_upstream(void)
 		"{filename: %s/srv.key}}], combined_validation_context: "
 		"{default_validation_context: "
 		"{match_subject_alt_names: [{exact: 'spiffe://cluster.local/ns/default/sa/srv'}]}, "
-		"validation_context_sds_secret_config: {name: ROOTCA, sds_config: {ads: {}}}}}}}}, "
+		"validation_context_sds_secret_config: {name: ROOTCA, sds_config: "
+		"{api_config_source: "
+		"{api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}}}}}}}, "
 		"{name: tlsMode-disabled, match: {}, transport_socket: {name: "
 		"envoy.transport_sockets.raw_buffer}}], load_assignment: {cluster_name: c, "
 		"endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "
@@ -272,7 +276,7 @@ static void test_errors(void)
 		{"common_tls_context: {tls_certificate_sds_secret_configs: [{name: nope}]}",
 		 "listener \"l\": "
 		 "filter_chains[0].transport_socket.typed_config.common_tls_context."
-		 "tls_certificate_sds_secret_configs[0]: name: no static secret \"nope\""},
+		 "tls_certificate_sds_secret_configs[0]: secret \"nope\" is not defined"},
 		{"common_tls_context: {validation_context: {trusted_ca: {filename: %s/ca.crt}, "
 		 "match_typed_subject_alt_names: [{san_type: URI, matcher: {safe_regex: {regex: "
 		 "x}}}]}, tls_certificates: [{certificate_chain: {filename: %s/srv.crt}, "
