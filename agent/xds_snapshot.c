@@ -77,7 +77,8 @@ struct sctx {
 	const struct xds_config *cfg;
 	struct tsm *tsm; /* the current cluster's transport_socket_matches */
 	uint32_t ntsm;
-	bool want_h2; /* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
+	bool want_h2;	/* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
+	bool want_auto; /* ... or auto_config: TLS offers h2 and http/1.1 */
 	const struct xds_dns *dns; /* NULL: names stay unresolved */
 	struct px_snapshot *s;
 	struct arena *a;
@@ -1434,6 +1435,11 @@ static int transport_socket(struct sctx *x, const TransportSocket *ts, bool serv
 		/* Envoy offers h2 by ALPN to an HTTP/2 cluster whose context names no protocol. */
 		if (!server && x->want_h2 && !b->cfg.nalpn)
 			b->alpn[b->cfg.nalpn++] = "h2";
+		/* and h2, http/1.1 to an auto_config one. */
+		if (!server && x->want_auto && !b->cfg.nalpn) {
+			b->alpn[b->cfg.nalpn++] = "h2";
+			b->alpn[b->cfg.nalpn++] = "http/1.1";
+		}
 		spush(x, "common_tls_context");
 		rc = tls_ctx_build(x, b, &out->tls);
 	}
@@ -2057,6 +2063,11 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 				break;
 			}
 		}
+		/* auto_config picks by ALPN, which only TLS has; plaintext stays HTTP/1.1 (Envoy
+		 * would need http2_protocol_options with prior knowledge there). */
+		if (o->upstream_protocol_options_case ==
+		    ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_AUTO_CONFIG)
+			c->alpn_auto = true;
 		if (o->common_http_protocol_options)
 			common = o->common_http_protocol_options;
 	}
@@ -2229,6 +2240,7 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 	if (rc)
 		return rc;
 	x->want_h2 = c->http2;
+	x->want_auto = c->alpn_auto && !c->http2;
 	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
 	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");

@@ -116,7 +116,8 @@ struct px_cluster {
 	enum px_cluster_type type;
 	enum px_lb_policy lb;
 	uint32_t connect_timeout_ms;
-	bool http2;			      /* speak HTTP/2 (h2c, or h2 over TLS) */
+	bool http2;	/* speak HTTP/2 (h2c, or h2 over TLS) */
+	bool alpn_auto; /* auto_config: h2 when a TLS server chooses it by ALPN, else HTTP/1.1 */
 	struct px_transport transport;	      /* transport_socket */
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t upstream_idle_timeout_ms;    /* pooled connections idle this long close */

@@ -959,13 +959,14 @@ static void up_flush(struct worker *wk, struct h2up *u)
 	}
 }
 
-static int up_open(struct worker *wk, struct upool *p)
+/* A new connection of pool p: connects, or (tls not NULL) adopts the TLS connection fd on which
+ * the server chose h2 by ALPN, already in the epoll set. */
+static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
 {
 	struct h2up *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	nghttp2_session_callbacks *cbs;
 	bool bound;
-	int fd;
 
 	if (!u)
 		return -ENOMEM;
@@ -984,7 +985,8 @@ static int up_open(struct worker *wk, struct upool *p)
 		free(u);
 		return -ENOMEM;
 	}
-	fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &bound);
+	if (!tls)
+		fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &bound);
 	if (fd < 0) {
 		nghttp2_session_del(u->ng);
 		free(u);
@@ -1003,14 +1005,34 @@ static int up_open(struct worker *wk, struct upool *p)
 	list_add_tail(&u->node, &p->h2);
 	p->nconns++;
 	ev.data.ptr = &u->h;
-	if (epoll_ctl(wk->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+	if (epoll_ctl(wk->epfd, tls ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev)) {
 		int err = -errno;
 
+		if (tls)
+			u->fd = -1; /* still the caller's */
 		up_close(wk, u, "cannot watch the socket");
 		return err;
 	}
+	if (tls) {
+		u->tls = *tls;
+		memset(tls, 0, sizeof(*tls));
+		u->state = H2UP_OPEN;
+		u->readable = u->writable = true;
+	}
 	nghttp2_submit_settings(u->ng, NGHTTP2_FLAG_NONE, NULL, 0);
+	if (tls)
+		up_mark(wk, u); /* the preface and SETTINGS go out at the end of the iteration */
 	return 0;
+}
+
+static int up_open(struct worker *wk, struct upool *p)
+{
+	return up_open_fd(wk, p, -1, NULL);
+}
+
+int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
+{
+	return up_open_fd(wk, p, fd, tls);
 }
 
 static uint32_t up_capacity(const struct h2up *u)

@@ -35,6 +35,9 @@ void h2_down_close_all(struct worker *wk);
 /* Upstream, for pools of HTTP/2 clusters (called by upool). */
 int h2_up_request(struct worker *wk, struct upool *p, struct hstream *s);
 void h2_up_dispatch(struct worker *wk, struct upool *p);
+/* Takes over a TLS connection of pool p (fd, in the epoll set, and tls, zeroed on success) on
+ * which the server chose h2 by ALPN. 0 or -errno (then both are still the caller's). */
+int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls);
 void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h2_up_tick(struct worker *wk, struct upool *p);
 void h2_up_close_pool(struct worker *wk, struct upool *p);

@@ -98,7 +98,7 @@ bool upool_tls_step(struct worker *wk, struct upool *p, struct tlsio *t, const c
 		return true;
 	}
 	tlsio_alpn(t, alpn, sizeof(alpn));
-	if ((!strcmp(alpn, "h2") || !strcmp(alpn, "http/1.1")) && strcmp(alpn, codec)) {
+	if (codec && (!strcmp(alpn, "h2") || !strcmp(alpn, "http/1.1")) && strcmp(alpn, codec)) {
 		STAT_INC(wk, ssl_connection_error);
 		snprintf(t->err, sizeof(t->err), "TLS_error:alpn_chose_%s_for_a_%s_cluster", alpn,
 			 codec);
@@ -238,7 +238,7 @@ void upool_dispatch(struct worker *wk)
 	list_for_each_safe (pp, ptmp, &wk->pools) {
 		struct upool *p = list_entry(pp, struct upool, node);
 
-		if (p->cfg.http2) {
+		if (p->cfg.http2 || p->alpn_h2) {
 			h2_up_dispatch(wk, p);
 			continue;
 		}
@@ -305,7 +305,7 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 	p = pool_get(wk, s->hc->w, c, ep, tr);
 	if (!p)
 		return -ENOMEM;
-	if (c->http2)
+	if (c->http2 || p->alpn_h2)
 		return h2_up_request(wk, p, s);
 	if (!list_empty(&p->idle)) {
 		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
@@ -650,6 +650,27 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 	return true;
 }
 
+/* auto_config: the server chose h2 by ALPN. The pool remembers it (Envoy caches the protocol per
+ * host) and the connection becomes an HTTP/2 one; its waiters are served from p->h2. */
+static bool uconn_to_h2(struct worker *wk, struct uconn *u)
+{
+	char alpn[32];
+
+	if (strcmp(tlsio_alpn(&u->tls, alpn, sizeof(alpn)), "h2"))
+		return false;
+	u->pool->alpn_h2 = true;
+	if (h2_up_adopt(wk, u->pool, u->fd, &u->tls)) {
+		struct hstream *s = upool_take_oldest(wk, u->pool);
+
+		uconn_close(wk, u);
+		upool_connect_failed(s, -ENOMEM);
+		return true;
+	}
+	u->fd = -1; /* the HTTP/2 connection's now */
+	uconn_close(wk, u);
+	return true;
+}
+
 /* Connect, then (for a TLS cluster) the handshake; the connection then serves the oldest waiter
  * at the end of this iteration. Either failing fails that waiter. */
 static void uconn_connecting(struct worker *wk, struct uconn *u)
@@ -673,7 +694,7 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 			return;
 		}
 	}
-	if (!upool_tls_step(wk, u->pool, &u->tls, "http/1.1"))
+	if (!upool_tls_step(wk, u->pool, &u->tls, u->pool->cfg.alpn_auto ? NULL : "http/1.1"))
 		return;
 	if (u->tls.err[0]) {
 		struct hstream *s = upool_take_oldest(wk, u->pool);
@@ -685,6 +706,8 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 			hstream_on_upstream_failure(s, true, why);
 		return;
 	}
+	if (u->pool->cfg.alpn_auto && uconn_to_h2(wk, u))
+		return;
 	park(wk, u);
 }
 

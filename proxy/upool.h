@@ -73,6 +73,7 @@ struct upool {
 	 * that used the pool: new connections use them, open ones keep their own. */
 	struct px_tls_ctx *tls;
 	char sni[256];
+	bool alpn_h2; /* an alpn_auto cluster's endpoint chose h2: its streams go to p->h2 */
 	struct list_head idle, busy, pending; /* HTTP/1 connections, connections, streams */
 	struct list_head h2;		      /* HTTP/2 connections (shared by streams) */
 	uint32_t nconns, npending;

@@ -6,7 +6,8 @@
 # mTLS that refuses a client without a certificate and admits one from the CA, and a chain whose
 # SDS secret never arrives refusing connections. Originating: HTTP and TCP to openssl s_server
 # with the SAN checked, a wrong SAN and an untrusted CA answered 503 UF with a TLS_error reason in
-# the access log, h2 by ALPN to nghttpd, and a cluster whose secret is missing failing UF.
+# the access log, h2 by ALPN to nghttpd (HTTP/2 clusters, and auto_config ones that fall back to
+# HTTP/1.1 when the server chooses no h2), and a cluster whose secret is missing failing UF.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -115,6 +116,11 @@ is "$(c -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/untrusted")" "503" 
 is "$(c "http://127.0.0.1:$P2/h2")" "h2 backend" "an HTTP/2 cluster over TLS: h2 by ALPN to nghttpd"
 is "$(c -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/notready")" "503" \
 	"a cluster whose SDS secret has not arrived: 503"
+is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" \
+	"auto_config: nghttpd chooses h2 by ALPN, the cluster speaks HTTP/2"
+is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" "and the next request goes straight to h2"
+like "$(c "http://127.0.0.1:$P2/auto-h1/")" "s_server -www" \
+	"auto_config: s_server chooses nothing, the cluster speaks HTTP/1.1"
 out=$(/usr/bin/python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)

@@ -240,6 +240,36 @@ static void test_upstream(void)
 		   !strcmp(s->clusters[0].transport.sni, "x.test"),
 	   "UpstreamTlsContext with a CA and a SAN check builds a client context: %s", err.msg);
 	px_snapshot_put(s);
+
+	/* What a context offers by ALPN when it names nothing: h2 to an HTTP/2 cluster, h2 and
+	 * http/1.1 to an auto_config one, nothing otherwise. */
+	static const struct {
+		const char *opts;
+		uint32_t wire_len;
+		bool http2, alpn_auto;
+	} alpn[] = {
+		{"explicit_http_config: {http2_protocol_options: {}}", 3, true, false},
+		{"auto_config: {http2_protocol_options: {}}", 12, false, true},
+		{"explicit_http_config: {http_protocol_options: {}}", 0, false, false},
+	};
+	for (size_t i = 0; i < sizeof(alpn) / sizeof(alpn[0]); i++) {
+		strbuf_reset(&y);
+		strbuf_addf(
+			&y,
+			"static_resources: {clusters: [{name: c, typed_extension_protocol_options: "
+			"{envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': "
+			"type.googleapis.com/"
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions, %s}}, "
+			"transport_socket: {name: tls, typed_config: {" UP_T "}}}]}",
+			alpn[i].opts);
+		s = build(y.buf, &err, &rc);
+		ok(s && s->clusters[0].transport.tls &&
+			   s->clusters[0].transport.tls->alpn_wire_len == alpn[i].wire_len &&
+			   s->clusters[0].http2 == alpn[i].http2 &&
+			   s->clusters[0].alpn_auto == alpn[i].alpn_auto,
+		   "ALPN offered with %s: %u bytes %s", alpn[i].opts, alpn[i].wire_len, err.msg);
+		px_snapshot_put(s);
+	}
 	strbuf_release(&y);
 }
 
