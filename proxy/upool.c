@@ -732,9 +732,9 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		char b;
 
 		if (u->tls.ssl) {
-			if (u->readable && tlsio_recv(&u->tls, u->fd, &b, 1) != -1)
-				uconn_close(wk, u);
-			else if (errno == EAGAIN)
+			if (!u->readable)
+				return;
+			if (tlsio_recv(&u->tls, u->fd, &b, 1) == -1 && errno == EAGAIN)
 				u->readable = false;
 			else
 				uconn_close(wk, u);
