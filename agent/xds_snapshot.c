@@ -1007,7 +1007,18 @@ struct tls_build {
 	const char *alpn[XDS_TLS_MAX_ALPN];
 	const char *missing; /* an SDS secret that has not arrived */
 	bool have_cert, have_validation;
+	/* Where the certificate and the trusted CA came from, relative to the CommonTlsContext,
+	 * for errors found when the context is built. */
+	char cert_path[128], ca_path[160];
 };
+
+/* The error path so far, relative to the CommonTlsContext being read. */
+static void tls_rel_path(const struct sctx *x, char *out, size_t len, const char *def)
+{
+	const char *rel = strstr(x->path, "common_tls_context.");
+
+	snprintf(out, len, "%s", rel ? rel + strlen("common_tls_context.") : def);
+}
 
 /* A DataSource's bytes; a file is read now, on the agent's thread, never by a worker. */
 static int data_source(struct sctx *x, const DataSource *d, struct px_tls_pem *out)
@@ -1053,6 +1064,7 @@ static int tls_certificate(struct sctx *x, const TlsCertificate *c, struct tls_b
 
 	if (c->pkcs12 || c->private_key_provider)
 		return serr(x, "pkcs12 and private_key_provider are not supported");
+	tls_rel_path(x, b->cert_path, sizeof(b->cert_path), "tls_certificates[0]");
 	mark = spush(x, "certificate_chain");
 	rc = data_source(x, c->certificate_chain, &b->cfg.cert_chain);
 	if (rc)
@@ -1118,6 +1130,7 @@ static int validation_context(struct sctx *x, const ValidationContext *v, struct
 		return serr(x, "only trusted_ca, match_typed_subject_alt_names and "
 			       "match_subject_alt_names are supported");
 	if (v->trusted_ca) {
+		tls_rel_path(x, b->ca_path, sizeof(b->ca_path), "validation_context");
 		mark = spush(x, "trusted_ca");
 		rc = data_source(x, v->trusted_ca, &b->cfg.trusted_ca);
 		if (rc)
@@ -1352,11 +1365,17 @@ static int tls_ctx_build(struct sctx *x, struct tls_build *b, struct px_tls_ctx 
 	if (rc) {
 		bool cert =
 			!strncmp(err, "certificate_chain", 17) || !strncmp(err, "private_key", 11);
+		bool ca = !strncmp(err, "validation_context.", 19) && b->ca_path[0];
 		const char *sep = strstr(err, ": ");
 
 		if (!sep)
 			return serr(x, "%s", err);
-		spush(x, "%s%.*s", cert ? "tls_certificates[0]." : "", (int)(sep - err), err);
+		if (cert)
+			spush(x, "%s.%.*s", b->cert_path, (int)(sep - err), err);
+		else if (ca)
+			spush(x, "%s.%.*s", b->ca_path, (int)(sep - err - 19), err + 19);
+		else
+			spush(x, "%.*s", (int)(sep - err), err);
 		return serr(x, "%s", sep + 2);
 	}
 	rc = px_snapshot_own_tls(x->s, *out);

@@ -178,6 +178,43 @@ static void test_downstream(void)
 	px_snapshot_put(s);
 	free(y);
 
+	/* A broken secret is named in the error, with the field inside it. */
+	y = listener_yaml(
+		"common_tls_context: {tls_certificate_sds_secret_configs: [{name: bad}], "
+		"combined_validation_context: {validation_context_sds_secret_config: "
+		"{name: badca}}}",
+		"secrets: [{name: bad, tls_certificate: {certificate_chain: {inline_string: "
+		"nope}, private_key: {inline_string: nope}}}, {name: badca, "
+		"validation_context: {trusted_ca: {inline_string: nope}}}],");
+	s = build(y, &err, &rc);
+	is_str(err.msg,
+	       "listener \"l\": filter_chains[0].transport_socket.typed_config.common_tls_context."
+	       "tls_certificate_sds_secret_configs[0].(secret \"bad\").tls_certificate."
+	       "certificate_chain: not a PEM certificate (error:0480006C:PEM routines::no start "
+	       "line)",
+	       "a broken certificate secret is named with its field");
+	px_snapshot_put(s);
+	free(y);
+	strbuf_reset(&sec);
+	strbuf_addf(&sec,
+		    "secrets: [{name: badca, validation_context: {trusted_ca: {inline_string: "
+		    "nope}}}],");
+	strbuf_reset(&ts);
+	strbuf_addf(&ts,
+		    "common_tls_context: {tls_certificates: [{certificate_chain: {filename: "
+		    "%s/srv.crt}, private_key: {filename: %s/srv.key}}], "
+		    "combined_validation_context: {validation_context_sds_secret_config: {name: "
+		    "badca}}}",
+		    dir, dir);
+	y = listener_yaml(ts.buf, sec.buf);
+	s = build(y, &err, &rc);
+	ok(!s && strstr(err.msg, "common_tls_context.combined_validation_context."
+				 "validation_context_sds_secret_config.(secret \"badca\")."
+				 "validation_context.trusted_ca: no PEM certificate in it"),
+	   "and so is a broken CA secret: %s", err.msg);
+	px_snapshot_put(s);
+	free(y);
+
 	strbuf_release(&ts);
 	strbuf_release(&sec);
 }
