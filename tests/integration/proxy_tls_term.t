@@ -116,6 +116,10 @@ is "$(c -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/untrusted")" "503" 
 is "$(c "http://127.0.0.1:$P2/h2")" "h2 backend" "an HTTP/2 cluster over TLS: h2 by ALPN to nghttpd"
 is "$(c -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/notready")" "503" \
 	"a cluster whose SDS secret has not arrived: 503"
+is "$(c "http://127.0.0.1:$P2/istio-mtls/")" "plain backend" \
+	"Istio's transport_socket_matches: a tlsMode: istio endpoint gets mTLS (SNI, ALPN istio, SANs)"
+is "$(c "http://127.0.0.1:$P2/istio-plain/")" "plain backend" \
+	"an unlabelled endpoint of the same shape gets plaintext"
 is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" \
 	"auto_config: nghttpd chooses h2 by ALPN, the cluster speaks HTTP/2"
 is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" "and the next request goes straight to h2"
