@@ -13,20 +13,9 @@ DESC=build/xds/closure.pb
 [ -f "$DESC" ] || { echo "Bail out! run make (needs $DESC)"; exit 1; }
 h_init
 
-# A plain HTTP server behind the listeners, with a 2 MB file for a slow download.
-mkdir -p "$H_DIR/www"
-echo hello >"$H_DIR/www/index.html"
-head -c 2097152 /dev/zero >"$H_DIR/www/blob"
-: >"$H_DIR/web.port"
-$PY -c '
-import http.server, os, socketserver, sys
-os.chdir(sys.argv[1])
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-open(sys.argv[2], "w").write("%d\n" % s.server_address[1])
-s.serve_forever()' "$H_DIR/www" "$H_DIR/web.port" 2>/dev/null &
-H_PIDS+=("$!")
-h_wait_for 5 test -s "$H_DIR/web.port"
-WPORT=$(cat "$H_DIR/web.port")
+# The plain HTTP server behind the listeners ("hello" at /, 2 MB at /blob).
+h_www_local
+WPORT=$H_WWW_PORT
 
 TCP='"@type":"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"'
 bound() { # NAME PORT

@@ -116,6 +116,26 @@ h_bg() {
 	H_LAST_PID=$!
 }
 
+# h_www_local: a plain HTTP server on 127.0.0.1 in the host netns (behind shuntd's bound
+# listeners), serving $H_DIR/www: "hello" at / and 2 MB of zeros at /blob for slow downloads.
+# Sets H_WWW_PORT.
+h_www_local() {
+	mkdir -p "$H_DIR/www"
+	echo hello >"$H_DIR/www/index.html"
+	head -c 2097152 /dev/zero >"$H_DIR/www/blob"
+	: >"$H_DIR/www.port"
+	/usr/bin/python3 -c '
+import http.server, os, sys
+os.chdir(sys.argv[1])
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+open(sys.argv[2], "w").write("%d\n" % s.server_address[1])
+s.serve_forever()' "$H_DIR/www" "$H_DIR/www.port" 2>/dev/null &
+	H_PIDS+=("$!")
+	h_wait_for 5 test -s "$H_DIR/www.port"
+	# shellcheck disable=SC2034 # read by the scripts that source this file
+	H_WWW_PORT=$(cat "$H_DIR/www.port")
+}
+
 # h_exec_netns POD CMD...: in the pod's netns but outside its cgroup (not enrolled).
 h_exec_netns() {
 	local name=$1
