@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
 
 #include "agent/pbjson.h"
 #include "lib/addr.h"
@@ -79,6 +82,16 @@ struct sctx {
 	uint32_t ntsm;
 	bool want_h2;	/* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
 	bool want_auto; /* ... or auto_config: TLS offers h2 and http/1.1 */
+	struct {
+		const char *name;
+		struct px_tls_pem pem;
+	} files[XDS_TLS_FILE_CACHE]; /* certificate files read for this snapshot */
+	uint32_t nfiles;
+	struct {
+		unsigned char digest[32]; /* of everything but the SAN matchers (tls_cfg_digest) */
+		struct px_tls_ctx *base;
+	} tls_bases[XDS_TLS_BASE_CACHE]; /* client contexts whose SSL_CTX others share */
+	uint32_t ntls_bases;
 	const struct xds_dns *dns; /* NULL: names stay unresolved */
 	struct px_snapshot *s;
 	struct arena *a;
@@ -1023,6 +1036,7 @@ static void tls_rel_path(const struct sctx *x, char *out, size_t len, const char
 /* A DataSource's bytes; a file is read now, on the agent's thread, never by a worker. */
 static int data_source(struct sctx *x, const DataSource *d, struct px_tls_pem *out)
 {
+	struct stat st;
 	char *buf;
 	FILE *f;
 	size_t n;
@@ -1041,19 +1055,33 @@ static int data_source(struct sctx *x, const DataSource *d, struct px_tls_pem *o
 	default:
 		return serr(x, "needs filename, inline_string or inline_bytes");
 	}
+	/* Istio names the same few files from every cluster: read each once per snapshot. */
+	for (uint32_t i = 0; i < x->nfiles; i++) {
+		if (!strcmp(x->files[i].name, d->filename)) {
+			*out = x->files[i].pem;
+			return 0;
+		}
+	}
 	f = fopen(d->filename, "re");
 	if (!f)
 		return serr(x, "filename: cannot read \"%s\": %s", d->filename, strerror(errno));
-	buf = arena_alloc(x->a, XDS_TLS_FILE_MAX + 1);
-	n = buf ? fread(buf, 1, XDS_TLS_FILE_MAX + 1, f) : 0;
+	if (fstat(fileno(f), &st) || st.st_size > XDS_TLS_FILE_MAX) {
+		fclose(f);
+		return serr(x, "filename: \"%s\" is larger than %d bytes", d->filename,
+			    XDS_TLS_FILE_MAX);
+	}
+	buf = arena_alloc(x->a, (size_t)st.st_size + 1);
+	n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
 	fclose(f);
 	if (!buf)
 		return snomem(x);
-	if (n > XDS_TLS_FILE_MAX)
-		return serr(x, "filename: \"%s\" is larger than %d bytes", d->filename,
-			    XDS_TLS_FILE_MAX);
 	out->data = buf;
 	out->len = n;
+	if (x->nfiles < XDS_TLS_FILE_CACHE) {
+		x->files[x->nfiles].name = arena_strdup(x->a, d->filename);
+		x->files[x->nfiles].pem = *out;
+		x->nfiles += x->files[x->nfiles].name != NULL;
+	}
 	return 0;
 }
 
@@ -1350,6 +1378,64 @@ static int common_tls(struct sctx *x, const CommonTlsContext *c, struct tls_buil
 	return 0;
 }
 
+static void digest_add(EVP_MD_CTX *md, const void *p, size_t n)
+{
+	uint64_t len = n;
+
+	EVP_DigestUpdate(md, &len, sizeof(len));
+	if (n)
+		EVP_DigestUpdate(md, p, n);
+}
+
+/* What makes two client contexts' SSL_CTX the same: all of the config but the SAN matchers. */
+static int tls_cfg_digest(const struct px_tls_cfg *c, unsigned char out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int v[3] = {c->min_version, c->max_version, c->require_client_certificate};
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+
+	if (ok) {
+		digest_add(md, v, sizeof(v));
+		digest_add(md, c->cert_chain.data, c->cert_chain.data ? c->cert_chain.len : 0);
+		digest_add(md, c->private_key.data, c->private_key.data ? c->private_key.len : 0);
+		digest_add(md, c->trusted_ca.data, c->trusted_ca.data ? c->trusted_ca.len : 0);
+		digest_add(md, c->ciphers, c->ciphers ? strlen(c->ciphers) : 0);
+		for (uint32_t i = 0; i < c->nalpn; i++)
+			digest_add(md, c->alpn[i], strlen(c->alpn[i]));
+		ok = EVP_DigestFinal_ex(md, out, NULL);
+	}
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -ENOMEM;
+}
+
+/* Istio gives every outbound cluster the same certificate, CA and ALPN with its own SANs: one
+ * SSL_CTX (about a millisecond and tens of KB to build) serves them all. */
+static int tls_ctx_shared(struct sctx *x, struct tls_build *b, struct px_tls_ctx **out)
+{
+	unsigned char d[32];
+
+	*out = NULL;
+	if (b->cfg.server || (b->cfg.nsans && !b->cfg.trusted_ca.data) ||
+	    tls_cfg_digest(&b->cfg, d))
+		return 0;
+	for (uint32_t i = 0; i < x->ntls_bases; i++) {
+		if (memcmp(x->tls_bases[i].digest, d, sizeof(d)))
+			continue;
+		if (px_tls_ctx_share(x->tls_bases[i].base, b->sans, b->cfg.nsans, out))
+			return snomem(x);
+		return px_snapshot_own_tls(x->s, *out) ? snomem(x) : 0;
+	}
+	return 0;
+}
+
+static void tls_ctx_remember(struct sctx *x, struct tls_build *b, struct px_tls_ctx *t)
+{
+	if (b->cfg.server || x->ntls_bases == XDS_TLS_BASE_CACHE ||
+	    tls_cfg_digest(&b->cfg, x->tls_bases[x->ntls_bases].digest))
+		return;
+	x->tls_bases[x->ntls_bases++].base = t;
+}
+
 /* px_tls_ctx_new names fields relative to the CommonTlsContext (certificate_chain, private_key,
  * validation_context.trusted_ca, ...): the path says where they came from. */
 static int tls_ctx_build(struct sctx *x, struct tls_build *b, struct px_tls_ctx **out)
@@ -1359,6 +1445,9 @@ static int tls_ctx_build(struct sctx *x, struct tls_build *b, struct px_tls_ctx 
 
 	b->cfg.sans = b->sans;
 	b->cfg.alpn = b->alpn;
+	rc = tls_ctx_shared(x, b, out);
+	if (rc || *out)
+		return rc;
 	rc = px_tls_ctx_new(&b->cfg, out, err, sizeof(err));
 	if (rc == -ENOMEM)
 		return snomem(x);
@@ -1379,7 +1468,10 @@ static int tls_ctx_build(struct sctx *x, struct tls_build *b, struct px_tls_ctx 
 		return serr(x, "%s", sep + 2);
 	}
 	rc = px_snapshot_own_tls(x->s, *out);
-	return rc ? snomem(x) : 0;
+	if (rc)
+		return snomem(x);
+	tls_ctx_remember(x, b, *out);
+	return 0;
 }
 
 /* A filter chain's (server) or a cluster's (client) transport_socket. */

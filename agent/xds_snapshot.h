@@ -81,6 +81,8 @@
 #define XDS_TLS_FILE_MAX		(1 << 20) /* a certificate, key or CA file read at most */
 #define XDS_TLS_MAX_SANS		64	  /* subject alt name matchers per context */
 #define XDS_TLS_MAX_ALPN		16	  /* alpn_protocols per context */
+#define XDS_TLS_FILE_CACHE		32 /* certificate files read once per snapshot, at most */
+#define XDS_TLS_BASE_CACHE		32 /* distinct client SSL_CTXs shared per snapshot, at most */
 
 /* Builds and finalizes a snapshot from every active listener, route configuration, cluster and
  * load assignment of cfg (which must be sealed; it may be freed afterwards: everything is

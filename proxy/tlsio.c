@@ -16,7 +16,7 @@ int tlsio_start(struct tlsio *t, struct px_tls_ctx *ctx, int fd, const char *sni
 	SSL *ssl = SSL_new(ctx->ssl_ctx);
 
 	memset(t, 0, sizeof(*t));
-	if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || !SSL_set_ex_data(ssl, px_tls_ex_index(), ctx)) {
 		SSL_free(ssl);
 		ERR_clear_error();
 		return -ENOMEM;

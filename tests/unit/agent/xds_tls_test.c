@@ -278,6 +278,30 @@ static void test_upstream(void)
 	   "UpstreamTlsContext with a CA and a SAN check builds a client context: %s", err.msg);
 	px_snapshot_put(s);
 
+	/* Clusters that differ only by SANs share one SSL_CTX, each with its own matchers. */
+	strbuf_reset(&y);
+	strbuf_addf(&y, "static_resources: {clusters: [");
+	for (int i = 0; i < 3; i++)
+		strbuf_addf(
+			&y,
+			"%s{name: c%d, transport_socket: {name: tls, typed_config: {" UP_T
+			", common_tls_context: {tls_certificates: [{certificate_chain: {filename: "
+			"%s/srv.crt}, private_key: {filename: %s/srv.key}}], validation_context: "
+			"{trusted_ca: {filename: %s/ca.crt}, match_subject_alt_names: [{exact: "
+			"'spiffe://cluster.local/ns/default/sa/s%d'}]}}}}}",
+			i ? ", " : "", i, dir, dir, dir, i);
+	strbuf_addf(&y, "]}");
+	s = build(y.buf, &err, &rc);
+	ok(s && s->nclusters == 3 &&
+		   s->clusters[0].transport.tls->ssl_ctx == s->clusters[1].transport.tls->ssl_ctx &&
+		   s->clusters[1].transport.tls->ssl_ctx == s->clusters[2].transport.tls->ssl_ctx &&
+		   s->clusters[0].transport.tls != s->clusters[2].transport.tls &&
+		   !strcmp(s->clusters[2].transport.tls->sans[0].value,
+			   "spiffe://cluster.local/ns/default/sa/s2"),
+	   "three clusters with their own SANs share one SSL_CTX: %s", err.msg);
+	is_int(s ? (int)s->ntls : -1, 3, "and the snapshot holds each context");
+	px_snapshot_put(s);
+
 	/* What a context offers by ALPN when it names nothing: h2 to an HTTP/2 cluster, h2 and
 	 * http/1.1 to an auto_config one, nothing otherwise. */
 	static const struct {

@@ -298,6 +298,24 @@ static void test_failures(void)
 	pair_close(&p);
 	is_int(atomic_load(&srv->refs), 1, "and drops it when freed");
 
+	/* Contexts sharing one SSL_CTX each check their own SANs, and outlive the creator. */
+	struct px_tls_ctx *base = client_ctx(&want_server, false), *good = NULL, *bad = NULL;
+
+	ok(base && !px_tls_ctx_share(base, &want_server, 1, &good) &&
+		   !px_tls_ctx_share(base, &want_other, 1, &bad) && good->ssl_ctx == base->ssl_ctx,
+	   "two contexts share the creator's SSL_CTX");
+	px_tls_ctx_put(base);
+	ok(good && !pair_open(&p, srv, good),
+	   "the creator gone, a sharer with the right SAN passes");
+	pair_close(&p);
+	ok(bad && pair_open(&p, srv, bad) && p.c.fail == TLSIO_FAIL_VERIFY_SAN,
+	   "a sharer with another SAN fails on its own matcher: %s", p.c.err);
+	pair_close(&p);
+	is_int(px_tls_ctx_share(srv, NULL, 0, &base), -EINVAL,
+	       "a server context is not shared (its ALPN callback is its creator's)");
+	px_tls_ctx_put(good);
+	px_tls_ctx_put(bad);
+
 	px_tls_ctx_put(srv);
 	px_tls_ctx_put(cli);
 	px_tls_ctx_put(msrv);
