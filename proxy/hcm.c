@@ -862,9 +862,9 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 		char why[sizeof(s->failure)];
 
 		memcpy(why, s->failure, sizeof(why));
-		local_reply(s, HTTP_LR_CONNECT_FAILURE,
-			    "upstream_reset_before_response_started{connection_failure,TLS_error}",
-			    why);
+		snprintf(s->details_buf, sizeof(s->details_buf),
+			 "upstream_reset_before_response_started{connection_failure,%s}", why);
+		local_reply(s, HTTP_LR_CONNECT_FAILURE, s->details_buf, why);
 		return;
 	}
 	local_reply(s, connect_failure ? HTTP_LR_CONNECT_FAILURE : HTTP_LR_UPSTREAM_RESET,

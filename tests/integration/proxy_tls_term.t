@@ -140,6 +140,8 @@ h_wait_for 5 sh -c "grep -c ' /bad ' '$H_DIR/access.log' | grep -q 1"
 log_bad=$(grep ' /bad ' "$H_DIR/access.log" | tail -1)
 like "$log_bad" " 503 UF " "access log: the wrong SAN is UF"
 like "$log_bad" "TLS_error:" "with a TLS_error reason ($log_bad)"
+like "$log_bad" 'upstream_reset_before_response_started\{connection_failure,TLS_error:certificate_verify_failed:no_subject_alt_name_matched\}' \
+	"Envoy's details: upstream_reset_before_response_started{connection_failure,TLS_error:...}"
 like "$(grep ' /untrusted ' "$H_DIR/access.log" | tail -1)" "TLS_error:certificate_verify_failed" \
 	"the untrusted CA's reason says the verification failed"
 like "$(grep ' /notready ' "$H_DIR/access.log" | tail -1)" "TLS_error:secret_not_ready:ROOTCA" \
