@@ -380,28 +380,26 @@ static int build_snapshot(struct agent *a, const struct xds_config *cfg, uint64_
 static void dns_names_of(struct agent *a, const struct px_snapshot *s)
 {
 	size_t n = 0, k = 0;
-	const char **names;
-	uint32_t *refresh;
+	struct dns_want *want;
 
 	if (!a->dns)
 		return;
 	for (uint32_t i = 0; i < s->nclusters; i++)
 		n += s->clusters[i].ndns_targets;
-	names = calloc(n ? n : 1, sizeof(*names));
-	refresh = calloc(n ? n : 1, sizeof(*refresh));
-	if (names && refresh) {
-		for (uint32_t i = 0; i < s->nclusters; i++) {
-			const struct px_cluster *c = &s->clusters[i];
+	want = calloc(n ? n : 1, sizeof(*want));
+	if (!want)
+		return; /* the resolver keeps the names it has */
+	for (uint32_t i = 0; i < s->nclusters; i++) {
+		const struct px_cluster *c = &s->clusters[i];
 
-			for (uint32_t j = 0; j < c->ndns_targets; j++, k++) {
-				names[k] = c->dns_targets[j].hostname;
-				refresh[k] = c->dns_refresh_ms;
-			}
-		}
-		dns_cache_want(a->dns, names, refresh, n);
+		for (uint32_t j = 0; j < c->ndns_targets; j++, k++)
+			want[k] = (struct dns_want){.name = c->dns_targets[j].hostname,
+						    .refresh_ms = c->dns_refresh_ms,
+						    .fail_base_ms = c->dns_failure_base_ms,
+						    .fail_max_ms = c->dns_failure_max_ms};
 	}
-	free(names);
-	free(refresh);
+	dns_cache_want(a->dns, want, n);
+	free(want);
 }
 
 static void services_write(struct agent *a, const struct px_snapshot *s);

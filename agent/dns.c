@@ -19,8 +19,9 @@
 
 struct dns_entry {
 	char *name;
-	uint32_t refresh_ms;
-	uint64_t due; /* CLOCK_MONOTONIC ms of the next lookup; 0: now */
+	struct dns_want w; /* w.name is name */
+	uint32_t failures; /* lookups failed in a row */
+	uint64_t due;	   /* CLOCK_MONOTONIC ms of the next lookup; 0: now */
 	int naddr;
 	struct shunt_addr addr[DNS_MAX_ADDRS];
 };
@@ -34,6 +35,7 @@ struct dns_cache {
 	struct dns_entry *e;
 	size_t n;
 	struct dns_stats st;
+	unsigned rng;
 };
 
 static uint64_t now_ms(void)
@@ -66,6 +68,20 @@ static int resolve(const char *name, struct shunt_addr *out)
 	}
 	freeaddrinfo(res);
 	return n;
+}
+
+uint32_t dns_next_wait(const struct dns_want *w, uint32_t failures, unsigned *rng)
+{
+	uint64_t d;
+
+	if (!failures || !w->fail_base_ms)
+		return w->refresh_ms;
+	d = w->fail_base_ms;
+	for (uint32_t i = 1; i < failures && d < w->fail_max_ms; i++)
+		d *= 2;
+	if (d > w->fail_max_ms)
+		d = w->fail_max_ms;
+	return (uint32_t)(d - (d / 2 ? (uint64_t)rand_r(rng) % (d / 2 + 1) : 0));
 }
 
 static void *dns_main(void *arg)
@@ -104,7 +120,7 @@ static void *dns_main(void *arg)
 		struct shunt_addr got[DNS_MAX_ADDRS];
 		int n;
 
-		due->due = now + due->refresh_ms;
+		due->due = now + due->w.refresh_ms; /* rescheduled below once answered */
 		pthread_mutex_unlock(&c->lock);
 		n = name ? resolve(name, got) : -1;
 		pthread_mutex_lock(&c->lock);
@@ -115,6 +131,8 @@ static void *dns_main(void *arg)
 
 			if (strcmp(e->name, name))
 				continue;
+			e->failures = n < 0 ? e->failures + 1 : 0;
+			e->due = now + dns_next_wait(&e->w, e->failures, &c->rng);
 			if (n < 0) {
 				c->st.failures++;
 				pr_debug("dns: %s: no answer; keeping the last one (%d addresses)",
@@ -145,6 +163,7 @@ struct dns_cache *dns_cache_start(void)
 	if (!c)
 		return NULL;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->rng = (unsigned)now_ms() ^ (unsigned)getpid();
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -179,8 +198,18 @@ void dns_cache_drain(struct dns_cache *c)
 	eventfd_read(c->efd, &v);
 }
 
-void dns_cache_want(struct dns_cache *c, const char *const *names, const uint32_t *refresh_ms,
-		    size_t n)
+/* The faster of two schedules for one name (two clusters naming it). */
+static void fastest(struct dns_want *into, const struct dns_want *w)
+{
+	if (w->refresh_ms < into->refresh_ms)
+		into->refresh_ms = w->refresh_ms;
+	if (w->fail_base_ms && (!into->fail_base_ms || w->fail_base_ms < into->fail_base_ms)) {
+		into->fail_base_ms = w->fail_base_ms;
+		into->fail_max_ms = w->fail_max_ms;
+	}
+}
+
+void dns_cache_want(struct dns_cache *c, const struct dns_want *want, size_t n)
 {
 	struct dns_entry *next;
 	size_t k = 0, dropped = 0;
@@ -192,32 +221,36 @@ void dns_cache_want(struct dns_cache *c, const char *const *names, const uint32_
 		return; /* keep resolving the old set */
 	}
 	for (size_t i = 0; i < n; i++) {
-		uint32_t r =
-			refresh_ms[i] < DNS_REFRESH_MS_MIN ? DNS_REFRESH_MS_MIN : refresh_ms[i];
+		struct dns_want w = want[i];
 		size_t j;
 
-		for (j = 0; j < k && strcmp(next[j].name, names[i]); j++)
+		if (w.refresh_ms < DNS_REFRESH_MS_MIN)
+			w.refresh_ms = DNS_REFRESH_MS_MIN;
+		if (w.fail_base_ms && w.fail_base_ms < DNS_REFRESH_MS_MIN)
+			w.fail_base_ms = DNS_REFRESH_MS_MIN;
+		if (w.fail_max_ms < w.fail_base_ms)
+			w.fail_max_ms = w.fail_base_ms;
+		for (j = 0; j < k && strcmp(next[j].name, w.name); j++)
 			;
-		if (j < k) { /* the same name in two clusters: the faster refresh */
-			if (r < next[j].refresh_ms)
-				next[j].refresh_ms = r;
+		if (j < k) {
+			fastest(&next[j].w, &w);
 			continue;
 		}
 		if (k == DNS_MAX_NAMES) {
 			dropped++;
 			continue;
 		}
-		next[k].refresh_ms = r;
 		for (j = 0; j < c->n; j++) {
-			if (c->e[j].name && !strcmp(c->e[j].name, names[i])) {
+			if (c->e[j].name && !strcmp(c->e[j].name, w.name)) {
 				next[k] = c->e[j]; /* keeps its answer and schedule */
 				c->e[j].name = NULL;
-				next[k].refresh_ms = r;
 				break;
 			}
 		}
 		if (j == c->n)
-			next[k].name = strdup(names[i]);
+			next[k].name = strdup(w.name);
+		next[k].w = w;
+		next[k].w.name = next[k].name;
 		if (next[k].name)
 			k++;
 	}

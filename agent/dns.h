@@ -27,10 +27,21 @@ struct dns_cache *dns_cache_start(void);
 /* Readable when an answer changed since the last dns_cache_drain. */
 int dns_cache_fd(const struct dns_cache *c);
 void dns_cache_drain(struct dns_cache *c);
-/* The names the active config needs, with each one's refresh period in ms: replaces the set
- * (answers of names that stay are kept; new ones are resolved at once). */
-void dns_cache_want(struct dns_cache *c, const char *const *names, const uint32_t *refresh_ms,
-		    size_t n);
+/* One name the active config needs, and how often: refresh_ms after an answer; after a failed
+ * lookup, with a dns_failure_refresh_rate (fail_base_ms > 0), a jittered backoff from
+ * fail_base_ms doubling up to fail_max_ms, else refresh_ms again. */
+struct dns_want {
+	const char *name;
+	uint32_t refresh_ms, fail_base_ms, fail_max_ms;
+};
+
+/* Replaces the set of names (answers of names that stay are kept; new ones are resolved at
+ * once). A name in several clusters takes the fastest of their schedules. */
+void dns_cache_want(struct dns_cache *c, const struct dns_want *want, size_t n);
+/* The wait before the next lookup of a name: refresh_ms after an answer (failures 0); after
+ * the failures-th failure in a row, refresh_ms, or with fail_base_ms a random wait in
+ * [d/2, d] where d = fail_base_ms * 2^(failures-1), at most fail_max_ms. */
+uint32_t dns_next_wait(const struct dns_want *w, uint32_t failures, unsigned *rng);
 /* The addresses of host for a family policy (enum px_dns_family), at most max of them, in the
  * order the resolver gave; 0 when the name has no answer yet. Safe from any thread; ctx is the
  * cache (the signature of xds_snapshot's lookup hook). */

@@ -2262,6 +2262,27 @@ static int resolved_endpoints(struct sctx *x, struct px_cluster *c)
 	return 0;
 }
 
+/* Envoy's dns_failure_refresh_rate: base_interval required and positive, max_interval at least
+ * that (unset: ten times base, Envoy's default). */
+static int dns_failure_rate(struct sctx *x,
+			    const Envoy__Config__Cluster__V3__Cluster__RefreshRate *r,
+			    struct px_cluster *c)
+{
+	size_t mark = spush(x, "dns_failure_refresh_rate");
+
+	c->dns_failure_base_ms = r->base_interval ? ms_of(r->base_interval) : 0;
+	if (!c->dns_failure_base_ms)
+		return serr(x, "base_interval: required, and more than 0");
+	c->dns_failure_max_ms = r->max_interval ? ms_of(r->max_interval)
+				: c->dns_failure_base_ms > UINT32_MAX / 10
+					? UINT32_MAX
+					: c->dns_failure_base_ms * 10;
+	if (c->dns_failure_max_ms < c->dns_failure_base_ms)
+		return serr(x, "max_interval: less than base_interval");
+	spop(x, mark);
+	return 0;
+}
+
 static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 {
 	const struct xds_resource *eds;
@@ -2293,6 +2314,11 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		c->dns_family = (enum px_dns_family)in->dns_lookup_family;
 		c->dns_refresh_ms =
 			in->dns_refresh_rate ? ms_of(in->dns_refresh_rate) : PX_DNS_REFRESH_MS_DEF;
+		if (in->dns_failure_refresh_rate) {
+			rc = dns_failure_rate(x, in->dns_failure_refresh_rate, c);
+			if (rc)
+				return rc;
+		}
 		break;
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS:
 		c->type = PX_CLUSTER_EDS;

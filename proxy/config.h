@@ -132,6 +132,9 @@ struct px_cluster {
 	uint32_t ndns_targets;
 	enum px_dns_family dns_family;
 	uint32_t dns_refresh_ms;
+	/* dns_failure_refresh_rate: after a failed lookup, a backoff from base to max (ms); 0: a
+	 * failure waits dns_refresh_ms like an answer. */
+	uint32_t dns_failure_base_ms, dns_failure_max_ms;
 	bool logical_dns; /* LOGICAL_DNS: the first address of the one name is the endpoint */
 	/* Envoy's priority and panic settings: ClusterLoadAssignment.policy.overprovisioning_factor
 	 * (percent; 0: PX_OVERPROVISIONING_DEF) and common_lb_config.healthy_panic_threshold

@@ -553,6 +553,10 @@ static const struct bad {
 	 RT_PATH "route: upgrade_configs[0].connect_config needs CONNECT"},
 	{RT("route: {cluster: c, upgrade_configs: [{enabled: true}]}"),
 	 RT_PATH "route: upgrade_configs[0].upgrade_type is required"},
+	{CL("type: STRICT_DNS, dns_failure_refresh_rate: {max_interval: 2s}"),
+	 "cluster \"c\": dns_failure_refresh_rate: base_interval: required, and more than 0"},
+	{CL("type: STRICT_DNS, dns_failure_refresh_rate: {base_interval: 3s, max_interval: 2s}"),
+	 "cluster \"c\": dns_failure_refresh_rate: max_interval: less than base_interval"},
 	{CL("lb_policy: CLUSTER_PROVIDED"),
 	 "cluster \"c\": lb_policy: CLUSTER_PROVIDED is not supported"},
 	{"static_resources: {clusters: [{name: c, type: LOGICAL_DNS, load_assignment: "
@@ -748,6 +752,7 @@ static void test_dns_clusters(void)
 		"svc.example, port_value: 8080}}}, load_balancing_weight: 3}, {endpoint: {address: "
 		"{socket_address: {address: 10.1.1.1, port_value: 9}}}}]}]}}]}",
 		"static_resources: {clusters: [{name: s, type: STRICT_DNS, dns_lookup_family: ALL, "
+		"dns_failure_refresh_rate: {base_interval: 0.5s}, "
 		"load_assignment: {cluster_name: s, endpoints: [{lb_endpoints: [{endpoint: "
 		"{address: "
 		"{socket_address: {address: svc.example, port_value: 80}}}}]}]}}]}",
@@ -791,6 +796,13 @@ static void test_dns_clusters(void)
 			   "port, "
 			   "weight and priority of their lb_endpoint");
 		}
+		if (i == 1 && c)
+			ok(c->dns_failure_base_ms == 500 && c->dns_failure_max_ms == 5000 &&
+				   c->dns_refresh_ms == PX_DNS_REFRESH_MS_DEF,
+			   "dns_failure_refresh_rate: base 0.5 s, max ten times that (Envoy's "
+			   "default)");
+		if (i == 0 && c)
+			ok(c->dns_failure_base_ms == 0, "no dns_failure_refresh_rate: none");
 		if (i == 2 && c && c->nendpoints == 1)
 			ok(c->logical_dns && addr_is_v4(&c->endpoints[0].addr) == false,
 			   "LOGICAL_DNS: the first address only (AUTO prefers IPv6)");
