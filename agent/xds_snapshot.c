@@ -9,9 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
 
 #include "agent/pbjson.h"
 #include "lib/addr.h"
+#include "lib/log.h"
+#include "proxy/tls.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -20,6 +25,8 @@
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
 
@@ -48,6 +55,17 @@ typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment ClusterLoadAssignment
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager Hcm;
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
 typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions UpstreamHttpOptions;
+typedef Envoy__Config__Core__V3__DataSource DataSource;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext CommonTlsContext;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext DownTlsContext;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext UpTlsContext;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate TlsCertificate;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters TlsParams;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext
+	ValidationContext;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__SubjectAltNameMatcher SanMatcher;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__SdsSecretConfig SdsSecretConfig;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__Secret Secret;
 typedef Google__Protobuf__Duration Duration;
 typedef Google__Protobuf__Any Any;
 
@@ -56,8 +74,24 @@ typedef Google__Protobuf__Any Any;
 #define UPSTREAM_HTTP_OPTIONS "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 #define PATH_MAX_LEN	      768
 
+struct tsm;
+
 struct sctx {
 	const struct xds_config *cfg;
+	struct tsm *tsm; /* the current cluster's transport_socket_matches */
+	uint32_t ntsm;
+	bool want_h2;	/* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
+	bool want_auto; /* ... or auto_config: TLS offers h2 and http/1.1 */
+	struct {
+		const char *name;
+		struct px_tls_pem pem;
+	} files[XDS_TLS_FILE_CACHE]; /* certificate files read for this snapshot */
+	uint32_t nfiles;
+	struct {
+		unsigned char digest[32]; /* of everything but the SAN matchers (tls_cfg_digest) */
+		struct px_tls_ctx *base;
+	} tls_bases[XDS_TLS_BASE_CACHE]; /* client contexts whose SSL_CTX others share */
+	uint32_t ntls_bases;
 	const struct xds_dns *dns; /* NULL: names stay unresolved */
 	struct px_snapshot *s;
 	struct arena *a;
@@ -972,17 +1006,638 @@ static int filter_disabled(struct sctx *x,
 	}
 }
 
-static int raw_buffer_only(struct sctx *x, const TransportSocket *ts)
+/* ---- transport sockets ---------------------------------------------------------------------- */
+
+#define TLS_DOWN_TYPE "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+#define TLS_UP_TYPE   "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+#define RAW_TYPE      "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+#define TSM_METADATA  "envoy.transport_socket_match"
+
+/* What one TLS context is built from while its resource is read. */
+struct tls_build {
+	struct px_tls_cfg cfg;
+	struct px_san_match sans[XDS_TLS_MAX_SANS];
+	const char *alpn[XDS_TLS_MAX_ALPN];
+	const char *missing; /* an SDS secret that has not arrived */
+	bool have_cert, have_validation;
+	/* Where the certificate and the trusted CA came from, relative to the CommonTlsContext,
+	 * for errors found when the context is built. */
+	char cert_path[128], ca_path[160];
+};
+
+/* The error path so far, relative to the CommonTlsContext being read. */
+static void tls_rel_path(const struct sctx *x, char *out, size_t len, const char *def)
+{
+	const char *rel = strstr(x->path, "common_tls_context.");
+
+	snprintf(out, len, "%s", rel ? rel + strlen("common_tls_context.") : def);
+}
+
+/* A DataSource's bytes; a file is read now, on the agent's thread, never by a worker. */
+static int data_source(struct sctx *x, const DataSource *d, struct px_tls_pem *out)
+{
+	struct stat st;
+	char *buf;
+	FILE *f;
+	size_t n;
+
+	switch (d ? d->specifier_case : ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER__NOT_SET) {
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING:
+		out->data = d->inline_string;
+		out->len = strlen(d->inline_string);
+		return 0;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES:
+		out->data = (const char *)d->inline_bytes.data;
+		out->len = d->inline_bytes.len;
+		return 0;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME:
+		break;
+	default:
+		return serr(x, "needs filename, inline_string or inline_bytes");
+	}
+	/* Istio names the same few files from every cluster: read each once per snapshot. */
+	for (uint32_t i = 0; i < x->nfiles; i++) {
+		if (!strcmp(x->files[i].name, d->filename)) {
+			*out = x->files[i].pem;
+			return 0;
+		}
+	}
+	f = fopen(d->filename, "re");
+	if (!f)
+		return serr(x, "filename: cannot read \"%s\": %s", d->filename, strerror(errno));
+	if (fstat(fileno(f), &st) || st.st_size > XDS_TLS_FILE_MAX) {
+		fclose(f);
+		return serr(x, "filename: \"%s\" is larger than %d bytes", d->filename,
+			    XDS_TLS_FILE_MAX);
+	}
+	buf = arena_alloc(x->a, (size_t)st.st_size + 1);
+	n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+	fclose(f);
+	if (!buf)
+		return snomem(x);
+	out->data = buf;
+	out->len = n;
+	if (x->nfiles < XDS_TLS_FILE_CACHE) {
+		x->files[x->nfiles].name = arena_strdup(x->a, d->filename);
+		x->files[x->nfiles].pem = *out;
+		x->nfiles += x->files[x->nfiles].name != NULL;
+	}
+	return 0;
+}
+
+static int tls_certificate(struct sctx *x, const TlsCertificate *c, struct tls_build *b)
+{
+	size_t mark;
+	int rc;
+
+	if (c->pkcs12 || c->private_key_provider)
+		return serr(x, "pkcs12 and private_key_provider are not supported");
+	tls_rel_path(x, b->cert_path, sizeof(b->cert_path), "tls_certificates[0]");
+	mark = spush(x, "certificate_chain");
+	rc = data_source(x, c->certificate_chain, &b->cfg.cert_chain);
+	if (rc)
+		return rc;
+	spop(x, mark);
+	spush(x, "private_key");
+	rc = data_source(x, c->private_key, &b->cfg.private_key);
+	if (rc)
+		return rc;
+	spop(x, mark);
+	b->have_cert = true;
+	return 0;
+}
+
+static int san_add(struct sctx *x, struct tls_build *b, enum px_san_type type,
+		   const StringMatcher *m)
+{
+	struct px_san_match *s;
+
+	if (b->cfg.nsans == XDS_TLS_MAX_SANS)
+		return serr(x, "more than %d subject alt name matchers", XDS_TLS_MAX_SANS);
+	if (!m)
+		return serr(x, "needs a matcher");
+	if (m->ignore_case)
+		return serr(x, "ignore_case is not supported");
+	s = &b->sans[b->cfg.nsans];
+	s->type = type;
+	switch (m->match_pattern_case) {
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT:
+		s->kind = PX_SAN_EXACT;
+		s->value = m->exact;
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX:
+		s->kind = PX_SAN_PREFIX;
+		s->value = m->prefix;
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SUFFIX:
+		s->kind = PX_SAN_SUFFIX;
+		s->value = m->suffix;
+		break;
+	case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_CONTAINS:
+		s->kind = PX_SAN_CONTAINS;
+		s->value = m->contains;
+		break;
+	default:
+		return serr(x, "only exact, prefix, suffix and contains are supported");
+	}
+	b->cfg.nsans++;
+	return 0;
+}
+
+static int validation_context(struct sctx *x, const ValidationContext *v, struct tls_build *b)
+{
+	static const enum px_san_type any_type[] = {PX_SAN_DNS, PX_SAN_URI, PX_SAN_EMAIL,
+						    PX_SAN_IP};
+	size_t mark;
+	int rc;
+
+	if (v->n_verify_certificate_spki || v->n_verify_certificate_hash || v->crl ||
+	    v->custom_validator_config || v->allow_expired_certificate ||
+	    v->trust_chain_verification || v->ca_certificate_provider_instance ||
+	    v->system_root_certs)
+		return serr(x, "only trusted_ca, match_typed_subject_alt_names and "
+			       "match_subject_alt_names are supported");
+	if (v->trusted_ca) {
+		tls_rel_path(x, b->ca_path, sizeof(b->ca_path), "validation_context");
+		mark = spush(x, "trusted_ca");
+		rc = data_source(x, v->trusted_ca, &b->cfg.trusted_ca);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	for (size_t i = 0; i < v->n_match_typed_subject_alt_names; i++) {
+		const SanMatcher *m = v->match_typed_subject_alt_names[i];
+		enum px_san_type t;
+
+		mark = spush(x, "match_typed_subject_alt_names[%zu]", i);
+		switch (m->san_type) {
+		case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SUBJECT_ALT_NAME_MATCHER__SAN_TYPE__DNS:
+			t = PX_SAN_DNS;
+			break;
+		case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SUBJECT_ALT_NAME_MATCHER__SAN_TYPE__URI:
+			t = PX_SAN_URI;
+			break;
+		case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SUBJECT_ALT_NAME_MATCHER__SAN_TYPE__EMAIL:
+			t = PX_SAN_EMAIL;
+			break;
+		case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SUBJECT_ALT_NAME_MATCHER__SAN_TYPE__IP_ADDRESS:
+			t = PX_SAN_IP;
+			break;
+		default:
+			return serr(x, "san_type: DNS, URI, EMAIL or IP_ADDRESS");
+		}
+		spush(x, "matcher");
+		rc = san_add(x, b, t, m->matcher);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	/* The older form matches a name of any type. */
+	for (size_t i = 0; i < v->n_match_subject_alt_names; i++) {
+		mark = spush(x, "match_subject_alt_names[%zu]", i);
+		for (size_t k = 0; k < sizeof(any_type) / sizeof(any_type[0]); k++) {
+			rc = san_add(x, b, any_type[k], v->match_subject_alt_names[i]);
+			if (rc)
+				return rc;
+		}
+		spop(x, mark);
+	}
+	b->have_validation = true;
+	return 0;
+}
+
+/* A secret by SDS name: NULL when it has not arrived (the context is then not ready), or when it
+ * is not of the type wanted (an error). */
+static const Secret *sds_secret(struct sctx *x, const SdsSecretConfig *sc,
+				Envoy__Extensions__TransportSockets__Tls__V3__Secret__TypeCase want,
+				struct tls_build *b, int *rc)
+{
+	const struct xds_resource *r =
+		sc->name && *sc->name ? xds_config_find(x->cfg, XDS_SECRET, sc->name) : NULL;
+	const Secret *s = r ? (const Secret *)r->msg : NULL;
+
+	*rc = 0;
+	if (!sc->name || !*sc->name) {
+		*rc = serr(x, "name: an SDS secret needs a name");
+		return NULL;
+	}
+	if (!s) {
+		if (!sc->sds_config) { /* Envoy takes only a static secret then */
+			*rc = serr(x, "name: no static secret \"%s\"", sc->name);
+			return NULL;
+		}
+		if (!b->missing)
+			b->missing = sc->name;
+		return NULL;
+	}
+	if (s->type_case != want) {
+		*rc = serr(
+			x, "secret \"%s\" is not a %s", sc->name,
+			want == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_TLS_CERTIFICATE
+				? "tls_certificate"
+				: "validation_context");
+		return NULL;
+	}
+	return s;
+}
+
+static int sds_validation(struct sctx *x, const SdsSecretConfig *sc, struct tls_build *b)
+{
+	int rc;
+	const Secret *s = sds_secret(
+		x, sc,
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_VALIDATION_CONTEXT, b,
+		&rc);
+
+	if (rc || !s)
+		return rc;
+	spush(x, "(secret \"%s\").validation_context", sc->name);
+	return validation_context(x, s->validation_context, b);
+}
+
+static int tls_params(struct sctx *x, const TlsParams *p, struct tls_build *b)
+{
+	size_t len = 1;
+	char *ciphers;
+
+	b->cfg.min_version = px_tls_version((int)p->tls_minimum_protocol_version);
+	b->cfg.max_version = px_tls_version((int)p->tls_maximum_protocol_version);
+	if (b->cfg.min_version < 0 || b->cfg.max_version < 0)
+		return serr(x, "tls_minimum_protocol_version / tls_maximum_protocol_version: "
+			       "unknown version");
+	if (!p->n_cipher_suites)
+		return 0;
+	for (size_t i = 0; i < p->n_cipher_suites; i++)
+		len += strlen(p->cipher_suites[i]) + 1;
+	ciphers = arena_alloc(x->a, len);
+	if (!ciphers)
+		return snomem(x);
+	ciphers[0] = 0;
+	for (size_t i = 0; i < p->n_cipher_suites; i++) {
+		/* Envoy's "[A|B]" equal-preference groups have no OpenSSL spelling. */
+		if (strchr(p->cipher_suites[i], '['))
+			return serr(x,
+				    "cipher_suites[%zu]: equal-preference groups are not "
+				    "supported",
+				    i);
+		if (i)
+			strcat(ciphers, ":");
+		strcat(ciphers, p->cipher_suites[i]);
+	}
+	b->cfg.ciphers = ciphers;
+	return 0;
+}
+
+static int common_tls(struct sctx *x, const CommonTlsContext *c, struct tls_build *b)
+{
+	size_t mark;
+	int rc = 0;
+
+	if (c->tls_params) {
+		mark = spush(x, "tls_params");
+		rc = tls_params(x, c->tls_params, b);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	if (c->n_tls_certificates + c->n_tls_certificate_sds_secret_configs > 1)
+		return serr(x, "tls_certificates: one certificate per context is supported");
+	if (c->tls_certificate_provider_instance || c->custom_handshaker || c->key_log)
+		return serr(x, "tls_certificate_provider_instance, custom_handshaker and key_log "
+			       "are not supported");
+	if (c->n_tls_certificates) {
+		mark = spush(x, "tls_certificates[0]");
+		rc = tls_certificate(x, c->tls_certificates[0], b);
+		if (rc)
+			return rc;
+		spop(x, mark);
+	}
+	if (c->n_tls_certificate_sds_secret_configs) {
+		const SdsSecretConfig *sc = c->tls_certificate_sds_secret_configs[0];
+		const Secret *s;
+
+		mark = spush(x, "tls_certificate_sds_secret_configs[0]");
+		s = sds_secret(
+			x, sc,
+			ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_TLS_CERTIFICATE,
+			b, &rc);
+		if (rc)
+			return rc;
+		if (s) {
+			spush(x, "(secret \"%s\").tls_certificate", sc->name);
+			rc = tls_certificate(x, s->tls_certificate, b);
+			if (rc)
+				return rc;
+		}
+		spop(x, mark);
+	}
+	mark = x->plen;
+	switch (c->validation_context_type_case) {
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE__NOT_SET:
+		break;
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT:
+		spush(x, "validation_context");
+		rc = validation_context(x, c->validation_context, b);
+		break;
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG:
+		spush(x, "validation_context_sds_secret_config");
+		rc = sds_validation(x, c->validation_context_sds_secret_config, b);
+		break;
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT: {
+		const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext__CombinedCertificateValidationContext
+			*cv = c->combined_validation_context;
+
+		spush(x, "combined_validation_context");
+		rc = 0;
+		if (cv->default_validation_context) {
+			size_t m2 = spush(x, "default_validation_context");
+
+			rc = validation_context(x, cv->default_validation_context, b);
+			if (!rc)
+				spop(x, m2);
+		}
+		if (!rc && cv->validation_context_sds_secret_config) {
+			spush(x, "validation_context_sds_secret_config");
+			rc = sds_validation(x, cv->validation_context_sds_secret_config, b);
+		} else if (!rc && (cv->validation_context_certificate_provider ||
+				   cv->validation_context_certificate_provider_instance)) {
+			rc = serr(x, "certificate providers are not supported");
+		}
+		break;
+	}
+	default:
+		rc = serr(x, "validation_context_type: certificate providers are not supported");
+	}
+	if (rc)
+		return rc;
+	spop(x, mark);
+	if (c->n_alpn_protocols > XDS_TLS_MAX_ALPN)
+		return serr(x, "alpn_protocols: more than %d", XDS_TLS_MAX_ALPN);
+	for (size_t i = 0; i < c->n_alpn_protocols; i++)
+		b->alpn[b->cfg.nalpn++] = c->alpn_protocols[i];
+	return 0;
+}
+
+static void digest_add(EVP_MD_CTX *md, const void *p, size_t n)
+{
+	uint64_t len = n;
+
+	EVP_DigestUpdate(md, &len, sizeof(len));
+	if (n)
+		EVP_DigestUpdate(md, p, n);
+}
+
+/* What makes two client contexts' SSL_CTX the same: all of the config but the SAN matchers. */
+static int tls_cfg_digest(const struct px_tls_cfg *c, unsigned char out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int v[3] = {c->min_version, c->max_version, c->require_client_certificate};
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+
+	if (ok) {
+		digest_add(md, v, sizeof(v));
+		digest_add(md, c->cert_chain.data, c->cert_chain.data ? c->cert_chain.len : 0);
+		digest_add(md, c->private_key.data, c->private_key.data ? c->private_key.len : 0);
+		digest_add(md, c->trusted_ca.data, c->trusted_ca.data ? c->trusted_ca.len : 0);
+		digest_add(md, c->ciphers, c->ciphers ? strlen(c->ciphers) : 0);
+		for (uint32_t i = 0; i < c->nalpn; i++)
+			digest_add(md, c->alpn[i], strlen(c->alpn[i]));
+		ok = EVP_DigestFinal_ex(md, out, NULL);
+	}
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -ENOMEM;
+}
+
+/* Istio gives every outbound cluster the same certificate, CA and ALPN with its own SANs: one
+ * SSL_CTX (about a millisecond and tens of KB to build) serves them all. */
+static int tls_ctx_shared(struct sctx *x, struct tls_build *b, struct px_tls_ctx **out)
+{
+	unsigned char d[32];
+
+	*out = NULL;
+	if (b->cfg.server || (b->cfg.nsans && !b->cfg.trusted_ca.data) ||
+	    tls_cfg_digest(&b->cfg, d))
+		return 0;
+	for (uint32_t i = 0; i < x->ntls_bases; i++) {
+		if (memcmp(x->tls_bases[i].digest, d, sizeof(d)))
+			continue;
+		if (px_tls_ctx_share(x->tls_bases[i].base, b->sans, b->cfg.nsans, out))
+			return snomem(x);
+		return px_snapshot_own_tls(x->s, *out) ? snomem(x) : 0;
+	}
+	return 0;
+}
+
+static void tls_ctx_remember(struct sctx *x, struct tls_build *b, struct px_tls_ctx *t)
+{
+	if (b->cfg.server || x->ntls_bases == XDS_TLS_BASE_CACHE ||
+	    tls_cfg_digest(&b->cfg, x->tls_bases[x->ntls_bases].digest))
+		return;
+	x->tls_bases[x->ntls_bases++].base = t;
+}
+
+/* px_tls_ctx_new names fields relative to the CommonTlsContext (certificate_chain, private_key,
+ * validation_context.trusted_ca, ...): the path says where they came from. */
+static int tls_ctx_build(struct sctx *x, struct tls_build *b, struct px_tls_ctx **out)
+{
+	char err[PX_TLS_ERR_MAX];
+	int rc;
+
+	b->cfg.sans = b->sans;
+	b->cfg.alpn = b->alpn;
+	rc = tls_ctx_shared(x, b, out);
+	if (rc || *out)
+		return rc;
+	rc = px_tls_ctx_new(&b->cfg, out, err, sizeof(err));
+	if (rc == -ENOMEM)
+		return snomem(x);
+	if (rc) {
+		bool cert =
+			!strncmp(err, "certificate_chain", 17) || !strncmp(err, "private_key", 11);
+		bool ca = !strncmp(err, "validation_context.", 19) && b->ca_path[0];
+		const char *sep = strstr(err, ": ");
+
+		if (!sep)
+			return serr(x, "%s", err);
+		if (cert)
+			spush(x, "%s.%.*s", b->cert_path, (int)(sep - err), err);
+		else if (ca)
+			spush(x, "%s.%.*s", b->ca_path, (int)(sep - err - 19), err + 19);
+		else
+			spush(x, "%.*s", (int)(sep - err), err);
+		return serr(x, "%s", sep + 2);
+	}
+	rc = px_snapshot_own_tls(x->s, *out);
+	if (rc)
+		return snomem(x);
+	tls_ctx_remember(x, b, *out);
+	return 0;
+}
+
+/* A filter chain's (server) or a cluster's (client) transport_socket. */
+static int transport_socket(struct sctx *x, const TransportSocket *ts, bool server,
+			    struct px_transport *out)
 {
 	const char *type = ts->typed_config ? type_name_of(ts->typed_config->type_url) : NULL;
+	const char *want = server ? TLS_DOWN_TYPE : TLS_UP_TYPE;
+	const CommonTlsContext *ctc;
+	ProtobufCMessage *msg = NULL;
+	struct tls_build *b;
+	size_t mark;
+	int rc;
 
-	if (type ? !strcmp(type, "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer")
+	if (type ? !strcmp(type, RAW_TYPE)
 		 : (ts->name && !strcmp(ts->name, "envoy.transport_sockets.raw_buffer")))
 		return 0;
-	return serr(x,
-		    "transport_socket \"%s\" is not supported (only raw_buffer is "
-		    "implemented; TLS comes with mTLS)",
-		    ts->name ? ts->name : "");
+	if (!type || strcmp(type, want))
+		return serr(x,
+			    "transport_socket \"%s\" is not supported (raw_buffer, or tls with %s "
+			    "here)",
+			    ts->name ? ts->name : "",
+			    server ? "a DownstreamTlsContext" : "an UpstreamTlsContext");
+	mark = spush(x, "typed_config");
+	rc = unpack(x, ts->typed_config, want, &msg);
+	if (rc)
+		return rc;
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return snomem(x);
+	}
+	b->cfg.server = server;
+	if (server) {
+		const DownTlsContext *d = (const DownTlsContext *)msg;
+
+		ctc = d->common_tls_context;
+		b->cfg.require_client_certificate =
+			d->require_client_certificate && d->require_client_certificate->value;
+		if (d->require_sni && d->require_sni->value)
+			rc = serr(x, "require_sni is not supported");
+	} else {
+		const UpTlsContext *u = (const UpTlsContext *)msg;
+
+		ctc = u->common_tls_context;
+		if (u->sni && *u->sni) {
+			out->sni = arena_strdup(x->a, u->sni);
+			if (!out->sni)
+				rc = snomem(x);
+		}
+	}
+	if (!rc && ctc) {
+		size_t m2 = spush(x, "common_tls_context");
+
+		rc = common_tls(x, ctc, b);
+		if (!rc)
+			spop(x, m2);
+	}
+	if (!rc && server && !b->have_cert && !b->missing)
+		rc = serr(x, "common_tls_context.tls_certificates: a DownstreamTlsContext needs a "
+			     "certificate");
+	if (!rc && b->missing) {
+		/* Envoy's "not ready": the chain or cluster exists but refuses its traffic. */
+		out->missing_secret = arena_strdup(x->a, b->missing);
+		pr_warn("%s \"%s\": %s: SDS secret \"%s\" has not arrived: %s until it does",
+			x->who_noun, x->who_name, x->path, b->missing,
+			server ? "the filter chain refuses connections"
+			       : "connections to the cluster fail (UF)");
+		if (!out->missing_secret)
+			rc = snomem(x);
+	} else if (!rc) {
+		/* Envoy offers h2 by ALPN to an HTTP/2 cluster whose context names no protocol. */
+		if (!server && x->want_h2 && !b->cfg.nalpn)
+			b->alpn[b->cfg.nalpn++] = "h2";
+		/* and h2, http/1.1 to an auto_config one. */
+		if (!server && x->want_auto && !b->cfg.nalpn) {
+			b->alpn[b->cfg.nalpn++] = "h2";
+			b->alpn[b->cfg.nalpn++] = "http/1.1";
+		}
+		spush(x, "common_tls_context");
+		rc = tls_ctx_build(x, b, &out->tls);
+	}
+	free(b);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+/* Cluster.transport_socket_matches as Istio writes them: the first entry whose match (string
+ * fields) all equal the endpoint's filter_metadata["envoy.transport_socket_match"] decides the
+ * endpoint's transport; an endpoint no entry matches uses the cluster's transport_socket. */
+struct tsm {
+	const Google__Protobuf__Struct *match;
+	struct px_transport transport;
+};
+
+static int socket_matches(struct sctx *x, const Cluster *in)
+{
+	x->ntsm = 0;
+	if (!in->n_transport_socket_matches)
+		return 0;
+	x->tsm = arena_new(x->a, struct tsm, in->n_transport_socket_matches);
+	if (!x->tsm)
+		return snomem(x);
+	for (size_t i = 0; i < in->n_transport_socket_matches; i++) {
+		const Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *m =
+			in->transport_socket_matches[i];
+		size_t mark = spush(x, "transport_socket_matches[%zu]", i);
+		int rc;
+
+		for (size_t k = 0; m->match && k < m->match->n_fields; k++) {
+			const Google__Protobuf__Value *v = m->match->fields[k]->value;
+
+			if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+				return serr(x, "match.%s: only string values are supported",
+					    m->match->fields[k]->key);
+		}
+		x->tsm[i].match = m->match;
+		if (m->transport_socket) {
+			spush(x, "transport_socket");
+			rc = transport_socket(x, m->transport_socket, false, &x->tsm[i].transport);
+			if (rc)
+				return rc;
+		}
+		spop(x, mark);
+		x->ntsm++;
+	}
+	return 0;
+}
+
+static const char *md_string(const Google__Protobuf__Struct *st, const char *key)
+{
+	for (size_t k = 0; st && k < st->n_fields; k++) {
+		const Google__Protobuf__Value *v = st->fields[k]->value;
+
+		if (!strcmp(st->fields[k]->key, key) && v &&
+		    v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+			return v->string_value;
+	}
+	return NULL;
+}
+
+static const struct px_transport *endpoint_transport(const struct sctx *x,
+						     const Envoy__Config__Core__V3__Metadata *md)
+{
+	const Google__Protobuf__Struct *labels = NULL;
+
+	if (!x->ntsm)
+		return NULL;
+	for (size_t i = 0; md && i < md->n_filter_metadata; i++)
+		if (!strcmp(md->filter_metadata[i]->key, TSM_METADATA))
+			labels = md->filter_metadata[i]->value;
+	for (uint32_t i = 0; i < x->ntsm; i++) {
+		const Google__Protobuf__Struct *m = x->tsm[i].match;
+		bool all = true;
+
+		for (size_t k = 0; m && k < m->n_fields && all; k++) {
+			const char *have = md_string(labels, m->fields[k]->key);
+
+			all = have && !strcmp(have, m->fields[k]->value->string_value);
+		}
+		if (all)
+			return &x->tsm[i].transport;
+	}
+	return NULL;
 }
 
 static int tcp_proxy(struct sctx *x, const Any *typed, struct px_tcp_proxy *t)
@@ -1253,7 +1908,7 @@ static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_
 	}
 	if (in->transport_socket) {
 		mark = spush(x, "transport_socket");
-		rc = raw_buffer_only(x, in->transport_socket);
+		rc = transport_socket(x, in->transport_socket, true, &fc->transport);
 		if (rc)
 			return rc;
 		spop(x, mark);
@@ -1473,6 +2128,7 @@ static int endpoints(struct sctx *x, const ClusterLoadAssignment *cla, struct px
 				     lb->health_status ==
 					     ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
 			e->locality = locality;
+			e->transport = endpoint_transport(x, lb->metadata);
 		}
 	}
 	c->nendpoints = (uint32_t)k;
@@ -1521,6 +2177,11 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 				break;
 			}
 		}
+		/* auto_config picks by ALPN, which only TLS has; plaintext stays HTTP/1.1 (Envoy
+		 * would need http2_protocol_options with prior knowledge there). */
+		if (o->upstream_protocol_options_case ==
+		    ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_AUTO_CONFIG)
+			c->alpn_auto = true;
 		if (o->common_http_protocol_options)
 			common = o->common_http_protocol_options;
 	}
@@ -1715,20 +2376,25 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return serr(x, "load_balancing_policy is not supported");
 	if (in->lb_subset_config && in->lb_subset_config->n_subset_selectors)
 		return serr(x, "lb_subset_config is not supported");
+	rc = upstream_http_options(x, in, c);
+	if (rc)
+		return rc;
+	x->want_h2 = c->http2;
+	x->want_auto = c->alpn_auto && !c->http2;
 	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
 	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");
 
-		rc = raw_buffer_only(x, in->transport_socket);
+		rc = transport_socket(x, in->transport_socket, false, &c->transport);
 		if (rc)
 			return rc;
 		spop(x, mark);
 	}
-	c->connect_timeout_ms =
-		in->connect_timeout ? ms_of(in->connect_timeout) : XDS_SNAP_CONNECT_TIMEOUT_MS_DEF;
-	rc = upstream_http_options(x, in, c);
+	rc = socket_matches(x, in);
 	if (rc)
 		return rc;
+	c->connect_timeout_ms =
+		in->connect_timeout ? ms_of(in->connect_timeout) : XDS_SNAP_CONNECT_TIMEOUT_MS_DEF;
 	if (in->circuit_breakers) {
 		for (size_t i = 0; i < in->circuit_breakers->n_thresholds; i++) {
 			const Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =

@@ -31,6 +31,19 @@
  *     (DEFAULT priority); upstream_bind_config.source_address; load_assignment or, for EDS, the
  *     ClusterLoadAssignment named by eds_cluster_config.service_name or the cluster name (none
  *     yet: no endpoints, as Envoy waits) with weights, priorities, health and locality.
+ *   transport_socket envoy.transport_sockets.tls: DownstreamTlsContext on filter chains
+ *     (require_client_certificate) and UpstreamTlsContext on clusters (sni), and Istio's
+ *     transport_socket_matches (the first entry whose string match equals the endpoint's
+ *     filter_metadata["envoy.transport_socket_match"] decides its transport). CommonTlsContext:
+ *     one tls_certificates entry or tls_certificate_sds_secret_configs, validation_context,
+ *     validation_context_sds_secret_config or combined_validation_context (trusted_ca,
+ *     match_typed_subject_alt_names and match_subject_alt_names with exact / prefix / suffix /
+ *     contains), alpn_protocols (an HTTP/2 cluster offers h2, an auto_config one h2 and
+ *     http/1.1 when none are named), tls_params min/max version and cipher_suites. DataSources
+ *     are inline_string, inline_bytes or a filename read at translation time (up to
+ *     XDS_TLS_FILE_MAX). An SDS secret that is not in the config yet makes the chain or cluster
+ *     not ready (px_transport.missing_secret: its connections are refused, UF), with a warning.
+ *     auto_config: h2 when a TLS server chooses it by ALPN, HTTP/1.1 otherwise.
  *   STRICT_DNS and LOGICAL_DNS endpoints given by hostname become px_cluster.dns_targets, and
  *   with xds_snapshot_build_dns the addresses the resolver knows for them become endpoints
  *   (dns_lookup_family, dns_refresh_rate); until the first answer a name adds none, as in Envoy.
@@ -39,16 +52,16 @@
  *   that keeps its services out of the kernel service LB when false),
  *   per_connection_buffer_limit_bytes, outlier_detection, health_checks, dns options other than
  *   the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
- *   constants), transport_socket_matches (Istio's opportunistic mTLS: endpoints then get
- *   plaintext, as Envoy does for endpoints without the tls label), decorator, circuit-breaker
- *   thresholds of non-DEFAULT priority, use_downstream_protocol_config / auto_config (HTTP/1.1
- *   upstream), HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
+ *   constants), decorator, circuit-breaker thresholds of non-DEFAULT priority,
+ *   use_downstream_protocol_config (HTTP/1.1 upstream), auto_config without TLS (HTTP/1.1),
+ *   tls_params ecdh_curves / signature_algorithms, session tickets and OCSP settings, HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
  *   by xdsres.c), envoy.filters.http.fault without a top-level delay/abort, and the inert
  *   envoy.filters.http.cors filter itself.
  * Rejected with the field path: other cluster types and lb policies (CLUSTER_PROVIDED outside
  *   ORIGINAL_DST), load_balancing_policy, lb_subset_config, non-socket addresses, named ports, a
- *   transport_socket other than raw_buffer on a cluster or a filter chain (TLS comes with
- *   mTLS), internal/api listeners, filter_chain_matcher, direct_source_prefix_ranges,
+ *   transport_socket other than raw_buffer and tls (or the other side's TLS context), several
+ *   certificates per context, pkcs12, private key and certificate providers, SPKI / hash
+ *   pinning, CRLs, custom validators, regex SAN matchers, require_sni, internal/api listeners, filter_chain_matcher, direct_source_prefix_ranges,
  *   source_type, network RBAC and HTTP RBAC (not enforced yet) unless is_optional, fault filters
  *   with delay/abort, CORS policies and typed_per_filter_config for cors/fault/rbac, vhds,
  *   require_tls, runtime_fraction, dynamic_metadata and connect matchers, path_match_policy,
@@ -64,7 +77,12 @@
 #include "agent/xdsres.h"
 #include "proxy/config.h"
 
-#define XDS_SNAP_CONNECT_TIMEOUT_MS_DEF 5000 /* Envoy's Cluster.connect_timeout default */
+#define XDS_SNAP_CONNECT_TIMEOUT_MS_DEF 5000	  /* Envoy's Cluster.connect_timeout default */
+#define XDS_TLS_FILE_MAX		(1 << 20) /* a certificate, key or CA file read at most */
+#define XDS_TLS_MAX_SANS		64	  /* subject alt name matchers per context */
+#define XDS_TLS_MAX_ALPN		16	  /* alpn_protocols per context */
+#define XDS_TLS_FILE_CACHE		32 /* certificate files read once per snapshot, at most */
+#define XDS_TLS_BASE_CACHE		32 /* distinct client SSL_CTXs shared per snapshot, at most */
 
 /* Builds and finalizes a snapshot from every active listener, route configuration, cluster and
  * load assignment of cfg (which must be sealed; it may be freed afterwards: everything is

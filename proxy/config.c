@@ -9,6 +9,7 @@
 
 #include "lib/addr.h"
 #include "proxy/lb.h"
+#include "proxy/tls.h"
 
 /* ---- name index: open addressing, built once, read-only afterwards ------------------------- */
 
@@ -97,8 +98,38 @@ void px_snapshot_put(struct px_snapshot *s)
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	release_routes(s); /* compiled regexes live outside the arena */
+	for (uint32_t i = 0; i < s->ntls; i++)
+		px_tls_ctx_put(s->tls[i]);
+	free(s->tls);
 	arena_free(&s->arena);
 	free(s);
+}
+
+int px_snapshot_own_tls(struct px_snapshot *s, struct px_tls_ctx *t)
+{
+	if (s->ntls == s->tls_cap) {
+		uint32_t cap = s->tls_cap ? s->tls_cap * 2 : 8;
+		struct px_tls_ctx **n = realloc(s->tls, cap * sizeof(*n));
+
+		if (!n) {
+			px_tls_ctx_put(t);
+			return -ENOMEM;
+		}
+		s->tls = n;
+		s->tls_cap = cap;
+	}
+	s->tls[s->ntls++] = t;
+	return 0;
+}
+
+bool px_listener_terminates_tls(const struct px_listener *l)
+{
+	if (!l)
+		return false;
+	for (uint32_t i = 0; i < l->nchains; i++)
+		if (px_transport_is_tls(&l->chains[i].transport))
+			return true;
+	return l->default_chain && px_transport_is_tls(&l->default_chain->transport);
 }
 
 const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name)

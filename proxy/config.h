@@ -28,6 +28,23 @@
 #define PX_RING_POINTS		       256     /* ring points per unit of (normalised) weight */
 #define PX_RING_MAX_SIZE	       8388608 /* Envoy's maximum_ring_size default */
 
+struct px_tls_ctx; /* proxy/tls.h */
+
+/* A transport socket: raw_buffer (tls NULL, missing_secret NULL), TLS with its context, or TLS
+ * whose SDS secret has not arrived yet (missing_secret names it): Envoy's "not ready", which
+ * refuses the connections that would use it. The context is owned by the snapshot (see
+ * px_snapshot_own_tls); connections and pools take their own reference. */
+struct px_transport {
+	struct px_tls_ctx *tls;
+	const char *missing_secret;
+	const char *sni; /* UpstreamTlsContext.sni, NULL: none */
+};
+
+static inline bool px_transport_is_tls(const struct px_transport *t)
+{
+	return t && (t->tls || t->missing_secret);
+}
+
 struct px_cidr {
 	struct shunt_addr addr;
 	uint8_t prefix_len; /* over the 128-bit normalised form: IPv4 /24 is stored as /120 */
@@ -58,6 +75,9 @@ struct px_endpoint {
 	bool healthy;		  /* health_status UNKNOWN/HEALTHY count as healthy */
 	const char *locality;	  /* "region/zone/subzone" or NULL */
 	uint32_t locality_weight; /* its LocalityLbEndpoints' load_balancing_weight; 0: none */
+	/* The cluster's transport_socket_matches entry this endpoint's metadata matched, NULL:
+	 * the cluster's own transport. */
+	const struct px_transport *transport;
 };
 
 /* Cluster.dns_lookup_family, Envoy's values and meaning: AUTO prefers IPv6 (IPv4 when a name has
@@ -96,7 +116,9 @@ struct px_cluster {
 	enum px_cluster_type type;
 	enum px_lb_policy lb;
 	uint32_t connect_timeout_ms;
-	bool http2;			      /* speak HTTP/2 (h2c) to the endpoints */
+	bool http2;	/* speak HTTP/2 (h2c, or h2 over TLS) */
+	bool alpn_auto; /* auto_config: h2 when a TLS server chooses it by ALPN, else HTTP/1.1 */
+	struct px_transport transport;	      /* transport_socket */
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t upstream_idle_timeout_ms;    /* pooled connections idle this long close */
 	struct px_circuit_breakers cb;	      /* 0 fields: Envoy's defaults */
@@ -250,6 +272,7 @@ struct px_filter_chain {
 	const char *name;
 	struct px_filter_chain_match match;
 	enum px_network_filter kind;
+	struct px_transport transport; /* DownstreamTlsContext: terminate TLS */
 	struct px_tcp_proxy tcp;
 	struct px_hcm http;
 };
@@ -307,6 +330,8 @@ struct px_snapshot {
 	struct px_index *route_index;
 	struct px_listener *virtual_outbound; /* set by finalize from the listener names */
 	struct px_listener *virtual_inbound;
+	struct px_tls_ctx **tls; /* the TLS contexts its transports use (one reference each) */
+	uint32_t ntls, tls_cap;
 };
 
 /* A connection as the matcher sees it. Strings may be NULL when not inspected. */
@@ -328,6 +353,11 @@ struct px_snapshot *px_snapshot_new(void);
  * resource and the problem (arena-allocated). The snapshot is immutable afterwards. */
 int px_snapshot_finalize(struct px_snapshot *s, const char **err);
 void px_snapshot_get(struct px_snapshot *s);
+/* The snapshot takes over the caller's reference to t (released with the snapshot). 0 or
+ * -ENOMEM (then the reference is released). */
+int px_snapshot_own_tls(struct px_snapshot *s, struct px_tls_ctx *t);
+/* Whether any filter chain of l terminates TLS (its sockets stay out of the SOCKHASH). */
+bool px_listener_terminates_tls(const struct px_listener *l);
 void px_snapshot_put(struct px_snapshot *s);
 /* The built-in configuration without a control plane: outbound and inbound passthrough. */
 struct px_snapshot *px_snapshot_passthrough(void);

@@ -20,6 +20,8 @@
 #include "proxy/hcm.h"
 #include "proxy/http1.h"
 #include "proxy/upool.h"
+#include "proxy/tlsio.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
 #define H1_IN_INITIAL 16384
@@ -37,6 +39,7 @@ struct h1conn {
 	bool readable, writable, peer_eof, closing, closed;
 	bool rdhup;   /* the peer's FIN or an error was reported: read until 0 */
 	bool sockmap; /* the socket may be in the SOCKHASH (see recv_drained) */
+	struct tlsio tls;
 	char *in;
 	size_t in_cap, in_len;
 	size_t head_len; /* the current request's head: in[0..head_len) */
@@ -85,7 +88,10 @@ static void h1_close(struct worker *wk, struct h1conn *c, bool reset)
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	} else {
+		tlsio_shutdown(&c->tls);
 	}
+	tlsio_free(&c->tls);
 	close(c->fd);
 	c->fd = -1;
 	list_del_init(&c->hc.node);
@@ -99,8 +105,8 @@ static void h1_close(struct worker *wk, struct h1conn *c, bool reset)
 static void flush(struct worker *wk, struct h1conn *c)
 {
 	while (c->out_off < c->out.len && c->writable) {
-		ssize_t n =
-			send(c->fd, c->out.buf + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+		ssize_t n = tlsio_send(&c->tls, c->fd, c->out.buf + c->out_off,
+				       c->out.len - c->out_off);
 
 		if (n < 0) {
 			if (errno == EAGAIN)
@@ -228,6 +234,8 @@ static void h1_detach(struct hstream *s, struct tunnel_end *e)
 	struct worker *wk = c->hc.wk;
 
 	e->fd = c->fd;
+	e->tls = c->tls; /* moved */
+	memset(&c->tls, 0, sizeof(c->tls));
 	e->eof = c->peer_eof;
 	if (c->in_len > c->body_off)
 		strbuf_add(&e->rx, c->in + c->body_off, c->in_len - c->body_off);
@@ -444,10 +452,10 @@ static bool paused(const struct h1conn *c)
 /* The HTTP/2 codec takes the socket and the bytes read so far; this connection ends quietly. */
 static void to_h2(struct worker *wk, struct h1conn *c)
 {
-	int err =
-		h2_down_start(wk, c->fd, c->hc.w, c->hc.snap,
-			      container_of(c->hc.cfg, struct px_filter_chain, http), &c->hc.remote,
-			      c->hc.remote_port, &c->hc.local, c->hc.local_port, c->in, c->in_len);
+	int err = h2_down_start(wk, c->fd, c->hc.w, c->hc.snap,
+				container_of(c->hc.cfg, struct px_filter_chain, http),
+				&c->hc.remote, c->hc.remote_port, &c->hc.local, c->hc.local_port,
+				c->in, c->in_len, &c->tls);
 
 	if (err) {
 		h1_close(wk, c, true);
@@ -542,7 +550,7 @@ static void read_in(struct worker *wk, struct h1conn *c)
 		}
 		size_t room = c->in_cap - c->in_len;
 
-		n = recv(c->fd, c->in + c->in_len, room, 0);
+		n = tlsio_recv(&c->tls, c->fd, c->in + c->in_len, room);
 		if (n < 0 && errno == EAGAIN) {
 			c->readable = false;
 			break;
@@ -559,7 +567,7 @@ static void read_in(struct worker *wk, struct h1conn *c)
 		}
 		c->in_len += (size_t)n;
 		c->hc.last_activity = wk->now_ms;
-		if (recv_drained(n, room, c->rdhup, c->sockmap))
+		if (tlsio_drained(&c->tls, n, room, c->rdhup, c->sockmap))
 			c->readable = false;
 		process(wk, c);
 		if (paused(c))
@@ -596,6 +604,7 @@ void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		c->readable = true;
 	if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		c->rdhup = true;
+	tlsio_on_events(&c->tls, events, &c->readable, &c->writable);
 	write_out(wk, c);
 	if (!c->closed)
 		read_in(wk, c);
@@ -620,7 +629,8 @@ static size_t h1_pending_out(struct hstream *s)
 
 int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
 		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
-		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port)
+		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
+		  struct tlsio *tls)
 {
 	struct h1conn *c = calloc(1, sizeof(*c));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
@@ -664,6 +674,10 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		px_snapshot_put(snap);
 		free(c);
 		return err;
+	}
+	if (tls) {
+		c->tls = *tls;
+		memset(tls, 0, sizeof(*tls));
 	}
 	list_add_tail(&c->hc.node, &wk->http_conns);
 	STAT_INC(wk, http_cx_total);

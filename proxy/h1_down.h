@@ -10,12 +10,15 @@
 struct worker;
 struct ev_handler;
 struct proxy_workload;
+struct tlsio;
 
-/* Takes over fd (already in the worker's epoll set) for an HTTP filter chain. The connection
- * holds references to w and snap. 0 or -errno (then fd is still the caller's). */
+/* Takes over fd (already in the worker's epoll set) for an HTTP filter chain, and tls (the
+ * handshake done; zeroed on success) when the chain terminated TLS, or NULL. The connection
+ * holds references to w and snap. 0 or -errno (then fd and tls are still the caller's). */
 int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
 		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
-		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port);
+		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
+		  struct tlsio *tls);
 void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 /* Connections whose exchange ended during this iteration go on with the next request. */
 void h1_down_run_ready(struct worker *wk);

@@ -18,6 +18,7 @@
 
 #include "lib/log.h"
 #include "proxy/hcm.h"
+#include "proxy/tlsio.h"
 #include "proxy/upool.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
@@ -147,6 +148,7 @@ struct h2conn {
 	struct list_head dirty; /* in the worker's h2_dirty: frames to write */
 	int fd;
 	bool readable, writable, closed, busy;
+	struct tlsio tls;
 	nghttp2_session *ng;
 	struct strbuf out;
 	size_t out_off;
@@ -188,6 +190,8 @@ static void down_close(struct worker *wk, struct h2conn *c)
 		free(st->trailers);
 		free(st);
 	}
+	tlsio_shutdown(&c->tls);
+	tlsio_free(&c->tls);
 	close(c->fd);
 	c->fd = -1;
 	list_del_init(&c->hc.node);
@@ -527,8 +531,8 @@ static void down_flush(struct h2conn *c)
 		if (c->out_off < c->out.len) {
 			if (!c->writable)
 				return;
-			ssize_t n = send(c->fd, c->out.buf + c->out_off, c->out.len - c->out_off,
-					 MSG_NOSIGNAL);
+			ssize_t n = tlsio_send(&c->tls, c->fd, c->out.buf + c->out_off,
+					       c->out.len - c->out_off);
 
 			if (n < 0 && errno == EAGAIN) {
 				c->writable = false;
@@ -589,9 +593,10 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		c->writable = true;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		c->readable = true;
+	tlsio_on_events(&c->tls, events, &c->readable, &c->writable);
 	down_flush(c);
 	while (c->readable && !c->closed) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		ssize_t n = tlsio_recv(&c->tls, c->fd, buf, sizeof(buf));
 
 		if (n < 0 && errno == EAGAIN) {
 			c->readable = false;
@@ -611,7 +616,7 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
 		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
 		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
-		  const char *pre, size_t pre_len)
+		  const char *pre, size_t pre_len, struct tlsio *tls)
 {
 	nghttp2_settings_entry settings[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
@@ -665,6 +670,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		px_snapshot_put(snap);
 		free(c);
 		return err;
+	}
+	if (tls) {
+		c->tls = *tls;
+		memset(tls, 0, sizeof(*tls));
 	}
 	list_add_tail(&c->hc.node, &wk->h2_conns);
 	STAT_INC(wk, http_cx_total);
@@ -745,6 +754,7 @@ struct h2up {
 	struct list_head dirty; /* in the worker's h2_dirty_up */
 	int fd;
 	bool readable, writable, busy, goaway;
+	struct tlsio tls; /* the pool's cluster originates TLS */
 	enum h2up_state state;
 	nghttp2_session *ng;
 	struct strbuf out;
@@ -783,6 +793,8 @@ static void up_close(struct worker *wk, struct h2up *u, const char *why)
 	if (u->state == H2UP_CLOSED)
 		return;
 	u->state = H2UP_CLOSED;
+	tlsio_shutdown(&u->tls);
+	tlsio_free(&u->tls);
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
@@ -1019,8 +1031,8 @@ static void up_flush(struct worker *wk, struct h2up *u)
 		if (u->out_off < u->out.len) {
 			if (!u->writable)
 				return;
-			ssize_t n = send(u->fd, u->out.buf + u->out_off, u->out.len - u->out_off,
-					 MSG_NOSIGNAL);
+			ssize_t n = tlsio_send(&u->tls, u->fd, u->out.buf + u->out_off,
+					       u->out.len - u->out_off);
 
 			if (n < 0 && errno == EAGAIN) {
 				u->writable = false;
@@ -1047,13 +1059,14 @@ static void up_flush(struct worker *wk, struct h2up *u)
 	}
 }
 
-static int up_open(struct worker *wk, struct upool *p)
+/* A new connection of pool p: connects, or (tls not NULL) adopts the TLS connection fd on which
+ * the server chose h2 by ALPN, already in the epoll set. */
+static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
 {
 	struct h2up *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	nghttp2_session_callbacks *cbs;
 	bool bound;
-	int fd;
 
 	if (!u)
 		return -ENOMEM;
@@ -1072,7 +1085,8 @@ static int up_open(struct worker *wk, struct upool *p)
 		free(u);
 		return -ENOMEM;
 	}
-	fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &bound);
+	if (!tls)
+		fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &bound);
 	if (fd < 0) {
 		nghttp2_session_del(u->ng);
 		free(u);
@@ -1091,14 +1105,34 @@ static int up_open(struct worker *wk, struct upool *p)
 	list_add_tail(&u->node, &p->h2);
 	p->nconns++;
 	ev.data.ptr = &u->h;
-	if (epoll_ctl(wk->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+	if (epoll_ctl(wk->epfd, tls ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev)) {
 		int err = -errno;
 
+		if (tls)
+			u->fd = -1; /* still the caller's */
 		up_close(wk, u, "cannot watch the socket");
 		return err;
 	}
+	if (tls) {
+		u->tls = *tls;
+		memset(tls, 0, sizeof(*tls));
+		u->state = H2UP_OPEN;
+		u->readable = u->writable = true;
+	}
 	nghttp2_submit_settings(u->ng, NGHTTP2_FLAG_NONE, NULL, 0);
+	if (tls)
+		up_mark(wk, u); /* the preface and SETTINGS go out at the end of the iteration */
 	return 0;
+}
+
+static int up_open(struct worker *wk, struct upool *p)
+{
+	return up_open_fd(wk, p, -1, NULL);
+}
+
+int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
+{
+	return up_open_fd(wk, p, fd, tls);
 }
 
 static uint32_t up_capacity(const struct h2up *u)
@@ -1193,18 +1227,39 @@ void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		u->writable = true;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		u->readable = true;
+	tlsio_on_events(&u->tls, events, &u->readable, &u->writable);
 	if (u->state == H2UP_CONNECTING) {
-		if (!u->writable)
-			return;
-		int err = upstream_connect_result(u->fd);
+		if (!u->tls.ssl) {
+			if (!u->writable)
+				return;
+			int err = upstream_connect_result(u->fd);
 
-		if (err) {
+			if (err) {
+				struct hstream *s = upool_take_oldest(wk, u->pool);
+
+				up_close(wk, u, "connect");
+				upool_connect_failed(s, err);
+				return;
+			}
+			if (!u->pool->tls)
+				goto open;
+			if (tlsio_start(&u->tls, u->pool->tls, u->fd, u->pool->sni)) {
+				up_close(wk, u, "out of memory");
+				upool_connect_failed(upool_take_oldest(wk, u->pool), -ENOMEM);
+				return;
+			}
+		}
+		if (!upool_tls_step(wk, u->pool, &u->tls, "h2"))
+			return;
+		if (u->tls.err[0]) {
 			struct hstream *s = upool_take_oldest(wk, u->pool);
 
-			up_close(wk, u, "connect");
-			upool_connect_failed(s, err);
+			up_close(wk, u, u->tls.err);
+			if (s)
+				hstream_on_upstream_failure(s, true, u->tls.err);
 			return;
 		}
+	open:
 		u->state = H2UP_OPEN;
 		pr_debug("upstream HTTP/2 connection to %s open", u->pool->cluster);
 		up_flush(wk, u);
@@ -1213,7 +1268,7 @@ void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 	}
 	up_flush(wk, u);
 	while (u->readable && u->state == H2UP_OPEN) {
-		ssize_t n = recv(u->fd, buf, sizeof(buf), 0);
+		ssize_t n = tlsio_recv(&u->tls, u->fd, buf, sizeof(buf));
 
 		if (n < 0 && errno == EAGAIN) {
 			u->readable = false;

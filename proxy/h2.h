@@ -18,13 +18,15 @@ struct ev_handler;
 struct proxy_workload;
 struct upool;
 struct hstream;
+struct tlsio;
 
 /* Downstream: takes over fd (in the worker's epoll set) after `pre` bytes were read from it
- * (they start with the connection preface). 0 or -errno (then fd is still the caller's). */
+ * (they start with the connection preface), and tls (zeroed on success) when the chain
+ * terminated TLS, or NULL. 0 or -errno (then fd and tls are still the caller's). */
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
 		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
 		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
-		  const char *pre, size_t pre_len);
+		  const char *pre, size_t pre_len, struct tlsio *tls);
 void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h2_down_tick(struct worker *wk);
 void h2_down_free_dead(struct worker *wk);
@@ -33,6 +35,9 @@ void h2_down_close_all(struct worker *wk);
 /* Upstream, for pools of HTTP/2 clusters (called by upool). */
 int h2_up_request(struct worker *wk, struct upool *p, struct hstream *s);
 void h2_up_dispatch(struct worker *wk, struct upool *p);
+/* Takes over a TLS connection of pool p (fd, in the epoll set, and tls, zeroed on success) on
+ * which the server chose h2 by ALPN. 0 or -errno (then both are still the caller's). */
+int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls);
 void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h2_up_tick(struct worker *wk, struct upool *p);
 void h2_up_close_pool(struct worker *wk, struct upool *p);

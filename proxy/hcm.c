@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/lb.h"
+#include "proxy/tunnel.h"
 #include "proxy/upool.h"
 #include "proxy/worker.h"
 
@@ -1018,6 +1019,16 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 	}
 	if (s->attempt > 1)
 		s->flags = connect_failure ? "UF,URX" : "UC,URX";
+	/* A TLS failure keeps its reason (Envoy's transport failure reason) in the log. */
+	if (connect_failure && !strncmp(s->failure, "TLS_error", 9)) {
+		char why[sizeof(s->failure)];
+
+		memcpy(why, s->failure, sizeof(why));
+		snprintf(s->details_buf, sizeof(s->details_buf),
+			 "upstream_reset_before_response_started{connection_failure,%s}", why);
+		local_reply(s, HTTP_LR_CONNECT_FAILURE, s->details_buf, why);
+		return;
+	}
 	local_reply(s, connect_failure ? HTTP_LR_CONNECT_FAILURE : HTTP_LR_UPSTREAM_RESET,
 		    connect_failure
 			    ? "upstream_reset_before_response_started{connection_failure}"

@@ -129,6 +129,8 @@ struct hstream {
 	const char *flags;
 	const char *details;
 	char failure[96];
+	char details_buf
+		[160]; /* details that carry the failure (Envoy's {connection_failure,...}) */
 
 	/* Timers (CLOCK_MONOTONIC ms; 0 = not armed). */
 	uint64_t t_start, t_req_end, t_upstream_start, t_first_byte;

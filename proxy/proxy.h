@@ -64,6 +64,13 @@ struct proxy_workload_desc {
 	X(tls_inspector_tls_found, "connections the tls_inspector saw a ClientHello on")           \
 	X(tls_inspector_tls_not_found, "connections the tls_inspector saw no TLS on")              \
 	X(tls_inspector_client_hello_too_large, "ClientHellos past PX_TLS_HELLO_MAX (closed)")     \
+	X(ssl_handshake, "TLS handshakes completed (both directions)")                             \
+	X(ssl_connection_error, "TLS handshakes that failed for another reason than verification") \
+	X(ssl_fail_verify_san, "TLS peers whose certificate matched no subject alt name")          \
+	X(ssl_fail_verify_no_cert, "TLS peers that sent no certificate when one was required")     \
+	X(ssl_fail_verify_error, "TLS peers whose certificate chain did not verify")               \
+	X(ssl_handshake_timeout, "TLS handshakes past TLSIO_HANDSHAKE_TIMEOUT_MS (closed)")        \
+	X(ssl_secret_not_ready, "connections refused because their SDS secret has not arrived")    \
 	X(http_inspector_found, "connections the http_inspector recognised as HTTP")               \
 	X(http_inspector_not_found, "connections the http_inspector saw no HTTP on")               \
 	X(listener_filters_timeout, "connections the listener filters ran out of time on")         \

@@ -16,8 +16,11 @@
 #include "lib/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/h1_down.h"
+#include "proxy/h2.h"
 #include "proxy/orig_dst.h"
 #include "proxy/sniff.h"
+#include "proxy/tlsio.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -30,6 +33,7 @@ struct conn_side {
 	int fd;
 	bool readable, writable;
 	bool rdhup; /* the peer's FIN or an error was reported: read until 0 */
+	struct tlsio tls;
 };
 
 /* One direction of the copy. A buffer is held only while it has bytes in flight. A tunnel
@@ -46,7 +50,9 @@ struct pipe_dir {
 
 enum conn_state {
 	CONN_INSPECTING, /* listener filters peek at the first bytes */
+	CONN_TLS_DOWN,	 /* the filter chain terminates TLS: downstream handshake */
 	CONN_CONNECTING,
+	CONN_TLS_UP, /* the cluster originates TLS: upstream handshake */
 	CONN_OPEN,
 	CONN_CLOSED
 };
@@ -57,6 +63,7 @@ struct conn {
 	struct proxy_workload *w;
 	struct px_snapshot *snap; /* the config this connection started on (a reference) */
 	const struct px_cluster *cluster;
+	const struct px_transport *up_transport; /* the endpoint's, or the cluster's */
 	int endpoint;	  /* index in cluster->endpoints, -1 for ORIGINAL_DST */
 	bool bound_local; /* upstream bound to the cluster's upstream_bind_config */
 	bool handed_off;  /* the socket went to the HTTP codec: no log, no count here */
@@ -173,7 +180,13 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 		setsockopt(c->down.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	} else if (c->down.fd >= 0) {
+		tlsio_shutdown(&c->down.tls);
 	}
+	if (c->up.fd >= 0)
+		tlsio_shutdown(&c->up.tls);
+	tlsio_free(&c->down.tls);
+	tlsio_free(&c->up.tls);
 	if (c->down.fd >= 0)
 		close(c->down.fd);
 	if (c->up.fd >= 0)
@@ -257,7 +270,7 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 
 			if (!dst->writable)
 				return PUMP_IDLE;
-			n = send(dst->fd, d->buf->data + d->off, d->len, MSG_NOSIGNAL);
+			n = tlsio_send(&dst->tls, dst->fd, d->buf->data + d->off, d->len);
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK) {
 					dst->writable = false;
@@ -294,6 +307,7 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 		if (d->src_eof) {
 			pipe_release(wk, d);
 			if (!d->dst_shut) {
+				tlsio_shutdown(&dst->tls);
 				shutdown(dst->fd, SHUT_WR);
 				d->dst_shut = true;
 			}
@@ -310,10 +324,10 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 			if (!d->buf)
 				return PUMP_BUDGET; /* retry on the next iteration */
 		}
-		ssize_t n = recv(src->fd, d->buf->data, BUF_SIZE, 0);
+		ssize_t n = tlsio_recv(&src->tls, src->fd, d->buf->data, BUF_SIZE);
 
 		if (n > 0) {
-			if (recv_drained(n, BUF_SIZE, src->rdhup, c->w->sockmap))
+			if (tlsio_drained(&src->tls, n, BUF_SIZE, src->rdhup, c->w->sockmap))
 				src->readable = false;
 			d->off = 0;
 			d->len = (uint32_t)n;
@@ -428,6 +442,34 @@ static int upstream_open(struct worker *wk, struct conn *c)
 	return epoll_add_side(wk, &c->up);
 }
 
+static void conn_open(struct worker *wk, struct conn *c)
+{
+	list_del_init(&c->tnode);
+	c->state = CONN_OPEN;
+	c->last_activity = wk->now_ms;
+	/* Bound to 127.0.0.6/::6: the upstream is the app in this pod, an in-pod hop. TLS bytes
+	 * are OpenSSL's to read and write, so a TLS socket never goes into the SOCKHASH. */
+	if (c->bound_local && !c->up.tls.ssl)
+		sockmap_insert(wk, c->w, c->up.fd);
+	conn_pump(wk, c);
+}
+
+static void upstream_tls_step(struct worker *wk, struct conn *c)
+{
+	enum tlsio_hs r = tlsio_handshake(&c->up.tls);
+
+	if (r == TLSIO_HS_AGAIN)
+		return;
+	tlsio_count(wk, &c->up.tls, r);
+	if (r == TLSIO_HS_FAILED) {
+		STAT_INC(wk, upstream_cx_connect_fail);
+		c->failure = c->up.tls.err;
+		conn_fail(wk, c, "UF", "upstream_connect_error", true);
+		return;
+	}
+	conn_open(wk, c);
+}
+
 static void upstream_connected(struct worker *wk, struct conn *c)
 {
 	int err = upstream_connect_result(c->up.fd);
@@ -438,13 +480,17 @@ static void upstream_connected(struct worker *wk, struct conn *c)
 		conn_fail(wk, c, "UF", "upstream_connect_error", true);
 		return;
 	}
-	list_del_init(&c->tnode);
-	c->state = CONN_OPEN;
-	c->last_activity = wk->now_ms;
-	/* Bound to 127.0.0.6/::6: the upstream is the app in this pod, an in-pod hop. */
-	if (c->bound_local)
-		sockmap_insert(wk, c->w, c->up.fd);
-	conn_pump(wk, c);
+	if (!c->up_transport || !c->up_transport->tls) {
+		conn_open(wk, c);
+		return;
+	}
+	/* The handshake runs on the connect deadline, which is still armed. */
+	if (tlsio_start(&c->up.tls, c->up_transport->tls, c->up.fd, c->up_transport->sni)) {
+		conn_fail(wk, c, "UF", "out_of_memory", true);
+		return;
+	}
+	c->state = CONN_TLS_UP;
+	upstream_tls_step(wk, c);
 }
 
 /* ---- accepting ------------------------------------------------------------------------------ */
@@ -538,11 +584,26 @@ static const char *pick_weighted_cluster(struct worker *wk, const struct px_tcp_
  * and this TCP connection ends without a log line of its own. Returns 1 (handed over). */
 static void conn_proceed(struct worker *wk, struct conn *c);
 
+/* Over TLS the codec is what ALPN chose (h2: HTTP/2 at once); in the clear, HTTP/1 unless the
+ * h2c preface shows up. */
+static bool http_over_h2(const struct conn *c, const struct px_filter_chain *fc)
+{
+	char alpn[32];
+
+	if (fc->http.codec != PX_CODEC_AUTO)
+		return fc->http.codec == PX_CODEC_HTTP2;
+	return c->down.tls.ssl && !strcmp(tlsio_alpn(&c->down.tls, alpn, sizeof(alpn)), "h2");
+}
+
 static int conn_to_http(struct worker *wk, struct conn *c, const struct px_filter_chain *fc,
 			const struct shunt_addr *orig, __u16 orig_port)
 {
-	int err = h1_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
-				c->down_remote_port, orig, orig_port);
+	struct tlsio *tls = c->down.tls.ssl ? &c->down.tls : NULL;
+	int err = tls && http_over_h2(c, fc)
+			  ? h2_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
+					  c->down_remote_port, orig, orig_port, NULL, 0, tls)
+			  : h1_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
+					  c->down_remote_port, orig, orig_port, tls);
 
 	if (err) {
 		c->flags = "-";
@@ -583,6 +644,67 @@ static const struct px_listener *conn_listener(const struct conn *c)
 		&ci);
 }
 
+#define ROUTE_TLS_HANDSHAKE 2 /* conn_route: the chain's TLS handshake runs first */
+
+static void downstream_tls_step(struct worker *wk, struct conn *c)
+{
+	enum tlsio_hs r = tlsio_handshake(&c->down.tls);
+
+	if (r == TLSIO_HS_AGAIN)
+		return;
+	tlsio_count(wk, &c->down.tls, r);
+	if (r == TLSIO_HS_FAILED) {
+		c->failure = c->down.tls.err;
+		conn_fail(wk, c, "-", "tls_handshake_failed", false);
+		return;
+	}
+	list_del_init(&c->tnode);
+	c->state = CONN_CONNECTING;
+	c->last_activity = wk->now_ms;
+	conn_proceed(wk, c);
+}
+
+/* The chain terminates TLS: handshake first (the ClientHello may be there already), then route
+ * again with the connection decrypted. A chain whose secret has not arrived is not ready. */
+static int downstream_tls_start(struct worker *wk, struct conn *c, const struct px_filter_chain *fc)
+{
+	if (!fc->transport.tls) {
+		STAT_INC(wk, ssl_secret_not_ready);
+		snprintf(c->down.tls.err, sizeof(c->down.tls.err), "TLS_error:secret_not_ready:%s",
+			 fc->transport.missing_secret);
+		c->failure = c->down.tls.err;
+		c->details = "filter_chain_not_ready";
+		pr_debug("%s: filter chain %s refused a connection: SDS secret %s has not arrived",
+			 c->w->name, fc->name ? fc->name : "-", fc->transport.missing_secret);
+		return -1;
+	}
+	if (tlsio_start(&c->down.tls, fc->transport.tls, c->down.fd, NULL)) {
+		c->details = "out_of_memory";
+		return -1;
+	}
+	c->state = CONN_TLS_DOWN;
+	c->connect_deadline = wk->now_ms + TLSIO_HANDSHAKE_TIMEOUT_MS;
+	list_add_tail(&c->tnode, &wk->connecting);
+	downstream_tls_step(wk, c);
+	return ROUTE_TLS_HANDSHAKE;
+}
+
+/* The cluster's transport for the endpoint picked; a TLS one whose secret has not arrived fails
+ * the connection (UF), as a connect failure would. */
+static int upstream_transport(struct worker *wk, struct conn *c, const struct px_endpoint *ep)
+{
+	c->up_transport = ep && ep->transport ? ep->transport : &c->cluster->transport;
+	if (!c->up_transport->missing_secret)
+		return 0;
+	STAT_INC(wk, ssl_secret_not_ready);
+	snprintf(c->up.tls.err, sizeof(c->up.tls.err), "TLS_error:secret_not_ready:%s",
+		 c->up_transport->missing_secret);
+	c->failure = c->up.tls.err;
+	c->flags = "UF";
+	c->details = "upstream_connect_error";
+	return -1;
+}
+
 /* Filter chain -> cluster -> endpoint, from the connection's snapshot. On failure, sets the
  * Envoy response flag and details and returns -1. */
 static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr *orig,
@@ -601,6 +723,8 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 		c->details = "filter_chain_not_found";
 		return -1;
 	}
+	if (px_transport_is_tls(&fc->transport) && !c->down.tls.ssl)
+		return downstream_tls_start(wk, c, fc);
 	if (fc->kind == PX_NF_HTTP)
 		return conn_to_http(wk, c, fc, orig, orig_port);
 	if (fc->tcp.idle_timeout_ms)
@@ -616,7 +740,7 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 	if (c->cluster->type == PX_CLUSTER_ORIGINAL_DST) {
 		c->up_host = *orig;
 		c->up_host_port = orig_port;
-		return 0;
+		return upstream_transport(wk, c, NULL);
 	}
 	struct px_lb_state *lb = worker_lb(wk, s, c->cluster);
 	int ep = px_lb_pick(c->cluster, lb, NULL, NULL, 0);
@@ -631,7 +755,7 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 	px_lb_acquire(lb, c->cluster, (uint32_t)ep);
 	c->up_host = c->cluster->endpoints[ep].addr;
 	c->up_host_port = c->cluster->endpoints[ep].port;
-	return 0;
+	return upstream_transport(wk, c, &c->cluster->endpoints[ep]);
 }
 
 /* ---- listener filters ----------------------------------------------------------------------- */
@@ -784,8 +908,6 @@ static void conn_start(struct worker *wk, struct conn *c)
 	int err;
 
 	upstream_set_nodelay(c->down.fd);
-	if (c->kind == PROXY_LISTENER_OUTBOUND)
-		sockmap_insert(wk, c->w, c->down.fd);
 	err = epoll_add_side(wk, &c->down);
 	if (err) {
 		conn_fail(wk, c, "-", "epoll_error", true);
@@ -804,6 +926,10 @@ static void conn_start(struct worker *wk, struct conn *c)
 	c->orig = orig;
 	c->orig_port = orig_port;
 	c->listener = conn_listener(c);
+	/* A listener that may terminate TLS keeps the socket out of the SOCKHASH: OpenSSL reads
+	 * and writes it, and sk_msg must not carry its records past us. */
+	if (c->kind == PROXY_LISTENER_OUTBOUND && !px_listener_terminates_tls(c->listener))
+		sockmap_insert(wk, c->w, c->down.fd);
 	if (c->listener && (inspect_tls(c) || inspect_http(c))) {
 		inspect_start(wk, c);
 		return;
@@ -819,6 +945,8 @@ static void conn_proceed(struct worker *wk, struct conn *c)
 	int err;
 
 	err = conn_route(wk, c, &orig, orig_port);
+	if (err == ROUTE_TLS_HANDSHAKE)
+		return;
 	if (err) {
 		conn_close(wk, c, err < 0);
 		return;
@@ -874,15 +1002,26 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 		s->rdhup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->writable = true;
-	if (c->state == CONN_INSPECTING) {
+	tlsio_on_events(&s->tls, events, &s->readable, &s->writable);
+	switch (c->state) {
+	case CONN_INSPECTING:
 		if (s == &c->down && s->readable)
 			inspect_run(wk, c);
 		return;
-	}
-	if (c->state == CONN_CONNECTING) {
+	case CONN_TLS_DOWN:
+		if (s == &c->down)
+			downstream_tls_step(wk, c);
+		return;
+	case CONN_CONNECTING:
 		if (s == &c->up && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			upstream_connected(wk, c);
 		return;
+	case CONN_TLS_UP:
+		if (s == &c->up)
+			upstream_tls_step(wk, c);
+		return;
+	default:
+		break;
 	}
 	conn_pump(wk, c);
 }
@@ -898,6 +1037,12 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 			continue;
 		if (c->state == CONN_INSPECTING) {
 			inspect_timeout(wk, c);
+			continue;
+		}
+		if (c->state == CONN_TLS_DOWN) {
+			STAT_INC(wk, ssl_handshake_timeout);
+			c->failure = "TLS_error:handshake_timeout";
+			conn_fail(wk, c, "-", "tls_handshake_timeout", true);
 			continue;
 		}
 		STAT_INC(wk, upstream_cx_connect_timeout);
@@ -933,8 +1078,16 @@ static int tunnel_side(struct worker *wk, struct conn_side *s)
 	return 0;
 }
 
+/* The end's TLS state becomes the side's. */
+static void tunnel_take_tls(struct conn_side *side, struct tunnel_end *e)
+{
+	side->tls = e->tls;
+	memset(&e->tls, 0, sizeof(e->tls));
+}
+
 static void tunnel_end_drop(struct tunnel_end *e)
 {
+	tlsio_free(&e->tls);
 	if (e->fd >= 0)
 		close(e->fd);
 	e->fd = -1;
@@ -972,6 +1125,8 @@ int tcp_tunnel_start(struct worker *wk, struct tunnel_end *down, struct tunnel_e
 	c->down.fd = down->fd;
 	c->up.fd = up->fd;
 	down->fd = up->fd = -1;
+	tunnel_take_tls(&c->down, down);
+	tunnel_take_tls(&c->up, up);
 	c->w = d->w;
 	workload_get(c->w);
 	c->snap = d->snap;

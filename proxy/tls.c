@@ -1,6 +1,7 @@
 /* TLS contexts: PEM loading with errors that name the field, ALPN, versions, peer verification
  * against trusted CAs and subject-alt-name matchers. */
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -159,14 +160,34 @@ bool px_tls_san_ok(const struct px_tls_ctx *t, const void *x509)
 	return ok;
 }
 
-/* After the chain verified against trusted_ca, the leaf must also pass the SAN matchers. */
+static int ex_index = -1;
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+
+static void ex_index_init(void)
+{
+	ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int px_tls_ex_index(void)
+{
+	pthread_once(&ex_once, ex_index_init);
+	return ex_index;
+}
+
+/* After the chain verified against trusted_ca, the leaf must also pass the SAN matchers: those
+ * of the context the connection was started with (several share one SSL_CTX), else those of
+ * the SSL_CTX's creator. */
 static int verify_cb(int preverify, X509_STORE_CTX *sctx)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const struct px_tls_ctx *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct px_tls_ctx *t = SSL_get_ex_data(ssl, px_tls_ex_index());
 
+	if (!t)
+		t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	if (!preverify || X509_STORE_CTX_get_error_depth(sctx) != 0)
 		return preverify;
+	if (!t)
+		return 0; /* nobody to say which names pass: fail closed */
 	if (px_tls_san_ok(t, X509_STORE_CTX_get_current_cert(sctx)))
 		return 1;
 	X509_STORE_CTX_set_error(sctx, X509_V_ERR_HOSTNAME_MISMATCH);
@@ -212,6 +233,8 @@ static int ctx_setup(struct px_tls_ctx *t, const struct px_tls_cfg *cfg, char *e
 	SSL_CTX_set_min_proto_version(ctx, cfg->min_version ? cfg->min_version : TLS1_2_VERSION);
 	if (cfg->max_version)
 		SSL_CTX_set_max_proto_version(ctx, cfg->max_version);
+	if (cfg->ciphers && SSL_CTX_set_cipher_list(ctx, cfg->ciphers) != 1)
+		return ctx_err(err, errlen, "tls_params.cipher_suites", "no cipher OpenSSL knows");
 	if (cfg->server && !cfg->cert_chain.data)
 		return ctx_err(err, errlen, "tls_certificates", "a server needs a certificate");
 	if (!cfg->cert_chain.data != !cfg->private_key.data)
@@ -251,6 +274,47 @@ static int ctx_setup(struct px_tls_ctx *t, const struct px_tls_cfg *cfg, char *e
 	return 0;
 }
 
+static int copy_sans(struct px_tls_ctx *t, const struct px_san_match *sans, uint32_t nsans)
+{
+	if (!nsans)
+		return 0;
+	t->sans = calloc(nsans, sizeof(*t->sans));
+	if (!t->sans)
+		return -ENOMEM;
+	t->nsans = nsans;
+	for (uint32_t i = 0; i < nsans; i++) {
+		t->sans[i] = sans[i];
+		t->sans[i].value = strdup(sans[i].value);
+		if (!t->sans[i].value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int px_tls_ctx_share(struct px_tls_ctx *base, const struct px_san_match *sans, uint32_t nsans,
+		     struct px_tls_ctx **out)
+{
+	struct px_tls_ctx *t;
+
+	*out = NULL;
+	if (base->server)
+		return -EINVAL; /* its ALPN callback is the creator's */
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	atomic_init(&t->refs, 1);
+	SSL_CTX_up_ref(base->ssl_ctx);
+	t->ssl_ctx = base->ssl_ctx;
+	memcpy(t->alpn_wire, base->alpn_wire, base->alpn_wire_len);
+	t->alpn_wire_len = base->alpn_wire_len;
+	if (copy_sans(t, sans, nsans)) {
+		px_tls_ctx_put(t);
+		return -ENOMEM;
+	}
+	*out = t;
+	return 0;
+}
+
 int px_tls_ctx_new(const struct px_tls_cfg *cfg, struct px_tls_ctx **out, char *err, size_t errlen)
 {
 	struct px_tls_ctx *t = calloc(1, sizeof(*t));
@@ -266,21 +330,9 @@ int px_tls_ctx_new(const struct px_tls_cfg *cfg, struct px_tls_ctx **out, char *
 		free(t);
 		return ctx_err(err, errlen, "tls_context", "cannot create an SSL_CTX");
 	}
-	if (cfg->nsans) {
-		t->sans = calloc(cfg->nsans, sizeof(*t->sans));
-		if (!t->sans) {
-			px_tls_ctx_put(t);
-			return -ENOMEM;
-		}
-		t->nsans = cfg->nsans;
-		for (uint32_t i = 0; i < cfg->nsans; i++) {
-			t->sans[i] = cfg->sans[i];
-			t->sans[i].value = strdup(cfg->sans[i].value);
-			if (!t->sans[i].value) {
-				px_tls_ctx_put(t);
-				return -ENOMEM;
-			}
-		}
+	if (copy_sans(t, cfg->sans, cfg->nsans)) {
+		px_tls_ctx_put(t);
+		return -ENOMEM;
 	}
 	rc = ctx_setup(t, cfg, err, errlen);
 	if (rc) {
@@ -300,6 +352,9 @@ void px_tls_ctx_put(struct px_tls_ctx *t)
 {
 	if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
 		return;
+	/* Contexts sharing this SSL_CTX may outlive its creator. */
+	if (t->ssl_ctx && SSL_CTX_get_app_data(t->ssl_ctx) == t)
+		SSL_CTX_set_app_data(t->ssl_ctx, NULL);
 	SSL_CTX_free(t->ssl_ctx);
 	for (uint32_t i = 0; i < t->nsans; i++)
 		free((char *)t->sans[i].value);

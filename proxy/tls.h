@@ -49,6 +49,7 @@ struct px_tls_cfg {
 	const struct px_san_match *sans;
 	uint32_t nsans;
 	int min_version, max_version; /* TLS1_2_VERSION... 0: OpenSSL's default */
+	const char *ciphers;	      /* tls_params.cipher_suites joined by ':' (TLS 1.2); NULL */
 };
 
 /* Owned by the snapshot(s) and connections that hold a reference. */
@@ -65,6 +66,13 @@ struct px_tls_ctx {
 /* Builds a context; 0, or -EINVAL with err naming the field that was wrong ("private_key:
  * does not match certificate_chain"). */
 int px_tls_ctx_new(const struct px_tls_cfg *cfg, struct px_tls_ctx **out, char *err, size_t errlen);
+/* A client context with base's SSL_CTX (certificate, CA, ALPN, versions: built once) and its own
+ * SAN matchers, which connections find through their SSL's px_tls_ex_index() data (set by
+ * tlsio_start). 0, -ENOMEM, or -EINVAL for a server base. */
+int px_tls_ctx_share(struct px_tls_ctx *base, const struct px_san_match *sans, uint32_t nsans,
+		     struct px_tls_ctx **out);
+/* The SSL ex_data index that holds the px_tls_ctx a connection was started with. */
+int px_tls_ex_index(void);
 void px_tls_ctx_get(struct px_tls_ctx *t);
 void px_tls_ctx_put(struct px_tls_ctx *t);
 /* Whether a peer certificate (X509 *) has a subject alt name any matcher accepts. */

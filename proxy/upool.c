@@ -15,6 +15,8 @@
 #include "proxy/h2.h"
 #include "proxy/hcm.h"
 #include "proxy/http1.h"
+#include "proxy/tls.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
 static const struct uconn_ops h1_up_ops;
@@ -27,7 +29,8 @@ static uint32_t cb_or(uint32_t v, uint32_t def)
 /* ---- pools ------------------------------------------------------------------------------------ */
 
 static struct upool *pool_get(struct worker *wk, struct proxy_workload *w,
-			      const struct px_cluster *c, const struct px_endpoint *ep)
+			      const struct px_cluster *c, const struct px_endpoint *ep,
+			      const struct px_transport *tr)
 {
 	struct list_head *pos, *tmp;
 	struct upool *p;
@@ -62,6 +65,14 @@ found:
 	p->cfg.nsets = 0;
 	p->cfg.dns_targets = NULL;
 	p->cfg.ndns_targets = 0;
+	p->cfg.transport = (struct px_transport){0};
+	if (p->tls != tr->tls) {
+		if (tr->tls)
+			px_tls_ctx_get(tr->tls);
+		px_tls_ctx_put(p->tls);
+		p->tls = tr->tls;
+	}
+	snprintf(p->sni, sizeof(p->sni), "%s", tr->sni ? tr->sni : "");
 	return p;
 }
 
@@ -71,7 +82,29 @@ void upool_maybe_free(struct upool *p)
 		return;
 	list_del_init(&p->node);
 	workload_put(p->w);
+	px_tls_ctx_put(p->tls);
 	free(p);
+}
+
+bool upool_tls_step(struct worker *wk, struct upool *p, struct tlsio *t, const char *codec)
+{
+	enum tlsio_hs r = tlsio_handshake(t);
+	char alpn[32];
+
+	if (r == TLSIO_HS_AGAIN)
+		return false;
+	tlsio_count(wk, t, r);
+	if (r == TLSIO_HS_FAILED) {
+		pr_debug("upstream TLS to %s failed: %s", p->cluster, t->err);
+		return true;
+	}
+	tlsio_alpn(t, alpn, sizeof(alpn));
+	if (codec && (!strcmp(alpn, "h2") || !strcmp(alpn, "http/1.1")) && strcmp(alpn, codec)) {
+		STAT_INC(wk, ssl_connection_error);
+		snprintf(t->err, sizeof(t->err), "TLS_error:alpn_chose_%s_for_a_%s_cluster", alpn,
+			 codec);
+	}
+	return true;
 }
 
 /* ---- connections ------------------------------------------------------------------------------ */
@@ -82,6 +115,8 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 		return;
 	pr_debug("upstream HTTP/1 connection to %s closed (state %d, %u waiting)", u->pool->cluster,
 		 u->state, u->pool->npending);
+	tlsio_shutdown(&u->tls);
+	tlsio_free(&u->tls);
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
@@ -129,8 +164,8 @@ static void uconn_fail(struct worker *wk, struct uconn *u, bool connect_failure,
 static void flush_out(struct uconn *u)
 {
 	while (u->out_off < u->out.len && u->writable) {
-		ssize_t n =
-			send(u->fd, u->out.buf + u->out_off, u->out.len - u->out_off, MSG_NOSIGNAL);
+		ssize_t n = tlsio_send(&u->tls, u->fd, u->out.buf + u->out_off,
+				       u->out.len - u->out_off);
 
 		if (n < 0) {
 			if (errno == EAGAIN) {
@@ -218,7 +253,7 @@ void upool_dispatch(struct worker *wk)
 	list_for_each_safe (pp, ptmp, &wk->pools) {
 		struct upool *p = list_entry(pp, struct upool, node);
 
-		if (p->cfg.http2) {
+		if (p->cfg.http2 || p->alpn_h2) {
 			h2_up_dispatch(wk, p);
 			continue;
 		}
@@ -271,15 +306,40 @@ static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 	return 0;
 }
 
+/* The pool for endpoint ep of c, with the endpoint's transport. NULL with *err = 0 after
+ * answering s itself, or with -ENOMEM. */
+static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+			      const struct px_endpoint *ep, int *err)
+{
+	const struct px_transport *tr = ep->transport ? ep->transport : &c->transport;
+	struct upool *p;
+
+	*err = 0;
+	if (tr->missing_secret) {
+		/* Envoy's cluster that is not ready: a connection failure, with the reason. */
+		char why[96];
+
+		STAT_INC(wk, ssl_secret_not_ready);
+		snprintf(why, sizeof(why), "TLS_error:secret_not_ready:%s", tr->missing_secret);
+		hstream_on_upstream_failure(s, true, why);
+		return NULL;
+	}
+	p = pool_get(wk, s->hc->w, c, ep, tr);
+	if (!p)
+		*err = -ENOMEM;
+	return p;
+}
+
 int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
 		  const struct px_endpoint *ep)
 {
-	struct upool *p = pool_get(wk, s->hc->w, c, ep);
+	struct upool *p;
 	int err;
 
+	p = pool_for(wk, s, c, ep, &err);
 	if (!p)
-		return -ENOMEM;
-	if (c->http2)
+		return err;
+	if (c->http2 || p->alpn_h2)
 		return h2_up_request(wk, p, s);
 	if (!list_empty(&p->idle)) {
 		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
@@ -306,11 +366,11 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cluster *c,
 			const struct px_endpoint *ep)
 {
-	struct upool *p = pool_get(wk, s->hc->w, c, ep);
 	int err;
+	struct upool *p = pool_for(wk, s, c, ep, &err);
 
 	if (!p)
-		return -ENOMEM;
+		return err;
 	if (p->nconns >= cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
 		upool_maybe_free(p);
 		return -EBUSY;
@@ -576,6 +636,8 @@ static void h1_detach(void *x, struct hstream *s, struct tunnel_end *e)
 
 	(void)s;
 	e->fd = u->fd;
+	e->tls = u->tls; /* moved: uconn_close below finds none to shut down */
+	memset(&u->tls, 0, sizeof(u->tls));
 	e->eof = false; /* a FIN read ends the exchange before any hand-over */
 	if (u->in_len > u->head_len)
 		strbuf_add(&e->rx, u->in + u->head_len, u->in_len - u->head_len);
@@ -712,6 +774,92 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 	return true;
 }
 
+/* auto_config: the server chose h2 by ALPN. The pool remembers it (Envoy caches the protocol per
+ * host) and the connection becomes an HTTP/2 one; its waiters are served from p->h2. */
+static bool uconn_to_h2(struct worker *wk, struct uconn *u)
+{
+	char alpn[32];
+
+	if (strcmp(tlsio_alpn(&u->tls, alpn, sizeof(alpn)), "h2"))
+		return false;
+	u->pool->alpn_h2 = true;
+	if (h2_up_adopt(wk, u->pool, u->fd, &u->tls)) {
+		struct hstream *s = upool_take_oldest(wk, u->pool);
+
+		uconn_close(wk, u);
+		upool_connect_failed(s, -ENOMEM);
+		return true;
+	}
+	u->fd = -1; /* the HTTP/2 connection's now */
+	uconn_close(wk, u);
+	return true;
+}
+
+/* The waiter a connection that failed to connect or to handshake was for. */
+static struct hstream *connect_waiter(struct worker *wk, struct uconn *u)
+{
+	return u->fresh ? take_owner(u) : upool_take_oldest(wk, u->pool);
+}
+
+/* A connection ready for HTTP: a fresh one goes to the stream it was opened for (now), any
+ * other serves the oldest waiter at the end of this iteration. */
+static void uconn_ready(struct worker *wk, struct uconn *u)
+{
+	struct hstream *s;
+
+	if (!u->fresh) {
+		park(wk, u);
+		return;
+	}
+	s = take_owner(u);
+	if (s)
+		attach(wk, u, s);
+	else
+		uconn_close(wk, u);
+}
+
+/* Connect, then (for a TLS cluster) the handshake; the connection then serves the oldest waiter
+ * (or its own stream) at the end of this iteration. Either failing fails that waiter. */
+static void uconn_connecting(struct worker *wk, struct uconn *u)
+{
+	if (!u->tls.ssl) {
+		if (!u->writable)
+			return;
+		int err = upstream_connect_result(u->fd);
+
+		if (!err && u->pool->tls && tlsio_start(&u->tls, u->pool->tls, u->fd, u->pool->sni))
+			err = -ENOMEM;
+		if (err) {
+			struct hstream *s = connect_waiter(wk, u);
+
+			uconn_close(wk, u);
+			upool_connect_failed(s, err);
+			return;
+		}
+		if (!u->pool->tls) {
+			uconn_ready(wk, u);
+			return;
+		}
+	}
+	/* An upgrade's connection speaks HTTP/1.1 whatever ALPN could offer. */
+	if (!upool_tls_step(wk, u->pool, &u->tls,
+			    u->pool->cfg.alpn_auto && !u->fresh ? NULL : "http/1.1"))
+		return;
+	if (u->tls.err[0]) {
+		struct hstream *s = connect_waiter(wk, u);
+		char why[TLSIO_ERR_MAX];
+
+		snprintf(why, sizeof(why), "%s", u->tls.err);
+		uconn_close(wk, u);
+		if (s)
+			hstream_on_upstream_failure(s, true, why);
+		return;
+	}
+	if (u->pool->cfg.alpn_auto && !u->fresh && uconn_to_h2(wk, u))
+		return;
+	uconn_ready(wk, u);
+}
+
 void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 {
 	if (u->state == UC_CLOSED)
@@ -722,40 +870,28 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		u->readable = true;
 	if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		u->rdhup = true;
+	tlsio_on_events(&u->tls, events, &u->readable, &u->writable);
 	if (u->state == UC_CONNECTING) {
-		if (!u->writable)
-			return;
-		int err = upstream_connect_result(u->fd);
-
-		if (err) {
-			struct hstream *s =
-				u->fresh ? take_owner(u) : upool_take_oldest(wk, u->pool);
-
-			uconn_close(wk, u);
-			upool_connect_failed(s, err);
-			return;
-		}
-		if (u->fresh) {
-			struct hstream *s = take_owner(u);
-
-			if (s)
-				attach(wk, u, s);
-			else
-				uconn_close(wk, u);
-			return;
-		}
-		/* Connected: it serves the oldest waiter at the end of this iteration. */
-		park(wk, u);
+		uconn_connecting(wk, u);
 		return;
 	}
 	if (u->state == UC_IDLE) {
-		/* A parked connection has nothing to say: EOF or bytes both end it. */
+		/* A parked connection has nothing to say: EOF or bytes both end it. Over TLS the
+		 * server's session tickets arrive now, and reading them is not a reply. */
 		char b;
 
-		if (u->readable && recv(u->fd, &b, 1, MSG_PEEK) != -1)
+		if (u->tls.ssl) {
+			if (!u->readable)
+				return;
+			if (tlsio_recv(&u->tls, u->fd, &b, 1) == -1 && errno == EAGAIN)
+				u->readable = false;
+			else
+				uconn_close(wk, u);
+		} else if (u->readable && recv(u->fd, &b, 1, MSG_PEEK) != -1) {
 			uconn_close(wk, u);
-		else if (errno == EAGAIN)
+		} else if (errno == EAGAIN) {
 			u->readable = false;
+		}
 		return;
 	}
 	flush_out(u);
@@ -783,7 +919,7 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 			break; /* the stream is not consuming: wait */
 		size_t room = sizeof(u->in) - u->in_len;
 
-		n = recv(u->fd, u->in + u->in_len, room, 0);
+		n = tlsio_recv(&u->tls, u->fd, u->in + u->in_len, room);
 		if (n < 0 && errno == EAGAIN) {
 			u->readable = false;
 			break;
@@ -808,7 +944,7 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 			return;
 		}
 		u->in_len += (size_t)n;
-		if (recv_drained(n, room, u->rdhup, u->pool->w->sockmap))
+		if (tlsio_drained(&u->tls, n, room, u->rdhup, u->pool->w->sockmap))
 			u->readable = false;
 		if (!u->stream) {
 			/* Bytes from a server we asked nothing: it cannot be trusted any more. */

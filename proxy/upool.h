@@ -11,6 +11,7 @@
 #include "lib/strbuf.h"
 #include "proxy/config.h"
 #include "proxy/http1-t.h"
+#include "proxy/tlsio.h"
 #include "proxy/worker.h"
 
 #define UCONN_IN_SIZE	  16384	    /* response bytes read at a time */
@@ -37,7 +38,8 @@ struct uconn {
 	struct wk_deferred flush_later; /* a request head waiting for its body */
 	int fd;
 	bool readable, writable;
-	bool rdhup; /* the server's FIN or an error was reported: read until 0 */
+	bool rdhup;	  /* the server's FIN or an error was reported: read until 0 */
+	struct tlsio tls; /* the pool's cluster originates TLS */
 	enum uconn_state state;
 	struct hstream *stream; /* the exchange using it (HTTP/1: one) */
 	uint64_t deadline;	/* connect timeout while connecting, idle expiry while idle */
@@ -78,6 +80,11 @@ struct upool {
 	struct shunt_addr addr;
 	__u16 port;
 	struct px_cluster cfg; /* the cluster's settings when last used (no endpoints) */
+	/* The endpoint's TLS context (a reference; NULL: plain) and SNI, from the newest snapshot
+	 * that used the pool: new connections use them, open ones keep their own. */
+	struct px_tls_ctx *tls;
+	char sni[256];
+	bool alpn_h2; /* an alpn_auto cluster's endpoint chose h2: its streams go to p->h2 */
 	struct list_head idle, busy, pending; /* HTTP/1 connections, connections, streams */
 	struct list_head h2;		      /* HTTP/2 connections (shared by streams) */
 	uint32_t nconns, npending;
@@ -109,6 +116,10 @@ void upool_destroy(struct worker *wk);
 void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events);
 /* Hands connections that became free to waiting streams (end of each loop iteration). */
 void upool_dispatch(struct worker *wk);
+/* Steps the TLS handshake of a new connection of pool p whose codec is `codec` ("h2" or
+ * "http/1.1"). false: not finished, wait for the next event. true: finished, with t->err empty on
+ * success or saying why not (counted; a server that chose the other HTTP by ALPN fails it). */
+bool upool_tls_step(struct worker *wk, struct upool *p, struct tlsio *t, const char *codec);
 /* Frees a pool nothing uses any more. */
 void upool_maybe_free(struct upool *p);
 /* Frees connections closed during this loop iteration. */

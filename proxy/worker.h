@@ -192,35 +192,7 @@ struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
 			      const struct px_cluster *c);
 void workload_get(struct proxy_workload *w);
 
-/* One side of an HTTP connection that becomes a raw byte tunnel (an upgrade answered 101, a
- * CONNECT answered 2xx): its socket, bytes already read from it that belong to the tunnel (past
- * the request or response head), bytes queued for it and not yet written (the 101 head), and
- * whether its FIN was already read. The strbufs are the tunnel's once handed over. */
-struct tunnel_end {
-	int fd;
-	struct strbuf rx, tx;
-	bool eof;
-};
-
-struct accesslog_http;
-
-/* What tcp_tunnel_start needs besides the two ends. The access-log entry (accesslog_http_dup,
- * owned by the tunnel from now on) is written when the tunnel ends, with its byte counts and
- * duration; start_ms is when the request started (CLOCK_MONOTONIC). */
-struct tunnel_desc {
-	struct proxy_workload *w;
-	struct px_snapshot *snap;
-	uint32_t idle_timeout_ms;
-	uint64_t start_ms;
-	struct accesslog_http *log;
-};
-
 /* tcp_proxy.c: connections. */
-/* Pumps bytes between down and up (both sockets in the worker's epoll set; the tunnel takes
- * them over, with their strbufs and d->log) until both directions are shut or one fails.
- * 0, or -errno: then both sockets are closed, the strbufs and the log freed. */
-int tcp_tunnel_start(struct worker *wk, struct tunnel_end *down, struct tunnel_end *up,
-		     const struct tunnel_desc *d);
 void tcp_accept(struct worker *wk, struct listener *l);
 void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void tcp_pump_ready(struct worker *wk);

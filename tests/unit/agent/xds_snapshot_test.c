@@ -566,9 +566,9 @@ static const struct bad {
 	 "cluster \"c\": load_assignment: a LOGICAL_DNS cluster needs exactly one endpoint"},
 	{CL("transport_socket: {name: envoy.transport_sockets.tls, typed_config: {'@type': "
 	    "type.googleapis.com/"
-	    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext}}"),
+	    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext}}"),
 	 "cluster \"c\": transport_socket: transport_socket \"envoy.transport_sockets.tls\" is not "
-	 "supported (only raw_buffer is implemented; TLS comes with mTLS)"},
+	 "supported (raw_buffer, or tls with an UpstreamTlsContext here)"},
 	{CL("typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3."
 	    "HttpProtocolOptions: {'@type': "
 	    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, "
@@ -612,8 +612,8 @@ static const struct bad {
 	 "filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {" TCP_T
 	 ", stat_prefix: t, cluster: c}}]}]}], clusters: [{name: c}]}",
 	 "listener \"t\": filter_chains[0].transport_socket: transport_socket "
-	 "\"envoy.transport_sockets.tls\" is not supported (only raw_buffer is implemented; "
-	 "TLS comes with mTLS)"},
+	 "\"envoy.transport_sockets.tls\" is not supported (raw_buffer, or tls with a "
+	 "DownstreamTlsContext here)"},
 	{"static_resources: {listeners: [{name: t, address: {socket_address: {address: 0.0.0.0, "
 	 "port_value: 1}}, filter_chains: [{filter_chain_match: {prefix_ranges: [{address_prefix: "
 	 "10.0.0.0, prefix_len: 40}]}, filters: [{name: envoy.filters.network.tcp_proxy, "
