@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Peers for shunt's tunnel tests (upgrades and CONNECT), with the standard library only.
-  tunnel_peer.py ws-server PORT       a WebSocket echo server (RFC 6455 handshake, frames of
+  tunnel_peer.py ws-server PORT [ADDR] a WebSocket echo server (RFC 6455 handshake, frames of
                                       any size echoed with the same opcode)
   tunnel_peer.py echo-server PORT     a TCP echo server; echoes until the client's FIN, then
                                       closes its side
@@ -9,10 +9,11 @@
   tunnel_peer.py half-server PORT FILE
                                       says "bye" and ends its side at once, then reads until
                                       the client's FIN and writes "SIZE SHA256" of it to FILE
-  tunnel_peer.py ws-client HOST PORT AUTHORITY N SIZE
-                                      upgrades GET / to websocket, sends N text messages and one
-                                      binary message of SIZE random bytes, checks every echo;
-                                      prints "101", then "text N/N", then "binary SIZE ok"
+  tunnel_peer.py ws-client HOST PORT AUTHORITY N SIZE [path=P] [tls=SNI:CAFILE]
+                                      upgrades GET / (or P) to websocket, over TLS if asked,
+                                      sends N text messages and one binary message of SIZE random
+                                      bytes, checks every echo; prints "101", then "text N/N",
+                                      then "binary SIZE ok"
   tunnel_peer.py connect HOST PORT TARGET SIZE
                                       CONNECT TARGET through the proxy at HOST:PORT, sends SIZE
                                       random bytes and half-closes, reads the echo to EOF;
@@ -228,10 +229,18 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     address_family = socket.AF_INET
 
 
-def ws_client(host, port, authority, n, size):
+def ws_client(host, port, authority, n, size, *opts):
+    o = dict(x.split("=", 1) for x in opts)
     s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+    if "tls" in o:
+        import ssl
+        sni, ca = o["tls"].split(":", 1)
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(["http/1.1"])
+        s = ctx.wrap_socket(s, server_hostname=sni)
     key = base64.b64encode(os.urandom(16))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: " + authority.encode() +
+    s.sendall(b"GET " + o.get("path", "/").encode() + b" HTTP/1.1\r\nHost: " +
+              authority.encode() +
               b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13"
               b"\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n")
     status, h, rest = read_head(s)
@@ -509,8 +518,8 @@ def h2_idle(host, port, target):
 
 def main():
     a = sys.argv[1:]
-    if a[:1] == ["ws-server"]:
-        Server(("0.0.0.0", int(a[1])), WsHandler).serve_forever()
+    if a[:1] == ["ws-server"] and len(a) in (2, 3):
+        Server((a[2] if len(a) == 3 else "0.0.0.0", int(a[1])), WsHandler).serve_forever()
     elif a[:1] == ["echo-server"]:
         Server(("0.0.0.0", int(a[1])), EchoHandler).serve_forever()
     elif a[:1] == ["half-server"] and len(a) == 3:
@@ -518,7 +527,7 @@ def main():
         Server(("0.0.0.0", int(a[1])), HalfHandler).serve_forever()
     elif a[:1] == ["connect-server"]:
         Server(("0.0.0.0", int(a[1])), ConnectHandler).serve_forever()
-    elif a[:1] == ["ws-client"] and len(a) == 6:
+    elif a[:1] == ["ws-client"] and 6 <= len(a) <= 8:
         return ws_client(*a[1:])
     elif a[:1] == ["connect"] and len(a) == 5:
         return connect_echo(*a[1:])
