@@ -21,6 +21,7 @@
 #include "proxy/config.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
+#include "tests/lib/pki.h"
 #include "tests/lib/tap.h"
 
 static char dir[] = "/tmp/shunt-tcp-tls-XXXXXX";
@@ -28,34 +29,9 @@ static volatile int stopping;
 static int backend_lfd;
 static __u16 backend_port;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static struct px_tls_pem pem(const char *name)
 {
-	static char bufs[4][8192];
-	static int next;
-	struct px_tls_pem p = {0};
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return p;
-	p.data = bufs[next++ % 4];
-	p.len = fread((char *)p.data, 1, sizeof(bufs[0]), f);
-	fclose(f);
-	return p;
+	return pki_pem(dir, name);
 }
 
 static int listen_local(__u16 *port)
@@ -221,12 +197,10 @@ int main(void)
 		skip_all("needs root (the proxy enters the workload's netns with setns)");
 	if (!mkdtemp(dir))
 		skip_all("no temporary directory");
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-	       "-days 1 -subj /CN=srv -addext subjectAltName=DNS:srv.test -keyout srv.key -out "
-	       "srv.crt 2>/dev/null",
-	       dir)) {
-		sh("rm -rf %s", dir);
-		skip_all("openssl could not make the test certificate");
+	if (pki_ca(dir, "ca") || pki_leaf(dir, "srv", "ca", "DNS:srv.test")) {
+		ok(0, "the test certificate is made in %s (openssl)", dir);
+		pki_remove(dir);
+		return done_testing();
 	}
 	log_threshold = L_ERROR;
 	scfg.cert_chain = pem("srv.crt");
@@ -248,7 +222,7 @@ int main(void)
 	{
 		char path[300];
 
-		snprintf(path, sizeof(path), "%s/srv.crt", dir);
+		snprintf(path, sizeof(path), "%s/ca.crt", dir);
 		SSL_CTX_load_verify_locations(cctx, path, NULL);
 		SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
 	}
@@ -304,6 +278,6 @@ int main(void)
 	px_tls_ctx_put(srv);
 	SSL_CTX_free(cctx);
 	SSL_CTX_free(bad);
-	sh("rm -rf %s", dir);
+	pki_remove(dir);
 	return done_testing();
 }
