@@ -17,6 +17,7 @@
 #include "lib/strbuf.h"
 #include "proxy/config.h"
 #include "proxy/tls.h"
+#include "tests/lib/pki.h"
 #include "tests/lib/tap.h"
 
 #define TCP_T "'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -29,49 +30,24 @@
 
 static char dir[] = "/tmp/shunt-xds-tls-XXXXXX";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
+/* A CA, a server certificate signed by it, and a key that belongs to no certificate. */
 static int make_pki(void)
 {
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-	       "-nodes -days 1 -subj /CN=ca -keyout ca.key -out ca.crt 2>/dev/null && "
-	       "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "
-	       "/CN=srv -keyout srv.key -out srv.csr 2>/dev/null && "
-	       "echo 'subjectAltName=URI:spiffe://cluster.local/ns/default/sa/srv' >srv.ext && "
-	       "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 "
-	       "-extfile srv.ext -out srv.crt 2>/dev/null && "
-	       "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out other.key "
-	       "2>/dev/null",
-	       dir))
-		return -1;
-	return 0;
+	return pki_ca(dir, "ca") ||
+	       pki_leaf(dir, "srv", "ca", "URI:spiffe://cluster.local/ns/default/sa/srv") ||
+	       pki_key(dir, "other");
 }
 
 /* A YAML flow string holding the file's PEM, with newlines escaped. */
 static void inline_pem(struct strbuf *sb, const char *name)
 {
-	char path[256];
-	FILE *f;
-	int ch;
+	char buf[8192];
+	size_t n = pki_read(dir, name, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
 	strbuf_addf(sb, "\"");
-	while (f && (ch = fgetc(f)) != EOF)
-		strbuf_addf(sb, ch == '\n' ? "\\n" : "%c", ch);
+	for (size_t i = 0; i < n; i++)
+		strbuf_addf(sb, buf[i] == '\n' ? "\\n" : "%c", buf[i]);
 	strbuf_addf(sb, "\"");
-	if (f)
-		fclose(f);
 }
 
 static struct px_snapshot *build(const char *text, struct jtree_err *err, int *rc)
@@ -402,15 +378,14 @@ static void test_errors(void)
 
 int main(void)
 {
-	if (!mkdtemp(dir))
-		skip_all("no temporary directory");
-	if (make_pki()) {
-		sh("rm -rf %s", dir);
-		skip_all("openssl could not make the test certificates");
+	if (!mkdtemp(dir) || make_pki()) {
+		ok(0, "the test certificates are made in %s (openssl)", dir);
+		pki_remove(dir);
+		return done_testing();
 	}
 	test_downstream();
 	test_upstream();
 	test_errors();
-	sh("rm -rf %s", dir);
+	pki_remove(dir);
 	return done_testing();
 }

@@ -28,6 +28,7 @@
 #include "proxy/config.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
+#include "tests/lib/loopback.h"
 #include "tests/lib/tap.h"
 
 #define NBACKENDS 3
@@ -43,20 +44,6 @@ static struct backend backends[NBACKENDS];
 static volatile int stopping;
 static pthread_mutex_t flaky_lock = PTHREAD_MUTEX_INITIALIZER;
 static int flaky_seen[16];
-
-static int listen_local(__u16 *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 128))
-		return -1;
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
 
 static void span_hdr(const struct http1_msg *m, const char *name, char *out, size_t len)
 {
@@ -263,22 +250,6 @@ static void *backend_main(void *arg)
 
 /* ---- client ----------------------------------------------------------------------------------- */
 
-static int dial(__u16 port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-				  .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(0x7f000001)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = {.tv_sec = 5};
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct reply {
 	int status;
 	char body[2048];
@@ -336,7 +307,7 @@ static struct reply request(__u16 port, const char *raw)
 	static char rbuf[65536];
 	size_t rlen = 0;
 	struct reply r = {.status = -1};
-	int fd = dial(port);
+	int fd = lo_dial(port);
 
 	if (fd < 0 || write(fd, raw, strlen(raw)) != (ssize_t)strlen(raw) ||
 	    read_reply(fd, rbuf, &rlen, &r))
@@ -545,7 +516,7 @@ int main(void)
 				   .msg_fallback_fd = -1,
 				   .access_log_fd = getenv("HTTP_PROXY_TEST_LOG") ? 2 : -1};
 	struct proxy_workload_desc d = {.name = "test", .listen_fds = {-1, -1, -1, -1}};
-	__u16 port, dead_port;
+	__u16 port = 0, dead_port = 0;
 	struct proxy *p;
 	struct reply r;
 	int lfd, tmp;
@@ -556,12 +527,12 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN); /* backends write to sockets the proxy may close */
 	for (int i = 0; i < NBACKENDS; i++) {
 		backends[i].id = (char)('A' + i);
-		backends[i].lfd = listen_local(&backends[i].port);
+		backends[i].lfd = lo_listen(&backends[i].port);
 		pthread_create(&backends[i].thread, NULL, backend_main, &backends[i]);
 	}
-	tmp = listen_local(&dead_port);
+	tmp = lo_listen(&dead_port);
 	close(tmp);
-	lfd = listen_local(&port);
+	lfd = lo_listen(&port);
 	fcntl(lfd, F_SETFL, O_NONBLOCK);
 	d.listen_fds[0] = lfd;
 	d.kinds[0] = PROXY_LISTENER_INBOUND;
@@ -612,7 +583,7 @@ int main(void)
 		static const char req[] = "GET /headfirst/400 HTTP/1.1\r\nHost: web.local\r\n\r\n";
 		char got[512] = "";
 		size_t glen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		struct pollfd pf = {.fd = fd, .events = POLLIN};
 		bool head_early = false;
 
@@ -648,7 +619,7 @@ int main(void)
 		static const char req[] = "GET /chunky HTTP/1.0\r\nHost: web.local\r\n\r\n";
 		char got[CHUNKY_N * CHUNKY_LEN + 1024], want[CHUNKY_N * CHUNKY_LEN];
 		size_t glen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		const char *body;
 
 		for (int c = 0; c < CHUNKY_N; c++)
@@ -681,7 +652,7 @@ int main(void)
 	{
 		static char rbuf[65536];
 		size_t rlen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		const char *head = "POST /echo HTTP/1.1\r\nHost: web.local\r\nContent-Length: 5\r\n"
 				   "Expect: 100-continue\r\n\r\n";
 		char cont[64] = "";
@@ -705,7 +676,7 @@ int main(void)
 	{
 		static char rbuf[65536];
 		size_t rlen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		const char *three = "GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\n"
 				    "GET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\n"
 				    "GET /echo/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
@@ -884,7 +855,7 @@ int main(void)
 			if (i % 500 == 0) {
 				if (fd >= 0)
 					close(fd);
-				fd = dial(port);
+				fd = lo_dial(port);
 				rlen = 0;
 			}
 			if (write(fd, req, strlen(req)) != (ssize_t)strlen(req) ||

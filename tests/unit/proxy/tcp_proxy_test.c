@@ -19,94 +19,25 @@
 #include "lib/log.h"
 #include "proxy/config.h"
 #include "proxy/proxy.h"
+#include "tests/lib/loopback.h"
 #include "tests/lib/tap.h"
 
 #define NBACKENDS 3
 
 struct backend {
-	int lfd;
+	struct lo_echo echo; /* greets with the backend's id ('A', 'B', ...) */
 	__u16 port;
-	char id;
 	pthread_t thread;
 };
 
 static struct backend backends[NBACKENDS];
 static volatile int stopping;
 
-static int listen_local(__u16 *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 128))
-		return -1;
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* Each backend greets with its id, then echoes until EOF and closes. */
-static void *backend_main(void *arg)
-{
-	struct backend *b = arg;
-	struct pollfd pfds[64];
-	int n = 1;
-
-	pfds[0] = (struct pollfd){.fd = b->lfd, .events = POLLIN};
-	while (!stopping) {
-		if (poll(pfds, (nfds_t)n, 100) <= 0)
-			continue;
-		if (pfds[0].revents & POLLIN) {
-			int fd = accept(b->lfd, NULL, NULL);
-
-			if (fd >= 0 && n < 64) {
-				if (write(fd, &b->id, 1) != 1)
-					close(fd);
-				else
-					pfds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-			} else if (fd >= 0) {
-				close(fd);
-			}
-		}
-		for (int i = 1; i < n; i++) {
-			char buf[4096];
-			ssize_t r;
-
-			if (!(pfds[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			r = read(pfds[i].fd, buf, sizeof(buf));
-			if (r > 0 && write(pfds[i].fd, buf, (size_t)r) == r)
-				continue;
-			close(pfds[i].fd);
-			pfds[i--] = pfds[--n];
-		}
-	}
-	return NULL;
-}
-
-static int dial(__u16 port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-				  .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(0x7f000001)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = {.tv_sec = 5};
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Connects through the proxy and returns the backend's greeting, '-' on EOF, 'X' on a reset. */
 static char greeting(__u16 port, int *fdp)
 {
 	char c = 0;
-	int fd = dial(port);
+	int fd = lo_dial(port);
 	ssize_t r = fd >= 0 ? read(fd, &c, 1) : -1;
 
 	if (fdp)
@@ -210,13 +141,14 @@ int main(void)
 		skip_all("needs root (the proxy enters the workload's netns with setns)");
 	log_threshold = L_ERROR;
 	for (int i = 0; i < NBACKENDS; i++) {
-		backends[i].id = (char)('A' + i);
-		backends[i].lfd = listen_local(&backends[i].port);
-		pthread_create(&backends[i].thread, NULL, backend_main, &backends[i]);
+		backends[i].echo = (struct lo_echo){.lfd = lo_listen(&backends[i].port),
+						    .greeting = (char)('A' + i),
+						    .stopping = &stopping};
+		pthread_create(&backends[i].thread, NULL, lo_echo_main, &backends[i].echo);
 	}
 	/* Four proxy listeners: 0 for routing, 1 weighted, 2 for failures, 3 unrouted. */
 	for (int i = 0; i < 4; i++) {
-		lfds[i] = listen_local(&ports[i]);
+		lfds[i] = lo_listen(&ports[i]);
 		fcntl(lfds[i], F_SETFL, O_NONBLOCK);
 		d.listen_fds[i] = lfds[i];
 		d.kinds[i] = PROXY_LISTENER_INBOUND;
@@ -275,8 +207,8 @@ int main(void)
 
 	s = snapshot(1, &ports[2], (const char *[]){"dead"}, NULL, 0, 0);
 	struct px_cluster *dead = add_cluster(s, "dead", PX_LB_ROUND_ROBIN, 0, 1);
-	__u16 dead_port;
-	int tmp = listen_local(&dead_port);
+	__u16 dead_port = 0;
+	int tmp = lo_listen(&dead_port);
 
 	close(tmp); /* nothing listens there now */
 	dead->endpoints[0].port = dead_port;
@@ -325,7 +257,7 @@ int main(void)
 	stopping = 1;
 	for (int i = 0; i < NBACKENDS; i++) {
 		pthread_join(backends[i].thread, NULL);
-		close(backends[i].lfd);
+		close(backends[i].echo.lfd);
 	}
 	close(d.netns_fd);
 	return done_testing();

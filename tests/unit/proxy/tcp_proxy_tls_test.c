@@ -21,106 +21,18 @@
 #include "proxy/config.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
+#include "tests/lib/loopback.h"
+#include "tests/lib/pki.h"
 #include "tests/lib/tap.h"
 
 static char dir[] = "/tmp/shunt-tcp-tls-XXXXXX";
 static volatile int stopping;
-static int backend_lfd;
+static struct lo_echo backend = {.greeting = 'B', .stopping = &stopping};
 static __u16 backend_port;
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static struct px_tls_pem pem(const char *name)
 {
-	static char bufs[4][8192];
-	static int next;
-	struct px_tls_pem p = {0};
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return p;
-	p.data = bufs[next++ % 4];
-	p.len = fread((char *)p.data, 1, sizeof(bufs[0]), f);
-	fclose(f);
-	return p;
-}
-
-static int listen_local(__u16 *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 128))
-		return -1;
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
-
-/* The backend greets with 'B', then echoes until EOF. */
-static void *backend_main(void *arg)
-{
-	struct pollfd pfds[32];
-	int n = 1;
-
-	(void)arg;
-	pfds[0] = (struct pollfd){.fd = backend_lfd, .events = POLLIN};
-	while (!stopping) {
-		if (poll(pfds, (nfds_t)n, 100) <= 0)
-			continue;
-		if (pfds[0].revents & POLLIN) {
-			int fd = accept(backend_lfd, NULL, NULL);
-
-			if (fd >= 0 && n < 32 && write(fd, "B", 1) == 1)
-				pfds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-			else if (fd >= 0)
-				close(fd);
-		}
-		for (int i = 1; i < n; i++) {
-			char buf[4096];
-			ssize_t r;
-
-			if (!(pfds[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			r = read(pfds[i].fd, buf, sizeof(buf));
-			if (r > 0 && write(pfds[i].fd, buf, (size_t)r) == r)
-				continue;
-			close(pfds[i].fd);
-			pfds[i--] = pfds[--n];
-		}
-	}
-	return NULL;
-}
-
-static int dial(__u16 port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-				  .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(0x7f000001)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = {.tv_sec = 5};
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return pki_pem(dir, name);
 }
 
 /* virtualInbound with one tcp_proxy chain to the backend, terminating TLS with tls (or not). */
@@ -170,7 +82,7 @@ static SSL *tls_dial(SSL_CTX *ctx, __u16 port, int *fdp)
 {
 	SSL *ssl = SSL_new(ctx);
 
-	*fdp = dial(port);
+	*fdp = lo_dial(port);
 	SSL_set_fd(ssl, *fdp);
 	if (SSL_connect(ssl) != 1) {
 		SSL_free(ssl);
@@ -221,20 +133,18 @@ int main(void)
 		skip_all("needs root (the proxy enters the workload's netns with setns)");
 	if (!mkdtemp(dir))
 		skip_all("no temporary directory");
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-	       "-days 1 -subj /CN=srv -addext subjectAltName=DNS:srv.test -keyout srv.key -out "
-	       "srv.crt 2>/dev/null",
-	       dir)) {
-		sh("rm -rf %s", dir);
-		skip_all("openssl could not make the test certificate");
+	if (pki_ca(dir, "ca") || pki_leaf(dir, "srv", "ca", "DNS:srv.test")) {
+		ok(0, "the test certificate is made in %s (openssl)", dir);
+		pki_remove(dir);
+		return done_testing();
 	}
 	log_threshold = L_ERROR;
 	scfg.cert_chain = pem("srv.crt");
 	scfg.private_key = pem("srv.key");
 	ok(!px_tls_ctx_new(&scfg, &srv, err, sizeof(err)), "a server context: %s", err);
-	backend_lfd = listen_local(&backend_port);
-	pthread_create(&bt, NULL, backend_main, NULL);
-	d.listen_fds[0] = listen_local(&port);
+	backend.lfd = lo_listen(&backend_port);
+	pthread_create(&bt, NULL, lo_echo_main, &backend);
+	d.listen_fds[0] = lo_listen(&port);
 	fcntl(d.listen_fds[0], F_SETFL, O_NONBLOCK);
 	d.kinds[0] = PROXY_LISTENER_INBOUND;
 	d.netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -248,7 +158,7 @@ int main(void)
 	{
 		char path[300];
 
-		snprintf(path, sizeof(path), "%s/srv.crt", dir);
+		snprintf(path, sizeof(path), "%s/ca.crt", dir);
 		SSL_CTX_load_verify_locations(cctx, path, NULL);
 		SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
 	}
@@ -267,7 +177,7 @@ int main(void)
 	       "connection's");
 	ok(ssl && echo(ssl, "after the swap"),
 	   "the open TLS connection still works after the swap");
-	fd2 = dial(port);
+	fd2 = lo_dial(port);
 	ok(fd2 >= 0 && read(fd2, &c, 1) == 1 && c == 'B',
 	   "a new connection follows the new config (plaintext)");
 	close(fd2);
@@ -304,6 +214,6 @@ int main(void)
 	px_tls_ctx_put(srv);
 	SSL_CTX_free(cctx);
 	SSL_CTX_free(bad);
-	sh("rm -rf %s", dir);
+	pki_remove(dir);
 	return done_testing();
 }

@@ -11,68 +11,23 @@
 #include <unistd.h>
 
 #include "proxy/tls.h"
+#include "tests/lib/pki.h"
 #include "tests/lib/tap.h"
 
 static char dir[] = "/tmp/shunt-tls-test-XXXXXX";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-/* A CA, and leaves signed by it: name.crt/name.key with the given SAN extension. */
+/* Two CAs, and leaves signed by the first with the SANs the tests match on. */
 static int make_pki(void)
 {
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-	       "-nodes -days 1 -subj /CN=ca -keyout ca.key -out ca.crt 2>/dev/null",
-	       dir))
-		return -1;
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-	       "-nodes -days 1 -subj /CN=other -keyout other-ca.key -out other-ca.crt 2>/dev/null",
-	       dir))
-		return -1;
-	static const struct {
-		const char *name, *san;
-	} leaves[] = {
-		{"server", "DNS:server.test"},
-		{"client", "URI:spiffe://cluster.local/ns/default/sa/x"},
-		{"wrong", "URI:spiffe://cluster.local/ns/default/sa/y"},
-	};
-	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++)
-		if (sh("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-		       "-nodes -subj /CN=%s -keyout %s.key -out %s.csr 2>/dev/null && "
-		       "echo 'subjectAltName=%s' >%s.ext && "
-		       "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-		       "-days 1 -extfile %s.ext -out %s.crt 2>/dev/null",
-		       dir, leaves[i].name, leaves[i].name, leaves[i].name, leaves[i].san,
-		       leaves[i].name, leaves[i].name, leaves[i].name, leaves[i].name))
-			return -1;
-	return 0;
+	return pki_ca(dir, "ca") || pki_ca(dir, "other-ca") ||
+	       pki_leaf(dir, "server", "ca", "DNS:server.test") ||
+	       pki_leaf(dir, "client", "ca", "URI:spiffe://cluster.local/ns/default/sa/x") ||
+	       pki_leaf(dir, "wrong", "ca", "URI:spiffe://cluster.local/ns/default/sa/y");
 }
 
 static struct px_tls_pem pem(const char *name)
 {
-	char path[256];
-	struct px_tls_pem p = {0};
-	static char bufs[16][8192];
-	static int next;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return p;
-	p.data = bufs[next++ % 16];
-	p.len = fread((char *)p.data, 1, sizeof(bufs[0]), f);
-	fclose(f);
-	return p;
+	return pki_pem(dir, name);
 }
 
 /* Runs a handshake between two contexts over a non-blocking socketpair: 0 when both ends
@@ -272,14 +227,13 @@ static void test_errors(void)
 
 int main(void)
 {
-	if (!mkdtemp(dir))
-		skip_all("no temporary directory");
-	if (make_pki()) {
-		sh("rm -rf %s", dir);
-		skip_all("openssl could not make the test certificates");
+	if (!mkdtemp(dir) || make_pki()) {
+		ok(0, "the test certificates are made in %s (openssl)", dir);
+		pki_remove(dir);
+		return done_testing();
 	}
 	test_handshakes();
 	test_errors();
-	sh("rm -rf %s", dir);
+	pki_remove(dir);
 	return done_testing();
 }

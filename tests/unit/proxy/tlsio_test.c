@@ -14,62 +14,21 @@
 
 #include "proxy/tls.h"
 #include "proxy/tlsio.h"
+#include "tests/lib/pki.h"
 #include "tests/lib/tap.h"
 
 static char dir[] = "/tmp/shunt-tlsio-test-XXXXXX";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static int make_pki(void)
 {
-	static const char *const leaves[][2] = {
-		{"server", "URI:spiffe://cluster.local/ns/default/sa/server"},
-		{"client", "URI:spiffe://cluster.local/ns/default/sa/client"},
-	};
-
-	if (sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-	       "-nodes -days 1 -subj /CN=ca -keyout ca.key -out ca.crt 2>/dev/null",
-	       dir))
-		return -1;
-	for (size_t i = 0; i < 2; i++)
-		if (sh("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-		       "-nodes -subj /CN=%s -keyout %s.key -out %s.csr 2>/dev/null && "
-		       "echo 'subjectAltName=%s' >%s.ext && openssl x509 -req -in %s.csr -CA "
-		       "ca.crt "
-		       "-CAkey ca.key -CAcreateserial -days 1 -extfile %s.ext -out %s.crt "
-		       "2>/dev/null",
-		       dir, leaves[i][0], leaves[i][0], leaves[i][0], leaves[i][1], leaves[i][0],
-		       leaves[i][0], leaves[i][0], leaves[i][0]))
-			return -1;
-	return 0;
+	return pki_ca(dir, "ca") ||
+	       pki_leaf(dir, "server", "ca", "URI:spiffe://cluster.local/ns/default/sa/server") ||
+	       pki_leaf(dir, "client", "ca", "URI:spiffe://cluster.local/ns/default/sa/client");
 }
 
 static struct px_tls_pem pem(const char *name)
 {
-	static char bufs[8][8192];
-	static int next;
-	struct px_tls_pem p = {0};
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return p;
-	p.data = bufs[next++ % 8];
-	p.len = fread((char *)p.data, 1, sizeof(bufs[0]), f);
-	fclose(f);
-	return p;
+	return pki_pem(dir, name);
 }
 
 static const char *const alpn[] = {"h2", "http/1.1"};
@@ -325,16 +284,15 @@ static void test_failures(void)
 
 int main(void)
 {
-	if (!mkdtemp(dir))
-		skip_all("no temporary directory");
-	if (make_pki()) {
-		sh("rm -rf %s", dir);
-		skip_all("openssl could not make the test certificates");
+	if (!mkdtemp(dir) || make_pki()) {
+		ok(0, "the test certificates are made in %s (openssl)", dir);
+		pki_remove(dir);
+		return done_testing();
 	}
 	test_plain();
 	test_data();
 	test_read_wants_write();
 	test_failures();
-	sh("rm -rf %s", dir);
+	pki_remove(dir);
 	return done_testing();
 }
