@@ -725,7 +725,7 @@ int main(void)
 					  "Upgrade\r\nUpgrade: echo-proto\r\n\r\nearly";
 		char got[4096] = "";
 		size_t glen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		ssize_t n = 0;
 
 		if (fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1)
@@ -761,7 +761,7 @@ int main(void)
 	{
 		static char rbuf[65536];
 		size_t rlen = 0;
-		int fd = dial(port);
+		int fd = lo_dial(port);
 		const char *req = "CONNECT api.local:80 HTTP/1.1\r\nHost: api.local:80\r\n\r\n"
 				  "GET /echo/tun HTTP/1.1\r\nHost: inside\r\n\r\n";
 		bool sent = fd >= 0 && write(fd, req, strlen(req)) == (ssize_t)strlen(req);
