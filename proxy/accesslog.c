@@ -2,6 +2,8 @@
 #include "proxy/accesslog.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lib/json.h"
 
@@ -12,6 +14,63 @@ void accesslog_time(char *buf, size_t len, const struct timespec *ts)
 	gmtime_r(&ts->tv_sec, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts->tv_nsec / 1000000);
+}
+
+/* Copies n bytes of p to *at (moving it on), NUL-terminated; NULL stays NULL. */
+static const char *dup_into(char **at, const char *p, size_t n)
+{
+	char *d = *at;
+
+	if (!p)
+		return NULL;
+	memcpy(d, p, n);
+	d[n] = '\0';
+	*at += n + 1;
+	return d;
+}
+
+static size_t str_size(const char *p)
+{
+	return p ? strlen(p) + 1 : 0;
+}
+
+struct accesslog_http *accesslog_http_dup(const struct accesslog_http *e)
+{
+	const struct accesslog_span *sp[] = {&e->method, &e->path,	 &e->authority,
+					     &e->xff,	 &e->user_agent, &e->request_id};
+	const char *const *st[] = {&e->protocol,	  &e->flags,
+				   &e->details,		  &e->failure_reason,
+				   &e->upstream_host,	  &e->upstream_cluster,
+				   &e->upstream_local,	  &e->downstream_local,
+				   &e->downstream_remote, &e->route_name};
+	size_t size = sizeof(*e);
+	struct accesslog_http *d;
+	char *at;
+
+	for (size_t i = 0; i < sizeof(sp) / sizeof(sp[0]); i++)
+		size += sp[i]->p ? sp[i]->len + 1 : 0;
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+		size += str_size(*st[i]);
+	d = malloc(size);
+	if (!d)
+		return NULL;
+	*d = *e;
+	at = (char *)(d + 1);
+	/* The same fields of the copy, by offset from the original. */
+	for (size_t i = 0; i < sizeof(sp) / sizeof(sp[0]); i++) {
+		struct accesslog_span *o =
+			(struct accesslog_span *)((char *)d +
+						  ((const char *)sp[i] - (const char *)e));
+
+		o->p = dup_into(&at, sp[i]->p, sp[i]->len);
+	}
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+		const char **o =
+			(const char **)((char *)d + ((const char *)st[i] - (const char *)e));
+
+		*o = dup_into(&at, *st[i], *st[i] ? strlen(*st[i]) : 0);
+	}
+	return d;
 }
 
 static const char *dash(const char *s)

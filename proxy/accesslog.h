@@ -48,6 +48,11 @@ struct accesslog_http {
  * DOWNSTREAM_LOCAL DOWNSTREAM_REMOTE - ROUTE_NAME */
 void accesslog_http_format(struct strbuf *sb, const struct accesslog_http *e, bool json);
 
+/* A copy of e in one allocation (free() it), every string and span with it: for a stream that
+ * is logged after the buffers it points into are gone (an upgrade that became a tunnel).
+ * NULL when out of memory. */
+struct accesslog_http *accesslog_http_dup(const struct accesslog_http *e);
+
 /* Appends one line (ending in '\n'). Istio's format, with HTTP fields as "-":
  * [START] "- - -" 0 FLAGS - DETAILS "REASON" RX TX DURATION - "-" "-" "-" "-" "UPSTREAM_HOST"
  * CLUSTER UPSTREAM_LOCAL DOWNSTREAM_LOCAL DOWNSTREAM_REMOTE - - */

@@ -265,6 +265,7 @@ struct px_hcm {
 	uint32_t request_timeout_ms; /* 0: none */
 	struct px_upgrade *upgrades; /* upgrade_configs; none: every upgrade is refused (403) */
 	uint32_t nupgrades;
+	bool h2_allow_connect; /* http2_protocol_options.allow_connect: extended CONNECT */
 };
 
 struct px_filter_chain {

@@ -21,6 +21,7 @@
 #include "proxy/http1.h"
 #include "proxy/upool.h"
 #include "proxy/tlsio.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
 #define H1_IN_INITIAL 16384
@@ -139,6 +140,13 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 		strbuf_add(o, h->v[i].value, h->v[i].value_len);
 		strbuf_adds(o, "\r\n");
 	}
+	if (s->tunnel) {
+		/* 101 or a 2xx to CONNECT: raw bytes follow, no framing. The head is the first
+		 * thing the tunnel writes (see h1_detach); writing it here could fail and close
+		 * the connection under the hand-over. */
+		strbuf_adds(o, "\r\n");
+		return;
+	}
 	c->resp_chunked = c->resp_close_delimited = false;
 	c->resp_no_body = bodiless || end_stream;
 	if (!bodiless && end_stream && !has_cl) {
@@ -217,6 +225,34 @@ static void h1_reset(struct hstream *s)
 static void h1_resume(struct hstream *s);
 static size_t h1_pending_out(struct hstream *s);
 
+/* The response opened a tunnel: the socket goes to the TCP proxy with whatever the client
+ * sent after the request head and whatever of the response head is not written yet. The
+ * connection ends here without a close; it stays counted as active, now as the tunnel. */
+static void h1_detach(struct hstream *s, struct tunnel_end *e)
+{
+	struct h1conn *c = of_stream(s);
+	struct worker *wk = c->hc.wk;
+
+	e->fd = c->fd;
+	e->tls = c->tls; /* moved */
+	memset(&c->tls, 0, sizeof(c->tls));
+	e->eof = c->peer_eof;
+	if (c->in_len > c->body_off)
+		strbuf_add(&e->rx, c->in + c->body_off, c->in_len - c->body_off);
+	if (c->out.len > c->out_off)
+		strbuf_add(&e->tx, c->out.buf + c->out_off, c->out.len - c->out_off);
+	list_del_init(&s->node);
+	hstream_release(s);
+	c->active = false;
+	c->closed = true;
+	c->fd = -1;
+	list_del_init(&c->hc.node);
+	if (list_linked(&c->ready))
+		list_del_init(&c->ready);
+	worker_defer_cancel(&c->flush_later);
+	list_add_tail(&c->dead, &wk->http_dead);
+}
+
 static const struct hconn_ops h1_ops = {
 	.send_headers = h1_send_headers,
 	.send_data = h1_send_data,
@@ -225,6 +261,7 @@ static const struct hconn_ops h1_ops = {
 	.reset = h1_reset,
 	.pending_out = h1_pending_out,
 	.resume = h1_resume,
+	.detach = h1_detach,
 };
 
 /* ---- input ------------------------------------------------------------------------------------ */

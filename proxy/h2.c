@@ -135,6 +135,10 @@ struct h2stream {
 	struct http_hdrs *trailers; /* response trailers to send after the body */
 	bool submitted;		    /* response headers submitted */
 	bool deferred;		    /* the data provider waits for more */
+	bool up_waiting; /* the upstream stopped reading: our backlog was above UCONN_OUT_HIGH */
+	/* DATA bytes of a tunnel not yet given back to the client's stream window: its upstream
+	 * had more than UCONN_OUT_HIGH queued. Returned when that upstream drains (h2_resume). */
+	size_t unconsumed;
 };
 
 struct h2conn {
@@ -307,13 +311,25 @@ static void h2_reset(struct hstream *s)
 static size_t h2_pending_out(struct hstream *s)
 {
 	struct h2stream *st = of_hs(s);
+	size_t n = st->body.len - st->body_off + st->c->out.len - st->c->out_off;
 
-	return st->body.len - st->body_off + st->c->out.len - st->c->out_off;
+	/* The upstream asks before each read and stops above the mark: remember to wake it. */
+	if (n > UCONN_OUT_HIGH)
+		st->up_waiting = true;
+	return n;
 }
 
 static void h2_resume(struct hstream *s)
 {
-	/* Request bodies are flow-controlled by nghttp2's windows, not by pausing reads. */
+	struct h2stream *st = of_hs(s);
+
+	/* The upstream took a tunnel's backlog: the client may send that much again. The
+	 * WINDOW_UPDATE goes out with the connection's next write. */
+	if (st->unconsumed && !st->c->closed) {
+		nghttp2_session_consume_stream(st->c->ng, st->id, st->unconsumed);
+		st->unconsumed = 0;
+		down_mark(st->c);
+	}
 }
 
 static const struct hconn_ops h2_down_ops = {
@@ -355,7 +371,29 @@ static int down_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uin
 	return 0;
 }
 
-static void down_request_headers(struct h2stream *st, bool end_stream)
+/* RFC 8441: an extended CONNECT (with :protocol) becomes, as in Envoy's codec, an HTTP/1.1
+ * style upgrade request: GET, Connection: upgrade, Upgrade: <protocol> (and a WebSocket key). */
+static void down_ext_connect(struct h2stream *st, const char *proto, size_t plen)
+{
+	struct px_req_view *r = &st->s.req;
+	struct px_hdr add[HTTP_EXT_CONNECT_HDRS];
+	char p[64], key[HTTP_WS_KEY_LEN + 1];
+	size_t len;
+	uint32_t n;
+
+	if (plen >= sizeof(p))
+		plen = sizeof(p) - 1;
+	memcpy(p, proto, plen); /* proto points into req.buf, which hh_add may move */
+	n = http_ext_connect_to_h1(p, plen, px_req_header(r, "sec-websocket-key", &len) != NULL,
+				   px_req_header(r, "sec-websocket-version", &len) != NULL,
+				   &st->c->hc.rng, key, add, &st->s.ws_key_made);
+	for (uint32_t i = 0; i < n; i++)
+		hh_add(&st->req, (const uint8_t *)add[i].name, add[i].name_len,
+		       (const uint8_t *)add[i].value, add[i].value_len);
+	st->s.h2_ext_connect = true;
+}
+
+static void down_request_view(struct h2stream *st)
 {
 	struct px_req_view *r = &st->s.req;
 
@@ -370,6 +408,28 @@ static void down_request_headers(struct h2stream *st, bool end_stream)
 	if (!r->authority) {
 		r->authority = "";
 		r->authority_len = 0;
+	}
+}
+
+static void down_request_headers(struct h2stream *st, bool end_stream)
+{
+	struct px_req_view *r = &st->s.req;
+	size_t plen;
+	const char *proto;
+	bool connect;
+
+	down_request_view(st);
+	connect = r->method && r->method_len == 7 && !memcmp(r->method, "CONNECT", 7);
+	proto = hh_pseudo(&st->req, ":protocol", &plen);
+	if (connect && proto && plen) {
+		down_ext_connect(st, proto, plen);
+		down_request_view(st);
+		r->method = "GET";
+		r->method_len = 3;
+	} else if (connect && !r->path) {
+		/* Plain CONNECT has no :path (RFC 9113 8.5); nghttp2 checked the rest. */
+		r->path = "/";
+		r->path_len = 1;
 	}
 	st->s.req_has_body = !end_stream;
 	st->s.req_end = end_stream;
@@ -409,8 +469,18 @@ static int down_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const ui
 {
 	struct h2stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	if (st)
-		hstream_on_request_data(&st->s, (const char *)data, len, false);
+	/* Windows are ours to update (no automatic WINDOW_UPDATE): the connection's at once, so
+	 * that one stream cannot hold up the others; a stream's once its bytes are taken. */
+	nghttp2_session_consume_connection(ng, len);
+	if (!st)
+		return 0;
+	hstream_on_request_data(&st->s, (const char *)data, len, false);
+	/* A tunnel whose upstream is not keeping up keeps its window shut: nothing buffers
+	 * without bound, and the client waits instead. Request bodies are bounded elsewhere. */
+	if (st->s.tunnel && st->s.up && st->s.up_ops->pending_out(st->s.up) > UCONN_OUT_HIGH)
+		st->unconsumed += len;
+	else
+		nghttp2_session_consume_stream(ng, id, len);
 	return 0;
 }
 
@@ -431,6 +501,24 @@ static int down_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_
 	free(st->trailers);
 	free(st);
 	return 0;
+}
+
+/* Upstreams that stopped reading because a stream's backlog was above UCONN_OUT_HIGH read
+ * again once nghttp2 has sent it below half of that: the client's window paces the upstream. */
+static void down_resume_upstreams(struct h2conn *c)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &c->hc.streams) {
+		struct h2stream *st =
+			container_of(list_entry(pos, struct hstream, node), struct h2stream, s);
+
+		if (!st->up_waiting || st->s.done || !st->s.up ||
+		    st->body.len - st->body_off + c->out.len - c->out_off > UCONN_OUT_HIGH / 2)
+			continue;
+		st->up_waiting = false;
+		st->s.up_ops->resume(st->s.up);
+	}
 }
 
 static void down_flush(struct h2conn *c)
@@ -472,6 +560,7 @@ static void down_flush(struct h2conn *c)
 			break;
 		strbuf_add(&c->out, data, (size_t)n);
 	}
+	down_resume_upstreams(c);
 	if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
 		down_close(wk, c);
 }
@@ -532,7 +621,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	nghttp2_settings_entry settings[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
+		{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
 	};
+	/* Extended CONNECT is offered only where the HCM allows it (allow_connect). */
+	size_t nsettings = sizeof(settings) / sizeof(settings[0]) - !fc->http.h2_allow_connect;
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	nghttp2_session_callbacks *cbs;
 	struct h2conn *c = calloc(1, sizeof(*c));
@@ -548,14 +640,22 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, down_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, down_on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, down_on_stream_close);
-	if (nghttp2_session_server_new(&c->ng, cbs, c)) {
-		nghttp2_session_callbacks_del(cbs);
+	nghttp2_option *opt = NULL;
+	int rc = nghttp2_option_new(&opt);
+
+	/* We say when DATA is consumed (down_on_data): tunnels hold their window shut while
+	 * their upstream backs up. */
+	if (!rc) {
+		nghttp2_option_set_no_auto_window_update(opt, 1);
+		rc = nghttp2_session_server_new2(&c->ng, cbs, c, opt);
+		nghttp2_option_del(opt);
+	}
+	nghttp2_session_callbacks_del(cbs);
+	if (rc) {
 		free(c);
 		return -ENOMEM;
 	}
-	nghttp2_session_callbacks_del(cbs);
-	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, settings,
-				sizeof(settings) / sizeof(settings[0]));
+	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, settings, nsettings);
 	c->h.type = EV_H2;
 	list_init(&c->dirty);
 	c->fd = fd;

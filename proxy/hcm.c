@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/lb.h"
+#include "proxy/tunnel.h"
 #include "proxy/upool.h"
 #include "proxy/worker.h"
 
@@ -29,23 +30,29 @@ static const char *req_header(const struct hstream *s, const char *name, size_t 
 
 /* ---- finishing -------------------------------------------------------------------------------- */
 
-static void log_stream(struct hstream *s)
+/* Addresses formatted for an access-log entry; it points into them. */
+struct log_addrs {
+	char up_host[ADDR_STRLEN], dl[ADDR_STRLEN], dr[ADDR_STRLEN];
+};
+
+static void log_entry(struct hstream *s, struct accesslog_http *out, struct log_addrs *a)
 {
 	struct worker *wk = s->hc->wk;
-	char up_host[ADDR_STRLEN] = "-", dl[ADDR_STRLEN], dr[ADDR_STRLEN];
+	char *up_host = a->up_host, *dl = a->dl, *dr = a->dr;
 	struct accesslog_http e = {0};
 	size_t n;
 	const char *v;
 
-	if (wk->p->cfg.access_log_fd < 0)
-		return;
+	snprintf(up_host, ADDR_STRLEN, "-");
 	if (s->up_ep.port)
-		addr_port_fmt(&s->up_ep.addr, s->up_ep.port, up_host, sizeof(up_host));
-	addr_port_fmt(&s->hc->local, s->hc->local_port, dl, sizeof(dl));
-	addr_port_fmt(&s->hc->remote, s->hc->remote_port, dr, sizeof(dr));
+		addr_port_fmt(&s->up_ep.addr, s->up_ep.port, up_host, ADDR_STRLEN);
+	addr_port_fmt(&s->hc->local, s->hc->local_port, dl, ADDR_STRLEN);
+	addr_port_fmt(&s->hc->remote, s->hc->remote_port, dr, ADDR_STRLEN);
 	e.start = s->start_real;
 	e.method = (struct accesslog_span){s->req.method, s->req.method_len};
-	e.path = (struct accesslog_span){s->req.path, s->req.path_len};
+	/* CONNECT has no path (the codecs route it as "/"). */
+	if (!span_eq(s->req.method, s->req.method_len, "CONNECT"))
+		e.path = (struct accesslog_span){s->req.path, s->req.path_len};
 	e.authority = (struct accesslog_span){s->req.authority, s->req.authority_len};
 	e.protocol = s->codec_id ? "HTTP/2" : "HTTP/1.1";
 	e.status = s->status;
@@ -68,6 +75,18 @@ static void log_stream(struct hstream *s)
 	e.downstream_local = dl;
 	e.downstream_remote = dr;
 	e.route_name = s->route && s->route->name ? s->route->name : NULL;
+	*out = e;
+}
+
+static void log_stream(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	struct accesslog_http e;
+	struct log_addrs a = {0};
+
+	if (wk->p->cfg.access_log_fd < 0)
+		return;
+	log_entry(s, &e, &a);
 	accesslog_http_format(&wk->log, &e, wk->p->cfg.access_log_json);
 }
 
@@ -95,6 +114,46 @@ static void finish(struct hstream *s)
 		STAT_INC(wk, http_rq_2xx_3xx);
 	log_stream(s);
 	s->down->stream_done(s);
+}
+
+/* How long the tunnel may sit without a byte either way: the route's idle_timeout, else the
+ * HCM's stream_idle_timeout (Envoy applies the stream timeouts to upgraded streams). */
+static uint32_t tunnel_idle_ms(const struct hstream *s)
+{
+	if (s->route && s->route->action.idle_timeout_ms)
+		return s->route->action.idle_timeout_ms;
+	return s->hc->cfg->stream_idle_timeout_ms;
+}
+
+/* The response opened the tunnel (its head is queued downstream): both codecs give up their
+ * sockets and the TCP proxy's pump carries the bytes. The stream is logged when the tunnel
+ * ends, with its status and the bytes that went through. */
+static void tunnel_handoff(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	struct tunnel_end down = {.fd = -1}, up = {.fd = -1};
+	struct tunnel_desc d = {.w = s->hc->w,
+				.snap = s->hc->snap,
+				.idle_timeout_ms = tunnel_idle_ms(s),
+				.start_ms = s->t_start};
+
+	if (wk->p->cfg.access_log_fd >= 0) {
+		struct accesslog_http e;
+		struct log_addrs a = {0};
+
+		log_entry(s, &e, &a);
+		d.log = accesslog_http_dup(&e);
+	}
+	s->done = true;
+	if (s->cluster && s->endpoint >= 0)
+		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+	if (s->status >= 200)
+		STAT_INC(wk, http_rq_2xx_3xx);
+	s->up_ops->detach(s->up, s, &up);
+	s->up = NULL;
+	s->down->detach(s, &down);
+	if (tcp_tunnel_start(wk, &down, &up, &d))
+		pr_debug("cannot start a tunnel: out of memory or epoll failure");
 }
 
 static void abandon_upstream(struct hstream *s)
@@ -379,7 +438,8 @@ static void start_attempt(struct hstream *s)
 				  ? wk->now_ms + s->retry->per_try_timeout_ms
 				  : 0;
 	worker_timer(wk, s->deadline_try);
-	rc = upool_request(wk, s, s->cluster, &s->up_ep);
+	rc = s->upgrade ? upool_request_fresh(wk, s, s->cluster, &s->up_ep)
+			: upool_request(wk, s, s->cluster, &s->up_ep);
 	if (rc == -EBUSY) {
 		STAT_INC(wk, http_rq_overflow);
 		local_reply(s, HTTP_LR_OVERFLOW, "upstream_overflow", NULL);
@@ -552,8 +612,17 @@ static const char *upgrade_type(const struct hstream *s, size_t *len)
 	return u;
 }
 
+/* Whether the route's CONNECT entry has a connect_config (we end CONNECT ourselves). */
+static bool connect_terminates(const struct px_route_action *a)
+{
+	for (uint32_t i = 0; a && i < a->nupgrades; i++)
+		if (a->upgrades[i].type && !strcasecmp(a->upgrades[i].type, "CONNECT"))
+			return a->upgrades[i].connect_terminate;
+	return false;
+}
+
 /* Envoy refuses, with an empty 403, an upgrade (or CONNECT) that the HCM's upgrade_configs do
- * not list or that the route disables. */
+ * not list or that the route disables. An allowed one is marked as such. */
 static bool upgrade_refused(struct hstream *s)
 {
 	const struct px_hcm *cfg = s->hc->cfg;
@@ -562,9 +631,19 @@ static bool upgrade_refused(struct hstream *s)
 	size_t len;
 	const char *type = upgrade_type(s, &len);
 
-	if (!type || px_upgrade_allowed(cfg->upgrades, cfg->nupgrades, a ? a->upgrades : NULL,
-					a ? a->nupgrades : 0, type, len))
+	if (!type)
 		return false;
+	if (px_upgrade_allowed(cfg->upgrades, cfg->nupgrades, a ? a->upgrades : NULL,
+			       a ? a->nupgrades : 0, type, len)) {
+		s->upgrade = true;
+		s->is_connect = span_eq(s->req.method, s->req.method_len, "CONNECT");
+		if (!s->is_connect) {
+			s->upgrade_value = type;
+			s->upgrade_len = len;
+		}
+		s->connect_terminate = s->is_connect && connect_terminates(a);
+		return false;
+	}
 	STAT_INC(s->hc->wk, http_rq_upgrade_refused);
 	local_reply(s, HTTP_LR_UPGRADE_FAILED, "upgrade_failed", NULL);
 	return true;
@@ -612,7 +691,8 @@ void hstream_on_request_headers(struct hstream *s)
 		local_reply(s, HTTP_LR_NO_CLUSTER, "cluster_not_found", NULL);
 		return;
 	}
-	s->retry = a->retry ? a->retry : s->vh->retry;
+	/* Retries never apply to upgrades: a tunnel cannot be replayed. */
+	s->retry = s->upgrade ? NULL : a->retry ? a->retry : s->vh->retry;
 	s->body_replayable = s->retry && s->retry->num_retries > 0;
 	/* Envoy's route timeout runs from the end of the downstream request. */
 	if (s->req_end) {
@@ -634,7 +714,9 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	if (end) {
 		s->req_end = true;
 		s->t_req_end = wk->now_ms;
-		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s)) {
+		/* A tunnel's client half-closing is no request waiting for its response. */
+		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s) &&
+		    !s->tunnel) {
 			s->deadline_route = wk->now_ms + route_timeout(s);
 			worker_timer(wk, s->deadline_route);
 		}
@@ -652,6 +734,38 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 	}
 	if (s->up && (len || end))
 		s->up_ops->send_data(s->up, s, data, len, end);
+	/* The last half of a half-closed tunnel. */
+	if (end && s->tunnel && s->resp_end && !s->done)
+		finish(s);
+}
+
+/* CONNECT with the route's connect_config: the TCP connection to the upstream is the tunnel.
+ * Answer 200 ourselves, as Envoy does, and hand both sockets to the pump. */
+static void connect_established(struct hstream *s)
+{
+	struct worker *wk = s->hc->wk;
+	struct http_hdrs *h = wk->scratch_hdrs;
+
+	http_hdrs_reset(h);
+	add_date_server(s, h);
+	s->t_first_byte = wk->now_ms;
+	s->deadline_try = s->deadline_route = 0;
+	s->status = 200;
+	s->details = "via_upstream";
+	s->resp_started = true;
+	s->tunnel = true;
+	s->down->send_headers(s, s->status, h, false);
+	/* A codec that cannot give its socket away (HTTP/2) carries the tunnel as DATA; what the
+	 * client sent before the 200 goes first. */
+	if (s->down->detach) {
+		if (!s->done)
+			tunnel_handoff(s);
+		return;
+	}
+	if (s->body.len || s->req_end)
+		s->up_ops->send_data(s->up, s, s->body.buf ? s->body.buf : "", s->body.len,
+				     s->req_end);
+	strbuf_release(&s->body);
 }
 
 /* Builds the upstream request head and sends it with whatever body already arrived. */
@@ -671,6 +785,10 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 
 	s->up = u;
 	s->up_ops = ops;
+	if (s->connect_terminate) {
+		connect_established(s);
+		return;
+	}
 	http_hdrs_reset(h);
 	conn_hdr = req_header(s, "connection", &conn_len);
 	for (uint32_t i = 0; i < s->req.nhdrs; i++) {
@@ -721,6 +839,11 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		http_hdrs_add(h, "x-request-id", 12, s->request_id, strlen(s->request_id));
 	if (s->vh->include_attempt_count)
 		http_hdrs_addf(h, "x-envoy-attempt-count", "%u", s->attempt);
+	/* The upgrade's own hop-by-hop pair goes on to the upstream that is to answer it. */
+	if (s->upgrade_value) {
+		http_hdrs_add(h, "connection", 10, "upgrade", 7);
+		http_hdrs_add(h, "upgrade", 7, s->upgrade_value, s->upgrade_len);
+	}
 	http_apply_mutation(h, &s->rc->request);
 	http_apply_mutation(h, &s->vh->request);
 	http_apply_mutation(h, &s->route->request);
@@ -743,15 +866,21 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	}
 	s->up_path = strbuf_str(&wk->scratch_path);
 	s->up_path_len = wk->scratch_path.len;
+	if (s->is_connect) {
+		/* CONNECT to an upstream proxy: the target is the authority. */
+		s->up_path = s->up_authority;
+		s->up_path_len = s->up_authority_len;
+	}
 	if (h->overflow) {
 		local_reply(s, HTTP_LR_HEADERS_TOO_LARGE, "request_headers_too_large", NULL);
 		return;
 	}
-	if (ops->send_headers(u, s, h, !s->req_has_body) < 0) {
+	/* An upgrade's head goes alone: what follows it is tunnel bytes, sent once answered. */
+	if (ops->send_headers(u, s, h, !s->req_has_body || s->upgrade) < 0) {
 		hstream_on_upstream_failure(s, false, "cannot send request");
 		return;
 	}
-	if (s->req_has_body && (s->body.len || s->req_end))
+	if (s->req_has_body && !s->upgrade && (s->body.len || s->req_end))
 		ops->send_data(u, s, s->body.buf ? s->body.buf : "", s->body.len, s->req_end);
 	if (!s->body_replayable) {
 		/* Nothing will be replayed: the buffer was only a staging area. */
@@ -777,6 +906,9 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	s->deadline_try = 0;
 	if (status >= 400 && maybe_retry(s, 0, status))
 		return;
+	/* An allowed upgrade answered 101, a CONNECT answered 2xx: from now on, raw bytes. */
+	s->tunnel = s->upgrade && !end_stream &&
+		    (s->is_connect ? status >= 200 && status < 300 : status == 101);
 	http_hdrs_reset(h);
 	for (uint32_t i = 0; i < n; i++)
 		if (span_eq(hdrs[i].name, hdrs[i].name_len, "connection")) {
@@ -786,8 +918,21 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	for (uint32_t i = 0; i < n; i++) {
 		const struct px_hdr *x = &hdrs[i];
 
+		/* The 101's own hop-by-hop pair goes on to the client it answers (HTTP/1.1). */
+		if (s->tunnel && status == 101 && !s->h2_ext_connect &&
+		    span_eq(x->name, x->name_len, "upgrade")) {
+			http_hdrs_add(h, "connection", 10, "upgrade", 7);
+			http_hdrs_add(h, "upgrade", 7, x->value, x->value_len);
+			continue;
+		}
 		if (http_is_hop_by_hop(x->name, x->name_len) ||
 		    (conn_hdr && http_connection_lists(conn_hdr, conn_len, x->name, x->name_len)))
+			continue;
+		/* A 2xx to CONNECT has no body to frame (RFC 9110 9.3.6). */
+		if (s->tunnel && s->is_connect && span_eq(x->name, x->name_len, "content-length"))
+			continue;
+		/* The codec made the key: the accept answers it, not the client. */
+		if (s->ws_key_made && span_eq(x->name, x->name_len, "sec-websocket-accept"))
 			continue;
 		if (span_eq(x->name, x->name_len, "server")) {
 			if (cfg->server_header == PX_SERVER_OVERWRITE)
@@ -804,10 +949,21 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	http_apply_mutation(h, &s->rc->response);
 	http_apply_mutation(h, &s->vh->response);
 	http_apply_mutation(h, &s->route->response);
+	/* RFC 8441: the HTTP/2 client's tunnel opens with 200. */
+	if (s->h2_ext_connect)
+		status = http_ext_connect_status(status);
 	s->status = status;
 	s->details = "via_upstream";
 	s->resp_started = true;
+	/* The route timeout waits for the answer; an open tunnel has only its idle timeout. */
+	if (s->tunnel)
+		s->deadline_route = 0;
 	s->down->send_headers(s, status, h, end_stream);
+	if (s->tunnel && s->down->detach) {
+		if (!s->done)
+			tunnel_handoff(s);
+		return;
+	}
 	if (end_stream)
 		finish(s);
 }
@@ -819,8 +975,14 @@ void hstream_on_response_data(struct hstream *s, const char *data, size_t len, b
 	s->bytes_tx += len;
 	s->last_activity = s->hc->wk->now_ms;
 	s->down->send_data(s, data, len, end);
-	if (end)
-		finish(s);
+	if (!end)
+		return;
+	/* A tunnel's upstream ended its side; the client's may still be sending (half-close). */
+	if (s->tunnel && !s->req_end) {
+		s->resp_end = true;
+		return;
+	}
+	finish(s);
 }
 
 void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n)
@@ -880,9 +1042,13 @@ void hstream_on_downstream_reset(struct hstream *s, const char *why)
 		return;
 	abandon_upstream(s);
 	s->done = true;
-	if (!strcmp(s->flags, "-"))
+	/* A reset we sent ourselves (UR, SI) comes back here: keep what it said. */
+	if (!strcmp(s->flags, "-")) {
 		s->flags = "DC";
-	s->details = why;
+		s->details = why;
+	} else if (!strcmp(s->details, "-")) {
+		s->details = why;
+	}
 	if (!s->status)
 		s->status = 0;
 	log_stream(s);
@@ -926,6 +1092,13 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 			continue;
 		}
 		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started) {
+			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
+			continue;
+		}
+		/* A tunnel this codec carries (HTTP/2): idle both ways for its idle timeout. */
+		if (s->tunnel && now - s->last_activity >= tunnel_idle_ms(s)) {
+			STAT_INC(hc->wk, cx_idle_timeout);
+			s->flags = "SI";
 			local_reply(s, HTTP_LR_STREAM_IDLE, "stream_idle_timeout", NULL);
 			continue;
 		}

@@ -24,6 +24,7 @@
 #define HCM_RETRY_BASE_MS_DEF 25	 /* Envoy's retry back-off base interval */
 
 struct worker;
+struct tunnel_end;
 struct hconn;
 struct hstream;
 struct proxy_workload;
@@ -42,6 +43,11 @@ struct hconn_ops {
 	size_t (*pending_out)(struct hstream *s);
 	/* The upstream drained what we queued: read the request body again. */
 	void (*resume)(struct hstream *s);
+	/* The response opened a tunnel (s->tunnel): give up the connection's socket, with the
+	 * bytes read past the request head and those queued for it, and forget the stream
+	 * (the stream is not logged here; the tunnel logs it). NULL: this codec keeps the
+	 * stream and carries tunnel bytes as request and response data. */
+	void (*detach)(struct hstream *s, struct tunnel_end *e);
 };
 
 /* What an upstream codec does for a stream. x is the codec's handle for the exchange
@@ -58,6 +64,8 @@ struct uconn_ops {
 	size_t (*pending_out)(void *x);
 	/* The downstream drained the response we queued: read from the upstream again. */
 	void (*resume)(void *x);
+	/* As hconn_ops.detach, for the upstream connection the tunnel's response came on. */
+	void (*detach)(void *x, struct hstream *s, struct tunnel_end *e);
 };
 
 /* A request in flight. */
@@ -74,6 +82,20 @@ struct hstream {
 	bool req_has_body; /* a body follows the head */
 	bool is_head;	   /* HEAD: a response never has a body */
 	bool is_grpc;	   /* content-type application/grpc: local replies are gRPC-shaped */
+	/* Upgrades and CONNECT that the config allows: sent on a fresh upstream connection of
+	 * their own, never retried, and a tunnel once answered 101 (or 2xx to CONNECT). */
+	bool upgrade;
+	bool is_connect;
+	bool connect_terminate;	   /* the route's connect_config: we answer CONNECT ourselves */
+	bool tunnel;		   /* the response opens the tunnel: no framing downstream */
+	bool resp_end;		   /* a tunnel whose upstream ended its side (half-closed) */
+	const char *upgrade_value; /* the request's Upgrade (an HTTP/1.1 upgrade) */
+	size_t upgrade_len;
+	/* An HTTP/2 extended CONNECT the codec turned into an upgrade: the answer's 101 is 200
+	 * downstream; ws_key_made: the codec made the Sec-WebSocket-Key, so the upstream's
+	 * Sec-WebSocket-Accept is not the client's business. */
+	bool h2_ext_connect;
+	bool ws_key_made;
 
 	/* Routing. */
 	const struct px_route *route;
@@ -100,7 +122,8 @@ struct hstream {
 	const struct uconn_ops *up_ops;
 	struct list_head pool_node; /* waiting in a pool for a connection */
 	struct upool *pool_wait;
-	bool resp_started; /* response headers went downstream: no retry any more */
+	struct uconn *up_fresh; /* connecting for this stream alone (an upgrade) */
+	bool resp_started;	/* response headers went downstream: no retry any more */
 	bool done;
 	int status;
 	const char *flags;

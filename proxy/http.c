@@ -121,11 +121,9 @@ uint64_t http_seed(uint64_t x)
 	return x ? x : 1;
 }
 
-void http_uuid(char *out, uint64_t *rng)
+/* 16 bytes from the xorshift64* stream rng. */
+static void random16(uint8_t b[16], uint64_t *rng)
 {
-	static const char hex[] = "0123456789abcdef";
-	uint8_t b[16];
-
 	for (int i = 0; i < 16; i += 8) {
 		uint64_t x;
 
@@ -135,6 +133,14 @@ void http_uuid(char *out, uint64_t *rng)
 		x = *rng * 0x2545F4914F6CDD1DULL;
 		memcpy(b + i, &x, 8);
 	}
+}
+
+void http_uuid(char *out, uint64_t *rng)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+
+	random16(b, rng);
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	for (int i = 0, o = 0; i < 16; i++) {
@@ -144,6 +150,61 @@ void http_uuid(char *out, uint64_t *rng)
 		out[o++] = hex[b[i] & 15];
 	}
 	out[HTTP_UUID_LEN] = '\0';
+}
+
+static void base64(const uint8_t *in, size_t n, char *out)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
+static struct px_hdr hdr_lit(const char *name, const char *value, size_t vlen)
+{
+	return (struct px_hdr){name, (uint32_t)strlen(name), value, (uint32_t)vlen};
+}
+
+uint32_t http_ext_connect_to_h1(const char *protocol, size_t plen, bool has_key, bool has_version,
+				uint64_t *rng, char key[HTTP_WS_KEY_LEN + 1],
+				struct px_hdr out[HTTP_EXT_CONNECT_HDRS], bool *key_made)
+{
+	uint32_t n = 0;
+
+	out[n++] = hdr_lit("connection", "upgrade", 7);
+	out[n++] = hdr_lit("upgrade", protocol, plen);
+	*key_made = false;
+	if (plen != 9 || strncasecmp(protocol, "websocket", 9))
+		return n;
+	if (!has_key) {
+		uint8_t b[16];
+
+		random16(b, rng);
+		base64(b, sizeof(b), key);
+		out[n++] = hdr_lit("sec-websocket-key", key, HTTP_WS_KEY_LEN);
+		*key_made = true;
+	}
+	if (!has_version)
+		out[n++] = hdr_lit("sec-websocket-version", "13", 2);
+	return n;
+}
+
+int http_ext_connect_status(int h1_status)
+{
+	return h1_status == 101 ? 200 : h1_status;
 }
 
 bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool skip_append,

@@ -52,6 +52,21 @@ uint64_t http_seed(uint64_t x);
 /* A random UUID v4 (x-request-id) into out[HTTP_UUID_LEN + 1]. */
 void http_uuid(char *out, uint64_t *rng);
 
+/* RFC 8441 extended CONNECT (an HTTP/2 CONNECT with :protocol) as Envoy hands it to an
+ * HTTP/1.1 upstream: a GET with Connection: upgrade and Upgrade: <protocol>. HTTP/2 WebSocket
+ * clients send no Sec-WebSocket-Key (RFC 8441 section 5), which HTTP/1.1 servers require: a
+ * websocket one without a key gets a random one (into key) and, if it has none, version 13.
+ * Writes the headers to add into out and returns how many; *key_made says whether a key was
+ * made (then the upstream's Sec-WebSocket-Accept means nothing to the client). */
+#define HTTP_EXT_CONNECT_HDRS 4
+#define HTTP_WS_KEY_LEN	      24 /* base64 of 16 bytes */
+uint32_t http_ext_connect_to_h1(const char *protocol, size_t plen, bool has_key, bool has_version,
+				uint64_t *rng, char key[HTTP_WS_KEY_LEN + 1],
+				struct px_hdr out[HTTP_EXT_CONNECT_HDRS], bool *key_made);
+/* The status an HTTP/2 client gets for the HTTP/1.1 answer to its extended CONNECT: 101 opens
+ * the tunnel and is 200 in HTTP/2 (RFC 8441 section 5); anything else stays as it is. */
+int http_ext_connect_status(int h1_status);
+
 /* x-forwarded-for as Envoy builds it: the incoming value, plus the downstream address when
  * use_remote_address. Writes the new value into out; returns false if unchanged. */
 bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool skip_append,

@@ -93,6 +93,8 @@ struct proxy_workload_desc {
 	X(http_rq_timeout, "HTTP requests that timed out (UT)")                                    \
 	X(http_rq_upgrade_refused,                                                                 \
 	  "HTTP upgrade or CONNECT requests no upgrade_configs allow (403)")                       \
+	X(http_tunnel_total, "HTTP upgrades and CONNECTs that became byte tunnels")                \
+	X(http_tunnel_active, "of those, open now")                                                \
 	X(http_rq_overflow, "HTTP requests a circuit breaker refused (UO)")                        \
 	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")  \
 	X(http_downstream_smuggling, "of those, request smuggling shapes (CL/TE conflicts)")

@@ -20,6 +20,7 @@
 #include "proxy/orig_dst.h"
 #include "proxy/sniff.h"
 #include "proxy/tlsio.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -35,10 +36,14 @@ struct conn_side {
 	struct tlsio tls;
 };
 
-/* One direction of the copy. A buffer is held only while it has bytes in flight. */
+/* One direction of the copy. A buffer is held only while it has bytes in flight. A tunnel
+ * starts with bytes the HTTP codecs already hold (pre): they go out first, through the buffer,
+ * before anything is read from the source. */
 struct pipe_dir {
 	struct buf *buf;
 	uint32_t off, len;
+	struct strbuf pre;
+	size_t pre_off;
 	bool src_eof, dst_shut;
 	uint64_t bytes;
 };
@@ -62,6 +67,9 @@ struct conn {
 	int endpoint;	  /* index in cluster->endpoints, -1 for ORIGINAL_DST */
 	bool bound_local; /* upstream bound to the cluster's upstream_bind_config */
 	bool handed_off;  /* the socket went to the HTTP codec: no log, no count here */
+	/* An HTTP upgrade or CONNECT turned tunnel: logged as its HTTP stream when it ends. */
+	struct accesslog_http *http_log;
+	bool tunnel;
 	uint32_t idle_timeout_ms;
 	enum proxy_listener_kind kind;
 	enum conn_state state;
@@ -97,6 +105,21 @@ struct conn_sniffed {
 
 /* ---- closing and logging ------------------------------------------------------------------ */
 
+/* The tunnel's stream, with what went through it. */
+static void tunnel_log(struct worker *wk, struct conn *c)
+{
+	struct accesslog_http *e = c->http_log;
+
+	e->bytes_received += c->d2u.bytes;
+	e->bytes_sent += c->u2d.bytes;
+	e->duration_ms = wk->now_ms - c->start_ms;
+	if (strcmp(c->flags, "-"))
+		e->flags = c->flags;
+	if (strcmp(c->details, "-"))
+		e->details = c->details;
+	accesslog_http_format(&wk->log, e, wk->p->cfg.access_log_json);
+}
+
 static void conn_log(struct worker *wk, struct conn *c)
 {
 	char up_host[ADDR_STRLEN] = "-", up_local[ADDR_STRLEN] = "-", dl[ADDR_STRLEN] = "-",
@@ -107,6 +130,10 @@ static void conn_log(struct worker *wk, struct conn *c)
 
 	if (wk->p->cfg.access_log_fd < 0)
 		return;
+	if (c->http_log) {
+		tunnel_log(wk, c);
+		return;
+	}
 	if (c->up_host_port)
 		addr_port_fmt(&c->up_host, c->up_host_port, up_host, sizeof(up_host));
 	if (c->up.fd >= 0 && getsockname(c->up.fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -169,8 +196,12 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 		px_lb_release(worker_lb(wk, c->snap, c->cluster), (uint32_t)c->endpoint);
 	pipe_release(wk, &c->d2u);
 	pipe_release(wk, &c->u2d);
+	strbuf_release(&c->d2u.pre);
+	strbuf_release(&c->u2d.pre);
 	free(c->sniffed);
 	c->sniffed = NULL;
+	free(c->http_log);
+	c->http_log = NULL;
 	if (list_linked(&c->tnode))
 		list_del_init(&c->tnode);
 	if (list_linked(&c->rnode))
@@ -180,6 +211,8 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 	c->state = CONN_CLOSED;
 	if (!c->handed_off)
 		STAT_DEC(wk, downstream_cx_active);
+	if (c->tunnel)
+		STAT_DEC(wk, http_tunnel_active);
 }
 
 static void conn_fail(struct worker *wk, struct conn *c, const char *flags, const char *details,
@@ -250,6 +283,25 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 			d->off += (uint32_t)n;
 			d->len -= (uint32_t)n;
 			c->last_activity = wk->now_ms;
+			continue;
+		}
+		if (d->pre_off < d->pre.len) {
+			if (!d->buf) {
+				d->buf = bufpool_get(&wk->pool);
+				if (!d->buf)
+					return PUMP_BUDGET;
+			}
+			size_t k = d->pre.len - d->pre_off < BUF_SIZE ? d->pre.len - d->pre_off
+								      : BUF_SIZE;
+
+			memcpy(d->buf->data, d->pre.buf + d->pre_off, k);
+			d->pre_off += k;
+			d->off = 0;
+			d->len = (uint32_t)k;
+			if (d->pre_off == d->pre.len) {
+				strbuf_release(&d->pre);
+				d->pre_off = 0;
+			}
 			continue;
 		}
 		if (d->src_eof) {
@@ -1006,6 +1058,109 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 		if (c->state != CONN_OPEN || wk->now_ms - c->last_activity < c->idle_timeout_ms)
 			continue;
 		STAT_INC(wk, cx_idle_timeout);
-		conn_fail(wk, c, "SI", "idle_timeout", false);
+		conn_fail(wk, c, "SI", c->tunnel ? "stream_idle_timeout" : "idle_timeout", false);
 	}
+}
+
+/* ---- tunnels handed over by the HTTP codecs ------------------------------------------------- */
+
+/* The socket sits in the epoll set under its codec's handler: point it at this side. Edges may
+ * have come and gone while the codec held it, so assume both ways ready until EAGAIN says not. */
+static int tunnel_side(struct worker *wk, struct conn_side *s)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+				 .data.ptr = &s->h};
+
+	if (epoll_ctl(wk->epfd, EPOLL_CTL_MOD, s->fd, &ev) &&
+	    epoll_ctl(wk->epfd, EPOLL_CTL_ADD, s->fd, &ev))
+		return -errno;
+	s->readable = s->writable = true;
+	return 0;
+}
+
+/* The end's TLS state becomes the side's. */
+static void tunnel_take_tls(struct conn_side *side, struct tunnel_end *e)
+{
+	side->tls = e->tls;
+	memset(&e->tls, 0, sizeof(e->tls));
+}
+
+static void tunnel_end_drop(struct tunnel_end *e)
+{
+	tlsio_free(&e->tls);
+	if (e->fd >= 0)
+		close(e->fd);
+	e->fd = -1;
+	strbuf_release(&e->rx);
+	strbuf_release(&e->tx);
+}
+
+/* What goes from one end to the other first: what was queued for dst, then what src sent past
+ * its head. Moves the strbufs. */
+static int tunnel_preload(struct pipe_dir *d, struct tunnel_end *src, struct tunnel_end *dst)
+{
+	d->pre = dst->tx;
+	strbuf_init(&dst->tx);
+	strbuf_add(&d->pre, src->rx.buf ? src->rx.buf : "", src->rx.len);
+	d->bytes = src->rx.len;
+	d->src_eof = src->eof;
+	strbuf_release(&src->rx);
+	return d->pre.err ? -ENOMEM : 0;
+}
+
+int tcp_tunnel_start(struct worker *wk, struct tunnel_end *down, struct tunnel_end *up,
+		     const struct tunnel_desc *d)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int err;
+
+	if (!c) {
+		tunnel_end_drop(down);
+		tunnel_end_drop(up);
+		free(d->log);
+		return -ENOMEM;
+	}
+	c->down.h.type = c->up.h.type = EV_CONN;
+	c->down.c = c->up.c = c;
+	c->down.fd = down->fd;
+	c->up.fd = up->fd;
+	down->fd = up->fd = -1;
+	tunnel_take_tls(&c->down, down);
+	tunnel_take_tls(&c->up, up);
+	c->w = d->w;
+	workload_get(c->w);
+	c->snap = d->snap;
+	px_snapshot_get(c->snap);
+	c->endpoint = -1;
+	c->idle_timeout_ms = d->idle_timeout_ms ? d->idle_timeout_ms : wk->p->cfg.idle_timeout_ms;
+	c->kind = PROXY_LISTENER_BOUND;
+	c->tunnel = true;
+	c->http_log = d->log;
+	c->state = CONN_OPEN;
+	c->flags = c->details = c->failure = "-";
+	list_init(&c->tnode);
+	list_init(&c->rnode);
+	list_add_tail(&c->node, &wk->conns);
+	c->start_ms = d->start_ms;
+	c->last_activity = wk->now_ms;
+	STAT_INC(wk, http_tunnel_total);
+	STAT_INC(wk, http_tunnel_active);
+	err = tunnel_preload(&c->d2u, down, up);
+	if (!err)
+		err = tunnel_preload(&c->u2d, up, down);
+	if (err) {
+		tunnel_end_drop(down);
+		tunnel_end_drop(up);
+		conn_fail(wk, c, "-", "out_of_memory", true);
+		return err;
+	}
+	err = tunnel_side(wk, &c->down);
+	if (!err)
+		err = tunnel_side(wk, &c->up);
+	if (err) {
+		conn_fail(wk, c, "-", "epoll_error", true);
+		return err;
+	}
+	conn_pump(wk, c);
+	return 0;
 }

@@ -16,6 +16,7 @@
 #include "proxy/hcm.h"
 #include "proxy/http1.h"
 #include "proxy/tls.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
 static const struct uconn_ops h1_up_ops;
@@ -120,6 +121,10 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 		close(u->fd);
 	u->fd = -1;
 	u->state = UC_CLOSED;
+	if (u->owner) {
+		u->owner->up_fresh = NULL;
+		u->owner = NULL;
+	}
 	worker_defer_cancel(&u->flush_later);
 	list_del_init(&u->node);
 	u->pool->nconns--;
@@ -176,6 +181,11 @@ static void flush_out(struct uconn *u)
 	if (u->out_off == u->out.len) {
 		strbuf_reset(&u->out);
 		u->out_off = 0;
+		/* A tunnel's client ended its side: ours ends once its bytes are out. */
+		if (u->shut_wanted && !u->wr_shut) {
+			shutdown(u->fd, SHUT_WR);
+			u->wr_shut = true;
+		}
 	}
 }
 
@@ -214,6 +224,11 @@ static void attach(struct worker *wk, struct uconn *u, struct hstream *s)
 	u->in_len = 0;
 	http1_response_begin(&u->parser, NULL, u->hdrs, sizeof(u->hdrs) / sizeof(u->hdrs[0]),
 			     method_of(s));
+	/* CONNECT that we end ourselves: no HTTP goes upstream, the connection is the tunnel. */
+	if (s->connect_terminate) {
+		u->raw = u->head_done = u->req_done = true;
+		u->body = HTTP1_BODY_TUNNEL;
+	}
 	hstream_on_upstream_ready(s, u, &h1_up_ops);
 }
 
@@ -253,7 +268,7 @@ void upool_dispatch(struct worker *wk)
 	}
 }
 
-static int uconn_open(struct worker *wk, struct upool *p)
+static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 {
 	struct uconn *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
@@ -270,6 +285,11 @@ static int uconn_open(struct worker *wk, struct upool *p)
 	u->fd = fd;
 	u->pool = p;
 	u->state = UC_CONNECTING;
+	if (owner) {
+		u->fresh = true;
+		u->owner = owner;
+		owner->up_fresh = u;
+	}
 	worker_defer_init(&u->flush_later, uconn_flush_later);
 	u->deadline = wk->now_ms + cb_or(p->cfg.connect_timeout_ms, wk->p->cfg.connect_timeout_ms);
 	worker_timer(wk, u->deadline);
@@ -286,13 +306,15 @@ static int uconn_open(struct worker *wk, struct upool *p)
 	return 0;
 }
 
-int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
-		  const struct px_endpoint *ep)
+/* The pool for endpoint ep of c, with the endpoint's transport. NULL with *err = 0 after
+ * answering s itself, or with -ENOMEM. */
+static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+			      const struct px_endpoint *ep, int *err)
 {
 	const struct px_transport *tr = ep->transport ? ep->transport : &c->transport;
 	struct upool *p;
-	int err;
 
+	*err = 0;
 	if (tr->missing_secret) {
 		/* Envoy's cluster that is not ready: a connection failure, with the reason. */
 		char why[96];
@@ -300,11 +322,23 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 		STAT_INC(wk, ssl_secret_not_ready);
 		snprintf(why, sizeof(why), "TLS_error:secret_not_ready:%s", tr->missing_secret);
 		hstream_on_upstream_failure(s, true, why);
-		return 0;
+		return NULL;
 	}
 	p = pool_get(wk, s->hc->w, c, ep, tr);
 	if (!p)
-		return -ENOMEM;
+		*err = -ENOMEM;
+	return p;
+}
+
+int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+		  const struct px_endpoint *ep)
+{
+	struct upool *p;
+	int err;
+
+	p = pool_for(wk, s, c, ep, &err);
+	if (!p)
+		return err;
 	if (c->http2 || p->alpn_h2)
 		return h2_up_request(wk, p, s);
 	if (!list_empty(&p->idle)) {
@@ -320,13 +354,42 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 	s->pool_wait = p;
 	p->npending++;
 	if (p->nconns < cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
-		err = uconn_open(wk, p);
+		err = uconn_open(wk, p, NULL);
 		if (err) {
 			upool_cancel(wk, s);
 			return err;
 		}
 	}
 	return 0;
+}
+
+int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+			const struct px_endpoint *ep)
+{
+	int err;
+	struct upool *p = pool_for(wk, s, c, ep, &err);
+
+	if (!p)
+		return err;
+	if (p->nconns >= cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
+		upool_maybe_free(p);
+		return -EBUSY;
+	}
+	err = uconn_open(wk, p, s);
+	if (err)
+		upool_maybe_free(p);
+	return err;
+}
+
+/* The stream a fresh connection was opened for, which no longer waits for it. */
+static struct hstream *take_owner(struct uconn *u)
+{
+	struct hstream *s = u->owner;
+
+	u->owner = NULL;
+	if (s)
+		s->up_fresh = NULL;
+	return s;
 }
 
 struct hstream *upool_take_oldest(struct worker *wk, struct upool *p)
@@ -354,6 +417,13 @@ void upool_cancel(struct worker *wk, struct hstream *s)
 {
 	struct upool *p = s->pool_wait;
 
+	if (s->up_fresh) {
+		struct uconn *u = s->up_fresh;
+
+		take_owner(u);
+		uconn_close(wk, u);
+		return;
+	}
 	if (!p)
 		return;
 	list_del_init(&s->pool_node);
@@ -367,7 +437,14 @@ void upool_release(struct worker *wk, struct uconn *u, bool reusable)
 	uint32_t max = u->pool->cfg.max_requests_per_connection;
 
 	u->stream = NULL;
-	if (!reusable || !u->keep_alive || !u->resp_done || !u->req_done ||
+	/* A tunnel's last bytes to the server are still queued: write them, then close. */
+	if (u->raw && u->out_off < u->out.len && u->state == UC_BUSY) {
+		u->linger = true;
+		u->deadline = wk->now_ms + UPOOL_LINGER_MS;
+		worker_timer(wk, u->deadline);
+		return;
+	}
+	if (!reusable || u->fresh || !u->keep_alive || !u->resp_done || !u->req_done ||
 	    u->out_off < u->out.len || (max && u->requests >= max)) {
 		uconn_close(wk, u);
 		return;
@@ -385,16 +462,21 @@ void upool_tick(struct worker *wk)
 		list_for_each_safe (pos, tmp, &p->busy) {
 			struct uconn *u = list_entry(pos, struct uconn, node);
 
-			if (u->state == UC_CONNECTING && wk->now_ms < u->deadline)
+			if ((u->state == UC_CONNECTING || u->linger) && wk->now_ms < u->deadline)
 				worker_timer(wk, u->deadline);
+			if (u->linger && wk->now_ms >= u->deadline) {
+				uconn_close(wk, u);
+				continue;
+			}
 			if (u->state == UC_CONNECTING && wk->now_ms >= u->deadline) {
 				/* The waiter this connection was opened for gives up on it. */
-				struct hstream *s = list_empty(&p->pending)
+				struct hstream *s = u->fresh ? take_owner(u)
+						    : list_empty(&p->pending)
 							    ? NULL
 							    : list_entry(p->pending.next,
 									 struct hstream, pool_node);
 
-				if (s)
+				if (s && !u->fresh)
 					upool_cancel(wk, s);
 				uconn_close(wk, u);
 				if (s)
@@ -486,6 +568,15 @@ static int h1_send_data(void *x, struct hstream *s, const char *data, size_t len
 	struct strbuf *o = &u->out;
 	char hdr[HTTP1_CHUNK_HEADER_MAX];
 
+	if (u->raw || s->upgrade) {
+		/* A tunnel: the bytes as they are; the end of the stream is our FIN. */
+		strbuf_add(o, data, len);
+		if (o->err)
+			return -ENOMEM;
+		u->shut_wanted |= end_stream;
+		flush_out(u);
+		return 0;
+	}
 	if (u->req_done)
 		return 0;
 	if (u->req_chunked && len) {
@@ -537,6 +628,27 @@ static void h1_resume(void *x)
 		uconn_on_event(wk, u, 0);
 }
 
+/* The exchange became a tunnel the TCP proxy carries: give it the socket, the bytes that came
+ * after the response head and any request bytes not yet written. */
+static void h1_detach(void *x, struct hstream *s, struct tunnel_end *e)
+{
+	struct uconn *u = x;
+
+	(void)s;
+	e->fd = u->fd;
+	e->tls = u->tls; /* moved: uconn_close below finds none to shut down */
+	memset(&u->tls, 0, sizeof(u->tls));
+	e->eof = false; /* a FIN read ends the exchange before any hand-over */
+	if (u->in_len > u->head_len)
+		strbuf_add(&e->rx, u->in + u->head_len, u->in_len - u->head_len);
+	if (u->out.len > u->out_off)
+		strbuf_add(&e->tx, u->out.buf + u->out_off, u->out.len - u->out_off);
+	u->in_len = u->head_len = 0;
+	u->fd = -1;
+	u->stream = NULL;
+	uconn_close(s->hc->wk, u);
+}
+
 static const struct uconn_ops h1_up_ops = {
 	.send_headers = h1_send_headers,
 	.send_data = h1_send_data,
@@ -544,6 +656,7 @@ static const struct uconn_ops h1_up_ops = {
 	.abandon = h1_abandon,
 	.pending_out = h1_pending_out,
 	.resume = h1_resume,
+	.detach = h1_detach,
 };
 
 /* Parses what arrived; delivers head and body to the stream. Returns false if u is gone. */
@@ -587,8 +700,14 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			if (u->body == HTTP1_BODY_CHUNKED)
 				http1_chunked_begin(&u->chunked, NULL, u->trailers, 16);
 			u->resp_done = u->body == HTTP1_BODY_NONE;
+			u->head_len = (size_t)n;
 			hstream_on_response_headers(s, msg.status, hdrs, (uint32_t)msg.nheaders,
 						    u->resp_done);
+			if (u->state == UC_CLOSED)
+				return false; /* detached into a tunnel, or failed */
+			/* A tunnel the downstream codec cannot take over: we carry it. */
+			u->raw = u->body == HTTP1_BODY_TUNNEL && u->stream == s && s->tunnel;
+			u->head_len = 0;
 			memmove(u->in, u->in + n, u->in_len - (size_t)n);
 			u->in_len -= (size_t)n;
 			if (u->resp_done || u->stream != s)
@@ -643,7 +762,12 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 				return u->state != UC_CLOSED;
 			continue;
 		}
-		/* Tunnels (101, CONNECT) are not carried on pooled connections. */
+		if (u->raw) {
+			hstream_on_response_data(s, u->in, u->in_len, false);
+			u->in_len = 0;
+			continue;
+		}
+		/* A 101 or CONNECT 2xx the stream did not ask for (it never sent an upgrade). */
 		uconn_fail(wk, u, false, "upgrade not supported on this path");
 		return false;
 	}
@@ -671,8 +795,31 @@ static bool uconn_to_h2(struct worker *wk, struct uconn *u)
 	return true;
 }
 
+/* The waiter a connection that failed to connect or to handshake was for. */
+static struct hstream *connect_waiter(struct worker *wk, struct uconn *u)
+{
+	return u->fresh ? take_owner(u) : upool_take_oldest(wk, u->pool);
+}
+
+/* A connection ready for HTTP: a fresh one goes to the stream it was opened for (now), any
+ * other serves the oldest waiter at the end of this iteration. */
+static void uconn_ready(struct worker *wk, struct uconn *u)
+{
+	struct hstream *s;
+
+	if (!u->fresh) {
+		park(wk, u);
+		return;
+	}
+	s = take_owner(u);
+	if (s)
+		attach(wk, u, s);
+	else
+		uconn_close(wk, u);
+}
+
 /* Connect, then (for a TLS cluster) the handshake; the connection then serves the oldest waiter
- * at the end of this iteration. Either failing fails that waiter. */
+ * (or its own stream) at the end of this iteration. Either failing fails that waiter. */
 static void uconn_connecting(struct worker *wk, struct uconn *u)
 {
 	if (!u->tls.ssl) {
@@ -683,21 +830,23 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 		if (!err && u->pool->tls && tlsio_start(&u->tls, u->pool->tls, u->fd, u->pool->sni))
 			err = -ENOMEM;
 		if (err) {
-			struct hstream *s = upool_take_oldest(wk, u->pool);
+			struct hstream *s = connect_waiter(wk, u);
 
 			uconn_close(wk, u);
 			upool_connect_failed(s, err);
 			return;
 		}
 		if (!u->pool->tls) {
-			park(wk, u);
+			uconn_ready(wk, u);
 			return;
 		}
 	}
-	if (!upool_tls_step(wk, u->pool, &u->tls, u->pool->cfg.alpn_auto ? NULL : "http/1.1"))
+	/* An upgrade's connection speaks HTTP/1.1 whatever ALPN could offer. */
+	if (!upool_tls_step(wk, u->pool, &u->tls,
+			    u->pool->cfg.alpn_auto && !u->fresh ? NULL : "http/1.1"))
 		return;
 	if (u->tls.err[0]) {
-		struct hstream *s = upool_take_oldest(wk, u->pool);
+		struct hstream *s = connect_waiter(wk, u);
 		char why[TLSIO_ERR_MAX];
 
 		snprintf(why, sizeof(why), "%s", u->tls.err);
@@ -706,9 +855,9 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 			hstream_on_upstream_failure(s, true, why);
 		return;
 	}
-	if (u->pool->cfg.alpn_auto && uconn_to_h2(wk, u))
+	if (u->pool->cfg.alpn_auto && !u->fresh && uconn_to_h2(wk, u))
 		return;
-	park(wk, u);
+	uconn_ready(wk, u);
 }
 
 void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
@@ -746,11 +895,22 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		return;
 	}
 	flush_out(u);
+	if (u->linger) {
+		if (u->out_off == u->out.len || (events & (EPOLLERR | EPOLLHUP)))
+			uconn_close(wk, u);
+		return;
+	}
 	/* The downstream drained: it may read request body again. */
 	if (u->stream && u->out.len - u->out_off < UCONN_OUT_HIGH)
 		u->stream->down->resume(u->stream);
 	while (u->readable && u->state == UC_BUSY && u->stream) {
 		ssize_t n;
+
+		/* A tunnel whose server ended its side: only the client's half is left. */
+		if (u->raw && u->resp_done) {
+			u->readable = false;
+			break;
+		}
 
 		/* The downstream is not writing what we gave it: wait for it. */
 		if (u->stream->down->pending_out(u->stream) > UCONN_OUT_HIGH)
@@ -769,7 +929,8 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		if (n <= 0) {
 			/* Closed by the server: the end of a read-until-close body, a keep-alive
 			 * connection that expired while idle, or a reset mid-exchange. */
-			if (u->stream && u->head_done && u->body == HTTP1_BODY_UNTIL_CLOSE) {
+			if (u->stream && u->head_done &&
+			    (u->body == HTTP1_BODY_UNTIL_CLOSE || (u->raw && n == 0))) {
 				struct hstream *s = u->stream;
 
 				u->resp_done = true;

@@ -17,6 +17,7 @@
 #define UCONN_IN_SIZE	  16384	    /* response bytes read at a time */
 #define UCONN_OUT_HIGH	  (1 << 20) /* request bytes queued before the downstream is paused */
 #define UPOOL_IDLE_MS_DEF 60000	    /* pooled connections idle this long close */
+#define UPOOL_LINGER_MS	  10000	    /* a tunnel's last bytes get this long to be written */
 
 struct hstream;
 struct upool;
@@ -44,6 +45,15 @@ struct uconn {
 	uint64_t deadline;	/* connect timeout while connecting, idle expiry while idle */
 	uint32_t requests;
 	bool bound_local;
+	/* Opened for one stream alone (an upgrade or CONNECT): it goes to owner once connected,
+	 * never to the pool's waiters, and is closed rather than parked afterwards. */
+	bool fresh;
+	struct hstream *owner;
+	/* The exchange became a tunnel that this codec carries (the downstream cannot take the
+	 * socket over, HTTP/2): raw bytes both ways, EOF is the end of the response. */
+	bool raw;
+	bool shut_wanted, wr_shut; /* the stream ended its side: FIN once out[] is written */
+	bool linger;		   /* the stream is gone; close once out[] is written */
 	/* HTTP/1 codec state. */
 	char in[UCONN_IN_SIZE];
 	size_t in_len;
@@ -54,7 +64,8 @@ struct uconn {
 	struct http1_chunked chunked;
 	struct http1_header hdrs[128];
 	struct http1_header trailers[16];
-	bool head_done; /* response head received */
+	bool head_done;	 /* response head received */
+	size_t head_len; /* its bytes at the start of in[] while the stream sees its headers */
 	enum http1_body body;
 	uint64_t body_left;
 	bool keep_alive;
@@ -86,6 +97,10 @@ struct upool {
  * breaker refuses (the caller answers 503 UO); -errno for other failures. */
 int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
 		  const struct px_endpoint *ep);
+/* As upool_request, on a new connection of its own that no other stream will use (upgrades
+ * and CONNECT). -EBUSY when max_connections is reached. */
+int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cluster *c,
+			const struct px_endpoint *ep);
 /* s no longer waits for a connection (timeout, downstream gone). */
 void upool_cancel(struct worker *wk, struct hstream *s);
 /* A connection of pool p failed to connect after the fact: takes its oldest waiter off the pool

@@ -8,7 +8,7 @@ build_pkgs=(make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-con
 	libnl-3-dev libnl-route-3-dev libnghttp2-dev libpcre2-dev libclang-rt-14-dev libyaml-dev)
 # Tests, demo and benchmark: network tools, real peers, reference proxies, TAP runner, lint.
 test_pkgs=(iproute2 iptables curl socat ncat perl util-linux libcap2-bin procps psmisc
-	nghttp2-client nghttp2-server nginx-light haproxy wrk python3 python3-grpcio python3-protobuf
+	nghttp2-client nghttp2-server nginx-light haproxy wrk python3 python3-grpcio python3-protobuf python3-h2
 	libhttp-parser-dev gnuplot-nox clang-format clang-tidy cppcheck shellcheck
 	linux-perf jq)
 # The npm client fetches the pinned Envoy API protos; the machine's Node.js may already ship it.

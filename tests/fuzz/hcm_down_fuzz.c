@@ -50,6 +50,10 @@ static struct px_route routes[] = {
 static struct px_vhost vhosts[] = {
 	{.name = "api", .domains = dom_any, .ndomains = 1, .routes = routes, .nroutes = 3}};
 static struct px_route_config rc = {.name = "fuzz", .vhosts = vhosts, .nvhosts = 1};
+/* Upgrades and (extended) CONNECT are allowed, so they reach the upgrade paths of both codecs
+ * (routes answer them locally: no tunnel opens without an upstream). */
+static struct px_upgrade upgrades[] = {{.type = "websocket", .enabled = true},
+				       {.type = "CONNECT", .enabled = true}};
 
 static struct px_snapshot *build(void)
 {
@@ -75,6 +79,9 @@ static struct px_snapshot *build(void)
 	l->chains[0].http.max_request_headers_kb = 8;
 	l->chains[0].http.max_headers_count = 32;
 	l->chains[0].http.server_name = "fuzz";
+	l->chains[0].http.upgrades = upgrades;
+	l->chains[0].http.nupgrades = 2;
+	l->chains[0].http.h2_allow_connect = true;
 	if (px_snapshot_finalize(s, &err)) {
 		fprintf(stderr, "hcm_down_fuzz: finalize: %s\n", err);
 		exit(1);

@@ -40,9 +40,9 @@ echo "h2 backend" >"$H_DIR/www/h2"
 	EOS
 ) || { echo "Bail out! openssl could not make the certificates"; exit 1; }
 
-read -r P1 P2 P3 PH PT PN < <(/usr/bin/python3 -c '
+read -r P1 P2 P3 PH PT PN PW < <(/usr/bin/python3 -c '
 import socket
-s = [socket.socket() for _ in range(6)]
+s = [socket.socket() for _ in range(7)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 /usr/bin/python3 -m http.server "$PH" --bind 127.0.0.1 --directory "$H_DIR/www" \
@@ -55,11 +55,13 @@ H_PIDS+=($!)
 nghttpd -a 127.0.0.1 -d "$H_DIR/www" "$PN" "$PKI/upstream.key" "$PKI/upstream.crt" \
 	>"$H_DIR/nghttpd.out" 2>&1 &
 H_PIDS+=($!)
-for p in $PH $PT $PN; do
+/usr/bin/python3 tests/lib/tunnel_peer.py ws-server "$PW" 127.0.0.1 &
+H_PIDS+=($!)
+for p in $PH $PT $PN $PW; do
 	h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$p '"
 done
 sed -e "s|@D@|$H_DIR|g" -e "s/@P1@/$P1/g" -e "s/@P2@/$P2/g" -e "s/@P3@/$P3/g" \
-	-e "s/@PH@/$PH/g" -e "s/@PT@/$PT/g" -e "s/@PN@/$PN/g" \
+	-e "s/@PH@/$PH/g" -e "s/@PT@/$PT/g" -e "s/@PN@/$PN/g" -e "s/@PW@/$PW/g" \
 	tests/integration/fixtures/tls_term.yaml >"$H_DIR/tls_term.yaml"
 h_shuntd --config "$H_DIR/tls_term.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
 
@@ -79,6 +81,10 @@ is "$(c $(res a.test) --cacert "$PKI/ca.crt" --http1.1 -o /dev/null -w '%{http_v
 out=$(timeout 5 nghttp -v "https://127.0.0.1:$P1/" 2>&1 </dev/null)
 like "$out" "negotiated protocol: h2" "nghttp negotiates h2 with the TLS listener"
 like "$out" "plain backend" "and gets the backend's page over HTTP/2"
+out=$(/usr/bin/python3 tests/lib/tunnel_peer.py ws-client 127.0.0.1 "$P1" a.test 5 1048576 \
+	path=/ws "tls=a.test:$PKI/ca.crt" 2>&1)
+is "$(tr '\n' ' ' <<<"$out")" "101 text 5/5 binary 1048576 ok close 8 " \
+	"WebSocket over the terminated TLS: the tunnel keeps the session (5 messages and 1 MiB echoed)"
 
 subject() {
 	timeout 5 openssl s_client -connect "127.0.0.1:$P1" -CAfile "$PKI/ca.crt" "$@" </dev/null \

@@ -2,7 +2,7 @@
 # Issue 5, upgrades and CONNECT (policy half): through shuntd --config from a captured pod, a
 # WebSocket upgrade the HCM's upgrade_configs do not list gets Envoy's empty 403 (upgrade_failed),
 # an h2c offer and plain requests are served, CONNECT reaches only connect_matcher routes (none:
-# 404 NR) and a route can disable CONNECT (403). The tunnels themselves are not built yet.
+# 404 NR) and a route can disable CONNECT (403). The tunnels themselves: proxy_tunnel_io.t.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -38,6 +38,9 @@ h_wait_for 2 grep -q 'CONNECT .* 404 NR ' "$H_DIR/access.log"
 like "$(grep 'CONNECT' "$H_DIR/access.log" | grep ' 404 ' | head -1)" ' NR .*route_not_found' \
 	"the 404 is logged NR route_not_found"
 is "$(h_exec a curl -sf -m 5 "$VIP/")" "web" "and the proxy still serves plain requests"
+out=$(h_exec a /usr/bin/python3 tests/lib/tunnel_peer.py h2-ws 10.96.0.10 9080 web.local 1 1 2>&1)
+is "$(head -2 <<<"$out" | tr '\n' ' ')" "enable_connect_protocol 0 reset " \
+	"without allow_connect, HTTP/2 extended CONNECT is not offered and a try is refused"
 stats=$(h_ctl stats 2>/dev/null || true)
 like "$stats" 'http_rq_upgrade_refused[^0-9]*[1-9]' "refused upgrades are counted"
 

@@ -1,6 +1,49 @@
 /* Tests proxy/accesslog.c: Istio's default TCP line and the JSON form, byte for byte. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "proxy/accesslog.h"
 #include "tests/lib/tap.h"
+
+/* A stream logged after its buffers are gone (a tunnel): the copy says what the original did. */
+static void test_dup(void)
+{
+	char method[] = "GET", path[] = "/chat", host[] = "10.0.0.1:80", up[] = "10.0.0.2:8080";
+	struct accesslog_http e = {
+		.start = {.tv_sec = 1764036672, .tv_nsec = 345678901},
+		.method = {method, 3},
+		.path = {path, 5},
+		.authority = {host, strlen(host)},
+		.protocol = "HTTP/1.1",
+		.status = 101,
+		.flags = "-",
+		.details = "via_upstream",
+		.bytes_received = 10,
+		.upstream_service_time_ms = 3,
+		.upstream_host = up,
+		.upstream_cluster = "ws",
+		.downstream_local = "10.0.0.1:80",
+		.downstream_remote = "127.0.0.1:5555",
+	};
+	struct strbuf a = {0}, b = {0};
+	struct accesslog_http *d = accesslog_http_dup(&e);
+
+	ok(d != NULL, "an HTTP entry is copied");
+	accesslog_http_format(&a, &e, false);
+	memset(method, 'X', 3);
+	memset(path, 'X', 5);
+	memset(host, 'X', strlen(host));
+	memset(up, 'X', strlen(up));
+	if (d)
+		accesslog_http_format(&b, d, false);
+	is_str(strbuf_str(&b), strbuf_str(&a),
+	       "the copy formats as the original did, after the original's bytes changed");
+	ok(d && d->xff.p == NULL && d->user_agent.p == NULL && d->failure_reason == NULL,
+	   "absent fields stay absent");
+	free(d);
+	strbuf_release(&a);
+	strbuf_release(&b);
+}
 
 int main(void)
 {
@@ -56,5 +99,6 @@ int main(void)
 	       "\"downstream_remote_address\":\"127.0.0.1:46520\"}\n",
 	       "JSON form with Istio's field names");
 	strbuf_release(&sb);
+	test_dup();
 	return done_testing();
 }

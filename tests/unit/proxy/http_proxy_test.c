@@ -5,7 +5,9 @@
  * Backends are threads speaking HTTP/1.1 with the project's own parser. Their answer depends
  * on the path: /echo... describes the request, /status/N answers N, /sleep/MS waits, /flaky/K/N
  * fails its first N requests with key K, /headfirst/MS sends its head MS before its body,
- * /chunky sends CHUNKY_N chunks of CHUNKY_LEN bytes ('a', 'b', ...) in one write. */
+ * /chunky sends CHUNKY_N chunks of CHUNKY_LEN bytes ('a', 'b', ...) in one write, and
+ * /upgrade with Upgrade: echo-proto answers 101 and "hello" in one write, then echoes bytes
+ * until the client's FIN. */
 #define CHUNKY_N   40
 #define CHUNKY_LEN 64
 #include <arpa/inet.h>
@@ -50,6 +52,23 @@ static void span_hdr(const struct http1_msg *m, const char *name, char *out, siz
 		if (http1_span_ieq(m->headers[i].name, name))
 			snprintf(out, len, "%.*s", (int)m->headers[i].value.len,
 				 m->headers[i].value.p);
+}
+
+/* After a 101: what the client sent past its head, then everything until EOF, echoed. */
+static void echo_tunnel(int fd, const char *pre, size_t len)
+{
+	static const char head[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+				   "Upgrade: echo-proto\r\n\r\nhello";
+	char buf[16384];
+	ssize_t n;
+
+	if (write(fd, head, sizeof(head) - 1) != sizeof(head) - 1)
+		return;
+	if (len && write(fd, pre, len) != (ssize_t)len)
+		return;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (write(fd, buf, (size_t)n) != n)
+			return;
 }
 
 /* Serves one connection: requests in, scripted answers out, until EOF. */
@@ -167,6 +186,15 @@ static void *serve_conn(void *arg)
 			memmove(buf, buf + off, len - off);
 			len -= off;
 			continue;
+		} else if (!strcmp(path, "/upgrade")) {
+			char up[64];
+
+			span_hdr(&m, "upgrade", up, sizeof(up));
+			if (!strcmp(up, "echo-proto")) {
+				echo_tunnel(fd, buf + off, len - off);
+				goto out;
+			}
+			status = 400;
 		} else if (sscanf(path, "/flaky/%d/%d", &k, &times) == 2 && k >= 0 && k < 16) {
 			pthread_mutex_lock(&flaky_lock);
 			if (flaky_seen[k]++ < times)
@@ -337,7 +365,13 @@ static const char *dom_api[] = {"api.local", "api.local:80"};
 static const char *dom_any[] = {"*"};
 static struct px_weighted_route_cluster wsplit[] = {{"a", 20}, {"b", 80}};
 
+/* CONNECT to api.local ends here (connect_config) and goes to backend B as a TCP tunnel. */
+static struct px_upgrade connect_end[] = {
+	{.type = "CONNECT", .enabled = true, .connect_terminate = true}};
 static struct px_route routes_api[] = {
+	{.name = "connect",
+	 .match = {.kind = PX_PATH_CONNECT},
+	 .action = {.cluster = "b", .upgrades = connect_end, .nupgrades = 1}},
 	{.name = "rewrite",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/v1/"},
 	 .action = {.cluster = "b",
@@ -423,8 +457,10 @@ static struct px_vhost vhosts[] = {
 };
 static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2};
 
-/* CONNECT is listed (so it is routed, and with no connect_matcher route, 404), websocket not. */
-static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true}};
+/* CONNECT is listed (so it is routed, and with no connect_matcher route, 404), websocket not;
+ * echo-proto is an upgrade the backend speaks. */
+static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true},
+					   {.type = "echo-proto", .enabled = true}};
 
 static struct px_snapshot *build(__u16 port, __u16 dead_port)
 {
@@ -464,7 +500,7 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port)
 	l->chains[0].http.inline_routes = &rc;
 	l->chains[0].http.max_request_headers_kb = 8;
 	l->chains[0].http.upgrades = hcm_upgrades;
-	l->chains[0].http.nupgrades = 1;
+	l->chains[0].http.nupgrades = 2;
 	if (px_snapshot_finalize(s, &err)) {
 		tap_diag("finalize: %s", err);
 		return NULL;
@@ -682,6 +718,64 @@ int main(void)
 	   r.status);
 	r = request(port, "CONNECT web.local:443 HTTP/1.1\r\nHost: web.local:443\r\n\r\n");
 	is_int(r.status, 404, "CONNECT allowed by the HCM but no connect_matcher route: 404 NR");
+	/* Tunnels: an allowed upgrade answered 101, with bytes already sent both ways around the
+	 * heads, then an echo and a half-close through the byte pump. */
+	{
+		static const char req[] = "GET /upgrade HTTP/1.1\r\nHost: web.local\r\nConnection: "
+					  "Upgrade\r\nUpgrade: echo-proto\r\n\r\nearly";
+		char got[4096] = "";
+		size_t glen = 0;
+		int fd = lo_dial(port);
+		ssize_t n = 0;
+
+		if (fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1)
+			while (!has(got, "helloearly") && glen < sizeof(got) - 1 &&
+			       (n = read(fd, got + glen, sizeof(got) - 1 - glen)) > 0) {
+				glen += (size_t)n;
+				got[glen] = 0;
+			}
+		ok(has(got, "HTTP/1.1 101 ") && has(got, "connection: upgrade\r\n") &&
+			   has(got, "upgrade: echo-proto\r\n"),
+		   "an allowed upgrade: the backend's 101 comes back with its Upgrade pair: %s",
+		   got);
+		ok(has(got, "\r\n\r\nhelloearly"),
+		   "bytes after the 101 and bytes sent with the request head both get through");
+		glen = 0;
+		got[0] = 0;
+		if (fd >= 0 && write(fd, "ping", 4) == 4)
+			n = read(fd, got, sizeof(got) - 1);
+		ok(n == 4 && !memcmp(got, "ping", 4), "the tunnel echoes");
+		if (fd >= 0)
+			shutdown(fd, SHUT_WR);
+		n = fd >= 0 ? read(fd, got, sizeof(got)) : -1;
+		is_int((int)n, 0,
+		       "the client's FIN reaches the backend, and the backend's comes back");
+		if (fd >= 0)
+			close(fd);
+	}
+	r = request(port, "GET /flaky/5/1 HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n"
+			  "Upgrade: echo-proto\r\n\r\n");
+	ok(r.status == 503 && has(r.body, "attempt=1"),
+	   "an upgrade answered 503 on a route with retries: not retried (%d %s)", r.status,
+	   r.body);
+	{
+		static char rbuf[65536];
+		size_t rlen = 0;
+		int fd = lo_dial(port);
+		const char *req = "CONNECT api.local:80 HTTP/1.1\r\nHost: api.local:80\r\n\r\n"
+				  "GET /echo/tun HTTP/1.1\r\nHost: inside\r\n\r\n";
+		bool sent = fd >= 0 && write(fd, req, strlen(req)) == (ssize_t)strlen(req);
+
+		ok(sent && read_reply(fd, rbuf, &rlen, &r) == 0 && r.status == 200 &&
+			   !has(r.hdrs, "content-length") && !has(r.hdrs, "transfer-encoding"),
+		   "CONNECT with connect_config: 200 from the proxy, no framing");
+		ok(sent && read_reply(fd, rbuf, &rlen, &r) == 0 &&
+			   has(r.body, "backend=B path=/echo/tun host=inside"),
+		   "and the request sent with it reaches backend B through the TCP tunnel: %s",
+		   r.body);
+		if (fd >= 0)
+			close(fd);
+	}
 	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
@@ -862,6 +956,9 @@ int main(void)
 	proxy_stats_get(p, &st);
 	ok(st.http_rq_retry >= 4, "retries were counted (%llu)",
 	   (unsigned long long)st.http_rq_retry);
+	ok(st.http_tunnel_total == 2 && st.http_tunnel_active == 0,
+	   "two tunnels were counted, none is open (%llu, %llu)",
+	   (unsigned long long)st.http_tunnel_total, (unsigned long long)st.http_tunnel_active);
 	proxy_workload_remove(p, w);
 	proxy_stop(p, 1000);
 	stopping = 1;

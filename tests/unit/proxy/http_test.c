@@ -208,9 +208,77 @@ static void test_grpc(void)
 	strbuf_release(&sb);
 }
 
+/* RFC 8441 extended CONNECT to HTTP/1.1 and back, as a table: the :protocol, whether the
+ * client sent a key and a version, the headers added (key shown as KEY), whether one was made. */
+static void test_ext_connect(void)
+{
+	static const struct {
+		const char *protocol;
+		bool has_key, has_version;
+		const char *want;
+		bool made;
+	} t[] = {
+		{"websocket", false, false,
+		 "connection=upgrade upgrade=websocket sec-websocket-key=KEY "
+		 "sec-websocket-version=13",
+		 true},
+		{"websocket", false, true,
+		 "connection=upgrade upgrade=websocket sec-websocket-key=KEY", true},
+		{"WebSocket", true, true, "connection=upgrade upgrade=WebSocket", false},
+		{"websocket", true, false,
+		 "connection=upgrade upgrade=websocket sec-websocket-version=13", false},
+		{"connect-udp", false, false, "connection=upgrade upgrade=connect-udp", false},
+	};
+	uint64_t rng = 42;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct px_hdr out[HTTP_EXT_CONNECT_HDRS];
+		char key[HTTP_WS_KEY_LEN + 1] = "", got[256];
+		bool made = !t[i].made;
+		uint32_t n =
+			http_ext_connect_to_h1(t[i].protocol, strlen(t[i].protocol), t[i].has_key,
+					       t[i].has_version, &rng, key, out, &made);
+		size_t o = 0;
+
+		got[0] = '\0';
+		for (uint32_t k = 0; k < n; k++) {
+			bool is_key = out[k].value == key;
+
+			o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%.*s=%.*s", k ? " " : "",
+					      (int)out[k].name_len, out[k].name,
+					      is_key ? 3 : (int)out[k].value_len,
+					      is_key ? "KEY" : out[k].value);
+		}
+		is_str(got, t[i].want, "extended CONNECT %s (key %d, version %d) to HTTP/1.1",
+		       t[i].protocol, t[i].has_key, t[i].has_version);
+		ok(made == t[i].made, "and a key made: %d", made);
+		if (made) {
+			bool b64 =
+				strlen(key) == HTTP_WS_KEY_LEN && key[22] == '=' && key[23] == '=';
+
+			for (size_t k = 0; k < 22; k++)
+				b64 &= strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					      "0123456789+/",
+					      key[k]) != NULL;
+			ok(b64, "the key is base64 of 16 bytes: %s", key);
+		}
+	}
+	char k1[HTTP_WS_KEY_LEN + 1], k2[HTTP_WS_KEY_LEN + 1];
+	struct px_hdr out[HTTP_EXT_CONNECT_HDRS];
+	bool made;
+
+	http_ext_connect_to_h1("websocket", 9, false, false, &rng, k1, out, &made);
+	http_ext_connect_to_h1("websocket", 9, false, false, &rng, k2, out, &made);
+	ok(strcmp(k1, k2) != 0, "each request gets its own key");
+	is_int(http_ext_connect_status(101), 200, "the upstream's 101 is 200 to the HTTP/2 client");
+	is_int(http_ext_connect_status(403), 403, "any other status stays");
+	is_int(http_ext_connect_status(200), 200, "a 200 (an HTTP/2 upstream) stays");
+}
+
 int main(void)
 {
 	test_mutations();
+	test_ext_connect();
 	test_hop_by_hop();
 	test_xff_and_ids();
 	test_local_replies();
