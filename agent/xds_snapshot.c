@@ -82,6 +82,7 @@ struct sctx {
 	uint32_t ntsm;
 	bool want_h2;	/* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
 	bool want_auto; /* ... or auto_config: TLS offers h2 and http/1.1 */
+	bool want_down; /* ... or the downstream's protocol: each connection offers its own */
 	struct {
 		const char *name;
 		struct px_tls_pem pem;
@@ -1543,6 +1544,8 @@ static int transport_socket(struct sctx *x, const TransportSocket *ts, bool serv
 		if (!out->missing_secret)
 			rc = snomem(x);
 	} else if (!rc) {
+		/* A connection offers its codec's protocol when the context names none. */
+		b->cfg.alpn_by_codec = !server && !b->cfg.nalpn;
 		/* Envoy offers h2 by ALPN to an HTTP/2 cluster whose context names no protocol. */
 		if (!server && x->want_h2 && !b->cfg.nalpn)
 			b->alpn[b->cfg.nalpn++] = "h2";
@@ -2144,6 +2147,11 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 
 	if (in->http2_protocol_options)
 		c->http2 = true;
+	if (in->protocol_selection ==
+	    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_PROTOCOL_SELECTION__USE_DOWNSTREAM_PROTOCOL) {
+		c->use_downstream_protocol = true;
+		c->http2 = false;
+	}
 	for (size_t i = 0; i < in->n_typed_extension_protocol_options; i++) {
 		const Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
 			in->typed_extension_protocol_options[i];
@@ -2176,6 +2184,11 @@ static int upstream_http_options(struct sctx *x, const Cluster *in, struct px_cl
 				c->http2 = false;
 				break;
 			}
+		}
+		if (o->upstream_protocol_options_case ==
+		    ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG) {
+			c->use_downstream_protocol = true;
+			c->http2 = false;
 		}
 		/* auto_config picks by ALPN, which only TLS has; plaintext stays HTTP/1.1 (Envoy
 		 * would need http2_protocol_options with prior knowledge there). */
@@ -2381,6 +2394,7 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return rc;
 	x->want_h2 = c->http2;
 	x->want_auto = c->alpn_auto && !c->http2;
+	x->want_down = c->use_downstream_protocol;
 	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
 	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");

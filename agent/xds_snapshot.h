@@ -44,6 +44,10 @@
  *     XDS_TLS_FILE_MAX). An SDS secret that is not in the config yet makes the chain or cluster
  *     not ready (px_transport.missing_secret: its connections are refused, UF), with a warning.
  *     auto_config: h2 when a TLS server chooses it by ALPN, HTTP/1.1 otherwise.
+ *     use_downstream_protocol_config (and the deprecated protocol_selection
+ *     USE_DOWNSTREAM_PROTOCOL): HTTP/2 requests go upstream over HTTP/2, the rest over
+ *     HTTP/1.1, each on its own pool; over TLS with no alpn_protocols a connection offers
+ *     its own protocol.
  *   STRICT_DNS and LOGICAL_DNS endpoints given by hostname become px_cluster.dns_targets, and
  *   with xds_snapshot_build_dns the addresses the resolver knows for them become endpoints
  *   (dns_lookup_family, dns_refresh_rate); until the first answer a name adds none, as in Envoy.
@@ -53,7 +57,7 @@
  *   per_connection_buffer_limit_bytes, outlier_detection, health_checks, dns options other than
  *   the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
  *   constants), decorator, circuit-breaker thresholds of non-DEFAULT priority,
- *   use_downstream_protocol_config (HTTP/1.1 upstream), auto_config without TLS (HTTP/1.1),
+ *   auto_config without TLS (HTTP/1.1),
  *   tls_params ecdh_curves / signature_algorithms, session tickets and OCSP settings, HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
  *   by xdsres.c), envoy.filters.http.fault without a top-level delay/abort, and the inert
  *   envoy.filters.http.cors filter itself.

@@ -118,6 +118,9 @@ struct px_cluster {
 	uint32_t connect_timeout_ms;
 	bool http2;	/* speak HTTP/2 (h2c, or h2 over TLS) */
 	bool alpn_auto; /* auto_config: h2 when a TLS server chooses it by ALPN, else HTTP/1.1 */
+	/* use_downstream_protocol_config: HTTP/2 upstream for HTTP/2 requests, HTTP/1.1 for the
+	 * rest; each protocol gets its own pool (http2 above is then ignored). */
+	bool use_downstream_protocol;
 	struct px_transport transport;	      /* transport_socket */
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t upstream_idle_timeout_ms;    /* pooled connections idle this long close */

@@ -1243,7 +1243,7 @@ void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 			}
 			if (!u->pool->tls)
 				goto open;
-			if (tlsio_start(&u->tls, u->pool->tls, u->fd, u->pool->sni)) {
+			if (upool_tls_start(u->pool, &u->tls, u->fd, false)) {
 				up_close(wk, u, "out of memory");
 				upool_connect_failed(upool_take_oldest(wk, u->pool), -ENOMEM);
 				return;

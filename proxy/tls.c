@@ -267,6 +267,7 @@ static int ctx_setup(struct px_tls_ctx *t, const struct px_tls_cfg *cfg, char *e
 	rc = alpn_wire(t, cfg, err, errlen);
 	if (rc)
 		return rc;
+	t->alpn_by_codec = !cfg->server && cfg->alpn_by_codec;
 	if (cfg->server && t->alpn_wire_len)
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, t);
 	else if (t->alpn_wire_len && SSL_CTX_set_alpn_protos(ctx, t->alpn_wire, t->alpn_wire_len))
@@ -307,6 +308,7 @@ int px_tls_ctx_share(struct px_tls_ctx *base, const struct px_san_match *sans, u
 	t->ssl_ctx = base->ssl_ctx;
 	memcpy(t->alpn_wire, base->alpn_wire, base->alpn_wire_len);
 	t->alpn_wire_len = base->alpn_wire_len;
+	t->alpn_by_codec = base->alpn_by_codec;
 	if (copy_sans(t, sans, nsans)) {
 		px_tls_ctx_put(t);
 		return -ENOMEM;

@@ -45,6 +45,9 @@ struct px_tls_cfg {
 	struct px_tls_pem cert_chain, private_key, trusted_ca;
 	const char *const *alpn; /* to offer (client) or to accept, in preference order (server) */
 	uint32_t nalpn;
+	/* Client: the resource named no protocol, so alpn holds defaults and a connection may offer
+	 * the one its codec speaks instead (tlsio_offer), as Envoy's pools do. */
+	bool alpn_by_codec;
 	bool require_client_certificate;
 	const struct px_san_match *sans;
 	uint32_t nsans;
@@ -61,6 +64,7 @@ struct px_tls_ctx {
 	uint32_t nsans;
 	uint8_t alpn_wire[PX_TLS_ALPN_WIRE_MAX];
 	uint32_t alpn_wire_len;
+	bool alpn_by_codec; /* from px_tls_cfg */
 };
 
 /* Builds a context; 0, or -EINVAL with err naming the field that was wrong ("private_key:

@@ -37,6 +37,19 @@ int tlsio_start(struct tlsio *t, struct px_tls_ctx *ctx, int fd, const char *sni
 	return 0;
 }
 
+int tlsio_offer(struct tlsio *t, const char *proto)
+{
+	unsigned char wire[1 + 255];
+	size_t n = strlen(proto);
+
+	if (!n || n > 255)
+		return -EINVAL;
+	wire[0] = (unsigned char)n;
+	memcpy(wire + 1, proto, n);
+	/* OpenSSL's odd convention: 0 is success here. */
+	return SSL_set_alpn_protos(t->ssl, wire, (unsigned int)n + 1) ? -ENOMEM : 0;
+}
+
 /* Envoy writes TLS failures as TLS_error:<reason>; spaces would split the access-log field. */
 static void set_err(struct tlsio *t, const char *reason, const char *detail)
 {

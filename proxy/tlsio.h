@@ -55,6 +55,9 @@ int tlsio_start(struct tlsio *t, struct px_tls_ctx *ctx, int fd, const char *sni
 enum tlsio_hs tlsio_handshake(struct tlsio *t);
 /* The negotiated ALPN protocol ("" when none), NUL-terminated into buf. */
 const char *tlsio_alpn(const struct tlsio *t, char *buf, size_t len);
+/* A client connection offers proto ("h2", "http/1.1") by ALPN instead of its context's list;
+ * before the handshake. 0, -EINVAL (empty or too long), -ENOMEM. */
+int tlsio_offer(struct tlsio *t, const char *proto);
 /* Sends close_notify (best effort: the socket is non-blocking) before the caller shuts down
  * the write side or closes. */
 void tlsio_shutdown(struct tlsio *t);

@@ -28,16 +28,18 @@ static uint32_t cb_or(uint32_t v, uint32_t def)
 
 /* ---- pools ------------------------------------------------------------------------------------ */
 
+/* The pool of workload w's connections to endpoint ep of cluster c that speak HTTP/2 (h2) or
+ * HTTP/1.1: one cluster has two when it follows the downstream protocol. */
 static struct upool *pool_get(struct worker *wk, struct proxy_workload *w,
 			      const struct px_cluster *c, const struct px_endpoint *ep,
-			      const struct px_transport *tr)
+			      const struct px_transport *tr, bool h2)
 {
 	struct list_head *pos, *tmp;
 	struct upool *p;
 
 	list_for_each_safe (pos, tmp, &wk->pools) {
 		p = list_entry(pos, struct upool, node);
-		if (p->w == w && p->port == ep->port &&
+		if (p->w == w && p->port == ep->port && p->cfg.http2 == h2 &&
 		    !memcmp(&p->addr, &ep->addr, sizeof(ep->addr)) && !strcmp(p->cluster, c->name))
 			goto found;
 	}
@@ -59,6 +61,7 @@ found:
 	 * snapshot is kept, since the pool outlives snapshots. */
 	p->cfg = *c;
 	p->cfg.name = p->cluster;
+	p->cfg.http2 = h2;
 	p->cfg.endpoints = NULL;
 	p->cfg.nendpoints = 0;
 	p->cfg.sets = NULL;
@@ -84,6 +87,22 @@ void upool_maybe_free(struct upool *p)
 	workload_put(p->w);
 	px_tls_ctx_put(p->tls);
 	free(p);
+}
+
+int upool_tls_start(struct upool *p, struct tlsio *t, int fd, bool fresh)
+{
+	const char *offer = NULL;
+	int err = tlsio_start(t, p->tls, fd, p->sni);
+
+	if (err || !p->tls->alpn_by_codec)
+		return err;
+	/* The context named no protocol: offer the one this connection's codec will speak. An
+	 * upgrade's connection speaks HTTP/1.1 whatever its cluster's default would offer. */
+	if (fresh)
+		offer = "http/1.1";
+	else if (p->cfg.use_downstream_protocol)
+		offer = p->cfg.http2 ? "h2" : "http/1.1";
+	return offer ? tlsio_offer(t, offer) : 0;
 }
 
 bool upool_tls_step(struct worker *wk, struct upool *p, struct tlsio *t, const char *codec)
@@ -306,13 +325,15 @@ static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 	return 0;
 }
 
-/* The pool for endpoint ep of c, with the endpoint's transport. NULL with *err = 0 after
- * answering s itself, or with -ENOMEM. */
+/* The pool for endpoint ep of c, with the endpoint's transport, for s on a connection of its
+ * own (fresh: always HTTP/1.1) or shared. NULL with *err = 0 after answering s itself, or with
+ * -ENOMEM. */
 static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct px_cluster *c,
-			      const struct px_endpoint *ep, int *err)
+			      const struct px_endpoint *ep, bool fresh, int *err)
 {
 	const struct px_transport *tr = ep->transport ? ep->transport : &c->transport;
 	struct upool *p;
+	bool h2;
 
 	*err = 0;
 	if (tr->missing_secret) {
@@ -324,7 +345,13 @@ static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct
 		hstream_on_upstream_failure(s, true, why);
 		return NULL;
 	}
-	p = pool_get(wk, s->hc->w, c, ep, tr);
+	if (fresh)
+		h2 = false;
+	else if (c->use_downstream_protocol)
+		h2 = s->codec_id != 0; /* Envoy's choice: HTTP/2 downstream, HTTP/2 upstream */
+	else
+		h2 = c->http2;
+	p = pool_get(wk, s->hc->w, c, ep, tr, h2);
 	if (!p)
 		*err = -ENOMEM;
 	return p;
@@ -336,10 +363,10 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 	struct upool *p;
 	int err;
 
-	p = pool_for(wk, s, c, ep, &err);
+	p = pool_for(wk, s, c, ep, false, &err);
 	if (!p)
 		return err;
-	if (c->http2 || p->alpn_h2)
+	if (p->cfg.http2 || p->alpn_h2)
 		return h2_up_request(wk, p, s);
 	if (!list_empty(&p->idle)) {
 		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
@@ -367,7 +394,7 @@ int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cl
 			const struct px_endpoint *ep)
 {
 	int err;
-	struct upool *p = pool_for(wk, s, c, ep, &err);
+	struct upool *p = pool_for(wk, s, c, ep, true, &err);
 
 	if (!p)
 		return err;
@@ -827,7 +854,7 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 			return;
 		int err = upstream_connect_result(u->fd);
 
-		if (!err && u->pool->tls && tlsio_start(&u->tls, u->pool->tls, u->fd, u->pool->sni))
+		if (!err && u->pool->tls && upool_tls_start(u->pool, &u->tls, u->fd, u->fresh))
 			err = -ENOMEM;
 		if (err) {
 			struct hstream *s = connect_waiter(wk, u);

@@ -116,6 +116,9 @@ void upool_destroy(struct worker *wk);
 void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events);
 /* Hands connections that became free to waiting streams (end of each loop iteration). */
 void upool_dispatch(struct worker *wk);
+/* Starts client TLS on a new connection of pool p (fd connected); fresh: an upgrade's own
+ * connection. 0 or -ENOMEM. */
+int upool_tls_start(struct upool *p, struct tlsio *t, int fd, bool fresh);
 /* Steps the TLS handshake of a new connection of pool p whose codec is `codec` ("h2" or
  * "http/1.1"). false: not finished, wait for the next event. true: finished, with t->err empty on
  * success or saying why not (counted; a server that chose the other HTTP by ALPN fails it). */

@@ -7,7 +7,8 @@
 # SDS secret never arrives refusing connections. Originating: HTTP and TCP to openssl s_server
 # with the SAN checked, a wrong SAN and an untrusted CA answered 503 UF with a TLS_error reason in
 # the access log, h2 by ALPN to nghttpd (HTTP/2 clusters, and auto_config ones that fall back to
-# HTTP/1.1 when the server chooses no h2), and a cluster whose secret is missing failing UF.
+# HTTP/1.1 when the server chooses no h2, and use_downstream_protocol_config ones whose
+# connections offer the request's own protocol), and a cluster whose secret is missing failing UF.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -40,9 +41,9 @@ echo "h2 backend" >"$H_DIR/www/h2"
 	EOS
 ) || { echo "Bail out! openssl could not make the certificates"; exit 1; }
 
-read -r P1 P2 P3 PH PT PN PW < <(/usr/bin/python3 -c '
+read -r P1 P2 P3 PH PT PN PW PA < <(/usr/bin/python3 -c '
 import socket
-s = [socket.socket() for _ in range(7)]
+s = [socket.socket() for _ in range(8)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 /usr/bin/python3 -m http.server "$PH" --bind 127.0.0.1 --directory "$H_DIR/www" \
@@ -52,16 +53,20 @@ H_PIDS+=($!)
 openssl s_server -www -accept "127.0.0.1:$PT" -cert "$PKI/upstream.crt" -key "$PKI/upstream.key" \
 	-CAfile "$PKI/ca.crt" -verify 1 >"$H_DIR/s_server.out" 2>&1 &
 H_PIDS+=($!)
+# This one would choose h2 if offered it (its -www still answers HTTP/1).
+openssl s_server -www -accept "127.0.0.1:$PA" -cert "$PKI/upstream.crt" -key "$PKI/upstream.key" \
+	-alpn h2,http/1.1 >"$H_DIR/s_server_alpn.out" 2>&1 &
+H_PIDS+=($!)
 nghttpd -a 127.0.0.1 -d "$H_DIR/www" "$PN" "$PKI/upstream.key" "$PKI/upstream.crt" \
 	>"$H_DIR/nghttpd.out" 2>&1 &
 H_PIDS+=($!)
 /usr/bin/python3 tests/lib/tunnel_peer.py ws-server "$PW" 127.0.0.1 &
 H_PIDS+=($!)
-for p in $PH $PT $PN $PW; do
+for p in $PH $PT $PN $PW $PA; do
 	h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$p '"
 done
 sed -e "s|@D@|$H_DIR|g" -e "s/@P1@/$P1/g" -e "s/@P2@/$P2/g" -e "s/@P3@/$P3/g" \
-	-e "s/@PH@/$PH/g" -e "s/@PT@/$PT/g" -e "s/@PN@/$PN/g" -e "s/@PW@/$PW/g" \
+	-e "s/@PH@/$PH/g" -e "s/@PT@/$PT/g" -e "s/@PN@/$PN/g" -e "s/@PW@/$PW/g" -e "s/@PA@/$PA/g" \
 	tests/integration/fixtures/tls_term.yaml >"$H_DIR/tls_term.yaml"
 h_shuntd --config "$H_DIR/tls_term.yaml" || { echo "Bail out! shuntd did not start"; exit 1; }
 
@@ -131,6 +136,10 @@ is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" \
 is "$(c "http://127.0.0.1:$P2/auto-h2/h2")" "h2 backend" "and the next request goes straight to h2"
 like "$(c "http://127.0.0.1:$P2/auto-h1/")" "s_server -www" \
 	"auto_config: s_server chooses nothing, the cluster speaks HTTP/1.1"
+is "$(c --http2-prior-knowledge "http://127.0.0.1:$P2/down-h2/h2")" "h2 backend" \
+	"use_downstream_protocol_config: an HTTP/2 request offers h2 and goes on over HTTP/2"
+like "$(c --http1.1 "http://127.0.0.1:$P2/down-h1/")" "s_server -www" \
+	"an HTTP/1.1 one offers http/1.1 to a server that prefers h2, and goes on over HTTP/1.1"
 out=$(/usr/bin/python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)

@@ -279,15 +279,18 @@ static void test_upstream(void)
 	px_snapshot_put(s);
 
 	/* What a context offers by ALPN when it names nothing: h2 to an HTTP/2 cluster, h2 and
-	 * http/1.1 to an auto_config one, nothing otherwise. */
+	 * http/1.1 to an auto_config one, nothing otherwise; then each connection of a cluster
+	 * that follows the downstream protocol offers its own (alpn_by_codec). */
 	static const struct {
 		const char *opts;
 		uint32_t wire_len;
-		bool http2, alpn_auto;
+		bool http2, alpn_auto, down;
 	} alpn[] = {
-		{"explicit_http_config: {http2_protocol_options: {}}", 3, true, false},
-		{"auto_config: {http2_protocol_options: {}}", 12, false, true},
-		{"explicit_http_config: {http_protocol_options: {}}", 0, false, false},
+		{"explicit_http_config: {http2_protocol_options: {}}", 3, true, false, false},
+		{"auto_config: {http2_protocol_options: {}}", 12, false, true, false},
+		{"explicit_http_config: {http_protocol_options: {}}", 0, false, false, false},
+		{"use_downstream_protocol_config: {http2_protocol_options: {}}", 0, false, false,
+		 true},
 	};
 	for (size_t i = 0; i < sizeof(alpn) / sizeof(alpn[0]); i++) {
 		strbuf_reset(&y);
@@ -302,8 +305,10 @@ static void test_upstream(void)
 		s = build(y.buf, &err, &rc);
 		ok(s && s->clusters[0].transport.tls &&
 			   s->clusters[0].transport.tls->alpn_wire_len == alpn[i].wire_len &&
+			   s->clusters[0].transport.tls->alpn_by_codec &&
 			   s->clusters[0].http2 == alpn[i].http2 &&
-			   s->clusters[0].alpn_auto == alpn[i].alpn_auto,
+			   s->clusters[0].alpn_auto == alpn[i].alpn_auto &&
+			   s->clusters[0].use_downstream_protocol == alpn[i].down,
 		   "ALPN offered with %s: %u bytes %s", alpn[i].opts, alpn[i].wire_len, err.msg);
 		px_snapshot_put(s);
 	}

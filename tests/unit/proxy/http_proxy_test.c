@@ -436,6 +436,9 @@ static struct px_route routes_any[] = {
 	{.name = "via-h2",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/via-h2/"},
 	 .action = {.cluster = "self-h2", .prefix_rewrite = "/echo/"}},
+	{.name = "via-down",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/via-down/"},
+	 .action = {.cluster = "self-down", .prefix_rewrite = "/echo/"}},
 	{.name = "echo",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/"},
 	 .action = {.cluster = "a"}},
@@ -487,6 +490,11 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port)
 
 	h2->endpoints[0].port = port;
 	h2->http2 = true;
+	/* And to ourselves in the protocol the request came in. */
+	struct px_cluster *down = cluster(s, "self-down", 0, 1);
+
+	down->endpoints[0].port = port;
+	down->use_downstream_protocol = true;
 	s->listeners = arena_new(&s->arena, struct px_listener, 1);
 	s->nlisteners = 1;
 	l = &s->listeners[0];
@@ -931,6 +939,42 @@ int main(void)
 	ok(r.status == 200 && has(r.body, "backend=A path=/echo/hop"),
 	   "HTTP/1 in, HTTP/2 to an upstream (ourselves), HTTP/1 to the backend: %d %s", r.status,
 	   r.body);
+
+	/* use_downstream_protocol_config: an HTTP/1.1 request goes on over HTTP/1.1, an HTTP/2 one
+	 * over HTTP/2 (the second pass, through our own listener, counts as an HTTP/2 request). */
+	{
+		struct proxy_stats before, after;
+		char cmd[512], out[4096] = "";
+		FILE *f;
+
+		proxy_stats_get(p, &before);
+		r = request(port, "GET /via-down/one HTTP/1.1\r\nHost: web.local\r\n\r\n");
+		proxy_stats_get(p, &after);
+		ok(r.status == 200 && has(r.body, "backend=A path=/echo/one") &&
+			   after.http2_rq_total == before.http2_rq_total,
+		   "use_downstream_protocol: HTTP/1.1 in, HTTP/1.1 on (%d, %llu HTTP/2 requests)",
+		   r.status, (unsigned long long)(after.http2_rq_total - before.http2_rq_total));
+		snprintf(cmd, sizeof(cmd),
+			 "curl -s --max-time 5 --http2-prior-knowledge -H 'Host: web.local' "
+			 "http://127.0.0.1:%u/via-down/two 2>&1",
+			 port);
+		f = popen(cmd, "r");
+		if (f) {
+			size_t n = fread(out, 1, sizeof(out) - 1, f);
+
+			out[n] = '\0';
+			pclose(f);
+		}
+		before = after;
+		proxy_stats_get(p, &after);
+		ok(has(out, "backend=A path=/echo/two") &&
+			   after.http2_rq_total - before.http2_rq_total == 2,
+		   "use_downstream_protocol: HTTP/2 in, HTTP/2 on (%llu HTTP/2 requests) %s",
+		   (unsigned long long)(after.http2_rq_total - before.http2_rq_total), out);
+		r = request(port, "GET /via-down/three HTTP/1.1\r\nHost: web.local\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "backend=A path=/echo/three"),
+		   "and HTTP/1.1 again after the cluster's HTTP/2 pool exists (%d)", r.status);
+	}
 
 	/* Malformed input. */
 	r = request(port,

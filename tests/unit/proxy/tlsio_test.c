@@ -81,14 +81,18 @@ struct pair {
 	enum tlsio_hs shs, chs;
 };
 
-/* Both ends step their handshakes in turn, as two event loops would. */
-static int pair_open(struct pair *p, struct px_tls_ctx *srv, struct px_tls_ctx *cli)
+/* Both ends step their handshakes in turn, as two event loops would; the client offers its
+ * context's ALPN list, or offer instead. */
+static int pair_open_offer(struct pair *p, struct px_tls_ctx *srv, struct px_tls_ctx *cli,
+			   const char *offer)
 {
 	memset(p, 0, sizeof(*p));
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fd))
 		return -1;
 	if (tlsio_start(&p->s, srv, p->fd[0], NULL) ||
 	    tlsio_start(&p->c, cli, p->fd[1], "server.test"))
+		return -1;
+	if (offer && tlsio_offer(&p->c, offer))
 		return -1;
 	p->shs = p->chs = TLSIO_HS_AGAIN;
 	for (int i = 0; i < 50 && (p->shs == TLSIO_HS_AGAIN || p->chs == TLSIO_HS_AGAIN); i++) {
@@ -98,6 +102,11 @@ static int pair_open(struct pair *p, struct px_tls_ctx *srv, struct px_tls_ctx *
 			p->shs = tlsio_handshake(&p->s);
 	}
 	return p->shs == TLSIO_HS_DONE && p->chs == TLSIO_HS_DONE ? 0 : -1;
+}
+
+static int pair_open(struct pair *p, struct px_tls_ctx *srv, struct px_tls_ctx *cli)
+{
+	return pair_open_offer(p, srv, cli, NULL);
 }
 
 static void pair_close(struct pair *p)
@@ -187,6 +196,30 @@ static void test_data(void)
  * no_renegotiation alert for the next write instead of failing the read, so the read is a plain
  * EAGAIN. Where OpenSSL does ask for the socket to be writable during a read (WANT_WRITE), the
  * funnel must resume the read on EPOLLOUT: that mapping is checked on the flag itself. */
+/* A connection offers the protocol its codec speaks instead of its context's list. */
+static void test_offer(void)
+{
+	struct px_tls_ctx *srv = server_ctx(false), *cli = client_ctx(&want_server, false);
+	struct pair p;
+	char a[16];
+
+	if (!srv || !cli) {
+		ok(0, "contexts for the ALPN offer");
+		return;
+	}
+	ok(!pair_open_offer(&p, srv, cli, "http/1.1"),
+	   "handshake with a per-connection ALPN offer");
+	is_str(tlsio_alpn(&p.s, a, sizeof(a)), "http/1.1",
+	       "the server chose the offered http/1.1 over the context's h2");
+	pair_close(&p);
+	ok(!pair_open_offer(&p, srv, cli, "h2"), "and offering h2");
+	is_str(tlsio_alpn(&p.c, a, sizeof(a)), "h2", "the client sees h2 chosen");
+	is_int(tlsio_offer(&p.c, ""), -EINVAL, "an empty protocol is refused");
+	pair_close(&p);
+	px_tls_ctx_put(srv);
+	px_tls_ctx_put(cli);
+}
+
 static void test_read_wants_write(void)
 {
 	struct px_tls_ctx *srv = server_ctx(false), *cli = client_ctx(NULL, false);
@@ -291,6 +324,7 @@ int main(void)
 	}
 	test_plain();
 	test_data();
+	test_offer();
 	test_read_wants_write();
 	test_failures();
 	pki_remove(dir);
