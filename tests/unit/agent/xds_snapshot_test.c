@@ -77,6 +77,7 @@ static const char bootstrap[] =
 	"          max_request_headers_kb: 96\n"
 	"          common_http_protocol_options: {idle_timeout: 60s, max_headers_count: 50}\n"
 	"          request_timeout: 20s\n"
+	"          drain_timeout: 2.5s\n"
 	"          " ROUTER "\n"
 	"          route_config:\n"
 	"            name: inline\n"
@@ -306,7 +307,8 @@ static void test_bootstrap(void)
 		   "xff and request id settings");
 		ok(h->max_request_headers_kb == 96 && h->max_headers_count == 50 &&
 			   h->idle_timeout_ms == 60000 && h->request_timeout_ms == 20000 &&
-			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF,
+			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF &&
+			   h->drain_timeout_ms == 2500,
 		   "limits and timeouts (stream_idle_timeout defaults to 5 min)");
 		rc = h->routes;
 		ok(rc && rc == h->inline_routes && !strcmp(rc->name, "inline"),
