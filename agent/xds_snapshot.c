@@ -1823,6 +1823,8 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 	/* RFC 8441 extended CONNECT from HTTP/2 clients (SETTINGS_ENABLE_CONNECT_PROTOCOL). */
 	h->h2_allow_connect =
 		in->http2_protocol_options && in->http2_protocol_options->allow_connect;
+	if (in->http2_protocol_options && in->http2_protocol_options->max_concurrent_streams)
+		h->h2_max_streams = in->http2_protocol_options->max_concurrent_streams->value;
 	rc = hcm_upgrades(x, in, h);
 	if (rc)
 		goto out;

@@ -273,6 +273,8 @@ struct px_hcm {
 	struct px_upgrade *upgrades; /* upgrade_configs; none: every upgrade is refused (403) */
 	uint32_t nupgrades;
 	bool h2_allow_connect; /* http2_protocol_options.allow_connect: extended CONNECT */
+	/* http2_protocol_options.max_concurrent_streams, capped at H2_MAX_STREAMS; 0: that. */
+	uint32_t h2_max_streams;
 };
 
 struct px_filter_chain {

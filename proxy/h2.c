@@ -621,7 +621,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		  const char *pre, size_t pre_len, struct tlsio *tls)
 {
 	nghttp2_settings_entry settings[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		 fc->http.h2_max_streams && fc->http.h2_max_streams < H2_MAX_STREAMS
+			 ? fc->http.h2_max_streams
+			 : H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
 		{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
 	};

@@ -5,7 +5,7 @@
 # connection gets a shutdown notice (GOAWAY, last stream 2^31-1), the final GOAWAY naming its
 # last stream after the HCM's drain_timeout while that stream is still running, the stream's
 # whole response, then the close. Nothing is left for the drain deadline to cut, so shuntd exits
-# well before it.
+# well before it. HTTP/2 clients are also offered the HCM's max_concurrent_streams.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -83,6 +83,8 @@ is "$(cat "$H_DIR/h1.body")" "slept 1500" "the HTTP/1.1 request in flight gets i
 like "$(tr -d '\r' <"$H_DIR/h1.head")" "connection: close" "marked connection: close"
 
 h2out=$(tr '\n' ' ' <"$H_DIR/h2.out" | sed 's/  */ /g')
+like "$h2out" "recv SETTINGS frame <[^>]*> \\(niv=[0-9]\\) \\[SETTINGS_MAX_CONCURRENT_STREAMS\\(0x03\\):7\\]" \
+	"HTTP/2 clients are offered the HCM's max_concurrent_streams (7)"
 like "$h2out" "recv GOAWAY frame <length=8, flags=0x00, stream_id=0> \\(last_stream_id=2147483647, error_code=NO_ERROR" \
 	"HTTP/2: a shutdown notice first (GOAWAY, last stream 2^31-1)"
 # nghttp numbers its request after the streams it uses as priority anchors.

@@ -702,7 +702,8 @@ static void test_upgrades(void)
 		"0.0.0.0, port_value: 80}}, filter_chains: [{filters: [{name: "
 		"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
 		", stat_prefix: h, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: "
-		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true}, " ROUTER
+		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true, "
+		"max_concurrent_streams: 9}, " ROUTER
 		", route_config: {name: r, virtual_hosts: [{name: "
 		"v, domains: ['*'], routes: [{match: {connect_matcher: {}}, route: {cluster: c, "
 		"upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}}, {match: "
@@ -719,7 +720,8 @@ static void test_upgrades(void)
 		   h->upgrades[0].enabled && !strcmp(h->upgrades[1].type, "CONNECT") &&
 		   !h->upgrades[1].enabled,
 	   "HCM upgrade_configs: types and enabled (default true): %s", rc ? err.msg : "ok");
-	ok(h && h->h2_allow_connect, "http2_protocol_options.allow_connect: extended CONNECT");
+	ok(h && h->h2_allow_connect && h->h2_max_streams == 9,
+	   "http2_protocol_options.allow_connect (extended CONNECT) and max_concurrent_streams");
 	ok(r && r[0].match.kind == PX_PATH_CONNECT && r[0].action.nupgrades == 1 &&
 		   r[0].action.upgrades[0].enabled && r[0].action.upgrades[0].connect_terminate,
 	   "a connect_matcher route with CONNECT + connect_config terminates CONNECT");
