@@ -11,7 +11,8 @@
  *     use_remote_address, xff_num_trusted_hops, skip_xff_append,
  *     preserve_external_request_id, generate_request_id, max_request_headers_kb,
  *     common_http_protocol_options.idle_timeout / max_headers_count, stream_idle_timeout,
- *     request_timeout).
+ *     request_timeout, drain_timeout, http2_protocol_options.allow_connect /
+ *     max_concurrent_streams (at most H2_MAX_STREAMS, 1024)).
  *   RouteConfiguration: request/response header mutations; virtual hosts (domains, routes,
  *     header mutations, retry_policy, include_request_attempt_count); route match prefix,
  *     path, safe_regex, path_separated_prefix, case_sensitive, headers (string_match, the

@@ -77,6 +77,7 @@ static const char bootstrap[] =
 	"          max_request_headers_kb: 96\n"
 	"          common_http_protocol_options: {idle_timeout: 60s, max_headers_count: 50}\n"
 	"          request_timeout: 20s\n"
+	"          drain_timeout: 2.5s\n"
 	"          " ROUTER "\n"
 	"          route_config:\n"
 	"            name: inline\n"
@@ -306,7 +307,8 @@ static void test_bootstrap(void)
 		   "xff and request id settings");
 		ok(h->max_request_headers_kb == 96 && h->max_headers_count == 50 &&
 			   h->idle_timeout_ms == 60000 && h->request_timeout_ms == 20000 &&
-			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF,
+			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF &&
+			   h->drain_timeout_ms == 2500,
 		   "limits and timeouts (stream_idle_timeout defaults to 5 min)");
 		rc = h->routes;
 		ok(rc && rc == h->inline_routes && !strcmp(rc->name, "inline"),
@@ -700,7 +702,8 @@ static void test_upgrades(void)
 		"0.0.0.0, port_value: 80}}, filter_chains: [{filters: [{name: "
 		"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
 		", stat_prefix: h, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: "
-		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true}, " ROUTER
+		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true, "
+		"max_concurrent_streams: 9}, " ROUTER
 		", route_config: {name: r, virtual_hosts: [{name: "
 		"v, domains: ['*'], routes: [{match: {connect_matcher: {}}, route: {cluster: c, "
 		"upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}}, {match: "
@@ -717,7 +720,8 @@ static void test_upgrades(void)
 		   h->upgrades[0].enabled && !strcmp(h->upgrades[1].type, "CONNECT") &&
 		   !h->upgrades[1].enabled,
 	   "HCM upgrade_configs: types and enabled (default true): %s", rc ? err.msg : "ok");
-	ok(h && h->h2_allow_connect, "http2_protocol_options.allow_connect: extended CONNECT");
+	ok(h && h->h2_allow_connect && h->h2_max_streams == 9,
+	   "http2_protocol_options.allow_connect (extended CONNECT) and max_concurrent_streams");
 	ok(r && r[0].match.kind == PX_PATH_CONNECT && r[0].action.nupgrades == 1 &&
 		   r[0].action.upgrades[0].enabled && r[0].action.upgrades[0].connect_terminate,
 	   "a connect_matcher route with CONNECT + connect_config terminates CONNECT");
