@@ -731,6 +731,36 @@ static void test_upgrades(void)
 	px_snapshot_put(s);
 }
 
+/* Istio's istio_authn network filter (wrapped in a TypedStruct) only records principals: the
+ * chain runs without it. Another TypedStruct-wrapped type stays an error. */
+static void test_istio_authn(void)
+{
+	static const char fmt[] =
+		"static_resources: {listeners: [{name: in, address: {socket_address: {address: "
+		"0.0.0.0, port_value: 15006}}, filter_chains: [{filters: [{name: istio_authn, "
+		"typed_config: {'@type': type.googleapis.com/udpa.type.v1.TypedStruct, type_url: "
+		"'type.googleapis.com/%s'}}, {name: envoy.filters.network.tcp_proxy, "
+		"typed_config: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, "
+		"stat_prefix: t, cluster: c}}]}]}], clusters: [{name: c}]}";
+	char yaml[1024];
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s;
+
+	snprintf(yaml, sizeof(yaml), fmt, "io.istio.network.authn.Config");
+	s = build_text(yaml, &err, &rc);
+	ok(s && s->listeners[0].nchains == 1 && s->listeners[0].chains[0].kind == PX_NF_TCP_PROXY,
+	   "istio_authn (a TypedStruct) is dropped, the chain keeps its tcp_proxy: %s",
+	   rc ? err.msg : "ok");
+	px_snapshot_put(s);
+	snprintf(yaml, sizeof(yaml), fmt, "io.istio.network.other.Config");
+	s = build_text(yaml, &err, &rc);
+	ok(!s && strstr(err.msg, "unsupported network filter \"istio_authn\""),
+	   "a TypedStruct of an unknown type is still refused: %s", err.msg);
+	px_snapshot_put(s);
+}
+
 /* Names of DNS clusters resolved through the lookup hook, per lookup family. */
 static int fake_lookup(void *ctx, const char *host, int family, struct shunt_addr *out, int max)
 {
@@ -1078,13 +1108,14 @@ static void test_istio_reference(void)
 		   r->s->virtual_outbound->use_original_dst,
 	   "istio: virtualOutbound translates, 15001, use_original_dst");
 	r = ref_find(XDS_LISTENER, "virtualInbound");
-	/* Istio's inbound chains run istio_authn (peer authentication) and terminate mTLS; the
-	 * proxy does neither yet, so the listener must be refused, naming the security filter. */
+	/* This dump's inbound chains also call an external authorizer (an AuthorizationPolicy
+	 * with action CUSTOM): an authorization filter the proxy cannot enforce must refuse the
+	 * listener, never be skipped. */
 	ok(r && (r->s ? r->s->virtual_inbound && r->s->virtual_inbound->port == 15006
-		      : strstr(r->err, "istio_authn") || strstr(r->err, "transport_socket")),
-	   "istio: virtualInbound is on 15006, or refused for authn/mTLS it cannot enforce");
+		      : strstr(r->err, "ext_authz") || strstr(r->err, "rbac")),
+	   "istio: virtualInbound is on 15006, or refused for an authorization filter");
 	if (r && !r->s)
-		tap_diag("virtualInbound needs peer authentication and mTLS first: %s", r->err);
+		tap_diag("virtualInbound waits for authorization filters: %s", r->err);
 	r = ref_find(XDS_LISTENER, "0.0.0.0_9080");
 	ok(r && r->s && r->s->nlisteners == 1 && r->s->listeners[0].port == 9080 &&
 		   r->s->listeners[0].nchains >= 1,
@@ -1134,6 +1165,7 @@ int main(void)
 	test_priorities();
 	test_grpc_timeout();
 	test_upgrades();
+	test_istio_authn();
 	test_dns_clusters();
 	test_istio_reference();
 	return done_testing();
