@@ -27,6 +27,7 @@ XDS_PROTO_ROOTS := \
 	envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto \
 	envoy/extensions/filters/http/router/v3/router.proto \
 	envoy/extensions/upstreams/http/v3/http_protocol_options.proto \
+	envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto \
 	envoy/service/discovery/v3/ads.proto \
 	envoy/service/discovery/v3/discovery.proto \
 	envoy/admin/v3/config_dump.proto

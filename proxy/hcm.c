@@ -222,6 +222,10 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	strbuf_reset(body);
 	http_local_reply_body(r, reason, body);
 	http_hdrs_reset(h);
+	/* Envoy marks a circuit breaker's refusal so that clients and other proxies can tell a
+	 * shed request from a failing upstream (and its retry logic does). */
+	if (r == HTTP_LR_OVERFLOW)
+		http_hdrs_add(h, "x-envoy-overloaded", 18, "true", 4);
 	if (s->is_grpc) {
 		grpc_local_reply(s, body);
 		return;
@@ -455,7 +459,7 @@ static bool maybe_retry(struct hstream *s, uint32_t cond, int status)
 	struct worker *wk = s->hc->wk;
 	bool on = false;
 
-	if (!rp || s->resp_started || !s->body_replayable || s->attempt > rp->num_retries)
+	if (!rp || s->resp_started || !s->body_replayable)
 		return false;
 	if (rp->retry_on & cond)
 		on = true;
@@ -476,6 +480,11 @@ static bool maybe_retry(struct hstream *s, uint32_t cond, int status)
 	}
 	if (!on)
 		return false;
+	if (s->attempt > rp->num_retries) {
+		/* Retriable, but out of retries: Envoy's URX. */
+		s->retries_exhausted = true;
+		return false;
+	}
 	/* Exponential back-off with full jitter: [0, base * (2^n - 1)], capped. */
 	uint64_t base = rp->base_interval_ms ? rp->base_interval_ms : HCM_RETRY_BASE_MS_DEF;
 	uint64_t cap = rp->max_interval_ms ? rp->max_interval_ms : base * RETRY_MAX_INTERVAL_FACTOR;
@@ -906,6 +915,8 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 	s->deadline_try = 0;
 	if (status >= 400 && maybe_retry(s, 0, status))
 		return;
+	if (s->retries_exhausted)
+		s->flags = "URX";
 	/* An allowed upgrade answered 101, a CONNECT answered 2xx: from now on, raw bytes. */
 	s->tunnel = s->upgrade && !end_stream &&
 		    (s->is_connect ? status >= 200 && status < 300 : status == 101);
@@ -1017,7 +1028,7 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 		s->down->reset(s);
 		return;
 	}
-	if (s->attempt > 1)
+	if (s->retries_exhausted)
 		s->flags = connect_failure ? "UF,URX" : "UC,URX";
 	/* A TLS failure keeps its reason (Envoy's transport failure reason) in the log. */
 	if (connect_failure && !strncmp(s->failure, "TLS_error", 9)) {
@@ -1079,6 +1090,8 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 			/* A per-try timeout is retried like a reset. */
 			if (maybe_retry(s, PX_RETRY_RESET, 0))
 				continue;
+			if (s->retries_exhausted)
+				s->flags = "UT,URX";
 			local_reply(s, HTTP_LR_TIMEOUT, "upstream_per_try_timeout", NULL);
 			continue;
 		}

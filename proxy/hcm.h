@@ -106,6 +106,7 @@ struct hstream {
 	int endpoint;		  /* index in cluster->endpoints; -1 for ORIGINAL_DST */
 	struct px_endpoint up_ep; /* where this attempt goes */
 	uint32_t attempt;	  /* 1 for the first try */
+	bool retries_exhausted;	  /* the last failure was retriable but no retry was left */
 	uint32_t avoid[HCM_MAX_AVOID];
 	uint32_t navoid;
 	char request_id[HTTP_UUID_LEN + 1];

@@ -86,7 +86,11 @@ static const char bootstrap[] =
 	"            virtual_hosts:\n"
 	"            - name: web\n"
 	"              domains: ['web.example.com', '*.web']\n"
-	"              retry_policy: {retry_on: 5xx}\n"
+	/* Istio's form of the predicate: named and typed (every route istiod sends has one). */
+	"              retry_policy: {retry_on: 5xx, retry_host_predicate: [{name: "
+	"envoy.retry_host_predicates.previous_hosts, typed_config: {'@type': "
+	"type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}"
+	"]}\n"
 	"              include_request_attempt_count: true\n"
 	"              routes:\n"
 	"              - name: exact\n"
@@ -323,6 +327,8 @@ static void test_bootstrap(void)
 			ok(vh && vh->retry && vh->retry->retry_on == PX_RETRY_5XX &&
 				   vh->retry->num_retries == 1 && vh->include_attempt_count,
 			   "vhost retry policy with Envoy's num_retries default 1");
+			ok(vh && vh->retry && vh->retry->previous_hosts,
+			   "a previous_hosts predicate with Istio's typed_config is accepted");
 			for (size_t i = 0; vh && i < sizeof(req_cases) / sizeof(req_cases[0]);
 			     i++) {
 				const struct req_case *q = &req_cases[i];

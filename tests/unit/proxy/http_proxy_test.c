@@ -1,6 +1,7 @@
 /* Tests the HTTP connection manager end to end through real sockets on loopback: routing by
  * host and path, rewrites, redirects and direct responses, headers added both ways, bodies
- * (length and chunked), keep-alive and pipelining, retries, timeouts, malformed requests.
+ * (length and chunked), keep-alive and pipelining, retries, timeouts, circuit breakers,
+ * malformed requests, and the response flags the access log gives them.
  *
  * Backends are threads speaking HTTP/1.1 with the project's own parser. Their answer depends
  * on the path: /echo... describes the request, /status/N answers N, /sleep/MS waits, /flaky/K/N
@@ -330,6 +331,39 @@ static bool has(const char *hay, const char *needle)
 	return strstr(hay, needle) != NULL;
 }
 
+/* The access log goes to an unlinked temporary file; the line of the last request whose
+ * request line starts with `req` ("GET /x HTTP/1.1"), waiting up to 1 s for the worker to
+ * write it. "" when there is none. */
+static int access_log_fd = -1;
+
+static const char *log_line(const char *req)
+{
+	static char all[1 << 20], line[1024];
+	char want[256];
+
+	snprintf(want, sizeof(want), "\"%s\" ", req);
+	line[0] = '\0';
+	for (int tries = 0; tries < 100 && !line[0]; tries++) {
+		ssize_t n = pread(access_log_fd, all, sizeof(all) - 1, 0);
+		const char *at = NULL, *p = all;
+
+		all[n > 0 ? n : 0] = '\0';
+		while ((p = strstr(p, want)) != NULL)
+			at = p++;
+		if (at) {
+			const char *start = at, *end = strchr(at, '\n');
+
+			while (start > all && start[-1] != '\n')
+				start--;
+			snprintf(line, sizeof(line), "%.*s",
+				 (int)(end ? end - start : (ptrdiff_t)strlen(start)), start);
+		} else {
+			usleep(10000);
+		}
+	}
+	return line;
+}
+
 /* ---- config ----------------------------------------------------------------------------------- */
 
 static struct px_cluster *cluster(struct px_snapshot *s, const char *name, int first, int n)
@@ -359,6 +393,9 @@ static struct px_retry_policy retry_cf = {.retry_on = PX_RETRY_CONNECT_FAILURE,
 					  .num_retries = 2,
 					  .base_interval_ms = 5,
 					  .previous_hosts = true};
+/* Envoy's circuit breaker at its tightest: one connection, one request waiting for it. */
+static const struct px_circuit_breakers tight_cb = {.max_connections = 1,
+						    .max_pending_requests = 1};
 static struct px_header_value add_req[] = {{"x-custom", "from-route", PX_APPEND_IF_EXISTS_OR_ADD}};
 static struct px_header_value add_resp[] = {{"x-route", "yes", PX_OVERWRITE_IF_EXISTS_OR_ADD}};
 static const char *dom_api[] = {"api.local", "api.local:80"};
@@ -420,6 +457,9 @@ static struct px_route routes_any[] = {
 	{.name = "slow",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep/1000"},
 	 .action = {.cluster = "a", .timeout_ms = 200}},
+	{.name = "breaker",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/breaker/"},
+	 .action = {.cluster = "breaker", .prefix_rewrite = "/sleep/"}},
 	{.name = "per-try",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep"},
 	 .action = {.cluster = "a", .retry = &retry_try}},
@@ -472,9 +512,10 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port)
 	struct px_cluster *df;
 	const char *err;
 
-	s->clusters = arena_new(&s->arena, struct px_cluster, 8);
+	s->clusters = arena_new(&s->arena, struct px_cluster, 10);
 	cluster(s, "a", 0, 1);
 	cluster(s, "b", 1, 1);
+	cluster(s, "breaker", 0, 1)->cb = tight_cb;
 	cluster(s, "empty", 0, 0);
 	df = cluster(s, "deadfirst", 0, 2);
 	df->endpoints[0].port = dead_port;
@@ -522,7 +563,7 @@ int main(void)
 				   .orig_dst_map_fd = -1,
 				   .sock_pairs_fd = -1,
 				   .msg_fallback_fd = -1,
-				   .access_log_fd = getenv("HTTP_PROXY_TEST_LOG") ? 2 : -1};
+				   .access_log_fd = -1};
 	struct proxy_workload_desc d = {.name = "test", .listen_fds = {-1, -1, -1, -1}};
 	__u16 port = 0, dead_port = 0;
 	struct proxy *p;
@@ -537,6 +578,14 @@ int main(void)
 		backends[i].id = (char)('A' + i);
 		backends[i].lfd = lo_listen(&backends[i].port);
 		pthread_create(&backends[i].thread, NULL, backend_main, &backends[i]);
+	}
+	{
+		char path[] = "/tmp/http_proxy_test.log.XXXXXX";
+
+		access_log_fd = mkstemp(path);
+		if (access_log_fd >= 0)
+			unlink(path);
+		cfg.access_log_fd = access_log_fd;
 	}
 	tmp = lo_listen(&dead_port);
 	close(tmp);
@@ -707,10 +756,18 @@ int main(void)
 	ok(r.status == 200 && has(r.body, "attempt=3"),
 	   "a backend failing twice with 503: success on the third attempt (%d, %s)", r.status,
 	   r.body);
+	ok(has(log_line("GET /flaky/1/2 HTTP/1.1"), "\" 200 - via_upstream "),
+	   "a success after retries has no flags in the access log: %s",
+	   log_line("GET /flaky/1/2 HTTP/1.1"));
 	r = request(port, "GET /flaky/2/5 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	is_int(r.status, 503, "failing more often than retries allow: its 503 comes through");
+	ok(has(log_line("GET /flaky/2/5 HTTP/1.1"), "\" 503 URX via_upstream "),
+	   "flagged URX (retries exhausted) in the access log: %s",
+	   log_line("GET /flaky/2/5 HTTP/1.1"));
 	r = request(port, "GET /status/404 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 404 && has(r.body, "attempt=1"), "a 404 is not retried");
+	ok(has(log_line("GET /status/404 HTTP/1.1"), "\" 404 - via_upstream "),
+	   "and, not being retriable, is not URX either: %s", log_line("GET /status/404 HTTP/1.1"));
 	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n"
 			  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
 	ok(r.status == 403 && !*r.body,
@@ -787,6 +844,8 @@ int main(void)
 	r = request(port, "GET /sleep/1000 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 504 && !strcmp(r.body, "upstream request timeout"),
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
+	ok(has(log_line("GET /sleep/1000 HTTP/1.1"), "\" 504 UT upstream_response_timeout "),
+	   "flagged UT in the access log: %s", log_line("GET /sleep/1000 HTTP/1.1"));
 	/* gRPC: the request's grpc-timeout is the deadline (capped by the route's 300 ms), and a
 	 * local reply is a gRPC status, not an HTTP error a gRPC client cannot read. */
 	{
@@ -847,6 +906,46 @@ int main(void)
 	}
 	r = request(port, "GET /sleep/400 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	is_int(r.status, 504, "a per-try timeout with one retry still times out: 504");
+	ok(has(log_line("GET /sleep/400 HTTP/1.1"), "\" 504 UT,URX upstream_per_try_timeout "),
+	   "flagged UT,URX in the access log: %s", log_line("GET /sleep/400 HTTP/1.1"));
+
+	/* Circuit breaker: with one connection busy and one request waiting for it, a third is
+	 * refused at once with 503 UO and x-envoy-overloaded; the first two are served. */
+	{
+		static char rbuf[65536];
+		int fds[3];
+		struct reply rr[3];
+
+		for (int i = 0; i < 3; i++) {
+			char req[128];
+
+			snprintf(req, sizeof(req),
+				 "GET /breaker/%d HTTP/1.1\r\nHost: web.local\r\n\r\n", 300 + i);
+			fds[i] = lo_dial(port);
+			if (fds[i] < 0 || write(fds[i], req, strlen(req)) != (ssize_t)strlen(req))
+				fds[i] = -1;
+			usleep(50000); /* in this order: busy, waiting, refused */
+		}
+		for (int i = 2; i >= 0; i--) {
+			size_t rlen = 0;
+
+			if (fds[i] < 0 || read_reply(fds[i], rbuf, &rlen, &rr[i]))
+				rr[i].status = -1;
+			if (fds[i] >= 0)
+				close(fds[i]);
+		}
+		ok(rr[2].status == 503 && has(rr[2].hdrs, "x-envoy-overloaded: true\n") &&
+			   has(rr[2].body, "reset reason: overflow"),
+		   "the third request to a 1-connection, 1-pending cluster: 503 overflow with "
+		   "x-envoy-overloaded (%d)",
+		   rr[2].status);
+		ok(rr[0].status == 200 && rr[1].status == 200 && has(rr[1].body, "path=/sleep/301"),
+		   "the busy and the waiting request are both served (%d, %d)", rr[0].status,
+		   rr[1].status);
+		ok(has(log_line("GET /breaker/302 HTTP/1.1"), "\" 503 UO upstream_overflow "),
+		   "the refusal is flagged UO in the access log: %s",
+		   log_line("GET /breaker/302 HTTP/1.1"));
+	}
 	r = request(port, "GET /failover HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 200 && has(r.body, "backend=B"),
 	   "a connect failure on one endpoint is retried on the other (%d)", r.status);
@@ -1011,5 +1110,13 @@ int main(void)
 		close(backends[i].lfd);
 	}
 	close(d.netns_fd);
+	if (getenv("HTTP_PROXY_TEST_LOG")) {
+		static char all[1 << 20];
+		ssize_t n = pread(access_log_fd, all, sizeof(all), 0);
+
+		if (n > 0 && write(2, all, (size_t)n) != n)
+			tap_diag("cannot copy the access log");
+	}
+	close(access_log_fd);
 	return done_testing();
 }
