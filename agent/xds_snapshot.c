@@ -1819,9 +1819,12 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 		h->stream_idle_timeout_ms = in->stream_idle_timeout ? ms_of(in->stream_idle_timeout)
 								    : PX_HCM_STREAM_IDLE_MS_DEF;
 	h->request_timeout_ms = ms_of(in->request_timeout);
+	h->drain_timeout_ms = in->drain_timeout ? ms_of(in->drain_timeout) : PX_HCM_DRAIN_MS_DEF;
 	/* RFC 8441 extended CONNECT from HTTP/2 clients (SETTINGS_ENABLE_CONNECT_PROTOCOL). */
 	h->h2_allow_connect =
 		in->http2_protocol_options && in->http2_protocol_options->allow_connect;
+	if (in->http2_protocol_options && in->http2_protocol_options->max_concurrent_streams)
+		h->h2_max_streams = in->http2_protocol_options->max_concurrent_streams->value;
 	rc = hcm_upgrades(x, in, h);
 	if (rc)
 		goto out;

@@ -11,7 +11,8 @@
  *     use_remote_address, xff_num_trusted_hops, skip_xff_append,
  *     preserve_external_request_id, generate_request_id, max_request_headers_kb,
  *     common_http_protocol_options.idle_timeout / max_headers_count, stream_idle_timeout,
- *     request_timeout).
+ *     request_timeout, drain_timeout, http2_protocol_options.allow_connect /
+ *     max_concurrent_streams (at most H2_MAX_STREAMS, 1024)).
  *   RouteConfiguration: request/response header mutations; virtual hosts (domains, routes,
  *     header mutations, retry_policy, include_request_attempt_count); route match prefix,
  *     path, safe_regex, path_separated_prefix, case_sensitive, headers (string_match, the
@@ -58,9 +59,12 @@
  *   the two above, ring_hash_lb_config / maglev_lb_config sizes (the proxy's own
  *   constants), decorator, circuit-breaker thresholds of non-DEFAULT priority,
  *   auto_config without TLS (HTTP/1.1),
- *   tls_params ecdh_curves / signature_algorithms, session tickets and OCSP settings, HTTP filters marked is_optional, Istio's telemetry filters (dropped with a warning
- *   by xdsres.c), envoy.filters.http.fault without a top-level delay/abort, and the inert
- *   envoy.filters.http.cors filter itself.
+ *   tls_params ecdh_curves / signature_algorithms, session tickets and OCSP settings, HTTP
+ *   filters marked is_optional, Istio's telemetry filters and its istio_authn network filter
+ *   (which only records principals; all dropped with a warning by xdsres.c),
+ *   envoy.filters.http.fault without a top-level delay/abort, and the inert
+ *   envoy.filters.http.cors filter itself. Authorization filters (rbac, ext_authz) are
+ *   refused unless marked is_optional.
  * Rejected with the field path: other cluster types and lb policies (CLUSTER_PROVIDED outside
  *   ORIGINAL_DST), load_balancing_policy, lb_subset_config, non-socket addresses, named ports, a
  *   transport_socket other than raw_buffer and tls (or the other side's TLS context), several

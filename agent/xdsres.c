@@ -20,6 +20,7 @@
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
+#include "udpa/type/v1/typed_struct.pb-c.h"
 
 typedef Envoy__Config__Listener__V3__Listener Listener;
 typedef Envoy__Config__Listener__V3__FilterChain FilterChain;
@@ -108,6 +109,11 @@ static const char *const telemetry_types[] = {
 	/* Not telemetry, but inert unless a virtual host or route carries a CORS policy, which
 	 * xds_snapshot.c refuses; istiod inserts it into every HTTP listener. */
 	"envoy.extensions.filters.http.cors.v3.Cors",
+	/* Istio's peer authentication network filter: it only records the peer's and our own
+	 * SPIFFE principals (from the mTLS handshake) for later authorization and telemetry
+	 * filters to read. Forwarding does not depend on it, and mTLS itself is enforced by the
+	 * chain's DownstreamTlsContext, which the proxy honours. */
+	"io.istio.network.authn.Config",
 };
 static const char *const telemetry_names[] = {
 	"istio.stats",
@@ -126,10 +132,31 @@ static const char *type_name_of(const char *type_url)
 	return slash ? slash + 1 : type_url;
 }
 
+/* The message type a TypedStruct wrapper (udpa.type.v1 or xds.type.v3: the same wire form)
+ * stands for, into buf; NULL if typed is not one or does not decode. */
+static const char *typed_struct_type(const Any *typed, char *buf, size_t len)
+{
+	const char *type = type_name_of(typed->type_url);
+	Udpa__Type__V1__TypedStruct *ts;
+
+	if (strcmp(type, "udpa.type.v1.TypedStruct") && strcmp(type, "xds.type.v3.TypedStruct"))
+		return NULL;
+	ts = udpa__type__v1__typed_struct__unpack(NULL, typed->value.len, typed->value.data);
+	if (!ts)
+		return NULL;
+	snprintf(buf, len, "%s", type_name_of(ts->type_url ? ts->type_url : ""));
+	udpa__type__v1__typed_struct__free_unpacked(ts, NULL);
+	return buf;
+}
+
 /* Whether a filter is one of Istio's telemetry extensions (see telemetry_types). */
 static int is_telemetry_filter(const char *name, const Any *typed)
 {
 	const char *type = typed && typed->type_url ? type_name_of(typed->type_url) : NULL;
+	char inner[256];
+
+	if (type && typed_struct_type(typed, inner, sizeof(inner)))
+		type = inner;
 
 	for (size_t i = 0; type && i < sizeof(telemetry_types) / sizeof(telemetry_types[0]); i++)
 		if (!strcmp(type, telemetry_types[i]))
@@ -519,9 +546,8 @@ static void drop_telemetry_filters(struct vctx *v, FilterChain *fc)
 		if (f->config_type_case ==
 			    ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG &&
 		    is_telemetry_filter(f->name, f->typed_config)) {
-			pr_warn("%s: %s.filters[%zu]: network filter \"%s\" (%s) is telemetry "
-				"only; "
-				"skipped",
+			pr_warn("%s: %s.filters[%zu]: network filter \"%s\" (%s) only records "
+				"telemetry or peer identity; skipped",
 				v->who, strbuf_str(&v->path), i, f->name ? f->name : "",
 				f->typed_config->type_url ? f->typed_config->type_url : "");
 			(*v->warnings)++;

@@ -244,6 +244,7 @@ enum px_server_header {
 
 #define PX_HCM_STREAM_IDLE_MS_DEF 300000  /* Envoy's stream_idle_timeout: 5 min */
 #define PX_HCM_IDLE_MS_DEF	  3600000 /* common_http_protocol_options.idle_timeout */
+#define PX_HCM_DRAIN_MS_DEF	  5000	  /* drain_timeout */
 #define PX_HCM_MAX_HEADERS_KB_DEF 60
 #define PX_HCM_MAX_HEADERS_DEF	  100
 
@@ -266,9 +267,14 @@ struct px_hcm {
 	uint32_t idle_timeout_ms;
 	uint32_t stream_idle_timeout_ms;
 	uint32_t request_timeout_ms; /* 0: none */
+	/* Draining: from HTTP/2's shutdown notice (GOAWAY, last stream 2^31-1) to the final
+	 * GOAWAY that refuses newer streams. 0: PX_HCM_DRAIN_MS_DEF. */
+	uint32_t drain_timeout_ms;
 	struct px_upgrade *upgrades; /* upgrade_configs; none: every upgrade is refused (403) */
 	uint32_t nupgrades;
 	bool h2_allow_connect; /* http2_protocol_options.allow_connect: extended CONNECT */
+	/* http2_protocol_options.max_concurrent_streams, capped at H2_MAX_STREAMS; 0: that. */
+	uint32_t h2_max_streams;
 };
 
 struct px_filter_chain {

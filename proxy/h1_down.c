@@ -161,6 +161,9 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 			c->keep_alive = false;
 		}
 	}
+	/* Draining: this is the connection's last response, and the client is told so. */
+	if (c->hc.wk->draining)
+		c->keep_alive = false;
 	if (!c->keep_alive)
 		strbuf_adds(o, "connection: close\r\n");
 	else if (c->minor == 0)
@@ -209,6 +212,10 @@ static void h1_stream_done(struct hstream *s)
 	c->requests++;
 	if (!c->keep_alive || c->resp_close_delimited)
 		c->closing = true;
+	if (c->hc.wk->draining && !c->closing) {
+		STAT_INC(c->hc.wk, downstream_cx_drain_close);
+		c->closing = true;
+	}
 	/* The next request is set up by process() at the end of the loop iteration, outside the
 	 * stream's call chain. */
 	if (!list_linked(&c->ready))
@@ -714,6 +721,21 @@ void h1_down_tick(struct worker *wk)
 			process(wk, c);
 		} else if (wk->now_ms - c->hc.last_activity >= c->hc.cfg->idle_timeout_ms) {
 			STAT_INC(wk, cx_idle_timeout);
+			h1_close(wk, c, false);
+		}
+	}
+}
+
+void h1_down_drain(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->http_conns) {
+		struct h1conn *c =
+			container_of(list_entry(pos, struct hconn, node), struct h1conn, hc);
+
+		if (!c->active) {
+			STAT_INC(wk, downstream_cx_drain_close);
 			h1_close(wk, c, false);
 		}
 	}

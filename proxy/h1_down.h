@@ -24,6 +24,9 @@ void h1_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h1_down_run_ready(struct worker *wk);
 /* Stream timers and idle connections. */
 void h1_down_tick(struct worker *wk);
+/* Draining began: idle connections close now, busy ones after their response (which says
+ * connection: close). */
+void h1_down_drain(struct worker *wk);
 void h1_down_free_dead(struct worker *wk);
 void h1_down_close_all(struct worker *wk);
 

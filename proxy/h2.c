@@ -148,6 +148,8 @@ struct h2conn {
 	struct list_head dirty; /* in the worker's h2_dirty: frames to write */
 	int fd;
 	bool readable, writable, closed, busy;
+	bool goaway_final;  /* draining: the GOAWAY that refuses newer streams is sent */
+	uint64_t drain_end; /* draining: when that GOAWAY is due; 0: not draining */
 	struct tlsio tls;
 	nghttp2_session *ng;
 	struct strbuf out;
@@ -619,7 +621,10 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		  const char *pre, size_t pre_len, struct tlsio *tls)
 {
 	nghttp2_settings_entry settings[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		 fc->http.h2_max_streams && fc->http.h2_max_streams < H2_MAX_STREAMS
+			 ? fc->http.h2_max_streams
+			 : H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
 		{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
 	};
@@ -698,14 +703,50 @@ void h2_down_tick(struct worker *wk)
 
 		if (!list_empty(&c->hc.streams)) {
 			hconn_tick(&c->hc, wk->now_ms);
+			if (c->drain_end && !c->goaway_final && wk->now_ms >= c->drain_end) {
+				/* Streams the client opens from now on are refused; the open
+				 * ones finish. */
+				nghttp2_submit_goaway(
+					c->ng, NGHTTP2_FLAG_NONE,
+					nghttp2_session_get_last_proc_stream_id(c->ng),
+					NGHTTP2_NO_ERROR, NULL, 0);
+				c->goaway_final = true;
+			}
 			down_mark(c);
-		} else if (wk->now_ms - c->hc.last_activity >= c->hc.cfg->idle_timeout_ms) {
-			STAT_INC(wk, cx_idle_timeout);
+		} else if (c->drain_end ||
+			   wk->now_ms - c->hc.last_activity >= c->hc.cfg->idle_timeout_ms) {
+			/* The GOAWAY names the last stream served, so the client knows any
+			 * later one was not and may retry it elsewhere. */
+			if (c->drain_end)
+				STAT_INC(wk, downstream_cx_drain_close);
+			else
+				STAT_INC(wk, cx_idle_timeout);
 			nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
 			down_flush(c);
 			down_close(wk, c);
 		}
 	}
+}
+
+void h2_down_drain(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->h2_conns) {
+		struct h2conn *c =
+			container_of(list_entry(pos, struct hconn, node), struct h2conn, hc);
+		uint32_t ms = c->hc.cfg->drain_timeout_ms ? c->hc.cfg->drain_timeout_ms
+							  : PX_HCM_DRAIN_MS_DEF;
+
+		/* GOAWAY with the largest stream id: stop opening streams here, nothing is
+		 * refused yet. The tick closes the connection once it has no stream. */
+		nghttp2_submit_shutdown_notice(c->ng);
+		c->drain_end = wk->now_ms + ms;
+		worker_timer(wk, c->drain_end);
+		down_mark(c);
+	}
+	/* The tick closes the idle ones now. */
+	worker_timer(wk, wk->now_ms);
 }
 
 void h2_down_free_dead(struct worker *wk)

@@ -29,6 +29,9 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 		  const char *pre, size_t pre_len, struct tlsio *tls);
 void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h2_down_tick(struct worker *wk);
+/* Draining began: each connection gets a shutdown notice, then the final GOAWAY when its
+ * streams are done or after the HCM's drain_timeout, whichever is first. */
+void h2_down_drain(struct worker *wk);
 void h2_down_free_dead(struct worker *wk);
 void h2_down_close_all(struct worker *wk);
 

@@ -61,6 +61,7 @@ struct proxy_workload_desc {
 	X(cx_no_cluster, "connections routed to a cluster that does not exist (closed, NC)")       \
 	X(cx_no_healthy_upstream, "connections to a cluster without endpoints (closed, UH)")       \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
+	X(downstream_cx_drain_close, "HTTP connections closed gracefully while draining")          \
 	X(tls_inspector_tls_found, "connections the tls_inspector saw a ClientHello on")           \
 	X(tls_inspector_tls_not_found, "connections the tls_inspector saw no TLS on")              \
 	X(tls_inspector_client_hello_too_large, "ClientHellos past PX_TLS_HELLO_MAX (closed)")     \

@@ -136,7 +136,10 @@ static void worker_run_cmds(struct worker *wk)
 			worker_hold(wk, c->l);
 			break;
 		case CMD_DRAIN:
-			wk->draining = true;
+			/* The HTTP codecs are told after this iteration's events (see
+			 * worker_main): closing connections here could free one that a later
+			 * event of the batch points to. */
+			wk->draining = wk->drain_start = true;
 			break;
 		case CMD_STOP:
 			wk->stopping = true;
@@ -314,6 +317,11 @@ static void *worker_main(void *arg)
 		tcp_pump_ready(wk);
 		upool_dispatch(wk);
 		h1_down_run_ready(wk);
+		if (wk->drain_start) {
+			wk->drain_start = false;
+			h1_down_drain(wk);
+			h2_down_drain(wk);
+		}
 		if (wk->next_timer && wk->now_ms >= wk->next_timer) {
 			/* The ticks re-arm what is still pending. */
 			wk->next_timer = 0;

@@ -133,6 +133,7 @@ struct worker {
 	uint32_t nlb;
 	uint64_t last_tick, last_idle_sweep;
 	bool draining, stopping;
+	bool drain_start; /* draining began: the HTTP codecs are yet to be told */
 };
 
 struct proxy {

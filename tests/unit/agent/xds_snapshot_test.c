@@ -77,6 +77,7 @@ static const char bootstrap[] =
 	"          max_request_headers_kb: 96\n"
 	"          common_http_protocol_options: {idle_timeout: 60s, max_headers_count: 50}\n"
 	"          request_timeout: 20s\n"
+	"          drain_timeout: 2.5s\n"
 	"          " ROUTER "\n"
 	"          route_config:\n"
 	"            name: inline\n"
@@ -306,7 +307,8 @@ static void test_bootstrap(void)
 		   "xff and request id settings");
 		ok(h->max_request_headers_kb == 96 && h->max_headers_count == 50 &&
 			   h->idle_timeout_ms == 60000 && h->request_timeout_ms == 20000 &&
-			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF,
+			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF &&
+			   h->drain_timeout_ms == 2500,
 		   "limits and timeouts (stream_idle_timeout defaults to 5 min)");
 		rc = h->routes;
 		ok(rc && rc == h->inline_routes && !strcmp(rc->name, "inline"),
@@ -700,7 +702,8 @@ static void test_upgrades(void)
 		"0.0.0.0, port_value: 80}}, filter_chains: [{filters: [{name: "
 		"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
 		", stat_prefix: h, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: "
-		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true}, " ROUTER
+		"CONNECT, enabled: false}], http2_protocol_options: {allow_connect: true, "
+		"max_concurrent_streams: 9}, " ROUTER
 		", route_config: {name: r, virtual_hosts: [{name: "
 		"v, domains: ['*'], routes: [{match: {connect_matcher: {}}, route: {cluster: c, "
 		"upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}}, {match: "
@@ -717,13 +720,44 @@ static void test_upgrades(void)
 		   h->upgrades[0].enabled && !strcmp(h->upgrades[1].type, "CONNECT") &&
 		   !h->upgrades[1].enabled,
 	   "HCM upgrade_configs: types and enabled (default true): %s", rc ? err.msg : "ok");
-	ok(h && h->h2_allow_connect, "http2_protocol_options.allow_connect: extended CONNECT");
+	ok(h && h->h2_allow_connect && h->h2_max_streams == 9,
+	   "http2_protocol_options.allow_connect (extended CONNECT) and max_concurrent_streams");
 	ok(r && r[0].match.kind == PX_PATH_CONNECT && r[0].action.nupgrades == 1 &&
 		   r[0].action.upgrades[0].enabled && r[0].action.upgrades[0].connect_terminate,
 	   "a connect_matcher route with CONNECT + connect_config terminates CONNECT");
 	ok(r && r[1].action.nupgrades == 1 && !r[1].action.upgrades[0].enabled &&
 		   !r[1].action.upgrades[0].connect_terminate,
 	   "a route's upgrade_configs entry can disable a type");
+	px_snapshot_put(s);
+}
+
+/* Istio's istio_authn network filter (wrapped in a TypedStruct) only records principals: the
+ * chain runs without it. Another TypedStruct-wrapped type stays an error. */
+static void test_istio_authn(void)
+{
+	static const char fmt[] =
+		"static_resources: {listeners: [{name: in, address: {socket_address: {address: "
+		"0.0.0.0, port_value: 15006}}, filter_chains: [{filters: [{name: istio_authn, "
+		"typed_config: {'@type': type.googleapis.com/udpa.type.v1.TypedStruct, type_url: "
+		"'type.googleapis.com/%s'}}, {name: envoy.filters.network.tcp_proxy, "
+		"typed_config: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, "
+		"stat_prefix: t, cluster: c}}]}]}], clusters: [{name: c}]}";
+	char yaml[1024];
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s;
+
+	snprintf(yaml, sizeof(yaml), fmt, "io.istio.network.authn.Config");
+	s = build_text(yaml, &err, &rc);
+	ok(s && s->listeners[0].nchains == 1 && s->listeners[0].chains[0].kind == PX_NF_TCP_PROXY,
+	   "istio_authn (a TypedStruct) is dropped, the chain keeps its tcp_proxy: %s",
+	   rc ? err.msg : "ok");
+	px_snapshot_put(s);
+	snprintf(yaml, sizeof(yaml), fmt, "io.istio.network.other.Config");
+	s = build_text(yaml, &err, &rc);
+	ok(!s && strstr(err.msg, "unsupported network filter \"istio_authn\""),
+	   "a TypedStruct of an unknown type is still refused: %s", err.msg);
 	px_snapshot_put(s);
 }
 
@@ -1074,13 +1108,14 @@ static void test_istio_reference(void)
 		   r->s->virtual_outbound->use_original_dst,
 	   "istio: virtualOutbound translates, 15001, use_original_dst");
 	r = ref_find(XDS_LISTENER, "virtualInbound");
-	/* Istio's inbound chains run istio_authn (peer authentication) and terminate mTLS; the
-	 * proxy does neither yet, so the listener must be refused, naming the security filter. */
+	/* This dump's inbound chains also call an external authorizer (an AuthorizationPolicy
+	 * with action CUSTOM): an authorization filter the proxy cannot enforce must refuse the
+	 * listener, never be skipped. */
 	ok(r && (r->s ? r->s->virtual_inbound && r->s->virtual_inbound->port == 15006
-		      : strstr(r->err, "istio_authn") || strstr(r->err, "transport_socket")),
-	   "istio: virtualInbound is on 15006, or refused for authn/mTLS it cannot enforce");
+		      : strstr(r->err, "ext_authz") || strstr(r->err, "rbac")),
+	   "istio: virtualInbound is on 15006, or refused for an authorization filter");
 	if (r && !r->s)
-		tap_diag("virtualInbound needs peer authentication and mTLS first: %s", r->err);
+		tap_diag("virtualInbound waits for authorization filters: %s", r->err);
 	r = ref_find(XDS_LISTENER, "0.0.0.0_9080");
 	ok(r && r->s && r->s->nlisteners == 1 && r->s->listeners[0].port == 9080 &&
 		   r->s->listeners[0].nchains >= 1,
@@ -1130,6 +1165,7 @@ int main(void)
 	test_priorities();
 	test_grpc_timeout();
 	test_upgrades();
+	test_istio_authn();
 	test_dns_clusters();
 	test_istio_reference();
 	return done_testing();
