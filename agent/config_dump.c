@@ -315,14 +315,29 @@ static int build_section(const struct xds_config *cfg, enum xds_type t, Protobuf
 		for (size_t i = 0; i < cfg->n[XDS_LISTENER] && !rc; i++)
 			if (cfg->res[XDS_LISTENER][i].is_static)
 				rc = add_inline_routes(dump, &cfg->res[XDS_LISTENER][i]);
+	/* The endpoints a cluster carries itself: static for static clusters and, as Envoy dumps
+	 * them (Istio's BlackHoleCluster, inbound|PORT||), dynamic for those CDS brought; an EDS
+	 * cluster's come from EDS. */
 	if (t == XDS_ENDPOINT) {
 		for (size_t i = 0; i < cfg->n[XDS_CLUSTER] && !rc; i++) {
 			const struct xds_resource *r = &cfg->res[XDS_CLUSTER][i];
 			const Envoy__Config__Cluster__V3__Cluster *c = (const void *)r->msg;
+			struct xds_resource la;
 
-			if (r->is_static && c->load_assignment)
+			if (!c->load_assignment)
+				continue;
+			if (r->is_static) {
 				rc = add_static_entry(dump, XDS_ENDPOINT, NULL,
 						      &c->load_assignment->base, &r->updated);
+				continue;
+			}
+			if (c->cluster_discovery_type_case ==
+				    ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
+			    c->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS)
+				continue;
+			la = *r;
+			la.msg = &c->load_assignment->base;
+			rc = add_dynamic_entry(dump, XDS_ENDPOINT, r->name, &la, NULL);
 		}
 	}
 	for (size_t i = 0; i < cfg->n[t] && !rc; i++) {

@@ -58,9 +58,12 @@ static uint32_t gcd(uint32_t a, uint32_t b)
 }
 
 /* Fills e->slots from the cluster's healthy endpoints of its best priority; weights become
- * repeated slots, scaled down to SHUNT_SVC_MAX_SLOTS. -ENOMEM, or 1 if capped. */
+ * repeated slots, scaled down to SHUNT_SVC_MAX_SLOTS. -ENOMEM, or 1 if capped. The slots are
+ * built on the stack and kept at their size: the agent holds them for every service (10,000
+ * services at the full SHUNT_SVC_MAX_SLOTS would be 50 MB). */
 static int backends_of(struct svcmap_entry *e, const struct px_cluster *c)
 {
+	struct shunt_svc_backend slots[SHUNT_SVC_MAX_SLOTS];
 	uint32_t best = UINT32_MAX, n = 0, g = 0, nslots = 0, capped = 0;
 	uint64_t total = 0;
 
@@ -80,9 +83,6 @@ static int backends_of(struct svcmap_entry *e, const struct px_cluster *c)
 		return 0;
 	if (n > SHUNT_SVC_MAX_SLOTS)
 		capped = 1;
-	e->slots = calloc(SHUNT_SVC_MAX_SLOTS, sizeof(*e->slots));
-	if (!e->slots)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < c->nendpoints && nslots < SHUNT_SVC_MAX_SLOTS; i++) {
 		const struct px_endpoint *ep = &c->endpoints[i];
 		uint64_t w = ep->weight ? ep->weight : 1, k;
@@ -96,12 +96,16 @@ static int backends_of(struct svcmap_entry *e, const struct px_cluster *c)
 		}
 		if (k == 0)
 			k = 1;
-		for (; k > 0 && nslots < SHUNT_SVC_MAX_SLOTS; k--) {
-			e->slots[nslots].addr = ep->addr;
-			e->slots[nslots++].port = ep->port;
-		}
+		/* A compound literal zeroes the pad: the maps and same_service() compare bytes. */
+		for (; k > 0 && nslots < SHUNT_SVC_MAX_SLOTS; k--)
+			slots[nslots++] =
+				(struct shunt_svc_backend){.addr = ep->addr, .port = ep->port};
 		e->val.nbackends++;
 	}
+	e->slots = malloc(nslots * sizeof(*e->slots));
+	if (!e->slots)
+		return -ENOMEM;
+	memcpy(e->slots, slots, nslots * sizeof(*e->slots));
 	e->nslots = nslots;
 	return (int)capped;
 }

@@ -8,8 +8,9 @@
 
 #include "agent/jtree.h"
 
-/* Most resources of one type in one config; more is an error naming the limit. */
-#define XDS_MAX_LISTENERS 4096
+/* Most resources of one type in one config; more is an error naming the limit. Listeners go
+ * as far as clusters: Istio sends one per TCP service VIP:port. */
+#define XDS_MAX_LISTENERS 16384
 #define XDS_MAX_ROUTES	  4096
 #define XDS_MAX_CLUSTERS  16384
 #define XDS_MAX_ENDPOINTS 16384

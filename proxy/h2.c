@@ -1034,9 +1034,9 @@ static int up_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_co
 
 		x->s = NULL;
 		s->up = NULL;
-		hstream_on_upstream_failure(s, false,
-					    error_code == NGHTTP2_REFUSED_STREAM ? "refused stream"
-										 : "remote reset");
+		/* nghttp2 also closes the streams a GOAWAY left unprocessed with REFUSED_STREAM:
+		 * those, too, never reached the application and are safe to retry. */
+		hstream_on_upstream_reset(s, error_code == NGHTTP2_REFUSED_STREAM);
 	}
 	x_free(x);
 	return 0;

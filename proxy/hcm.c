@@ -452,37 +452,17 @@ static void start_attempt(struct hstream *s)
 	}
 }
 
-/* Whether this failure may be retried, and if so schedules the retry. */
-static bool maybe_retry(struct hstream *s, uint32_t cond, int status)
+/* Schedules another attempt if the policy covers how this one ended (covered) and the request
+ * can still be replayed. A covered failure past num_retries marks the stream for Envoy's URX. */
+static bool maybe_retry(struct hstream *s, bool covered)
 {
 	const struct px_retry_policy *rp = s->retry;
 	struct worker *wk = s->hc->wk;
-	bool on = false;
 
-	if (!rp || s->resp_started || !s->body_replayable)
-		return false;
-	if (rp->retry_on & cond)
-		on = true;
-	if (status) {
-		if ((rp->retry_on & PX_RETRY_5XX) && status >= 500)
-			on = true;
-		if ((rp->retry_on & PX_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
-			on = true;
-		if ((rp->retry_on & PX_RETRY_RETRIABLE_4XX) && status == 409)
-			on = true;
-		for (uint32_t i = 0; (rp->retry_on & PX_RETRY_RETRIABLE_STATUS_CODES) &&
-				     i < rp->nretriable_status_codes;
-		     i++)
-			on |= rp->retriable_status_codes[i] == status;
-	} else if (rp->retry_on & (PX_RETRY_5XX | PX_RETRY_GATEWAY_ERROR)) {
-		/* Envoy counts connect failures and resets as 5xx/gateway errors too. */
-		on = true;
-	}
-	if (!on)
+	if (!covered || !rp || s->resp_started || !s->body_replayable)
 		return false;
 	if (s->attempt > rp->num_retries) {
-		/* Retriable, but out of retries: Envoy's URX. */
-		s->retries_exhausted = true;
+		s->retry_exhausted = true;
 		return false;
 	}
 	/* Exponential back-off with full jitter: [0, base * (2^n - 1)], capped. */
@@ -899,6 +879,18 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 
 /* ---- the response ---------------------------------------------------------------------------- */
 
+/* The grpc-status a response head carries (a trailers-only response), or -1; looked up only
+ * when the retry policy has a gRPC condition to match it against. */
+static int response_grpc_status(const struct hstream *s, const struct px_hdr *hdrs, uint32_t n)
+{
+	if (!s->retry || !(s->retry->retry_on & PX_RETRY_GRPC))
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (span_eq(hdrs[i].name, hdrs[i].name_len, "grpc-status"))
+			return http_grpc_status_parse(hdrs[i].value, hdrs[i].value_len);
+	return -1;
+}
+
 void hstream_on_response_headers(struct hstream *s, int status, const struct px_hdr *hdrs,
 				 uint32_t n, bool end_stream)
 {
@@ -913,9 +905,10 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 		return;
 	s->t_first_byte = wk->now_ms;
 	s->deadline_try = 0;
-	if (status >= 400 && maybe_retry(s, 0, status))
+	if (maybe_retry(s,
+			px_retry_on_response(s->retry, status, response_grpc_status(s, hdrs, n))))
 		return;
-	if (s->retries_exhausted)
+	if (s->retry_exhausted)
 		s->flags = "URX";
 	/* An allowed upgrade answered 101, a CONNECT answered 2xx: from now on, raw bytes. */
 	s->tunnel = s->upgrade && !end_stream &&
@@ -1010,9 +1003,24 @@ void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, 
 	finish(s);
 }
 
-void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason)
+/* Response flags for an attempt that ended without a response, with URX when it was the
+ * last one a covered failure was allowed. */
+static const char *failure_flags(const struct hstream *s, enum px_upstream_reset kind, bool remote)
+{
+	if (kind == PX_RESET_CONNECT_FAILURE)
+		return s->retry_exhausted ? "UF,URX" : "UF";
+	if (remote)
+		return s->retry_exhausted ? "UR,URX" : "UR";
+	return s->retry_exhausted ? "UC,URX" : "UC";
+}
+
+/* The attempt ended before a response: retry it, or answer 503 (or reset a response that
+ * already started). remote: the upstream reset the stream itself (Envoy's UR). */
+static void upstream_failed(struct hstream *s, enum px_upstream_reset kind, bool remote,
+			    const char *reason)
 {
 	struct worker *wk = s->hc->wk;
+	bool connect_failure = kind == PX_RESET_CONNECT_FAILURE;
 
 	if (s->done)
 		return;
@@ -1020,7 +1028,7 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 	snprintf(s->failure, sizeof(s->failure), "%s", reason ? reason : "");
 	if (connect_failure)
 		STAT_INC(wk, upstream_cx_connect_fail);
-	if (maybe_retry(s, connect_failure ? PX_RETRY_CONNECT_FAILURE : PX_RETRY_RESET, 0))
+	if (maybe_retry(s, px_retry_on_reset(s->retry, kind)))
 		return;
 	if (s->resp_started) {
 		s->flags = "UR";
@@ -1028,8 +1036,7 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 		s->down->reset(s);
 		return;
 	}
-	if (s->retries_exhausted)
-		s->flags = connect_failure ? "UF,URX" : "UC,URX";
+	s->flags = failure_flags(s, kind, remote);
 	/* A TLS failure keeps its reason (Envoy's transport failure reason) in the log. */
 	if (connect_failure && !strncmp(s->failure, "TLS_error", 9)) {
 		char why[sizeof(s->failure)];
@@ -1040,11 +1047,34 @@ void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const 
 		local_reply(s, HTTP_LR_CONNECT_FAILURE, s->details_buf, why);
 		return;
 	}
-	local_reply(s, connect_failure ? HTTP_LR_CONNECT_FAILURE : HTTP_LR_UPSTREAM_RESET,
-		    connect_failure
-			    ? "upstream_reset_before_response_started{connection_failure}"
-			    : "upstream_reset_before_response_started{connection_termination}",
-		    connect_failure ? "connection failure" : "connection termination");
+	if (connect_failure) {
+		local_reply(s, HTTP_LR_CONNECT_FAILURE,
+			    "upstream_reset_before_response_started{connection_failure}",
+			    "connection failure");
+	} else if (kind == PX_RESET_REFUSED_STREAM) {
+		local_reply(s, HTTP_LR_UPSTREAM_RESET,
+			    "upstream_reset_before_response_started{remote_refused_stream_reset}",
+			    "remote refused stream reset");
+	} else if (remote) {
+		local_reply(s, HTTP_LR_UPSTREAM_RESET,
+			    "upstream_reset_before_response_started{remote_reset}", "remote reset");
+	} else {
+		local_reply(s, HTTP_LR_UPSTREAM_RESET,
+			    "upstream_reset_before_response_started{connection_termination}",
+			    "connection termination");
+	}
+}
+
+void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason)
+{
+	upstream_failed(s, connect_failure ? PX_RESET_CONNECT_FAILURE : PX_RESET_OTHER, false,
+			reason);
+}
+
+void hstream_on_upstream_reset(struct hstream *s, bool refused)
+{
+	upstream_failed(s, refused ? PX_RESET_REFUSED_STREAM : PX_RESET_OTHER, true,
+			refused ? "refused stream" : "remote reset");
 }
 
 void hstream_on_downstream_reset(struct hstream *s, const char *why)
@@ -1088,9 +1118,9 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 		if (s->deadline_try && now >= s->deadline_try) {
 			STAT_INC(hc->wk, http_rq_timeout);
 			/* A per-try timeout is retried like a reset. */
-			if (maybe_retry(s, PX_RETRY_RESET, 0))
+			if (maybe_retry(s, px_retry_on_reset(s->retry, PX_RESET_OTHER)))
 				continue;
-			if (s->retries_exhausted)
+			if (s->retry_exhausted)
 				s->flags = "UT,URX";
 			local_reply(s, HTTP_LR_TIMEOUT, "upstream_per_try_timeout", NULL);
 			continue;

@@ -106,7 +106,7 @@ struct hstream {
 	int endpoint;		  /* index in cluster->endpoints; -1 for ORIGINAL_DST */
 	struct px_endpoint up_ep; /* where this attempt goes */
 	uint32_t attempt;	  /* 1 for the first try */
-	bool retries_exhausted;	  /* the last failure was retriable but no retry was left */
+	bool retry_exhausted;	  /* a covered failure found no retry left: URX */
 	uint32_t avoid[HCM_MAX_AVOID];
 	uint32_t navoid;
 	char request_id[HTTP_UUID_LEN + 1];
@@ -183,6 +183,9 @@ void hstream_on_response_data(struct hstream *s, const char *data, size_t len, b
 void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n);
 /* The exchange failed before (or after) response headers: reason in Envoy's words. */
 void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason);
+/* The upstream reset this stream (HTTP/2 RST_STREAM, or a stream GOAWAY left unprocessed);
+ * refused: with REFUSED_STREAM, so the request was not processed and is safe to retry. */
+void hstream_on_upstream_reset(struct hstream *s, bool refused);
 
 /* Timers of all streams of a connection; called from the worker's tick. */
 void hconn_tick(struct hconn *hc, uint64_t now_ms);

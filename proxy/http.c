@@ -421,6 +421,20 @@ int http_grpc_status_of(int http_status)
 	}
 }
 
+int http_grpc_status_parse(const char *v, size_t len)
+{
+	int code = 0;
+
+	if (!v || !len || len > 9) /* nine digits cannot overflow an int */
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		code = code * 10 + (v[i] - '0');
+	}
+	return code <= HTTP_GRPC_STATUS_MAX ? code : -1;
+}
+
 void http_grpc_message(const char *text, struct strbuf *out)
 {
 	static const char hex[] = "0123456789ABCDEF";

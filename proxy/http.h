@@ -111,6 +111,10 @@ size_t http_grpc_timeout_format(uint64_t ms, char out[HTTP_GRPC_TIMEOUT_DIGITS +
 /* Envoy's (and the gRPC project's) mapping of an HTTP status to a gRPC status code, used when a
  * local reply answers a gRPC request. */
 int http_grpc_status_of(int http_status);
+/* A grpc-status value: its code (0 to HTTP_GRPC_STATUS_MAX), or -1 when it is no status code
+ * (then no gRPC retry condition matches it). */
+#define HTTP_GRPC_STATUS_MAX 16 /* UNAUTHENTICATED, the last one the spec defines */
+int http_grpc_status_parse(const char *v, size_t len);
 /* grpc-message: the text percent-encoded as the gRPC spec asks (bytes outside 0x20..0x7e, and
  * '%'). Appends to out. */
 void http_grpc_message(const char *text, struct strbuf *out);

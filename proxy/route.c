@@ -401,6 +401,7 @@ int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
 		{"cancelled", PX_RETRY_CANCELLED},
 		{"deadline-exceeded", PX_RETRY_DEADLINE_EXCEEDED},
 		{"resource-exhausted", PX_RETRY_RESOURCE_EXHAUSTED},
+		{"internal", PX_RETRY_INTERNAL},
 	};
 
 	*bits = 0;
@@ -430,4 +431,51 @@ int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
 			p++;
 	}
 	return 0;
+}
+
+bool px_retry_on_response(const struct px_retry_policy *rp, int status, int grpc_status)
+{
+	uint32_t on = rp ? rp->retry_on : 0;
+
+	if ((on & PX_RETRY_5XX) && status >= 500 && status <= 599)
+		return true;
+	if ((on & PX_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
+		return true;
+	if ((on & PX_RETRY_RETRIABLE_4XX) && status == 409)
+		return true;
+	for (uint32_t i = 0;
+	     (on & PX_RETRY_RETRIABLE_STATUS_CODES) && i < rp->nretriable_status_codes; i++)
+		if (rp->retriable_status_codes[i] == status)
+			return true;
+	/* Envoy reads grpc-status from the response headers whatever the HTTP status: a
+	 * trailers-only response is a 200 that carries its status in its head. */
+	switch (grpc_status) {
+	case PX_GRPC_CANCELLED:
+		return on & PX_RETRY_CANCELLED;
+	case PX_GRPC_DEADLINE_EXCEEDED:
+		return on & PX_RETRY_DEADLINE_EXCEEDED;
+	case PX_GRPC_RESOURCE_EXHAUSTED:
+		return on & PX_RETRY_RESOURCE_EXHAUSTED;
+	case PX_GRPC_INTERNAL:
+		return on & PX_RETRY_INTERNAL;
+	case PX_GRPC_UNAVAILABLE:
+		return on & PX_RETRY_UNAVAILABLE;
+	default:
+		return false;
+	}
+}
+
+bool px_retry_on_reset(const struct px_retry_policy *rp, enum px_upstream_reset r)
+{
+	uint32_t on = rp ? rp->retry_on : 0;
+
+	/* Envoy counts every reset as a 5xx (it becomes a 503), and `reset` as covering them
+	 * all, connect failures and refused streams included. */
+	if (on & (PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY_ERROR))
+		return true;
+	if (r == PX_RESET_REFUSED_STREAM)
+		return on & PX_RETRY_REFUSED_STREAM;
+	if (r == PX_RESET_CONNECT_FAILURE)
+		return on & PX_RETRY_CONNECT_FAILURE;
+	return false;
 }

@@ -77,10 +77,20 @@ struct px_route_match {
 #define PX_RETRY_REFUSED_STREAM		(1u << 4)
 #define PX_RETRY_RETRIABLE_4XX		(1u << 5)
 #define PX_RETRY_RETRIABLE_STATUS_CODES (1u << 6)
-#define PX_RETRY_UNAVAILABLE		(1u << 7) /* gRPC status 14 */
-#define PX_RETRY_CANCELLED		(1u << 8) /* gRPC status 1 */
-#define PX_RETRY_DEADLINE_EXCEEDED	(1u << 9)
-#define PX_RETRY_RESOURCE_EXHAUSTED	(1u << 10)
+#define PX_RETRY_UNAVAILABLE		(1u << 7)  /* gRPC status 14 */
+#define PX_RETRY_CANCELLED		(1u << 8)  /* gRPC status 1 */
+#define PX_RETRY_DEADLINE_EXCEEDED	(1u << 9)  /* gRPC status 4 */
+#define PX_RETRY_RESOURCE_EXHAUSTED	(1u << 10) /* gRPC status 8 */
+#define PX_RETRY_INTERNAL		(1u << 11) /* gRPC status 13 */
+/* The gRPC status codes those name (the gRPC spec's numbering). */
+#define PX_GRPC_CANCELLED	   1
+#define PX_GRPC_DEADLINE_EXCEEDED  4
+#define PX_GRPC_RESOURCE_EXHAUSTED 8
+#define PX_GRPC_INTERNAL	   13
+#define PX_GRPC_UNAVAILABLE	   14
+#define PX_RETRY_GRPC                                                                              \
+	(PX_RETRY_CANCELLED | PX_RETRY_DEADLINE_EXCEEDED | PX_RETRY_RESOURCE_EXHAUSTED |           \
+	 PX_RETRY_INTERNAL | PX_RETRY_UNAVAILABLE)
 
 struct px_retry_policy {
 	uint32_t retry_on;
@@ -97,6 +107,21 @@ struct px_retry_policy {
 /* Parses Envoy's retry_on list ("5xx,reset,connect-failure"); -EINVAL names the bad item in
  * *bad. */
 int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad);
+
+/* How an attempt ended without a response: it never connected, the upstream reset the stream
+ * with REFUSED_STREAM (it did not process the request), or any other reset, close or per-try
+ * timeout. */
+enum px_upstream_reset {
+	PX_RESET_CONNECT_FAILURE,
+	PX_RESET_REFUSED_STREAM,
+	PX_RESET_OTHER,
+};
+
+/* Whether the policy's retry_on covers a response with this HTTP status and grpc-status (-1
+ * when the headers carry none); a NULL policy covers nothing. */
+bool px_retry_on_response(const struct px_retry_policy *rp, int status, int grpc_status);
+/* Whether it covers an attempt that ended in this kind of reset. */
+bool px_retry_on_reset(const struct px_retry_policy *rp, enum px_upstream_reset r);
 
 enum px_header_append {
 	PX_APPEND_IF_EXISTS_OR_ADD,

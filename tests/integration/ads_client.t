@@ -67,13 +67,17 @@ wait_for() {
 	return 1
 }
 count() { grep -cE "$1" "$OUT"; }
+# The node's cluster and metadata as the server decoded them from the first request on a stream.
+first_node() { ctl requests | jq -cS '.[0] | [.node_cluster, .node_metadata]'; }
+WANT_NODE='["web.default",{"ISTIO_VERSION":"1.21.0","LABELS":{"app":"web"}}]'
 last_apply() { grep '^apply ' "$OUT" | tail -1 | cut -d' ' -f3-; }
 
 start_probe() {
 	sed "s/@PORT@/$GPORT/" >"$DIR/boot.json" <<'EOF'
 {
   "node": {"id": "sidecar~10.0.0.7~web.default~default.svc.cluster.local", "cluster": "web.default",
-           "metadata": {"ISTIO_VERSION": "1.21.0"}, "locality": {"region": "r1", "zone": "z1"}},
+           "metadata": {"ISTIO_VERSION": "1.21.0", "LABELS": {"app": "web"}},
+           "locality": {"region": "r1", "zone": "z1"}},
   "dynamic_resources": {
     "lds_config": {"ads": {}}, "cds_config": {"ads": {}},
     "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
@@ -149,6 +153,7 @@ rds n=4 + - init=
 sds n=5 + - init="
 	fi
 	is "$(requests)" "$want" "$MODE: CDS, EDS, LDS, then RDS and SDS for the names the listeners use, each ACKed with its version and nonce; node only first"
+	is "$(first_node)" "$WANT_NODE" "$MODE: the node carries the bootstrap's cluster and metadata (a nested Struct too)"
 
 	# ---- a secret rotated ----
 	ctl set sds 2 "[$(secret cert 2)]" >/dev/null
@@ -252,6 +257,7 @@ sds n=5 + - init="
 		like "$(requests | head -3 | tr '\n' ';')" "^cds n= \+ - init=api:2,db:1 node=$NODE;eds n= \+api - init=api:2;lds n= \+ - init=l81:4;" \
 			"$MODE: resubscribed with initial_resource_versions"
 	fi
+	is "$(first_node)" "$WANT_NODE" "$MODE: the new stream's first request carries the node's cluster and metadata again"
 	is "$(last_apply)" "$before" "$MODE: the config after the resync is the one before"
 	kill "$PROBE_PID"
 	wait "$PROBE_PID"

@@ -3,8 +3,10 @@
 # xDS server (Python grpcio, tests/lib/xds_server.py). A captured pod's request follows the
 # config: routed to the endpoints EDS names; after an EDS change new requests go to the new
 # endpoints while one in flight finishes; an invalid listener is NACKed and traffic keeps the
-# last good config; config dump shows versions and the rejection; counters; the server dies and
-# comes back, shuntd reconnects and traffic never stops. SotW, then delta.
+# last good config; config dump shows versions and the rejection; counters (updates accepted and
+# rejected per type, the time of the last accepted one); the node the server sees (the
+# bootstrap's id, --service-cluster's cluster); the server dies and comes back, shuntd
+# reconnects and traffic never stops. SotW, then delta.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -58,6 +60,23 @@ LISTENERS="[$(virtual virtualOutbound 15001 PassthroughCluster),$(virtual virtua
 VIP=http://10.96.0.10:9080
 get() { h_exec a curl -sf -m 5 "$VIP/"; }
 metric() { curl -s "http://127.0.0.1:$APORT/stats/prometheus" | grep "^shunt_$1" | awk '{print $2}'; }
+accepted() { metric "xds_updates_accepted_total{type=\"$1\"}"; }
+last_update() { metric "xds_last_update_seconds{type=\"$1\"}"; }
+# "TYPE=N" for each type, N the updates accepted (or "-" if the counter is missing).
+accepted_all() {
+	local t out=
+	for t in listeners routes clusters endpoints secrets; do out="$out $t=$(accepted $t)"; done
+	echo "${out# }"
+}
+# The types whose last accepted update is not within [FROM, TO] (epoch seconds).
+stale_types() { # FROM TO TYPES...
+	local from=$1 to=$2 t v
+	shift 2
+	for t in "$@"; do
+		v=$(last_update "$t")
+		[ -n "$v" ] && [ "$v" -ge "$from" ] && [ "$v" -le "$to" ] || printf '%s=%s ' "$t" "${v:--}"
+	done
+}
 
 for MODE in sotw delta; do
 	api=GRPC
@@ -72,10 +91,19 @@ for MODE in sotw delta; do
 	xds_bootstrap "$api" "$GPORT" >"$H_DIR/boot.$MODE.json"
 	APORT=$((20000 + RANDOM % 20000))
 	: >"$H_DIR/shuntd.log"
-	h_shuntd --config "$H_DIR/boot.$MODE.json" --admin-port "$APORT" --admin-address 127.0.0.1 ||
-		{ echo "Bail out! shuntd did not start"; exit 1; }
+	t_start=$(date +%s)
+	h_shuntd --config "$H_DIR/boot.$MODE.json" --admin-port "$APORT" --admin-address 127.0.0.1 \
+		--service-cluster "traffic.$MODE" || { echo "Bail out! shuntd did not start"; exit 1; }
 	h_wait_for 10 grep -q "xds: initial fetch complete" "$H_DIR/shuntd.log" ||
 		diag "$(tail -5 "$H_DIR/shuntd.log")"
+	is "$(ctl requests | jq -r '.[0] | "\(.node | split("/")[0]) \(.node_cluster)"')" \
+		"sidecar~10.77.0.2~a.default~default.svc.cluster.local traffic.$MODE" \
+		"$MODE: the server sees the bootstrap's node id and --service-cluster's cluster"
+	is "$(accepted_all)" "listeners=1 routes=1 clusters=1 endpoints=1 secrets=0" \
+		"$MODE: updates accepted, per type: one of each type pushed, no secrets"
+	is "$(stale_types "$t_start" "$(date +%s)" listeners routes clusters endpoints)" "" \
+		"$MODE: last update time of each type pushed: since shuntd started"
+	is "$(last_update secrets)" "0" "$MODE: last update time of secrets: never"
 
 	is "$(get)" "v1" "$MODE: pod A -> VIP routed to the endpoint EDS names"
 	is "$(metric xds_connected)" "1" "$MODE: shunt_xds_connected 1"
@@ -85,9 +113,14 @@ for MODE in sotw delta; do
 	h_exec a curl -sf -m 20 --limit-rate 1M -o "$H_DIR/inflight" "$VIP/blob" &
 	inflight=$!
 	sleep 0.5
+	t_eds=$(date +%s)
 	ctl set eds 2 "[$(assignment reviews "$B" 8002)]" >/dev/null
 	h_wait_for 5 sh -c "[ \"\$(h_exec a curl -sf -m 2 $VIP/ 2>/dev/null)\" = v2 ]" 2>/dev/null
 	is "$(get)" "v2" "$MODE: after the EDS change, new requests reach the new endpoint"
+	is "$(accepted_all)" "listeners=1 routes=1 clusters=1 endpoints=2 secrets=0" \
+		"$MODE: the EDS change is one more endpoints update accepted, nothing else"
+	is "$(stale_types "$t_eds" "$(date +%s)" endpoints)" "" \
+		"$MODE: last update time of endpoints: the EDS change"
 	wait "$inflight"
 	is "$?/$(stat -c %s "$H_DIR/inflight")" "0/2097152" "$MODE: the request in flight finished on the old one"
 
@@ -99,6 +132,7 @@ for MODE in sotw delta; do
 	is "$(get)" "v2" "$MODE: traffic keeps flowing on the last good config"
 	cmp_ok "$(metric 'xds_updates_rejected_total{type="listeners"}')" -ge 1 \
 		"$MODE: the rejection is counted"
+	is "$(accepted listeners)" "1" "$MODE: and not as an update accepted"
 	dump=$(h_ctl config dump --type listeners)
 	like "$(jq -r '.configs[0].dynamic_listeners[] | select(.name == "0.0.0.0_9080") | .active_state.version_info' <<<"$dump")" \
 		'^1$' "$MODE: config dump: the listener still at version 1"

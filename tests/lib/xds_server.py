@@ -22,7 +22,10 @@ Control commands (one line each, answered with one JSON line):
   deep N                    sends a response nested N messages deep
   unknown                   sends a response with a type URL nobody consumes
   streams                   number of open streams
-  scale N M VERSION         N EDS clusters (c0..) with M endpoints each (cds and eds)
+  scale N M VERSION [vips]  N EDS clusters (c0..) with M endpoints each (cds and eds); with
+                            "vips", also N listeners (lds), one per cluster: a tcp_proxy on a
+                            service VIP 10.96.x.y:9080 not bound to a port, its cluster marked
+                            for the kernel service LB, so each becomes a kernel map service
   touch TYPE NAME VERSION   gives one resource a new version (and the type that version)
 """
 import json
@@ -91,11 +94,21 @@ class Server:
     def name_of(self, t, msg):
         return msg.cluster_name if t == "eds" else msg.name
 
-    def set(self, t, version, resources, save=True, msgs=None, versions=None):
-        """versions: the version of each resource, when not version (a restart's state)."""
+    def pack(self, t, version, msgs):
+        """Resources as set() keeps them: name -> (version, Any)."""
+        new = {}
+        for m in msgs:
+            a = self.Any()
+            a.Pack(m)
+            new[self.name_of(t, m)] = (version, a)
+        return new
+
+    def set(self, t, version, resources, save=True, msgs=None, versions=None, packed=None):
+        """versions: the version of each resource, when not version (a restart's state);
+        packed: resources already packed by pack()."""
         from google.protobuf import json_format
 
-        new = {}
+        new = dict(packed or {})
         msgs = list(msgs or [])
         for r in resources:
             m = self.cls(TYPES[t])()
@@ -126,10 +139,15 @@ class Server:
             return str(self.nonce)
 
     def record(self, kind, req):
+        from google.protobuf import json_format
+
         t = next((k for k, v in TYPES.items() if PREFIX + v == req.type_url), req.type_url)
         entry = {"kind": kind, "type": t, "nonce": req.response_nonce,
                  "node": "%s/%s/%s" % (req.node.id, req.node.user_agent_name,
                                        req.node.locality.zone) if req.HasField("node") else None,
+                 "node_cluster": req.node.cluster if req.HasField("node") else None,
+                 "node_metadata": json_format.MessageToDict(req.node.metadata)
+                 if req.HasField("node") else None,
                  "error": req.error_detail.message if req.HasField("error_detail") else None}
         if kind == "sotw":
             entry["version"] = req.version_info
@@ -166,8 +184,10 @@ class Server:
             self.set(t, version, json.loads(body))
             return {"ok": True}
         if verb == "scale":
-            n, m, version = rest.split(" ")
-            return {"ok": True, "pushed_at": self.scale(int(n), int(m), version)}
+            n, m, version, *vips = rest.split(" ")
+            if vips not in ([], ["vips"]):
+                raise ValueError("scale N M VERSION [vips]")
+            return {"ok": True, "pushed_at": self.scale(int(n), int(m), version, bool(vips))}
         if verb == "touch":
             t, name, version = rest.split(" ")
             with self.lock:
@@ -201,13 +221,17 @@ class Server:
             return {"ok": True}
         raise ValueError("unknown command %r" % verb)
 
-    def scale(self, n, m, version):
+    def scale(self, n, m, version, vips=False):
         Cluster = self.cls(TYPES["cds"])
         Cla = self.cls(TYPES["eds"])
-        clusters, assignments = [], []
+        Listener = self.cls(TYPES["lds"])
+        TcpProxy = self.cls("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy")
+        clusters, assignments, listeners = [], [], []
         for i in range(n):
             c = Cluster(name="c%d" % i, type=3)  # EDS
             c.eds_cluster_config.eds_config.ads.SetInParent()
+            if vips:
+                c.metadata.filter_metadata["shunt"].fields["kernel_lb"].bool_value = True
             clusters.append(c)
             a = Cla(cluster_name="c%d" % i)
             le = a.endpoints.add()
@@ -216,9 +240,25 @@ class Server:
                 sa.address = "10.%d.%d.%d" % (i >> 8 & 255, i & 255, j & 255)
                 sa.port_value = 8000 + j
             assignments.append(a)
-        self.set("eds", version, [], save=False, msgs=assignments)
-        self.set("cds", version, [], save=False, msgs=clusters)
-        return time.time()  # the CDS push is queued on every stream: what shuntd waits on
+            if vips:
+                # Istio's per-service listener: named VIP_PORT, not bound, plain tcp_proxy.
+                vip = "10.%d.%d.%d" % (96 + (i >> 16), i >> 8 & 255, i & 255)
+                ls = Listener(name="%s_9080" % vip)
+                ls.address.socket_address.address = vip
+                ls.address.socket_address.port_value = 9080
+                ls.bind_to_port.value = False
+                f = ls.filter_chains.add().filters.add(name="envoy.filters.network.tcp_proxy")
+                f.typed_config.Pack(TcpProxy(stat_prefix="c%d" % i, cluster="c%d" % i))
+                listeners.append(ls)
+        # Everything packed first, so that the push times the sending, not this script.
+        eds, cds = self.pack("eds", version, assignments), self.pack("cds", version, clusters)
+        lds = self.pack("lds", version, listeners)
+        self.set("eds", version, [], save=False, packed=eds)
+        self.set("cds", version, [], save=False, packed=cds)
+        pushed = time.time()  # the CDS push is queued on every stream: what shuntd waits on
+        if vips:
+            self.set("lds", version, [], save=False, packed=lds)
+        return pushed
 
     @staticmethod
     def varint(n):

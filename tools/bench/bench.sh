@@ -265,7 +265,8 @@ stop_shunt_capture_http() { h_shuntd_stop >/dev/null; }
 
 # shunt driven over ADS by the Python management server (tests/lib/xds_server.py), both in pod
 # p: shuntd starts with no resources, then the server pushes XDS_CLUSTERS EDS clusters with
-# XDS_ENDPOINTS endpoints each. Fresh server and shuntd every round, so every round measures the
+# XDS_ENDPOINTS endpoints each, and as many listeners, one service VIP per cluster that the
+# kernel service LB takes (tcp_proxy, cluster marked kernel_lb), so the push ends in the maps. Fresh server and shuntd every round, so every round measures the
 # same thing: one push of everything to a connected, idle shuntd.
 XDS_DESC=$H_ROOT/build/xds/closure.pb
 start_xds() { # API_TYPE
@@ -406,42 +407,62 @@ measure_http() {
 	if [ "$PROXY_PID" = "${H_SHUNTD_PID:-}" ] && [ -n "$req" ] && [ "$wcpu" -gt 0 ]; then
 		rec "$c" rps_per_core_workers "$(awk -v n="$req" -v c="$wcpu" 'BEGIN { printf "%.0f", n / (c / 1e6) }')"
 	fi
-	# Latency at a fixed rate, the same open-loop client as the TCP cases, in HTTP mode.
+	# Latency at a fixed rate, the same open-loop client as the TCP cases, in HTTP mode; the
+	# proxy's RSS (VmRSS: the whole process, every thread) is sampled in the middle of it, for
+	# each proxy alike.
 	h_exec a timeout $((${SECS%.*} + 20)) "$LG" rr "$HTTP_HOST" "$HTTP_PORT" -c "$LAT_CONNS" \
 		-r "$LAT_RATE" -n "$MAX_REQ" -d "$SECS" -H / -o "$CDF_DIR/$c.$ROUND.cdf" \
-		>"$H_DIR/lat.out" 2>"$H_DIR/client.err" ||
-		{
-			log "$c http lat: client failed: $(head -c 300 "$H_DIR/client.err")"
-			rec "$c" lat_p99.failed 1
-		}
+		>"$H_DIR/lat.out" 2>"$H_DIR/client.err" &
+	local lp=$!
+	sleep "$(awk -v s="$SECS" 'BEGIN { print s * 0.7 }')"
+	rec "$c" rss_load_kb "$(rss_kb "$PROXY_PID")"
+	if ! wait "$lp"; then
+		log "$c http lat: client failed: $(head -c 300 "$H_DIR/client.err")"
+		rec "$c" lat_p99.failed 1
+	fi
 	out=$(cat "$H_DIR/lat.out")
 	for q in p50 p90 p99 p999; do rec "$c" "lat_$q" "$(kv $q "$out")"; done
-	[ "$c" = shunt_capture_http ] && rec "$c" rss_load_kb "$(rss_kb "$PROXY_PID")"
 	return 0
 }
 
-# The push (the server's clock when its CDS response was queued) to the log line of the snapshot
-# holding every cluster and endpoint set (shuntd's clock when it was published); the same
-# machine's wall clock, in milliseconds. And shuntd's RSS before and after.
+# The push (the server's clock when its CDS response was queued) to the log lines of the snapshot
+# holding every listener, cluster and endpoint set (shuntd's clock when it was published) and of
+# the kernel service maps written for it (logged just before that swap); the same machine's wall
+# clock, in milliseconds. And shuntd's RSS before and after.
+msecs_of() { date -u -d "${1%% *}" +%s%3N; }
 measure_xds() {
-	local c=$1 out pushed want line t1
+	local c=$1 out pushed want line sline n
 	rec "$c" xds_rss_before_kb "$(rss_kb "$PROXY_PID")"
 	out=$(h_exec p /usr/bin/python3 "$H_ROOT/tests/lib/xds_server.py" ctl "$XDS_CPORT" \
-		scale "$XDS_CLUSTERS" "$XDS_ENDPOINTS" "v$ROUND")
+		scale "$XDS_CLUSTERS" "$XDS_ENDPOINTS" "v$ROUND" vips)
 	pushed=$(jq -r '.pushed_at // empty' <<<"$out")
-	want="$((XDS_CLUSTERS + 1)) clusters, $XDS_CLUSTERS endpoint sets"
-	if [ -z "$pushed" ] || ! h_wait_for "$XDS_WAIT" grep -q "snapshot [0-9]* active: .* $want" \
+	want="active: $XDS_CLUSTERS listeners, 0 routes, $((XDS_CLUSTERS + 1)) clusters, $XDS_CLUSTERS endpoint sets"
+	if [ -z "$pushed" ] || ! h_wait_for "$XDS_WAIT" grep -q "snapshot [0-9]* $want" \
 		"$H_DIR/shuntd-xds.log"; then
-		log "$c: no snapshot with $want: $(tail -c 300 "$H_DIR/shuntd-xds.log") $out"
+		log "$c: no snapshot $want: $(tail -c 300 "$H_DIR/shuntd-xds.log") $out"
 		rec "$c" xds_apply_ms.failed 1
+		rec "$c" xds_maps_ms.failed 1
 		return 0
 	fi
-	line=$(grep "snapshot [0-9]* active: .* $want" "$H_DIR/shuntd-xds.log" | head -1)
-	t1=$(date -u -d "${line%% *}" +%s%3N)
-	rec "$c" xds_apply_ms "$(awk -v a="$t1" -v b="$pushed" 'BEGIN { printf "%.0f", a - b * 1000 }')"
+	line=$(grep "snapshot [0-9]* $want" "$H_DIR/shuntd-xds.log" | head -1)
+	rec "$c" xds_apply_ms "$(awk -v a="$(msecs_of "$line")" -v b="$pushed" 'BEGIN { printf "%.0f", a - b * 1000 }')"
 	# shuntd's own share: translation, the swap and the datapath's writes (its log line).
 	[[ $line =~ applied\ in\ ([0-9.]+)\ ms ]] && rec "$c" xds_shuntd_apply_ms "${BASH_REMATCH[1]}"
 	rec "$c" xds_rss_kb "$(rss_kb "$PROXY_PID")"
+	# The service map write of that snapshot: the last "services:" line before it. Then the
+	# maps themselves must hold every VIP with all its backends, for the kernel LB.
+	sline=$(awk -v want="$want" '/ services: [0-9]+ in the kernel maps/ { s = $0 }
+		index($0, want) { print s; exit }' "$H_DIR/shuntd-xds.log")
+	n=$("$H_BIN/shuntctl" --run-dir "$H_DIR/xrun" \
+		--bpffs-dir "$H_DIR/xbpf" services -o json 2>>"$H_DIR/xds.err" |
+		jq --argjson m "$XDS_ENDPOINTS" '[.[] | select(.kernel_lb and .slots == $m)] | length')
+	if [[ $sline != *" services: $XDS_CLUSTERS in the kernel maps "* ]] ||
+		[ "${n:-0}" -ne "$XDS_CLUSTERS" ]; then
+		log "$c: the kernel maps do not hold $XDS_CLUSTERS services (log: ${sline:-none}; maps: ${n:-?})"
+		rec "$c" xds_maps_ms.failed 1
+		return 0
+	fi
+	rec "$c" xds_maps_ms "$(awk -v a="$(msecs_of "$sline")" -v b="$pushed" 'BEGIN { printf "%.0f", a - b * 1000 }')"
 }
 
 # ---- rounds -----------------------------------------------------------------------------------

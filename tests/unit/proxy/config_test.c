@@ -199,6 +199,27 @@ static void test_snapshot(void)
 	is_int(px_snapshot_finalize(s, &err), -EINVAL, "duplicate cluster names fail");
 	is_str(err, "cluster \"a\": duplicate name", "and say so");
 	px_snapshot_put(s);
+
+	/* Listener names: the duplicates need not be neighbours. */
+	s = px_snapshot_new();
+	s->nlisteners = 3;
+	s->listeners = arena_new(&s->arena, struct px_listener, 3);
+	s->listeners[0] = (struct px_listener){.name = "m"};
+	s->listeners[1] = (struct px_listener){.name = "z"};
+	s->listeners[2] = (struct px_listener){.name = "m"};
+	is_int(px_snapshot_finalize(s, &err), -EINVAL, "duplicate listener names fail");
+	is_str(err, "listener \"m\": duplicate name", "and say which");
+	px_snapshot_put(s);
+
+	s = px_snapshot_new();
+	s->nlisteners = 3;
+	s->listeners = arena_new(&s->arena, struct px_listener, 3);
+	s->listeners[0] = (struct px_listener){.name = "m"};
+	s->listeners[1] = (struct px_listener){.name = "z"};
+	s->listeners[2] = (struct px_listener){.name = "a"};
+	is_int(px_snapshot_finalize(s, &err), 0, "distinct listener names pass");
+	is_str(s->listeners[0].name, "m", "in their order (only a copy was sorted)");
+	px_snapshot_put(s);
 }
 
 int main(void)

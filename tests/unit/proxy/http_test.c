@@ -202,6 +202,21 @@ static void test_grpc(void)
 		   http_grpc_status_of(408) == 2,
 	   "HTTP to gRPC status: 503/504 UNAVAILABLE, 404 UNIMPLEMENTED, 400 INTERNAL, else "
 	   "UNKNOWN");
+	{
+		static const struct {
+			const char *v;
+			int code;
+		} g[] = {
+			{"0", 0},   {"14", 14},		{"16", 16}, {"014", 14},
+			{"17", -1}, {"", -1},		{"-1", -1}, {"1x", -1},
+			{" 1", -1}, {"1234567890", -1}, {"99", -1},
+		};
+
+		for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
+			is_int(http_grpc_status_parse(g[i].v, strlen(g[i].v)), g[i].code,
+			       "grpc-status \"%s\": %d", g[i].v, g[i].code);
+		is_int(http_grpc_status_parse(NULL, 0), -1, "no grpc-status: -1");
+	}
 	http_grpc_message("no healthy upstream: 100% \x01\xc3\xa9", &sb);
 	is_str(strbuf_str(&sb), "no healthy upstream: 100%25 %01%C3%A9",
 	       "grpc-message is percent-encoded outside printable ASCII, and '%%'");

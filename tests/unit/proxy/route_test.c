@@ -242,6 +242,93 @@ static void test_retry_on(void)
 	is_str(bad, "sometimes", "and is named");
 	is_int(px_retry_on_parse("", &bits, &bad), 0, "an empty list is no conditions");
 	is_int(bits, 0, "none");
+	is_int(px_retry_on_parse("cancelled,deadline-exceeded,internal,resource-exhausted,"
+				 "unavailable",
+				 &bits, &bad),
+	       0, "Envoy's five gRPC conditions parse");
+	is_int(bits, PX_RETRY_GRPC, "into the gRPC bits");
+}
+
+/* Which responses and resets a policy covers, as a table: retry_on, HTTP status, grpc-status
+ * (-1: none) or reset kind, and whether it is retried. */
+static void test_retry_decisions(void)
+{
+	static uint16_t codes[] = {503, 418};
+	static const uint32_t istio = PX_RETRY_CONNECT_FAILURE | PX_RETRY_REFUSED_STREAM |
+				      PX_RETRY_UNAVAILABLE | PX_RETRY_CANCELLED |
+				      PX_RETRY_RETRIABLE_STATUS_CODES;
+	static const struct {
+		uint32_t on;
+		int status, grpc;
+		bool want;
+	} resp[] = {
+		{PX_RETRY_5XX, 503, -1, true},
+		{PX_RETRY_5XX, 500, -1, true},
+		{PX_RETRY_5XX, 404, -1, false},
+		{PX_RETRY_5XX, 200, 14, false},
+		{PX_RETRY_GATEWAY_ERROR, 500, -1, false},
+		{PX_RETRY_GATEWAY_ERROR, 502, -1, true},
+		{PX_RETRY_GATEWAY_ERROR, 504, -1, true},
+		{PX_RETRY_RETRIABLE_4XX, 409, -1, true},
+		{PX_RETRY_RETRIABLE_4XX, 404, -1, false},
+		{PX_RETRY_RETRIABLE_STATUS_CODES, 418, -1, true},
+		{PX_RETRY_RETRIABLE_STATUS_CODES, 500, -1, false},
+		{PX_RETRY_UNAVAILABLE, 200, 14, true},
+		{PX_RETRY_UNAVAILABLE, 200, 1, false},
+		{PX_RETRY_UNAVAILABLE, 503, -1, false},
+		{PX_RETRY_CANCELLED, 200, 1, true},
+		{PX_RETRY_CANCELLED, 200, 14, false},
+		{PX_RETRY_DEADLINE_EXCEEDED, 200, 4, true},
+		{PX_RETRY_RESOURCE_EXHAUSTED, 200, 8, true},
+		{PX_RETRY_INTERNAL, 200, 13, true},
+		{PX_RETRY_INTERNAL, 200, 2, false},
+		{PX_RETRY_GRPC, 200, 0, false},
+		{PX_RETRY_GRPC, 200, -1, false},
+		{PX_RETRY_UNAVAILABLE, 503, 14, true},
+		{istio, 503, -1, true},
+		{istio, 500, -1, false},
+		{istio, 200, 14, true},
+		{istio, 200, 1, true},
+		{istio, 200, 4, false},
+		{0, 503, 14, false},
+	};
+	static const struct {
+		uint32_t on;
+		enum px_upstream_reset r;
+		bool want;
+	} reset[] = {
+		{PX_RETRY_REFUSED_STREAM, PX_RESET_REFUSED_STREAM, true},
+		{PX_RETRY_REFUSED_STREAM, PX_RESET_OTHER, false},
+		{PX_RETRY_REFUSED_STREAM, PX_RESET_CONNECT_FAILURE, false},
+		{PX_RETRY_RESET, PX_RESET_REFUSED_STREAM, true},
+		{PX_RETRY_RESET, PX_RESET_OTHER, true},
+		{PX_RETRY_RESET, PX_RESET_CONNECT_FAILURE, true},
+		{PX_RETRY_5XX, PX_RESET_REFUSED_STREAM, true},
+		{PX_RETRY_5XX, PX_RESET_OTHER, true},
+		{PX_RETRY_GATEWAY_ERROR, PX_RESET_CONNECT_FAILURE, true},
+		{PX_RETRY_CONNECT_FAILURE, PX_RESET_CONNECT_FAILURE, true},
+		{PX_RETRY_CONNECT_FAILURE, PX_RESET_REFUSED_STREAM, false},
+		{PX_RETRY_UNAVAILABLE | PX_RETRY_CANCELLED, PX_RESET_REFUSED_STREAM, false},
+		{istio, PX_RESET_REFUSED_STREAM, true},
+		{istio, PX_RESET_CONNECT_FAILURE, true},
+		{istio, PX_RESET_OTHER, false},
+	};
+	struct px_retry_policy rp = {.retriable_status_codes = codes, .nretriable_status_codes = 2};
+
+	for (size_t i = 0; i < sizeof(resp) / sizeof(resp[0]); i++) {
+		rp.retry_on = resp[i].on;
+		ok(px_retry_on_response(&rp, resp[i].status, resp[i].grpc) == resp[i].want,
+		   "retry_on %#x, status %d, grpc-status %d: %s", resp[i].on, resp[i].status,
+		   resp[i].grpc, resp[i].want ? "retried" : "not retried");
+	}
+	for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++) {
+		rp.retry_on = reset[i].on;
+		ok(px_retry_on_reset(&rp, reset[i].r) == reset[i].want,
+		   "retry_on %#x, reset %d: %s", reset[i].on, reset[i].r,
+		   reset[i].want ? "retried" : "not retried");
+	}
+	ok(!px_retry_on_response(NULL, 503, 14) && !px_retry_on_reset(NULL, PX_RESET_OTHER),
+	   "no policy covers nothing");
 }
 
 int main(void)
@@ -250,6 +337,7 @@ int main(void)
 	test_routes();
 	test_connect_and_upgrades();
 	test_retry_on();
+	test_retry_decisions();
 	arena_free(&a);
 	return done_testing();
 }
