@@ -658,9 +658,15 @@ bool px_cb_try(const struct px_cluster *c, enum px_cb_res r)
 	do {
 		if (v >= max)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&c->cbs->n[r], &v, v + 1,
-							memory_order_relaxed, memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+		&c->cbs->n[r], &v, v + 1, memory_order_relaxed, memory_order_relaxed));
 	return true;
+}
+
+void px_cb_force(const struct px_cluster *c, enum px_cb_res r)
+{
+	if (c->cbs)
+		atomic_fetch_add_explicit(&c->cbs->n[r], 1, memory_order_relaxed);
 }
 
 void px_cb_done(struct px_cb_state *st, enum px_cb_res r)

@@ -402,6 +402,8 @@ const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char
  * a state (a snapshot never published) nothing is counted and nothing refused. */
 uint32_t px_cb_limit(const struct px_cluster *c, enum px_cb_res r);
 bool px_cb_try(const struct px_cluster *c, enum px_cb_res r);
+/* Takes one whatever the limit (Envoy's first connection of a host that has none). */
+void px_cb_force(const struct px_cluster *c, enum px_cb_res r);
 void px_cb_done(struct px_cb_state *st, enum px_cb_res r);
 struct px_cb_state *px_cb_get(struct px_cb_state *st);
 void px_cb_put(struct px_cb_state *st);
