@@ -528,6 +528,12 @@ static int retry_policy(struct sctx *x, const RetryPolicy *rp, struct px_retry_p
 		return snomem(x);
 	if (rp->retry_on && *rp->retry_on && px_retry_on_parse(rp->retry_on, &p->retry_on, &bad))
 		return serr(x, "retry_on: \"%s\" is not a retry condition", bad ? bad : "");
+	/* Conditions that would retry in Envoy but never do here: said once per translation. */
+	if (rp->retry_on && (strstr(rp->retry_on, "reset-before-request") ||
+			     strstr(rp->retry_on, "retriable-headers")))
+		pr_warn("%s \"%s\": %s.retry_on: reset-before-request and retriable-headers are "
+			"not acted on (no retry for them)",
+			x->who_noun, x->who_name, x->path);
 	p->num_retries = rp->num_retries ? rp->num_retries->value : 1;
 	p->per_try_timeout_ms = ms_of(rp->per_try_timeout);
 	p->base_interval_ms = 25;

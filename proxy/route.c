@@ -402,6 +402,14 @@ int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
 		{"deadline-exceeded", PX_RETRY_DEADLINE_EXCEEDED},
 		{"resource-exhausted", PX_RETRY_RESOURCE_EXHAUSTED},
 		{"internal", PX_RETRY_INTERNAL},
+		/* Envoy's, for failures the proxy cannot see: no rate limit filter answers 429
+		 * here, and no upstream speaks HTTP/3. Accepted; they never match. */
+		{"envoy-ratelimited", 0},
+		{"http3-post-connect-failure", 0},
+		/* Envoy's, not acted on (xds_snapshot.c warns): a narrower reset, and matching on
+		 * retriable_headers. */
+		{"reset-before-request", 0},
+		{"retriable-headers", 0},
 	};
 
 	*bits = 0;

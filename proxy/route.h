@@ -105,7 +105,7 @@ struct px_retry_policy {
 };
 
 /* Parses Envoy's retry_on list ("5xx,reset,connect-failure"); -EINVAL names the bad item in
- * *bad. */
+ * *bad. Every condition Envoy knows is accepted; those the proxy does not act on add no bit. */
 int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad);
 
 /* How an attempt ended without a response: it never connected, the upstream reset the stream

@@ -241,6 +241,11 @@ static void test_retry_on(void)
 	is_int(px_retry_on_parse("5xx,sometimes", &bits, &bad), -EINVAL, "an unknown one fails");
 	is_str(bad, "sometimes", "and is named");
 	is_int(px_retry_on_parse("", &bits, &bad), 0, "an empty list is no conditions");
+	ok(px_retry_on_parse("5xx,envoy-ratelimited,http3-post-connect-failure,"
+			     "reset-before-request,retriable-headers",
+			     &bits, &bad) == 0 &&
+		   bits == PX_RETRY_5XX,
+	   "Envoy's other conditions are accepted and add no bit");
 	is_int(bits, 0, "none");
 	is_int(px_retry_on_parse("cancelled,deadline-exceeded,internal,resource-exhausted,"
 				 "unavailable",
