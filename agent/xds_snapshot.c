@@ -2419,11 +2419,17 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 
 			if (t->priority != ENVOY__CONFIG__CORE__V3__ROUTING_PRIORITY__DEFAULT)
 				continue;
-			c->cb.max_connections = t->max_connections ? t->max_connections->value : 0;
-			c->cb.max_pending_requests =
-				t->max_pending_requests ? t->max_pending_requests->value : 0;
-			c->cb.max_requests = t->max_requests ? t->max_requests->value : 0;
-			c->cb.max_retries = t->max_retries ? t->max_retries->value : 0;
+			/* An absent field is Envoy's default; 0 is a limit of 0. */
+			c->cb.set = true;
+			c->cb.max_connections =
+				t->max_connections ? t->max_connections->value : PX_CB_DEFAULT;
+			c->cb.max_pending_requests = t->max_pending_requests
+							     ? t->max_pending_requests->value
+							     : PX_CB_DEFAULT;
+			c->cb.max_requests =
+				t->max_requests ? t->max_requests->value : PX_CB_DEFAULT;
+			c->cb.max_retries =
+				t->max_retries ? t->max_retries->value : PX_CB_RETRIES_DEFAULT;
 		}
 	}
 	rc = cluster_kernel_lb(x, in, c);

@@ -98,6 +98,8 @@ void px_snapshot_put(struct px_snapshot *s)
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	release_routes(s); /* compiled regexes live outside the arena */
+	for (uint32_t i = 0; i < s->nclusters; i++)
+		px_cb_put(s->clusters[i].cbs);
 	for (uint32_t i = 0; i < s->ntls; i++)
 		px_tls_ctx_put(s->tls[i]);
 	free(s->tls);
@@ -625,4 +627,83 @@ const struct px_filter_chain *px_filter_chain_match(const struct px_listener *l,
 	/* cand[0..n) was filled above; cppcheck cannot see it through the filtering loop. */
 	// cppcheck-suppress uninitvar
 	return n ? cand[0] : l->default_chain;
+}
+
+/* ---- circuit breakers ------------------------------------------------------------------------ */
+
+uint32_t px_cb_limit(const struct px_cluster *c, enum px_cb_res r)
+{
+	if (!c->cb.set)
+		return r == PX_CB_RETRIES ? PX_CB_RETRIES_DEFAULT : PX_CB_DEFAULT;
+	switch (r) {
+	case PX_CB_CX:
+		return c->cb.max_connections;
+	case PX_CB_PENDING:
+		return c->cb.max_pending_requests;
+	case PX_CB_RQ:
+		return c->cb.max_requests;
+	default:
+		return c->cb.max_retries;
+	}
+}
+
+bool px_cb_try(const struct px_cluster *c, enum px_cb_res r)
+{
+	uint32_t max = px_cb_limit(c, r);
+	unsigned v;
+
+	if (!c->cbs)
+		return true;
+	v = atomic_load_explicit(&c->cbs->n[r], memory_order_relaxed);
+	do {
+		if (v >= max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&c->cbs->n[r], &v, v + 1, memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+void px_cb_force(const struct px_cluster *c, enum px_cb_res r)
+{
+	if (c->cbs)
+		atomic_fetch_add_explicit(&c->cbs->n[r], 1, memory_order_relaxed);
+}
+
+void px_cb_done(struct px_cb_state *st, enum px_cb_res r)
+{
+	if (st)
+		atomic_fetch_sub_explicit(&st->n[r], 1, memory_order_relaxed);
+}
+
+struct px_cb_state *px_cb_get(struct px_cb_state *st)
+{
+	if (st)
+		atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+	return st;
+}
+
+void px_cb_put(struct px_cb_state *st)
+{
+	if (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+		free(st);
+}
+
+int px_cb_adopt(struct px_snapshot *s, const struct px_snapshot *old)
+{
+	for (uint32_t i = 0; i < s->nclusters; i++) {
+		struct px_cluster *c = &s->clusters[i];
+		const struct px_cluster *o = old ? px_cluster_find(old, c->name) : NULL;
+
+		if (c->cbs)
+			continue; /* published before */
+		if (o && o->cbs) {
+			c->cbs = px_cb_get(o->cbs);
+			continue;
+		}
+		c->cbs = calloc(1, sizeof(*c->cbs));
+		if (!c->cbs)
+			return -ENOMEM;
+		atomic_init(&c->cbs->refs, 1);
+	}
+	return 0;
 }

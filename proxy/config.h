@@ -103,12 +103,35 @@ struct px_dns_target {
 };
 
 /* Envoy's circuit-breaker thresholds (default priority); exceeding one is an overflow (UO). */
-#define PX_CB_DEFAULT 1024
+#define PX_CB_DEFAULT	      1024 /* Envoy's default for connections and (pending) requests */
+#define PX_CB_RETRIES_DEFAULT 3	   /* and for retries in progress */
+
+/* The DEFAULT-priority thresholds. Unset: Envoy's defaults; set, every field is a limit (0
+ * included, as in Envoy). */
 struct px_circuit_breakers {
+	bool set;
 	uint32_t max_connections;
 	uint32_t max_pending_requests;
 	uint32_t max_requests;
-	uint32_t max_retries; /* Envoy's default is 3 */
+	uint32_t max_retries;
+};
+
+/* What a cluster's breakers count, as Envoy's ResourceManager does: open connections, requests
+ * waiting for one, active requests, retries waiting for their back-off. */
+enum px_cb_res {
+	PX_CB_CX,
+	PX_CB_PENDING,
+	PX_CB_RQ,
+	PX_CB_RETRIES,
+	PX_CB_NRES
+};
+
+/* A cluster's counts: one per cluster name, shared by every worker and carried from snapshot
+ * to snapshot while the cluster stays (proxy_config_set), so that limits hold per cluster and
+ * survive config pushes. Connections and streams that counted themselves hold a reference. */
+struct px_cb_state {
+	atomic_int refs;
+	atomic_uint n[PX_CB_NRES];
 };
 
 struct px_cluster {
@@ -124,7 +147,8 @@ struct px_cluster {
 	struct px_transport transport;	      /* transport_socket */
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t upstream_idle_timeout_ms;    /* pooled connections idle this long close */
-	struct px_circuit_breakers cb;	      /* 0 fields: Envoy's defaults */
+	struct px_circuit_breakers cb;
+	struct px_cb_state *cbs; /* set by proxy_config_set; NULL: nothing is counted */
 	/* upstream_bind_config: the source of upstream connections (Istio's inbound clusters
 	 * use 127.0.0.6 and ::6, which capture lets through). */
 	bool has_bind4, has_bind6;
@@ -372,6 +396,19 @@ void px_snapshot_put(struct px_snapshot *s);
 struct px_snapshot *px_snapshot_passthrough(void);
 
 const struct px_cluster *px_cluster_find(const struct px_snapshot *s, const char *name);
+
+/* Circuit breakers. px_cb_try takes one of resource r within c's limit (true), or refuses
+ * (false: Envoy's overflow); px_cb_done gives it back to the state it was taken from. Without
+ * a state (a snapshot never published) nothing is counted and nothing refused. */
+uint32_t px_cb_limit(const struct px_cluster *c, enum px_cb_res r);
+bool px_cb_try(const struct px_cluster *c, enum px_cb_res r);
+/* Takes one whatever the limit (Envoy's first connection of a host that has none). */
+void px_cb_force(const struct px_cluster *c, enum px_cb_res r);
+void px_cb_done(struct px_cb_state *st, enum px_cb_res r);
+struct px_cb_state *px_cb_get(struct px_cb_state *st);
+void px_cb_put(struct px_cb_state *st);
+/* Gives each cluster of s the state of the same-named cluster in old, or a new one. */
+int px_cb_adopt(struct px_snapshot *s, const struct px_snapshot *old);
 const struct px_route_config *px_route_config_find(const struct px_snapshot *s, const char *name);
 /* Which listener handles a connection that arrived on `via` (a virtual listener) for `ci->dst`:
  * an exact ip:port listener, else the 0.0.0.0/[::] listener of that port, else `via` itself. */

@@ -795,7 +795,8 @@ struct h2up {
 	struct list_head dirty; /* in the worker's h2_dirty_up */
 	int fd;
 	bool readable, writable, busy, goaway;
-	struct tlsio tls; /* the pool's cluster originates TLS */
+	struct tlsio tls;	 /* the pool's cluster originates TLS */
+	struct px_cb_state *cbs; /* the breaker state that counts it (a reference) */
 	enum h2up_state state;
 	nghttp2_session *ng;
 	struct strbuf out;
@@ -842,6 +843,9 @@ static void up_close(struct worker *wk, struct h2up *u, const char *why)
 	list_del_init(&u->node);
 	if (list_linked(&u->dirty))
 		list_del_init(&u->dirty);
+	px_cb_done(u->cbs, PX_CB_CX);
+	px_cb_put(u->cbs);
+	u->cbs = NULL;
 	u->pool->nconns--;
 	u->pool->ndead++;
 	list_add_tail(&u->dead, &wk->h2up_dead);
@@ -1101,37 +1105,41 @@ static void up_flush(struct worker *wk, struct h2up *u)
 }
 
 /* A new connection of pool p: connects, or (tls not NULL) adopts the TLS connection fd on which
- * the server chose h2 by ALPN, already in the epoll set. */
+ * the server chose h2 by ALPN, already in the epoll set. The caller counted it in the
+ * cluster's breaker; the connection gives that back when it closes (or this, on failure). */
 static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
 {
 	struct h2up *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	nghttp2_session_callbacks *cbs;
 	bool bound;
+	int rc = -ENOMEM;
 
-	if (!u)
-		return -ENOMEM;
-	if (nghttp2_session_callbacks_new(&cbs)) {
-		free(u);
+	if (!u) {
+		px_cb_done(p->cfg.cbs, PX_CB_CX);
 		return -ENOMEM;
 	}
-	nghttp2_session_callbacks_set_on_header_callback(cbs, up_on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, up_on_frame_recv);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, up_on_data);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, up_on_stream_close);
-	int rc = nghttp2_session_client_new(&u->ng, cbs, u);
-
-	nghttp2_session_callbacks_del(cbs);
-	if (rc) {
-		free(u);
-		return -ENOMEM;
+	u->cbs = px_cb_get(p->cfg.cbs);
+	if (!nghttp2_session_callbacks_new(&cbs)) {
+		nghttp2_session_callbacks_set_on_header_callback(cbs, up_on_header);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, up_on_frame_recv);
+		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, up_on_data);
+		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, up_on_stream_close);
+		rc = nghttp2_session_client_new(&u->ng, cbs, u) ? -ENOMEM : 0;
+		nghttp2_session_callbacks_del(cbs);
 	}
-	if (!tls)
+	if (!rc && !tls) {
 		fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &bound);
-	if (fd < 0) {
-		nghttp2_session_del(u->ng);
+		if (fd < 0) {
+			rc = fd;
+			nghttp2_session_del(u->ng);
+		}
+	}
+	if (rc) {
+		px_cb_done(u->cbs, PX_CB_CX);
+		px_cb_put(u->cbs);
 		free(u);
-		return fd;
+		return rc;
 	}
 	u->h.type = EV_H2UP;
 	list_init(&u->xs);
@@ -1168,11 +1176,15 @@ static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *
 
 static int up_open(struct worker *wk, struct upool *p)
 {
+	if (!upool_cx_take(p))
+		return -EBUSY;
 	return up_open_fd(wk, p, -1, NULL);
 }
 
 int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
 {
+	/* The HTTP/1 connection it was gives its count back when it closes. */
+	px_cb_force(&p->cfg, PX_CB_CX);
 	return up_open_fd(wk, p, fd, tls);
 }
 
@@ -1221,17 +1233,15 @@ int h2_up_request(struct worker *wk, struct upool *p, struct hstream *s)
 		}
 		connecting |= u->state == H2UP_CONNECTING;
 	}
-	if (p->npending >=
-	    (p->cfg.cb.max_pending_requests ? p->cfg.cb.max_pending_requests : PX_CB_DEFAULT))
-		return -EBUSY;
-	list_add_tail(&s->pool_node, &p->pending);
-	s->pool_wait = p;
-	p->npending++;
-	if (!connecting &&
-	    p->nconns < (p->cfg.cb.max_connections ? p->cfg.cb.max_connections : PX_CB_DEFAULT)) {
-		int err = up_open(wk, p);
+	int err = upool_enqueue(p, s, s->cluster);
 
-		if (err) {
+	if (err)
+		return err;
+	if (!connecting) {
+		err = up_open(wk, p);
+		if (err == -EBUSY) {
+			STAT_INC(wk, upstream_cx_overflow);
+		} else if (err) {
 			upool_cancel(wk, s);
 			return err;
 		}
@@ -1249,9 +1259,7 @@ void h2_up_dispatch(struct worker *wk, struct upool *p)
 		while (!list_empty(&p->pending) && up_capacity(u)) {
 			struct hstream *s = list_entry(p->pending.next, struct hstream, pool_node);
 
-			list_del_init(&s->pool_node);
-			s->pool_wait = NULL;
-			p->npending--;
+			upool_unqueue(p, s);
 			up_attach(wk, u, s);
 		}
 	}

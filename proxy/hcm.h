@@ -107,6 +107,9 @@ struct hstream {
 	struct px_endpoint up_ep; /* where this attempt goes */
 	uint32_t attempt;	  /* 1 for the first try */
 	bool retry_exhausted;	  /* a covered failure found no retry left: URX */
+	/* What the cluster's circuit breakers count for this stream (references; NULL: not
+	 * counted): waiting for a connection, active, a retry waiting for its back-off. */
+	struct px_cb_state *cb_pending, *cb_rq, *cb_retry;
 	uint32_t avoid[HCM_MAX_AVOID];
 	uint32_t navoid;
 	char request_id[HTTP_UUID_LEN + 1];

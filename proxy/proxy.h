@@ -54,6 +54,7 @@ struct proxy_workload_desc {
 	X(outbound_cx_total, "outbound connections (15001)")                                       \
 	X(inbound_cx_total, "inbound connections (15006)")                                         \
 	X(upstream_cx_connect_fail, "upstream connects that failed")                               \
+	X(upstream_cx_overflow, "upstream connections the max_connections breaker held back")      \
 	X(upstream_cx_connect_timeout, "upstream connects that timed out")                         \
 	X(cx_idle_timeout, "connections closed by the idle timeout")                               \
 	X(cx_no_orig_dst, "connections without an original destination (closed)")                  \
@@ -97,6 +98,7 @@ struct proxy_workload_desc {
 	X(http_tunnel_total, "HTTP upgrades and CONNECTs that became byte tunnels")                \
 	X(http_tunnel_active, "of those, open now")                                                \
 	X(http_rq_overflow, "HTTP requests a circuit breaker refused (UO)")                        \
+	X(http_rq_retry_overflow, "retries the max_retries breaker refused")                       \
 	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")  \
 	X(http_downstream_smuggling, "of those, request smuggling shapes (CL/TE conflicts)")       \
 	X(io_buf_active, "16 KB I/O buffers connections hold now (only while bytes are in them)")  \

@@ -64,9 +64,10 @@ struct conn {
 	struct px_snapshot *snap; /* the config this connection started on (a reference) */
 	const struct px_cluster *cluster;
 	const struct px_transport *up_transport; /* the endpoint's, or the cluster's */
-	int endpoint;	  /* index in cluster->endpoints, -1 for ORIGINAL_DST */
-	bool bound_local; /* upstream bound to the cluster's upstream_bind_config */
-	bool handed_off;  /* the socket went to the HTTP codec: no log, no count here */
+	int endpoint;		   /* index in cluster->endpoints, -1 for ORIGINAL_DST */
+	struct px_cb_state *cb_cx; /* its upstream connection in the cluster's breaker */
+	bool bound_local;	   /* upstream bound to the cluster's upstream_bind_config */
+	bool handed_off;	   /* the socket went to the HTTP codec: no log, no count here */
 	/* An HTTP upgrade or CONNECT turned tunnel: logged as its HTTP stream when it ends. */
 	struct accesslog_http *http_log;
 	bool tunnel;
@@ -194,6 +195,9 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 	c->down.fd = c->up.fd = -1;
 	if (c->cluster && c->endpoint >= 0)
 		px_lb_release(worker_lb(wk, c->snap, c->cluster), (uint32_t)c->endpoint);
+	px_cb_done(c->cb_cx, PX_CB_CX);
+	px_cb_put(c->cb_cx);
+	c->cb_cx = NULL;
 	pipe_release(wk, &c->d2u);
 	pipe_release(wk, &c->u2d);
 	strbuf_release(&c->d2u.pre);
@@ -433,9 +437,13 @@ static void sockmap_insert(struct worker *wk, struct proxy_workload *w, int fd)
 
 static int upstream_open(struct worker *wk, struct conn *c)
 {
-	int fd = upstream_connect(wk, c->w, c->cluster, &c->up_host, c->up_host_port,
-				  &c->bound_local);
+	int fd;
 
+	/* The cluster's max_connections, over every worker (Envoy's TCP pool: UO). */
+	if (!px_cb_try(c->cluster, PX_CB_CX))
+		return -EBUSY;
+	c->cb_cx = px_cb_get(c->cluster->cbs);
+	fd = upstream_connect(wk, c->w, c->cluster, &c->up_host, c->up_host_port, &c->bound_local);
 	if (fd < 0)
 		return fd;
 	c->up.fd = fd;
@@ -952,6 +960,11 @@ static void conn_proceed(struct worker *wk, struct conn *c)
 		return;
 	}
 	err = upstream_open(wk, c);
+	if (err == -EBUSY) {
+		STAT_INC(wk, upstream_cx_overflow);
+		conn_fail(wk, c, "UO", "upstream_overflow", true);
+		return;
+	}
 	if (err) {
 		STAT_INC(wk, upstream_cx_connect_fail);
 		c->failure = strerror(-err);

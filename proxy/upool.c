@@ -56,9 +56,15 @@ static struct upool *pool_get(struct worker *wk, struct proxy_workload *w,
 	list_init(&p->pending);
 	list_init(&p->h2);
 	list_add_tail(&p->node, &wk->pools);
-found:
+found:;
 	/* Settings follow the newest snapshot that used the pool; nothing that points into a
-	 * snapshot is kept, since the pool outlives snapshots. */
+	 * snapshot is kept, since the pool outlives snapshots (the breaker state is counted). */
+	struct px_cb_state *cbs = p->cfg.cbs;
+
+	if (cbs != c->cbs) {
+		px_cb_get(c->cbs);
+		px_cb_put(cbs);
+	}
 	p->cfg = *c;
 	p->cfg.name = p->cluster;
 	p->cfg.http2 = h2;
@@ -86,6 +92,7 @@ void upool_maybe_free(struct upool *p)
 	list_del_init(&p->node);
 	workload_put(p->w);
 	px_tls_ctx_put(p->tls);
+	px_cb_put(p->cfg.cbs);
 	free(p);
 }
 
@@ -146,6 +153,9 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 	}
 	worker_defer_cancel(&u->flush_later);
 	list_del_init(&u->node);
+	px_cb_done(u->cbs, PX_CB_CX);
+	px_cb_put(u->cbs);
+	u->cbs = NULL;
 	u->pool->nconns--;
 	u->pool->ndead++;
 	list_add_tail(&u->dead, &wk->up_dead);
@@ -297,27 +307,45 @@ void upool_dispatch(struct worker *wk)
 		while (!list_empty(&p->pending) && !list_empty(&p->idle)) {
 			struct hstream *s = list_entry(p->pending.next, struct hstream, pool_node);
 
-			list_del_init(&s->pool_node);
-			s->pool_wait = NULL;
-			p->npending--;
+			upool_unqueue(p, s);
 			attach(wk, list_entry(p->idle.next, struct uconn, node), s);
 		}
 	}
 }
 
+bool upool_cx_take(struct upool *p)
+{
+	if (px_cb_try(&p->cfg, PX_CB_CX))
+		return true;
+	/* Other hosts hold the cluster's connections: this one still gets one, or its waiters
+	 * would have none to wait for (Envoy does the same). */
+	if (p->nconns)
+		return false;
+	px_cb_force(&p->cfg, PX_CB_CX);
+	return true;
+}
+
+/* A new connection for p, counted by the cluster's breaker: -EBUSY when it is full. */
 static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 {
-	struct uconn *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+	struct uconn *u;
 	int fd;
 
-	if (!u)
+	if (!upool_cx_take(p))
+		return -EBUSY;
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		px_cb_done(p->cfg.cbs, PX_CB_CX);
 		return -ENOMEM;
+	}
 	fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &u->bound_local);
 	if (fd < 0) {
+		px_cb_done(p->cfg.cbs, PX_CB_CX);
 		free(u);
 		return fd;
 	}
+	u->cbs = px_cb_get(p->cfg.cbs);
 	u->h.type = EV_UPSTREAM;
 	u->fd = fd;
 	u->pool = p;
@@ -375,6 +403,29 @@ static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct
 	return p;
 }
 
+int upool_enqueue(struct upool *p, struct hstream *s, const struct px_cluster *c)
+{
+	if (!px_cb_try(c, PX_CB_PENDING)) {
+		upool_maybe_free(p);
+		return -EBUSY;
+	}
+	s->cb_pending = px_cb_get(c->cbs);
+	list_add_tail(&s->pool_node, &p->pending);
+	s->pool_wait = p;
+	p->npending++;
+	return 0;
+}
+
+void upool_unqueue(struct upool *p, struct hstream *s)
+{
+	list_del_init(&s->pool_node);
+	s->pool_wait = NULL;
+	p->npending--;
+	px_cb_done(s->cb_pending, PX_CB_PENDING);
+	px_cb_put(s->cb_pending);
+	s->cb_pending = NULL;
+}
+
 int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,
 		  const struct px_endpoint *ep)
 {
@@ -390,21 +441,18 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
 		attach(wk, list_entry(p->idle.next, struct uconn, node), s);
 		return 0;
 	}
-	if (p->npending >= cb_or(c->cb.max_pending_requests, PX_CB_DEFAULT)) {
-		upool_maybe_free(p);
-		return -EBUSY;
+	err = upool_enqueue(p, s, c);
+	if (err)
+		return err;
+	/* A new connection (if the breaker allows one) serves the oldest waiter; if not, the
+	 * stream waits for one of the pool's connections to come free. */
+	err = uconn_open(wk, p, NULL);
+	if (err && err != -EBUSY) {
+		upool_cancel(wk, s);
+		return err;
 	}
-	/* Wait in line; a new connection (if the breaker allows one) serves the oldest waiter. */
-	list_add_tail(&s->pool_node, &p->pending);
-	s->pool_wait = p;
-	p->npending++;
-	if (p->nconns < cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
-		err = uconn_open(wk, p, NULL);
-		if (err) {
-			upool_cancel(wk, s);
-			return err;
-		}
-	}
+	if (err)
+		STAT_INC(wk, upstream_cx_overflow);
 	return 0;
 }
 
@@ -416,11 +464,9 @@ int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cl
 
 	if (!p)
 		return err;
-	if (p->nconns >= cb_or(c->cb.max_connections, PX_CB_DEFAULT)) {
-		upool_maybe_free(p);
-		return -EBUSY;
-	}
 	err = uconn_open(wk, p, s);
+	if (err == -EBUSY)
+		STAT_INC(wk, upstream_cx_overflow);
 	if (err)
 		upool_maybe_free(p);
 	return err;
@@ -471,9 +517,7 @@ void upool_cancel(struct worker *wk, struct hstream *s)
 	}
 	if (!p)
 		return;
-	list_del_init(&s->pool_node);
-	s->pool_wait = NULL;
-	p->npending--;
+	upool_unqueue(p, s);
 	upool_maybe_free(p);
 }
 

@@ -55,6 +55,7 @@ struct uconn {
 	bool raw;
 	bool shut_wanted, wr_shut; /* the stream ended its side: FIN once out[] is written */
 	bool linger;		   /* the stream is gone; close once out[] is written */
+	struct px_cb_state *cbs;   /* the breaker state that counts it (a reference) */
 	/* HTTP/1 codec state. in is a pool buffer held only while response bytes wait in it (or
 	 * are being delivered); NULL between reads, so a parked connection holds none. */
 	char *in;
@@ -103,6 +104,12 @@ int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster 
  * and CONNECT). -EBUSY when max_connections is reached. */
 int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cluster *c,
 			const struct px_endpoint *ep);
+/* s waits in p's line, counted by c's breaker (-EBUSY: the line is full, Envoy's pending
+ * overflow); upool_unqueue takes it out. */
+int upool_enqueue(struct upool *p, struct hstream *s, const struct px_cluster *c);
+void upool_unqueue(struct upool *p, struct hstream *s);
+/* A new connection of p may open (counted in the cluster's breaker). */
+bool upool_cx_take(struct upool *p);
 /* s no longer waits for a connection (timeout, downstream gone). */
 void upool_cancel(struct worker *wk, struct hstream *s);
 /* A connection of pool p failed to connect after the fact: takes its oldest waiter off the pool

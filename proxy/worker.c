@@ -157,6 +157,9 @@ void proxy_config_set(struct proxy *p, struct px_snapshot *s)
 
 	pthread_mutex_lock(&p->snap_lock);
 	old = p->snap;
+	/* Circuit-breaker counts carry over to the clusters that stay. */
+	if (s && px_cb_adopt(s, old))
+		pr_warn("out of memory: some clusters' circuit breakers count nothing");
 	p->snap = s;
 	atomic_fetch_add_explicit(&p->snap_gen, 1, memory_order_release);
 	pthread_mutex_unlock(&p->snap_lock);

@@ -4,7 +4,7 @@
 # on 127.0.0.1 (tests/lib/policy_peer.py) and curl. Proved by status codes, bodies, timings, the
 # access log's response flags and what each backend saw:
 #   circuit breakers (max_connections 1, max_pending_requests 1) answer the overflow 503 UO with
-#   x-envoy-overloaded; a 0.3 s connect timeout to an endpoint that never answers is 503 UF (and
+#   x-envoy-overloaded; max_requests and max_retries hold per cluster over both workers; a 0.3 s connect timeout to an endpoint that never answers is 503 UF (and
 #   UF,URX once retried); route and per-try timeouts are 504 UT; retries of a backend that always
 #   answers 503 stop after num_retries with URX; the previous_hosts predicate keeps a bad
 #   endpoint to one try per request; ring hash and Maglev keep every user on one backend.
@@ -19,13 +19,13 @@ cd "$(dirname "$0")/../.." || exit 1
 PY=/usr/bin/python3
 h_init
 P=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-$PY tests/lib/policy_peer.py "$H_DIR" cb:slow:1.0 slow:slow:2.0 fail:fail t1:ok t2:ok tbad:fail \
+$PY tests/lib/policy_peer.py "$H_DIR" cb:slow:1.0 cap:slow:1.0 slow:slow:2.0 fail:fail t1:ok t2:ok tbad:fail \
 	h1:ok h2:ok h3:ok hole:hole 2>"$H_DIR/peer.err" &
 H_PIDS+=($!)
 h_wait_for 10 test -s "$H_DIR/ports" ||
 	{ echo "Bail out! the backends did not start: $(cat "$H_DIR/peer.err")"; exit 1; }
 port() { awk -v n="$1" '$1 == n { print $2 }' "$H_DIR/ports"; }
-sed -e "s/@P@/$P/g" -e "s/@CB@/$(port cb)/" -e "s/@SLOW@/$(port slow)/" \
+sed -e "s/@P@/$P/g" -e "s/@CB@/$(port cb)/" -e "s/@CAP@/$(port cap)/" -e "s/@SLOW@/$(port slow)/" \
 	-e "s/@FAIL@/$(port fail)/" -e "s/@T1@/$(port t1)/" -e "s/@T2@/$(port t2)/" \
 	-e "s/@TBAD@/$(port tbad)/" -e "s/@H1@/$(port h1)/g" -e "s/@H2@/$(port h2)/g" \
 	-e "s/@H3@/$(port h3)/g" -e "s/@HOLE@/$(port hole)/" \
@@ -139,8 +139,30 @@ read -r one distinct < <(affinity srcip by_source)
 is "$one" "10" "Maglev on the source address: each of 10 client addresses stays on one backend"
 cmp_ok "$distinct" -ge 2 "over $distinct backends"
 
-# ---- circuit breakers. Envoy's limits are per cluster; shunt's pools are per worker, so this
-# part runs with one worker, where the numbers are exact. ----
+# ---- max_requests and max_retries count per cluster, over both workers ----
+pids=()
+for i in 0 1 2 3 4 5 6 7 8 9; do
+	c -o /dev/null -w '%{http_code}' "$URL/cap/$i" >"$H_DIR/cap.$i.code" &
+	pids+=($!)
+done
+wait "${pids[@]}"
+codes=$(for i in 0 1 2 3 4 5 6 7 8 9; do cat "$H_DIR/cap.$i.code"; echo; done)
+n200=$(grep -c '^200$' <<<"$codes")
+n503=$(grep -c '^503$' <<<"$codes")
+is "$n200 $n503" "2 8" "10 requests at once to a cluster allowing 2 active requests: 2 served, 8 refused"
+is "$(cat "$H_DIR/cap.peak")" "2" "the backend saw at most 2 at a time"
+is "$(logcount '"GET /cap/[0-9] HTTP/1.1" 503 UO upstream_overflow ' 8)" "8" \
+	"the refusals are flagged UO"
+is "$(c -w '%{http_code}' -o /dev/null "$URL/nr/1")" "503" \
+	"a cluster with max_retries 0: the 503 comes back"
+is "$(hits fail /nr/1)" "1" "unretried, though the route allows 2 retries"
+line=$(logline /nr/1)
+like "$line" '" 503 - via_upstream ' "and not flagged URX (a retry overflow, not exhaustion): $line"
+like "$(h_ctl stats 2>/dev/null)" "http_rq_retry_overflow: [1-9]" "counted as a retry overflow"
+
+# ---- circuit breakers on connections. A worker's pool with no connection still opens one (as
+# in Envoy, whose pools are per worker too), so this part runs with one worker, where the
+# numbers are exact. ----
 h_shuntd_stop
 h_shuntd --config "$H_DIR/policy.yaml" --workers 1 || { echo "Bail out! shuntd did not restart"; exit 1; }
 # One request takes the only connection (the backend holds it 1 s), then 5 at once: one may

@@ -428,7 +428,9 @@ static void test_bootstrap(void)
 	ok(c && c->type == PX_CLUSTER_STATIC && c->lb == PX_LB_LEAST_REQUEST && c->http2 &&
 		   c->upstream_idle_timeout_ms == 30000 && c->max_requests_per_connection == 100,
 	   "web: HTTP/2 via HttpProtocolOptions, pool settings");
-	ok(c && c->cb.max_connections == 10 && c->cb.max_retries == 5 && c->cb.max_requests == 0,
+	ok(c && c->cb.set && c->cb.max_connections == 10 && c->cb.max_retries == 5 &&
+		   c->cb.max_requests == PX_CB_DEFAULT &&
+		   c->cb.max_pending_requests == PX_CB_DEFAULT,
 	   "web: DEFAULT circuit breakers only");
 	ok(c && c->has_bind4 && !c->has_bind6, "web: upstream_bind_config");
 	ok(c && c->connect_timeout_ms == XDS_SNAP_CONNECT_TIMEOUT_MS_DEF,

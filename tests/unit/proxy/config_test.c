@@ -222,10 +222,60 @@ static void test_snapshot(void)
 	px_snapshot_put(s);
 }
 
+/* A snapshot of the named clusters, finalized; cb applies to the first. */
+static struct px_snapshot *cb_snap(const char *a, const char *b, struct px_circuit_breakers cb)
+{
+	struct px_snapshot *s = px_snapshot_new();
+	const char *err;
+
+	s->nclusters = b ? 2 : 1;
+	s->clusters = arena_new(&s->arena, struct px_cluster, 2);
+	s->clusters[0] = (struct px_cluster){.name = a, .cb = cb};
+	if (b)
+		s->clusters[1] = (struct px_cluster){.name = b};
+	if (px_snapshot_finalize(s, &err))
+		tap_diag("finalize: %s", err);
+	return s;
+}
+
+static void test_circuit_breakers(void)
+{
+	struct px_circuit_breakers two = {.set = true,
+					  .max_connections = 2,
+					  .max_pending_requests = 0,
+					  .max_requests = 5,
+					  .max_retries = 1};
+	struct px_snapshot *s1 = cb_snap("a", NULL, two), *s2 = cb_snap("a", "b", two);
+	const struct px_cluster *a1 = &s1->clusters[0], *a2 = &s2->clusters[0];
+	const struct px_cluster *b2 = &s2->clusters[1];
+
+	ok(px_cb_try(a1, PX_CB_CX), "no state yet (never published): nothing is counted");
+	is_int(px_cb_adopt(s1, NULL), 0, "a published snapshot's clusters get a state");
+	ok(px_cb_try(a1, PX_CB_CX) && px_cb_try(a1, PX_CB_CX) && !px_cb_try(a1, PX_CB_CX),
+	   "max_connections 2: two taken, the third refused");
+	ok(!px_cb_try(a1, PX_CB_PENDING), "an explicit 0 is a limit of 0, as in Envoy");
+	px_cb_force(a1, PX_CB_CX);
+	is_int((int)atomic_load(&a1->cbs->n[PX_CB_CX]), 3, "force counts past the limit");
+	is_int(px_cb_adopt(s2, s1), 0, "the next snapshot adopts");
+	ok(a2->cbs == a1->cbs, "a cluster that stays keeps its counts across snapshots");
+	ok(b2->cbs && b2->cbs != a1->cbs, "a new cluster gets its own");
+	px_cb_done(a1->cbs, PX_CB_CX);
+	ok(!px_cb_try(a2, PX_CB_CX), "given back 1 of 3: still at the limit of 2");
+	px_cb_done(a2->cbs, PX_CB_CX);
+	ok(px_cb_try(a2, PX_CB_CX), "one more given back: one may be taken again");
+	is_int((int)px_cb_limit(b2, PX_CB_CX), PX_CB_DEFAULT, "unset thresholds: Envoy's 1024");
+	is_int((int)px_cb_limit(b2, PX_CB_RETRIES), PX_CB_RETRIES_DEFAULT, "and 3 retries");
+	px_snapshot_put(s1);
+	ok(a2->cbs && atomic_load(&a2->cbs->refs) == 1,
+	   "the old snapshot gave its reference back; the state lives on with the new one");
+	px_snapshot_put(s2);
+}
+
 int main(void)
 {
 	test_cidr();
 	test_filter_chains();
 	test_snapshot();
+	test_circuit_breakers();
 	return done_testing();
 }

@@ -507,8 +507,11 @@ static struct px_retry_policy retry_cf = {.retry_on = PX_RETRY_CONNECT_FAILURE,
 					  .base_interval_ms = 5,
 					  .previous_hosts = true};
 /* Envoy's circuit breaker at its tightest: one connection, one request waiting for it. */
-static const struct px_circuit_breakers tight_cb = {.max_connections = 1,
-						    .max_pending_requests = 1};
+static const struct px_circuit_breakers tight_cb = {.set = true,
+						    .max_connections = 1,
+						    .max_pending_requests = 1,
+						    .max_requests = PX_CB_DEFAULT,
+						    .max_retries = PX_CB_RETRIES_DEFAULT};
 /* gRPC conditions alone, and Istio's default policy (2 retries; retriable-status-codes 503). */
 static struct px_retry_policy retry_unavail = {
 	.retry_on = PX_RETRY_UNAVAILABLE, .num_retries = 2, .base_interval_ms = 5};
