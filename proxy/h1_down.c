@@ -24,10 +24,10 @@
 #include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
-#define H1_IN_INITIAL 16384
-#define H1_IN_SLACK   16384	/* room for body bytes beyond the largest head */
-#define H1_OUT_HIGH   (1 << 20) /* response bytes queued before upstream reads pause */
-#define H1_TRAILERS   16
+#define H1_IN_SLACK	16384	  /* room for body bytes beyond the largest head */
+#define H1_OUT_HIGH	(1 << 20) /* response bytes queued before upstream reads pause */
+#define H1_TRAILERS	16
+#define H1_REQ_HDRS_MIN 16 /* first size of a connection's request field array */
 
 struct h1conn {
 	struct ev_handler h; /* EV_HTTP */
@@ -40,6 +40,9 @@ struct h1conn {
 	bool rdhup;   /* the peer's FIN or an error was reported: read until 0 */
 	bool sockmap; /* the socket may be in the SOCKHASH (see recv_drained) */
 	struct tlsio tls;
+	/* A pool buffer (in_cap == BUF_SIZE), or a malloc'd one grown for a large head. Held only
+	 * while a request is in progress or bytes wait in it; NULL otherwise, so an idle keep-alive
+	 * connection costs no buffer. */
 	char *in;
 	size_t in_cap, in_len;
 	size_t head_len; /* the current request's head: in[0..head_len) */
@@ -48,9 +51,8 @@ struct h1conn {
 	size_t out_off;
 	struct http1_limits lim;
 	struct http1_parser parser;
-	struct http1_header *hdrs;
-	struct px_hdr *req_hdrs;
-	size_t hdrs_cap;
+	struct px_hdr *req_hdrs; /* the current request's fields; grown on demand, kept */
+	size_t req_hdrs_cap;
 	struct hstream stream;
 	bool active;   /* a request is in progress */
 	bool finished; /* its response is complete (queued) */
@@ -322,7 +324,36 @@ static void protocol_error(struct worker *wk, struct h1conn *c, enum http1_err e
 	protocol_reply(wk, c, http1_err_status(err), http1_err_text(err));
 }
 
-static bool grow_in(struct h1conn *c)
+static bool in_get(struct worker *wk, struct h1conn *c)
+{
+	struct buf *b = worker_buf_get(wk);
+
+	if (!b)
+		return false;
+	c->in = b->data;
+	c->in_cap = BUF_SIZE;
+	return true;
+}
+
+static void in_put(struct worker *wk, struct h1conn *c)
+{
+	if (c->in_cap == BUF_SIZE)
+		worker_buf_put(wk, container_of(c->in, struct buf, data));
+	else
+		free(c->in);
+	c->in = NULL;
+	c->in_cap = c->in_len = 0;
+}
+
+/* No request in progress and nothing read: no span points into the buffer, so it goes back
+ * to the pool until the client sends again. */
+static void in_release_idle(struct worker *wk, struct h1conn *c)
+{
+	if (c->in && !c->closed && !c->active && !c->in_len)
+		in_put(wk, c);
+}
+
+static bool grow_in(struct worker *wk, struct h1conn *c)
 {
 	size_t max = c->lim.max_head_bytes + H1_IN_SLACK, cap;
 	char *n;
@@ -330,11 +361,39 @@ static bool grow_in(struct h1conn *c)
 	if (c->in_cap >= max)
 		return false;
 	cap = c->in_cap * 2 > max ? max : c->in_cap * 2;
-	n = realloc(c->in, cap);
-	if (!n)
-		return false;
+	if (c->in_cap == BUF_SIZE) {
+		/* A pool buffer does not grow in place: the bytes move to a malloc'd one. */
+		n = malloc(cap);
+		if (!n)
+			return false;
+		memcpy(n, c->in, c->in_len);
+		worker_buf_put(wk, container_of(c->in, struct buf, data));
+	} else {
+		n = realloc(c->in, cap);
+		if (!n)
+			return false;
+	}
 	c->in = n;
 	c->in_cap = cap;
+	return true;
+}
+
+/* Room for the n fields of the next request (never while one is in progress: the stream's
+ * view points at the array). */
+static bool grow_req_hdrs(struct h1conn *c, size_t n)
+{
+	size_t cap = c->req_hdrs_cap ? c->req_hdrs_cap * 2 : H1_REQ_HDRS_MIN;
+	struct px_hdr *h;
+
+	if (c->req_hdrs && n <= c->req_hdrs_cap)
+		return true;
+	if (cap < n)
+		cap = n;
+	h = realloc(c->req_hdrs, cap * sizeof(*h));
+	if (!h)
+		return false;
+	c->req_hdrs = h;
+	c->req_hdrs_cap = cap;
 	return true;
 }
 
@@ -517,10 +576,17 @@ static void process(struct worker *wk, struct h1conn *c)
 				return;
 			}
 		}
+		struct http1_header *hdrs = worker_h1_hdrs(wk, c->lim.max_headers);
 		struct http1_msg m;
 		int n;
 
-		http1_request_begin(&c->parser, &c->lim, c->hdrs, c->hdrs_cap);
+		if (!hdrs) {
+			h1_close(wk, c, true);
+			return;
+		}
+		/* Parsed whole each time: the fields land in the worker's scratch array and are
+		 * copied out before anything else runs. */
+		http1_request_begin(&c->parser, &c->lim, hdrs, c->lim.max_headers);
 		n = http1_parse_request(&c->parser, c->in, c->in_len, &m);
 		if (n == HTTP1_INCOMPLETE) {
 			if (c->in_len >= c->lim.max_head_bytes)
@@ -533,6 +599,10 @@ static void process(struct worker *wk, struct h1conn *c)
 			protocol_error(wk, c, c->parser.err);
 			return;
 		}
+		if (!grow_req_hdrs(c, m.nheaders)) {
+			h1_close(wk, c, true);
+			return;
+		}
 		STAT_INC(wk, http_rq_parsed);
 		start_request(wk, c, &m, (size_t)n);
 	}
@@ -543,6 +613,10 @@ static void read_in(struct worker *wk, struct h1conn *c)
 	while (c->readable && !c->closed && !c->peer_eof) {
 		ssize_t n;
 
+		if (!c->in && !in_get(wk, c)) {
+			h1_close(wk, c, true);
+			return;
+		}
 		if (c->in_len == c->in_cap) {
 			/* Room is made by the exchange consuming body bytes; heads may grow it. */
 			if (c->active && c->body_off > c->head_len) {
@@ -550,7 +624,7 @@ static void read_in(struct worker *wk, struct h1conn *c)
 					c->in_len - c->body_off);
 				c->in_len -= c->body_off - c->head_len;
 				c->body_off = c->head_len;
-			} else if (!grow_in(c)) {
+			} else if (!grow_in(wk, c)) {
 				break;
 			}
 			continue;
@@ -581,6 +655,7 @@ static void read_in(struct worker *wk, struct h1conn *c)
 			break;
 	}
 	process(wk, c);
+	in_release_idle(wk, c);
 }
 
 /* Writes what is queued and, once the backlog is small again, lets a paused upstream read. */
@@ -655,28 +730,11 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	want.max_head_bytes = fc->http.max_request_headers_kb * 1024;
 	want.max_headers = fc->http.max_headers_count;
 	http1_limits_resolve(&c->lim, &want);
-	c->hdrs_cap = c->lim.max_headers;
-	c->hdrs = calloc(c->hdrs_cap, sizeof(*c->hdrs));
-	c->req_hdrs = calloc(c->hdrs_cap, sizeof(*c->req_hdrs));
-	c->in_cap = H1_IN_INITIAL;
-	c->in = malloc(c->in_cap);
-	if (!c->hdrs || !c->req_hdrs || !c->in) {
-		free(c->hdrs);
-		free(c->req_hdrs);
-		free(c->in);
-		workload_put(w);
-		px_snapshot_put(snap);
-		free(c);
-		return -ENOMEM;
-	}
 	ev.data.ptr = &c->h;
 	if (epoll_ctl(wk->epfd, EPOLL_CTL_MOD, fd, &ev) &&
 	    epoll_ctl(wk->epfd, EPOLL_CTL_ADD, fd, &ev)) {
 		int err = -errno;
 
-		free(c->hdrs);
-		free(c->req_hdrs);
-		free(c->in);
 		workload_put(w);
 		px_snapshot_put(snap);
 		free(c);
@@ -705,6 +763,7 @@ void h1_down_run_ready(struct worker *wk)
 		process(wk, c);
 		if (!c->closed && c->readable && !paused(c))
 			read_in(wk, c);
+		in_release_idle(wk, c);
 	}
 }
 
@@ -719,6 +778,7 @@ void h1_down_tick(struct worker *wk)
 		if (c->active) {
 			hconn_tick(&c->hc, wk->now_ms);
 			process(wk, c);
+			in_release_idle(wk, c);
 		} else if (wk->now_ms - c->hc.last_activity >= c->hc.cfg->idle_timeout_ms) {
 			STAT_INC(wk, cx_idle_timeout);
 			h1_close(wk, c, false);
@@ -750,8 +810,8 @@ void h1_down_free_dead(struct worker *wk)
 
 		list_del_init(&c->dead);
 		strbuf_release(&c->out);
-		free(c->in);
-		free(c->hdrs);
+		if (c->in)
+			in_put(wk, c);
 		free(c->req_hdrs);
 		hconn_release(&c->hc);
 		free(c);

@@ -164,7 +164,7 @@ static void conn_log(struct worker *wk, struct conn *c)
 static void pipe_release(struct worker *wk, struct pipe_dir *d)
 {
 	if (d->buf) {
-		bufpool_put(&wk->pool, d->buf);
+		worker_buf_put(wk, d->buf);
 		d->buf = NULL;
 	}
 	d->off = d->len = 0;
@@ -291,7 +291,7 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 		}
 		if (d->pre_off < d->pre.len) {
 			if (!d->buf) {
-				d->buf = bufpool_get(&wk->pool);
+				d->buf = worker_buf_get(wk);
 				if (!d->buf)
 					return PUMP_BUDGET;
 			}
@@ -324,7 +324,7 @@ static enum pump_result pump(struct worker *wk, struct conn *c, struct conn_side
 		if (*budget == 0)
 			return PUMP_BUDGET;
 		if (!d->buf) {
-			d->buf = bufpool_get(&wk->pool);
+			d->buf = worker_buf_get(wk);
 			if (!d->buf)
 				return PUMP_BUDGET; /* retry on the next iteration */
 		}

@@ -161,6 +161,23 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 	list_add_tail(&u->dead, &wk->up_dead);
 }
 
+static bool uconn_in_get(struct worker *wk, struct uconn *u)
+{
+	struct buf *b = worker_buf_get(wk);
+
+	if (!b)
+		return false;
+	u->in = b->data;
+	return true;
+}
+
+static void uconn_in_put(struct worker *wk, struct uconn *u)
+{
+	worker_buf_put(wk, container_of(u->in, struct buf, data));
+	u->in = NULL;
+	u->in_len = 0;
+}
+
 void upool_free_dead(struct worker *wk)
 {
 	struct list_head *pos, *tmp;
@@ -171,6 +188,8 @@ void upool_free_dead(struct worker *wk)
 
 		list_del_init(&u->dead);
 		strbuf_release(&u->out);
+		if (u->in)
+			uconn_in_put(wk, u);
 		free(u);
 		p->ndead--;
 		upool_maybe_free(p);
@@ -251,8 +270,7 @@ static void attach(struct worker *wk, struct uconn *u, struct hstream *s)
 	u->requests++;
 	u->head_done = u->resp_done = u->req_done = false;
 	u->in_len = 0;
-	http1_response_begin(&u->parser, NULL, u->hdrs, sizeof(u->hdrs) / sizeof(u->hdrs[0]),
-			     method_of(s));
+	u->req_method = method_of(s);
 	/* CONNECT that we end ourselves: no HTTP goes upstream, the connection is the tunnel. */
 	if (s->connect_terminate) {
 		u->raw = u->head_done = u->req_done = true;
@@ -737,12 +755,21 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 
 	while (u->in_len && s && !u->resp_done) {
 		if (!u->head_done) {
+			struct http1_header *fields = worker_h1_hdrs(wk, UCONN_HDRS);
 			struct http1_msg msg;
-			struct px_hdr hdrs[128];
-			int n = http1_parse_response(&u->parser, u->in, u->in_len, &msg);
+			struct px_hdr hdrs[UCONN_HDRS];
+			int n;
 
+			if (!fields) {
+				uconn_fail(wk, u, false, "out of memory");
+				return false;
+			}
+			/* From the start each time: heads rarely span reads, and the fields land
+			 * in the worker's scratch array, copied out below before any callback. */
+			http1_response_begin(&u->parser, NULL, fields, UCONN_HDRS, u->req_method);
+			n = http1_parse_response(&u->parser, u->in, u->in_len, &msg);
 			if (n == HTTP1_INCOMPLETE) {
-				if (u->in_len == sizeof(u->in)) {
+				if (u->in_len == UCONN_IN_SIZE) {
 					uconn_fail(wk, u, false, "response headers too large");
 					return false;
 				}
@@ -756,8 +783,6 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 				/* 100 Continue and friends: not ours to forward; wait for the real one. */
 				memmove(u->in, u->in + n, u->in_len - (size_t)n);
 				u->in_len -= (size_t)n;
-				http1_response_begin(&u->parser, NULL, u->hdrs, 128,
-						     u->parser.req_method);
 				continue;
 			}
 			for (size_t i = 0; i < msg.nheaders; i++)
@@ -931,7 +956,7 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 	uconn_ready(wk, u);
 }
 
-void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
+static void uconn_event(struct worker *wk, struct uconn *u, uint32_t events)
 {
 	if (u->state == UC_CLOSED)
 		return;
@@ -986,9 +1011,13 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		/* The downstream is not writing what we gave it: wait for it. */
 		if (u->stream->down->pending_out(u->stream) > UCONN_OUT_HIGH)
 			break;
-		if (u->in_len == sizeof(u->in))
+		if (!u->in && !uconn_in_get(wk, u)) {
+			uconn_fail(wk, u, false, "out of memory");
+			return;
+		}
+		if (u->in_len == UCONN_IN_SIZE)
 			break; /* the stream is not consuming: wait */
-		size_t room = sizeof(u->in) - u->in_len;
+		size_t room = UCONN_IN_SIZE - u->in_len;
 
 		n = tlsio_recv(&u->tls, u->fd, u->in + u->in_len, room);
 		if (n < 0 && errno == EAGAIN) {
@@ -1025,4 +1054,14 @@ void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
 		if (!h1_read_response(wk, u))
 			return;
 	}
+}
+
+void uconn_on_event(struct worker *wk, struct uconn *u, uint32_t events)
+{
+	uconn_event(wk, u, events);
+	/* Back at the top, no span points into in[]: once the bytes in it are delivered (or the
+	 * connection was parked), the buffer goes back to the pool until the server sends again.
+	 * A closed connection's goes when it is freed. */
+	if (u->in && u->state != UC_CLOSED && (!u->in_len || u->state != UC_BUSY))
+		uconn_in_put(wk, u);
 }

@@ -14,7 +14,8 @@
 #include "proxy/tlsio.h"
 #include "proxy/worker.h"
 
-#define UCONN_IN_SIZE	  16384	    /* response bytes read at a time */
+#define UCONN_IN_SIZE	  BUF_SIZE  /* response bytes read at a time: one pool buffer */
+#define UCONN_HDRS	  128	    /* response field lines accepted */
 #define UCONN_OUT_HIGH	  (1 << 20) /* request bytes queued before the downstream is paused */
 #define UPOOL_IDLE_MS_DEF 60000	    /* pooled connections idle this long close */
 #define UPOOL_LINGER_MS	  10000	    /* a tunnel's last bytes get this long to be written */
@@ -55,15 +56,16 @@ struct uconn {
 	bool shut_wanted, wr_shut; /* the stream ended its side: FIN once out[] is written */
 	bool linger;		   /* the stream is gone; close once out[] is written */
 	struct px_cb_state *cbs;   /* the breaker state that counts it (a reference) */
-	/* HTTP/1 codec state. */
-	char in[UCONN_IN_SIZE];
+	/* HTTP/1 codec state. in is a pool buffer held only while response bytes wait in it (or
+	 * are being delivered); NULL between reads, so a parked connection holds none. */
+	char *in;
 	size_t in_len;
 	struct strbuf out;
 	size_t out_off;
 	bool req_chunked, req_done;
-	struct http1_parser parser;
+	struct http1_parser parser; /* the head is parsed whole each time, into scratch_h1 */
+	enum http1_method req_method;
 	struct http1_chunked chunked;
-	struct http1_header hdrs[128];
 	struct http1_header trailers[16];
 	bool head_done;	 /* response head received */
 	size_t head_len; /* its bytes at the start of in[] while the stream sees its headers */

@@ -418,6 +418,7 @@ static void worker_destroy(struct worker *wk)
 	}
 	free(wk->held);
 	free(wk->scratch_hdrs);
+	free(wk->scratch_h1);
 	strbuf_release(&wk->scratch_body);
 	strbuf_release(&wk->scratch_xff);
 	strbuf_release(&wk->scratch_path);
@@ -549,6 +550,20 @@ void proxy_workload_remove(struct proxy *p, struct proxy_workload *w)
 			listener_put(NULL, l);
 	}
 	workload_put(w);
+}
+
+struct http1_header *worker_h1_hdrs(struct worker *wk, size_t n)
+{
+	struct http1_header *h;
+
+	if (n <= wk->scratch_h1_cap)
+		return wk->scratch_h1;
+	h = realloc(wk->scratch_h1, n * sizeof(*h));
+	if (!h)
+		return NULL;
+	wk->scratch_h1 = h;
+	wk->scratch_h1_cap = n;
+	return h;
 }
 
 void proxy_stats_get(struct proxy *p, struct proxy_stats *out)

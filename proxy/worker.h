@@ -18,6 +18,7 @@
 #include "proxy/bufpool.h"
 #include "proxy/config.h"
 #include "proxy/http.h"
+#include "proxy/http1-t.h"
 #include "proxy/lb.h"
 #include "proxy/proxy.h"
 
@@ -125,6 +126,10 @@ struct worker {
 	uint64_t snap_gen;
 	/* HTTP scratch space, used within one call at a time (this thread only). */
 	struct http_hdrs *scratch_hdrs;
+	/* Field lines of the HTTP/1 head being parsed; the codecs copy them out before any
+	 * callback, so connections need no array of their own. */
+	struct http1_header *scratch_h1;
+	size_t scratch_h1_cap;
 	struct strbuf scratch_body, scratch_xff, scratch_path;
 	char cluster_name[256];
 	char http_date[40]; /* IMF-fixdate, refreshed once per second */
@@ -150,6 +155,29 @@ struct proxy {
 	__atomic_store_n(&(wk)->stats.field, (wk)->stats.field + (n), __ATOMIC_RELAXED)
 #define STAT_INC(wk, field) STAT_ADD(wk, field, 1)
 #define STAT_DEC(wk, field) STAT_ADD(wk, field, (uint64_t)-1)
+
+/* An I/O buffer from this worker's pool, counted while a connection holds it. */
+static inline struct buf *worker_buf_get(struct worker *wk)
+{
+	struct buf *b = bufpool_get(&wk->pool);
+
+	if (b) {
+		STAT_INC(wk, io_buf_active);
+		__atomic_store_n(&wk->stats.io_buf_pooled, wk->pool.nfree, __ATOMIC_RELAXED);
+	}
+	return b;
+}
+
+static inline void worker_buf_put(struct worker *wk, struct buf *b)
+{
+	bufpool_put(&wk->pool, b);
+	STAT_DEC(wk, io_buf_active);
+	__atomic_store_n(&wk->stats.io_buf_pooled, wk->pool.nfree, __ATOMIC_RELAXED);
+}
+
+/* Room for n field lines in wk->scratch_h1 (it only grows: to the largest max_headers_count of
+ * this worker's listeners). NULL when out of memory. */
+struct http1_header *worker_h1_hdrs(struct worker *wk, size_t n);
 
 void workload_put(struct proxy_workload *w);
 /* Asks the loop to run the HTTP timers no later than `at`. */
