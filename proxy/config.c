@@ -248,6 +248,42 @@ static int name_ptr_cmp(const void *a, const void *b)
 
 /* Sorted rather than compared pairwise: Istio sends a listener per TCP service VIP:port, and
  * 10,000 of them would cost 10^8 comparisons on every snapshot. */
+struct port_ent {
+	__u16 port;
+	uint32_t idx;
+};
+
+static int port_ent_cmp(const void *a, const void *b)
+{
+	const struct port_ent *x = a, *y = b;
+
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* s->by_port: the listeners a destination can select, by port, then in snapshot order. */
+static int index_by_port(struct px_snapshot *s)
+{
+	struct port_ent *e = malloc((s->nlisteners ? s->nlisteners : 1) * sizeof(*e));
+	uint32_t n = 0;
+
+	s->by_port = arena_new(&s->arena, uint32_t, s->nlisteners ? s->nlisteners : 1);
+	if (!e || !s->by_port) {
+		free(e);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < s->nlisteners; i++)
+		if (!s->listeners[i].use_original_dst)
+			e[n++] = (struct port_ent){.port = s->listeners[i].port, .idx = i};
+	qsort(e, n, sizeof(*e), port_ent_cmp);
+	for (uint32_t i = 0; i < n; i++)
+		s->by_port[i] = e[i].idx;
+	s->nby_port = n;
+	free(e);
+	return 0;
+}
+
 static int listener_names_unique(struct px_snapshot *s, const char **err)
 {
 	const char **names;
@@ -313,6 +349,9 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 		rc_ok_or_return(s, cfg, "route configuration", err);
 	}
 	rc = listener_names_unique(s, err);
+	if (rc)
+		return rc;
+	rc = index_by_port(s);
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < s->nlisteners; i++) {
@@ -453,15 +492,35 @@ static bool addr_is_any(const struct shunt_addr *a)
 	return memcmp(a, &any6, sizeof(*a)) == 0 || (addr_is_v4(a) && a->ip[3] == 0);
 }
 
-/* The listener of ci->dst among those bound or not as asked: exact address, else wildcard. */
+/* The listener of ci->dst among those bound or not as asked: exact address, else wildcard;
+ * the first in the snapshot's order of each. */
 static const struct px_listener *listener_of_dst(const struct px_snapshot *s,
 						 const struct px_conn_info *ci, bool bound)
 {
 	const struct px_listener *wildcard = NULL;
+	uint32_t i = 0, end = s->nlisteners;
 
-	for (uint32_t i = 0; i < s->nlisteners; i++) {
-		const struct px_listener *l = &s->listeners[i];
+	if (s->by_port) {
+		/* The run of listeners on this port. */
+		uint32_t lo = 0, hi = s->nby_port;
 
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+
+			if (s->listeners[s->by_port[mid]].port < ci->dst_port)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		i = lo;
+		end = s->nby_port;
+	}
+	for (; i < end; i++) {
+		const struct px_listener *l =
+			s->by_port ? &s->listeners[s->by_port[i]] : &s->listeners[i];
+
+		if (s->by_port && l->port != ci->dst_port)
+			break;
 		if (l->use_original_dst || l->port != ci->dst_port || l->bind_to_port != bound)
 			continue;
 		if (memcmp(&l->addr, &ci->dst, sizeof(ci->dst)) == 0)

@@ -618,12 +618,24 @@ static void read_in(struct worker *wk, struct h1conn *c)
 			return;
 		}
 		if (c->in_len == c->in_cap) {
-			/* Room is made by the exchange consuming body bytes; heads may grow it. */
+			/* Room is made by the exchange consuming body bytes; only a head still
+			 * being read may grow the buffer. While a request is in progress its view
+			 * points into the buffer, which must not move. */
 			if (c->active && c->body_off > c->head_len) {
 				memmove(c->in + c->head_len, c->in + c->body_off,
 					c->in_len - c->body_off);
 				c->in_len -= c->body_off - c->head_len;
 				c->body_off = c->head_len;
+			} else if (c->active && !c->body_done) {
+				/* Body framing (a chunk line, trailers) that fills what the head
+				 * left: no client needs that. */
+				STAT_INC(wk, http_downstream_protocol_error);
+				h1_close(wk, c, true);
+				return;
+			} else if (c->active) {
+				/* Pipelined requests behind one in progress: read on once it is
+				 * over (h1_down_run_ready). */
+				break;
 			} else if (!grow_in(wk, c)) {
 				break;
 			}

@@ -176,6 +176,59 @@ static void test_snapshot(void)
 	       "an IPv6 destination does not take the IPv4 wildcard");
 	px_snapshot_put(s);
 
+	/* Many listeners (Istio sends one per service port): the port index answers as a scan
+	 * in snapshot order would, the exact address first, else the first wildcard. */
+	{
+		enum {
+			N = 3000
+		};
+		char(*names)[24] = calloc(N, sizeof(*names));
+		int wrong = 0;
+
+		s = px_snapshot_new();
+		s->nlisteners = N;
+		s->listeners = arena_new(&s->arena, struct px_listener, N);
+		for (int i = 0; i < N && names; i++) {
+			struct px_listener *x = &s->listeners[i];
+			char a[32];
+
+			snprintf(names[i], sizeof(names[i]), "l%d", i);
+			*x = (struct px_listener){.name = names[i],
+						  .port = (__u16)(7000 + i % 97),
+						  .bind_to_port = true};
+			/* Every 10th a wildcard, the rest 10.1.x.y; some ip:port pairs twice. */
+			snprintf(a, sizeof(a), i % 10 ? "10.1.%d.%d" : "0.0.0.0", (i % 500) / 250,
+				 i % 250);
+			addr_parse(&x->addr, a);
+		}
+		ok(names && px_snapshot_finalize(s, &err) == 0 && s->by_port,
+		   "3000 listeners finalize");
+		for (int q = 0; names && q < 2000; q++) {
+			struct px_conn_info c = {.dst_port = (__u16)(7000 + q % 101)};
+			const struct px_listener *want = NULL, *wild = NULL;
+			char a[32];
+
+			snprintf(a, sizeof(a), "10.1.%d.%d", (q % 500) / 250, (q * 7) % 250);
+			addr_parse(&c.dst, a);
+			for (int i = 0; i < N && !want; i++) {
+				const struct px_listener *x = &s->listeners[i];
+
+				if (x->port != c.dst_port)
+					continue;
+				if (!memcmp(&x->addr, &c.dst, sizeof(c.dst)))
+					want = x;
+				else if (!wild && i % 10 == 0)
+					wild = x;
+			}
+			if (!want)
+				want = wild;
+			wrong += px_listener_bound(s, &c) != want;
+		}
+		is_int(wrong, 0, "2000 lookups agree with a scan");
+		px_snapshot_put(s);
+		free(names);
+	}
+
 	/* finalize refuses dangling references and duplicates, naming them. */
 	s = px_snapshot_new();
 	s->nclusters = 1;
