@@ -747,6 +747,24 @@ void px_cb_put(struct px_cb_state *st)
 		free(st);
 }
 
+bool px_cb_acquire(const struct px_cluster *c, enum px_cb_res r, bool force,
+		   struct px_cb_state **held)
+{
+	if (force)
+		px_cb_force(c, r);
+	else if (!px_cb_try(c, r))
+		return false;
+	*held = px_cb_get(c->cbs);
+	return true;
+}
+
+void px_cb_release(struct px_cb_state **held, enum px_cb_res r)
+{
+	px_cb_done(*held, r);
+	px_cb_put(*held);
+	*held = NULL;
+}
+
 int px_cb_adopt(struct px_snapshot *s, const struct px_snapshot *old)
 {
 	for (uint32_t i = 0; i < s->nclusters; i++) {

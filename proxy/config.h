@@ -412,6 +412,12 @@ void px_cb_force(const struct px_cluster *c, enum px_cb_res r);
 void px_cb_done(struct px_cb_state *st, enum px_cb_res r);
 struct px_cb_state *px_cb_get(struct px_cb_state *st);
 void px_cb_put(struct px_cb_state *st);
+/* What connections and streams use: takes one of r (within the limit, or whatever it unless
+ * force) and a reference on the state it counts in, into *held (NULL when nothing counts);
+ * px_cb_release gives both back and clears *held (a no-op on NULL). */
+bool px_cb_acquire(const struct px_cluster *c, enum px_cb_res r, bool force,
+		   struct px_cb_state **held);
+void px_cb_release(struct px_cb_state **held, enum px_cb_res r);
 /* Gives each cluster of s the state of the same-named cluster in old, or a new one. */
 int px_cb_adopt(struct px_snapshot *s, const struct px_snapshot *old);
 const struct px_route_config *px_route_config_find(const struct px_snapshot *s, const char *name);

@@ -843,9 +843,7 @@ static void up_close(struct worker *wk, struct h2up *u, const char *why)
 	list_del_init(&u->node);
 	if (list_linked(&u->dirty))
 		list_del_init(&u->dirty);
-	px_cb_done(u->cbs, PX_CB_CX);
-	px_cb_put(u->cbs);
-	u->cbs = NULL;
+	px_cb_release(&u->cbs, PX_CB_CX);
 	u->pool->nconns--;
 	u->pool->ndead++;
 	list_add_tail(&u->dead, &wk->h2up_dead);
@@ -1105,9 +1103,10 @@ static void up_flush(struct worker *wk, struct h2up *u)
 }
 
 /* A new connection of pool p: connects, or (tls not NULL) adopts the TLS connection fd on which
- * the server chose h2 by ALPN, already in the epoll set. The caller counted it in the
- * cluster's breaker; the connection gives that back when it closes (or this, on failure). */
-static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
+ * the server chose h2 by ALPN, already in the epoll set. held is its count in the cluster's
+ * breaker, which the connection gives back when it closes (or this, on failure). */
+static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *tls,
+		      struct px_cb_state *held)
 {
 	struct h2up *u = calloc(1, sizeof(*u));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
@@ -1116,10 +1115,10 @@ static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *
 	int rc = -ENOMEM;
 
 	if (!u) {
-		px_cb_done(p->cfg.cbs, PX_CB_CX);
+		px_cb_release(&held, PX_CB_CX);
 		return -ENOMEM;
 	}
-	u->cbs = px_cb_get(p->cfg.cbs);
+	u->cbs = held;
 	if (!nghttp2_session_callbacks_new(&cbs)) {
 		nghttp2_session_callbacks_set_on_header_callback(cbs, up_on_header);
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, up_on_frame_recv);
@@ -1136,8 +1135,7 @@ static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *
 		}
 	}
 	if (rc) {
-		px_cb_done(u->cbs, PX_CB_CX);
-		px_cb_put(u->cbs);
+		px_cb_release(&u->cbs, PX_CB_CX);
 		free(u);
 		return rc;
 	}
@@ -1176,16 +1174,20 @@ static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *
 
 static int up_open(struct worker *wk, struct upool *p)
 {
-	if (!upool_cx_take(p))
+	struct px_cb_state *held;
+
+	if (!upool_cx_take(p, &held))
 		return -EBUSY;
-	return up_open_fd(wk, p, -1, NULL);
+	return up_open_fd(wk, p, -1, NULL, held);
 }
 
 int h2_up_adopt(struct worker *wk, struct upool *p, int fd, struct tlsio *tls)
 {
+	struct px_cb_state *held;
+
 	/* The HTTP/1 connection it was gives its count back when it closes. */
-	px_cb_force(&p->cfg, PX_CB_CX);
-	return up_open_fd(wk, p, fd, tls);
+	px_cb_acquire(&p->cfg, PX_CB_CX, true, &held);
+	return up_open_fd(wk, p, fd, tls, held);
 }
 
 static uint32_t up_capacity(const struct h2up *u)

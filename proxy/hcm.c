@@ -90,18 +90,11 @@ static void log_stream(struct hstream *s)
 	accesslog_http_format(&wk->log, &e, wk->p->cfg.access_log_json);
 }
 
-static void cb_give(struct px_cb_state **st, enum px_cb_res r)
-{
-	px_cb_done(*st, r);
-	px_cb_put(*st);
-	*st = NULL;
-}
-
 /* The stream no longer counts against its cluster's breakers (pending is the pool's). */
 static void cb_release(struct hstream *s)
 {
-	cb_give(&s->cb_rq, PX_CB_RQ);
-	cb_give(&s->cb_retry, PX_CB_RETRIES);
+	px_cb_release(&s->cb_rq, PX_CB_RQ);
+	px_cb_release(&s->cb_retry, PX_CB_RETRIES);
 }
 
 /* The stream is over from our side: log it, hand the upstream back, let the codec go on. */
@@ -483,11 +476,10 @@ static bool maybe_retry(struct hstream *s, bool covered)
 	}
 	/* max_retries bounds the cluster's retries at a time; over it the failure stands, with
 	 * no URX (Envoy's retry overflow). */
-	if (!px_cb_try(s->cluster, PX_CB_RETRIES)) {
+	if (!px_cb_acquire(s->cluster, PX_CB_RETRIES, false, &s->cb_retry)) {
 		STAT_INC(wk, http_rq_retry_overflow);
 		return false;
 	}
-	s->cb_retry = px_cb_get(s->cluster->cbs);
 	/* Exponential back-off with full jitter: [0, base * (2^n - 1)], capped. */
 	uint64_t base = rp->base_interval_ms ? rp->base_interval_ms : HCM_RETRY_BASE_MS_DEF;
 	uint64_t cap = rp->max_interval_ms ? rp->max_interval_ms : base * RETRY_MAX_INTERVAL_FACTOR;
@@ -704,12 +696,11 @@ void hstream_on_request_headers(struct hstream *s)
 		return;
 	}
 	/* max_requests: the cluster's active requests, over every worker. */
-	if (!px_cb_try(s->cluster, PX_CB_RQ)) {
+	if (!px_cb_acquire(s->cluster, PX_CB_RQ, false, &s->cb_rq)) {
 		STAT_INC(wk, http_rq_overflow);
 		local_reply(s, HTTP_LR_OVERFLOW, "upstream_overflow", NULL);
 		return;
 	}
-	s->cb_rq = px_cb_get(s->cluster->cbs);
 	/* Retries never apply to upgrades: a tunnel cannot be replayed. */
 	s->retry = s->upgrade ? NULL : a->retry ? a->retry : s->vh->retry;
 	s->body_replayable = s->retry && s->retry->num_retries > 0;
@@ -1144,7 +1135,7 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 		if (s->done)
 			continue;
 		if (s->deadline_backoff && now >= s->deadline_backoff) {
-			cb_give(&s->cb_retry, PX_CB_RETRIES);
+			px_cb_release(&s->cb_retry, PX_CB_RETRIES);
 			start_attempt(s);
 			continue;
 		}

@@ -195,9 +195,7 @@ static void conn_close(struct worker *wk, struct conn *c, bool reset)
 	c->down.fd = c->up.fd = -1;
 	if (c->cluster && c->endpoint >= 0)
 		px_lb_release(worker_lb(wk, c->snap, c->cluster), (uint32_t)c->endpoint);
-	px_cb_done(c->cb_cx, PX_CB_CX);
-	px_cb_put(c->cb_cx);
-	c->cb_cx = NULL;
+	px_cb_release(&c->cb_cx, PX_CB_CX);
 	pipe_release(wk, &c->d2u);
 	pipe_release(wk, &c->u2d);
 	strbuf_release(&c->d2u.pre);
@@ -440,9 +438,8 @@ static int upstream_open(struct worker *wk, struct conn *c)
 	int fd;
 
 	/* The cluster's max_connections, over every worker (Envoy's TCP pool: UO). */
-	if (!px_cb_try(c->cluster, PX_CB_CX))
+	if (!px_cb_acquire(c->cluster, PX_CB_CX, false, &c->cb_cx))
 		return -EBUSY;
-	c->cb_cx = px_cb_get(c->cluster->cbs);
 	fd = upstream_connect(wk, c->w, c->cluster, &c->up_host, c->up_host_port, &c->bound_local);
 	if (fd < 0)
 		return fd;

@@ -153,9 +153,7 @@ static void uconn_close(struct worker *wk, struct uconn *u)
 	}
 	worker_defer_cancel(&u->flush_later);
 	list_del_init(&u->node);
-	px_cb_done(u->cbs, PX_CB_CX);
-	px_cb_put(u->cbs);
-	u->cbs = NULL;
+	px_cb_release(&u->cbs, PX_CB_CX);
 	u->pool->nconns--;
 	u->pool->ndead++;
 	list_add_tail(&u->dead, &wk->up_dead);
@@ -313,39 +311,36 @@ void upool_dispatch(struct worker *wk)
 	}
 }
 
-bool upool_cx_take(struct upool *p)
+bool upool_cx_take(struct upool *p, struct px_cb_state **held)
 {
-	if (px_cb_try(&p->cfg, PX_CB_CX))
-		return true;
-	/* Other hosts hold the cluster's connections: this one still gets one, or its waiters
-	 * would have none to wait for (Envoy does the same). */
-	if (p->nconns)
-		return false;
-	px_cb_force(&p->cfg, PX_CB_CX);
-	return true;
+	/* When other hosts hold the cluster's connections, this one still gets one if it has
+	 * none, or its waiters would have none to wait for (Envoy does the same). */
+	return px_cb_acquire(&p->cfg, PX_CB_CX, false, held) ||
+	       (!p->nconns && px_cb_acquire(&p->cfg, PX_CB_CX, true, held));
 }
 
 /* A new connection for p, counted by the cluster's breaker: -EBUSY when it is full. */
 static int uconn_open(struct worker *wk, struct upool *p, struct hstream *owner)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+	struct px_cb_state *held;
 	struct uconn *u;
 	int fd;
 
-	if (!upool_cx_take(p))
+	if (!upool_cx_take(p, &held))
 		return -EBUSY;
 	u = calloc(1, sizeof(*u));
 	if (!u) {
-		px_cb_done(p->cfg.cbs, PX_CB_CX);
+		px_cb_release(&held, PX_CB_CX);
 		return -ENOMEM;
 	}
 	fd = upstream_connect(wk, p->w, &p->cfg, &p->addr, p->port, &u->bound_local);
 	if (fd < 0) {
-		px_cb_done(p->cfg.cbs, PX_CB_CX);
+		px_cb_release(&held, PX_CB_CX);
 		free(u);
 		return fd;
 	}
-	u->cbs = px_cb_get(p->cfg.cbs);
+	u->cbs = held;
 	u->h.type = EV_UPSTREAM;
 	u->fd = fd;
 	u->pool = p;
@@ -405,11 +400,10 @@ static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct
 
 int upool_enqueue(struct upool *p, struct hstream *s, const struct px_cluster *c)
 {
-	if (!px_cb_try(c, PX_CB_PENDING)) {
+	if (!px_cb_acquire(c, PX_CB_PENDING, false, &s->cb_pending)) {
 		upool_maybe_free(p);
 		return -EBUSY;
 	}
-	s->cb_pending = px_cb_get(c->cbs);
 	list_add_tail(&s->pool_node, &p->pending);
 	s->pool_wait = p;
 	p->npending++;
@@ -421,9 +415,7 @@ void upool_unqueue(struct upool *p, struct hstream *s)
 	list_del_init(&s->pool_node);
 	s->pool_wait = NULL;
 	p->npending--;
-	px_cb_done(s->cb_pending, PX_CB_PENDING);
-	px_cb_put(s->cb_pending);
-	s->cb_pending = NULL;
+	px_cb_release(&s->cb_pending, PX_CB_PENDING);
 }
 
 int upool_request(struct worker *wk, struct hstream *s, const struct px_cluster *c,

@@ -108,8 +108,9 @@ int upool_request_fresh(struct worker *wk, struct hstream *s, const struct px_cl
  * overflow); upool_unqueue takes it out. */
 int upool_enqueue(struct upool *p, struct hstream *s, const struct px_cluster *c);
 void upool_unqueue(struct upool *p, struct hstream *s);
-/* A new connection of p may open (counted in the cluster's breaker). */
-bool upool_cx_take(struct upool *p);
+/* A new connection of p may open: counted in the cluster's breaker, the count held in *held
+ * (give it back with px_cb_release). */
+bool upool_cx_take(struct upool *p, struct px_cb_state **held);
 /* s no longer waits for a connection (timeout, downstream gone). */
 void upool_cancel(struct worker *wk, struct hstream *s);
 /* A connection of pool p failed to connect after the fact: takes its oldest waiter off the pool
