@@ -82,7 +82,6 @@ struct sctx {
 	uint32_t ntsm;
 	bool want_h2;	/* the current cluster speaks HTTP/2: TLS offers h2 unless told otherwise */
 	bool want_auto; /* ... or auto_config: TLS offers h2 and http/1.1 */
-	bool want_down; /* ... or the downstream's protocol: each connection offers its own */
 	struct {
 		const char *name;
 		struct px_tls_pem pem;
@@ -2403,7 +2402,6 @@ static int cluster(struct sctx *x, const Cluster *in, struct px_cluster *c)
 		return rc;
 	x->want_h2 = c->http2;
 	x->want_auto = c->alpn_auto && !c->http2;
-	x->want_down = c->use_downstream_protocol;
 	/* The ADS cluster's TLS is the agent's own gRPC client's (agent/ads.c), not the proxy's. */
 	if (in->transport_socket && !is_ads_cluster(x, in->name)) {
 		size_t mark = spush(x, "transport_socket");

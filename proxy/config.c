@@ -246,8 +246,6 @@ static int name_ptr_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Sorted rather than compared pairwise: Istio sends a listener per TCP service VIP:port, and
- * 10,000 of them would cost 10^8 comparisons on every snapshot. */
 struct port_ent {
 	__u16 port;
 	uint32_t idx;
@@ -284,6 +282,8 @@ static int index_by_port(struct px_snapshot *s)
 	return 0;
 }
 
+/* Sorted rather than compared pairwise: Istio sends a listener per TCP service VIP:port, and
+ * 10,000 of them would cost 10^8 comparisons on every snapshot. */
 static int listener_names_unique(struct px_snapshot *s, const char **err)
 {
 	const char **names;
@@ -498,30 +498,23 @@ static const struct px_listener *listener_of_dst(const struct px_snapshot *s,
 						 const struct px_conn_info *ci, bool bound)
 {
 	const struct px_listener *wildcard = NULL;
-	uint32_t i = 0, end = s->nlisteners;
+	uint32_t lo = 0, hi = s->nby_port;
 
-	if (s->by_port) {
-		/* The run of listeners on this port. */
-		uint32_t lo = 0, hi = s->nby_port;
+	/* The first of the run of listeners on this port. */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
 
-		while (lo < hi) {
-			uint32_t mid = lo + (hi - lo) / 2;
-
-			if (s->listeners[s->by_port[mid]].port < ci->dst_port)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		i = lo;
-		end = s->nby_port;
+		if (s->listeners[s->by_port[mid]].port < ci->dst_port)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	for (; i < end; i++) {
-		const struct px_listener *l =
-			s->by_port ? &s->listeners[s->by_port[i]] : &s->listeners[i];
+	for (uint32_t i = lo; i < s->nby_port; i++) {
+		const struct px_listener *l = &s->listeners[s->by_port[i]];
 
-		if (s->by_port && l->port != ci->dst_port)
+		if (l->port != ci->dst_port)
 			break;
-		if (l->use_original_dst || l->port != ci->dst_port || l->bind_to_port != bound)
+		if (l->bind_to_port != bound)
 			continue;
 		if (memcmp(&l->addr, &ci->dst, sizeof(ci->dst)) == 0)
 			return l;

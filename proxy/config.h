@@ -365,7 +365,8 @@ struct px_snapshot {
 	struct px_listener *virtual_inbound;
 	/* Listeners a connection may be handed to by destination (all but use_original_dst
 	 * ones), by port then position: indices into listeners, built by finalize (Istio sends
-	 * one per service port, 10,000 of them is not rare). NULL: scan them all. */
+	 * one per service port, 10,000 of them is not rare). Every published snapshot is
+	 * finalized; before that, no listener is found by destination. */
 	uint32_t *by_port;
 	uint32_t nby_port;
 	struct px_tls_ctx **tls; /* the TLS contexts its transports use (one reference each) */
