@@ -47,7 +47,9 @@ Every socket has a timeout, so nothing waits forever.
 import base64
 import hashlib
 import os
+import select
 import socket
+import ssl
 import socketserver
 import struct
 import sys
@@ -233,7 +235,6 @@ def ws_client(host, port, authority, n, size, *opts):
     o = dict(x.split("=", 1) for x in opts)
     s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
     if "tls" in o:
-        import ssl
         sni, ca = o["tls"].split(":", 1)
         ctx = ssl.create_default_context(cafile=ca)
         ctx.set_alpn_protocols(["http/1.1"])
@@ -259,16 +260,40 @@ def ws_client(host, port, authority, n, size, *opts):
         ok += opcode == 1 and payload == msg
     print("text %d/%s" % (ok, n), flush=True)
     data = os.urandom(int(size))
-    sender = threading.Thread(target=s.sendall, args=(frame_fast(2, data),))
-    sender.start()
+    send_while_reading(s, r, frame_fast(2, data))
     opcode, payload = read_frame(r)
-    sender.join()
     good = opcode == 2 and hashlib.sha256(payload).digest() == hashlib.sha256(data).digest()
     print("binary %d %s" % (len(payload), "ok" if good else "BAD"), flush=True)
     s.sendall(frame_fast(8, struct.pack("!H", 1000)))
     opcode, _ = read_frame(r)
     print("close %d" % opcode, flush=True)
     return 0
+
+
+def send_while_reading(s, r, data):
+    """Sends data whole while what the peer echoes meanwhile goes into r, in this one thread:
+    an SSL socket must not be written by one thread while another reads it."""
+    again = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+    view = memoryview(data)
+    s.setblocking(False)
+    try:
+        while view:
+            if not any(select.select([s], [s], [], TIMEOUT)[:2]):
+                raise TimeoutError("peer neither reads nor writes")
+            try:
+                view = view[s.send(view[:65536]):]
+            except again:
+                pass
+            try:
+                while True:  # all of it: TLS may hold decrypted bytes select cannot see
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise EOFError("connection closed mid-frame")
+                    r.buf += chunk
+            except again:
+                pass
+    finally:
+        s.settimeout(TIMEOUT)
 
 
 def connect(host, port, target):
