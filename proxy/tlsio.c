@@ -174,7 +174,11 @@ ssize_t tlsio_ssl_send(struct tlsio *t, const void *buf, size_t len)
 		t->wr_wants_read = false;
 		return r;
 	}
-	return io_result(t, r, false);
+	/* A closed session or socket is an EOF to a read but an error to a write: like send,
+	 * never 0 for bytes given (a caller's write loop would spin on it). */
+	if (io_result(t, r, false) == 0)
+		errno = EPIPE;
+	return -1;
 }
 
 void tlsio_count(struct worker *wk, const struct tlsio *t, enum tlsio_hs r)
