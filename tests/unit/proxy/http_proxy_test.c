@@ -1234,7 +1234,8 @@ int main(void)
 	   "a connect failure on one endpoint is retried on the other (%d)", r.status);
 
 	/* Weighted clusters: 10,000 requests (over keep-alive connections), chi-square against
-	 * 20:80 at p = 0.001 with one degree of freedom (10.83). */
+	 * 20:80 at p = 1e-6 with one degree of freedom (23.93): each connection seeds its own
+	 * draws, so the test is not repeatable, and at p = 0.001 it failed one run in 1,000. */
 	{
 		static char rbuf[65536];
 		int na = 0, nb = 0, fd = -1;
@@ -1260,8 +1261,8 @@ int main(void)
 		double ea = 2000, eb = 8000;
 		double chi2 = (na - ea) * (na - ea) / ea + (nb - eb) * (nb - eb) / eb;
 
-		ok(na + nb == 10000 && chi2 < 10.83,
-		   "weighted clusters 20:80 over 10,000 requests: %d:%d, chi-square %.2f < 10.83",
+		ok(na + nb == 10000 && chi2 < 23.93,
+		   "weighted clusters 20:80 over 10,000 requests: %d:%d, chi-square %.2f < 23.93",
 		   na, nb, chi2);
 	}
 
