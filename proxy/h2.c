@@ -816,6 +816,7 @@ struct h2x {
 	struct strbuf body; /* request body waiting for nghttp2 */
 	size_t body_off;
 	bool body_end, deferred, head_done;
+	bool malformed; /* nghttp2 rejected the response's messaging (and resets the stream) */
 	struct h2_hdrs resp;
 };
 
@@ -1020,6 +1021,19 @@ static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint
 	return 0;
 }
 
+/* nghttp2 checks a response's HTTP messaging (pseudo-headers, field syntax, content-length
+ * against DATA) and resets a stream that breaks it: Envoy's upstream protocol error. */
+static int up_on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib_error,
+			       void *user)
+{
+	struct h2x *x =
+		f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) : NULL;
+
+	if (x && (lib_error == NGHTTP2_ERR_HTTP_HEADER || lib_error == NGHTTP2_ERR_HTTP_MESSAGING))
+		x->malformed = true;
+	return 0;
+}
+
 static int up_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user)
 {
 	struct h2up *u = user;
@@ -1037,8 +1051,14 @@ static int up_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_co
 		x->s = NULL;
 		s->up = NULL;
 		/* nghttp2 also closes the streams a GOAWAY left unprocessed with REFUSED_STREAM:
-		 * those, too, never reached the application and are safe to retry. */
-		hstream_on_upstream_reset(s, error_code == NGHTTP2_REFUSED_STREAM);
+		 * those, too, never reached the application and are safe to retry. A response
+		 * nghttp2 found malformed it reset itself: the upstream's protocol error. */
+		if (x->malformed)
+			hstream_on_upstream_failure(s, PX_RESET_PROTOCOL_ERROR, "protocol error");
+		else if (error_code == NGHTTP2_REFUSED_STREAM)
+			hstream_on_upstream_failure(s, PX_RESET_REFUSED_STREAM, "refused stream");
+		else
+			hstream_on_upstream_failure(s, PX_RESET_REMOTE, "remote reset");
 	}
 	x_free(x);
 	return 0;
@@ -1063,7 +1083,7 @@ static void up_fail_all(struct worker *wk, struct h2up *u, const char *why)
 	}
 	up_close(wk, u, why);
 	for (uint32_t i = 0; i < nf; i++)
-		hstream_on_upstream_failure(failed[i], false, why);
+		hstream_on_upstream_failure(failed[i], PX_RESET_TERMINATION, why);
 }
 
 static void up_flush(struct worker *wk, struct h2up *u)
@@ -1124,6 +1144,8 @@ static int up_open_fd(struct worker *wk, struct upool *p, int fd, struct tlsio *
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, up_on_frame_recv);
 		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, up_on_data);
 		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, up_on_stream_close);
+		nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
+									     up_on_invalid_frame);
 		rc = nghttp2_session_client_new(&u->ng, cbs, u) ? -ENOMEM : 0;
 		nghttp2_session_callbacks_del(cbs);
 	}
@@ -1205,7 +1227,7 @@ static void up_attach(struct worker *wk, struct h2up *u, struct hstream *s)
 	struct h2x *x = calloc(1, sizeof(*x));
 
 	if (!x) {
-		hstream_on_upstream_failure(s, false, "out of memory");
+		hstream_on_upstream_failure(s, PX_RESET_LOCAL, "out of memory");
 		return;
 	}
 	x->u = u;
@@ -1307,7 +1329,8 @@ void h2_up_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 
 			up_close(wk, u, u->tls.err);
 			if (s)
-				hstream_on_upstream_failure(s, true, u->tls.err);
+				hstream_on_upstream_failure(s, PX_RESET_CONNECT_FAILURE,
+							    u->tls.err);
 			return;
 		}
 	open:
@@ -1360,7 +1383,8 @@ void h2_up_tick(struct worker *wk, struct upool *p)
 				upool_cancel(wk, s);
 			up_close(wk, u, "connect timeout");
 			if (s)
-				hstream_on_upstream_failure(s, true, "connection timeout");
+				hstream_on_upstream_failure(s, PX_RESET_CONNECT_TIMEOUT,
+							    "connection timeout");
 			continue;
 		}
 		if (u->state == H2UP_CONNECTING) {

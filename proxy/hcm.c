@@ -1,6 +1,7 @@
 /* The HTTP stream logic: route, pick, forward, retry, time out, answer locally, log. */
 #include "proxy/hcm.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,7 +210,8 @@ static void grpc_local_reply(struct hstream *s, const struct strbuf *text)
 }
 
 /* Answers the request ourselves (Envoy's local reply), unless the response already started,
- * in which case all we can do is reset the downstream. */
+ * in which case all we can do is reset the downstream. reason: the body's words after a
+ * failed upstream (see http_local_reply_body). */
 static void local_reply(struct hstream *s, enum http_local_reply r, const char *details,
 			const char *reason)
 {
@@ -221,8 +223,6 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	if (!s->flags || !strcmp(s->flags, "-"))
 		s->flags = http_local_reply_flag(r);
 	s->details = details;
-	if (reason)
-		snprintf(s->failure, sizeof(s->failure), "%s", reason);
 	if (s->resp_started) {
 		s->down->reset(s);
 		return;
@@ -457,7 +457,10 @@ static void start_attempt(struct hstream *s)
 		STAT_INC(wk, http_rq_overflow);
 		local_reply(s, HTTP_LR_OVERFLOW, "upstream_overflow", NULL);
 	} else if (rc) {
-		hstream_on_upstream_failure(s, true, strerror(-rc));
+		char why[48];
+
+		snprintf(why, sizeof(why), "immediate connect error: %d", -rc); /* Envoy's words */
+		hstream_on_upstream_failure(s, PX_RESET_CONNECT_FAILURE, why);
 	}
 }
 
@@ -887,7 +890,7 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	}
 	/* An upgrade's head goes alone: what follows it is tunnel bytes, sent once answered. */
 	if (ops->send_headers(u, s, h, !s->req_has_body || s->upgrade) < 0) {
-		hstream_on_upstream_failure(s, false, "cannot send request");
+		hstream_on_upstream_failure(s, PX_RESET_LOCAL, "cannot send request");
 		return;
 	}
 	if (s->req_has_body && !s->upgrade && (s->body.len || s->req_end))
@@ -1024,24 +1027,30 @@ void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, 
 	finish(s);
 }
 
-/* Response flags for an attempt that ended without a response, with URX when it was the
- * last one a covered failure was allowed. */
-static const char *failure_flags(const struct hstream *s, enum px_upstream_reset kind, bool remote)
-{
-	if (kind == PX_RESET_CONNECT_FAILURE)
-		return s->retry_exhausted ? "UF,URX" : "UF";
-	if (remote)
-		return s->retry_exhausted ? "UR,URX" : "UR";
-	return s->retry_exhausted ? "UC,URX" : "UC";
-}
+/* What Envoy's router says of each reset reason: the response flag (and with URX, when it was
+ * the last failure the retry policy allowed), the reason's name in the details and its words
+ * in a 503's body. */
+static const struct {
+	const char *flag, *flag_urx, *name, *words;
+} resets[PX_RESET_KINDS] = {
+	[PX_RESET_CONNECT_FAILURE] = {"UF", "UF,URX", "connection_failure", "connection failure"},
+	[PX_RESET_CONNECT_TIMEOUT] = {"UF", "UF,URX", "connection_timeout", "connection timeout"},
+	[PX_RESET_REFUSED_STREAM] = {"UR", "UR,URX", "remote_refused_stream_reset",
+				     "remote refused stream reset"},
+	[PX_RESET_REMOTE] = {"UR", "UR,URX", "remote_reset", "remote reset"},
+	[PX_RESET_TERMINATION] = {"UC", "UC,URX", "connection_termination",
+				  "connection termination"},
+	[PX_RESET_PROTOCOL_ERROR] = {"UPE", "UPE,URX", "protocol_error", "protocol error"},
+	[PX_RESET_LOCAL] = {"LR", "LR,URX", "local_reset", "local reset"},
+};
 
 /* The attempt ended before a response: retry it, or answer 503 (or reset a response that
- * already started). remote: the upstream reset the stream itself (Envoy's UR). */
-static void upstream_failed(struct hstream *s, enum px_upstream_reset kind, bool remote,
-			    const char *reason)
+ * already started). */
+static void upstream_failed(struct hstream *s, enum px_upstream_reset kind, const char *reason)
 {
 	struct worker *wk = s->hc->wk;
-	bool connect_failure = kind == PX_RESET_CONNECT_FAILURE;
+	bool connect_failure = kind == PX_RESET_CONNECT_FAILURE || kind == PX_RESET_CONNECT_TIMEOUT;
+	char words[sizeof(s->failure) + 96];
 
 	if (s->done)
 		return;
@@ -1049,53 +1058,38 @@ static void upstream_failed(struct hstream *s, enum px_upstream_reset kind, bool
 	snprintf(s->failure, sizeof(s->failure), "%s", reason ? reason : "");
 	if (connect_failure)
 		STAT_INC(wk, upstream_cx_connect_fail);
+	if (kind == PX_RESET_CONNECT_TIMEOUT)
+		STAT_INC(wk, upstream_cx_connect_timeout);
 	if (maybe_retry(s, px_retry_on_reset(s->retry, kind)))
 		return;
+	/* Envoy's transport failure reason: why a connection could not be made (a socket error,
+	 * a TLS alert). A timeout or a reset on a working connection has none. */
+	if (kind != PX_RESET_CONNECT_FAILURE)
+		s->failure[0] = '\0';
+	/* Once the response started, the downstream can only be reset; the flag still says how. */
+	s->flags =
+		s->retry_exhausted && !s->resp_started ? resets[kind].flag_urx : resets[kind].flag;
+	snprintf(s->details_buf, sizeof(s->details_buf),
+		 "upstream_reset_%s_response_started{%s%s%s}", s->resp_started ? "after" : "before",
+		 resets[kind].name, s->failure[0] ? "," : "", s->failure);
+	for (char *p = s->details_buf; *p; p++)
+		if (isspace((unsigned char)*p))
+			*p = '_'; /* details are one token, as Envoy makes them */
 	if (s->resp_started) {
-		s->flags = "UR";
-		s->details = "upstream_reset_after_response_started";
+		s->details = s->details_buf;
 		s->down->reset(s);
 		return;
 	}
-	s->flags = failure_flags(s, kind, remote);
-	/* A TLS failure keeps its reason (Envoy's transport failure reason) in the log. */
-	if (connect_failure && !strncmp(s->failure, "TLS_error", 9)) {
-		char why[sizeof(s->failure)];
-
-		memcpy(why, s->failure, sizeof(why));
-		snprintf(s->details_buf, sizeof(s->details_buf),
-			 "upstream_reset_before_response_started{connection_failure,%s}", why);
-		local_reply(s, HTTP_LR_CONNECT_FAILURE, s->details_buf, why);
-		return;
-	}
-	if (connect_failure) {
-		local_reply(s, HTTP_LR_CONNECT_FAILURE,
-			    "upstream_reset_before_response_started{connection_failure}",
-			    "connection failure");
-	} else if (kind == PX_RESET_REFUSED_STREAM) {
-		local_reply(s, HTTP_LR_UPSTREAM_RESET,
-			    "upstream_reset_before_response_started{remote_refused_stream_reset}",
-			    "remote refused stream reset");
-	} else if (remote) {
-		local_reply(s, HTTP_LR_UPSTREAM_RESET,
-			    "upstream_reset_before_response_started{remote_reset}", "remote reset");
-	} else {
-		local_reply(s, HTTP_LR_UPSTREAM_RESET,
-			    "upstream_reset_before_response_started{connection_termination}",
-			    "connection termination");
-	}
+	snprintf(words, sizeof(words), "%sreset reason: %s%s%s",
+		 s->attempt > 1 ? "retried and the latest " : "", resets[kind].words,
+		 s->failure[0] ? ", transport failure reason: " : "", s->failure);
+	local_reply(s, connect_failure ? HTTP_LR_CONNECT_FAILURE : HTTP_LR_UPSTREAM_RESET,
+		    s->details_buf, words);
 }
 
-void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason)
+void hstream_on_upstream_failure(struct hstream *s, enum px_upstream_reset kind, const char *reason)
 {
-	upstream_failed(s, connect_failure ? PX_RESET_CONNECT_FAILURE : PX_RESET_OTHER, false,
-			reason);
-}
-
-void hstream_on_upstream_reset(struct hstream *s, bool refused)
-{
-	upstream_failed(s, refused ? PX_RESET_REFUSED_STREAM : PX_RESET_OTHER, true,
-			refused ? "refused stream" : "remote reset");
+	upstream_failed(s, kind < PX_RESET_KINDS ? kind : PX_RESET_LOCAL, reason);
 }
 
 void hstream_on_downstream_reset(struct hstream *s, const char *why)
@@ -1141,8 +1135,8 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 		}
 		if (s->deadline_try && now >= s->deadline_try) {
 			STAT_INC(hc->wk, http_rq_timeout);
-			/* A per-try timeout is retried like a reset. */
-			if (maybe_retry(s, px_retry_on_reset(s->retry, PX_RESET_OTHER)))
+			/* A per-try timeout is retried like a local reset, as in Envoy. */
+			if (maybe_retry(s, px_retry_on_reset(s->retry, PX_RESET_LOCAL)))
 				continue;
 			if (s->retry_exhausted)
 				s->flags = "UT,URX";

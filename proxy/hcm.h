@@ -184,11 +184,10 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 void hstream_on_response_data(struct hstream *s, const char *data, size_t len, bool end);
 /* Trailers end the response (gRPC's grpc-status travels here). */
 void hstream_on_response_trailers(struct hstream *s, const struct px_hdr *hdrs, uint32_t n);
-/* The exchange failed before (or after) response headers: reason in Envoy's words. */
-void hstream_on_upstream_failure(struct hstream *s, bool connect_failure, const char *reason);
-/* The upstream reset this stream (HTTP/2 RST_STREAM, or a stream GOAWAY left unprocessed);
- * refused: with REFUSED_STREAM, so the request was not processed and is safe to retry. */
-void hstream_on_upstream_reset(struct hstream *s, bool refused);
+/* The exchange failed before (or after) response headers: how (which gives the response flag,
+ * the details and the retry decision) and why, for the log's transport failure reason. */
+void hstream_on_upstream_failure(struct hstream *s, enum px_upstream_reset kind,
+				 const char *reason);
 
 /* Timers of all streams of a connection; called from the worker's tick. */
 void hconn_tick(struct hconn *hc, uint64_t now_ms);

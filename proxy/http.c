@@ -260,9 +260,7 @@ const char *http_local_reply_flag(enum http_local_reply r)
 void http_local_reply_body(enum http_local_reply r, const char *reason, struct strbuf *out)
 {
 	if ((r == HTTP_LR_CONNECT_FAILURE || r == HTTP_LR_UPSTREAM_RESET) && reason && *reason) {
-		strbuf_addf(out,
-			    "upstream connect error or disconnect/reset before headers. reset "
-			    "reason: %s",
+		strbuf_addf(out, "upstream connect error or disconnect/reset before headers. %s",
 			    reason);
 		return;
 	}

@@ -90,7 +90,8 @@ enum http_local_reply {
 };
 
 int http_local_reply_status(enum http_local_reply r);
-/* The body; for resets and connect failures it names the reason as Envoy does. */
+/* The body. For resets and connect failures, reason is what follows Envoy's "before headers.":
+ * "reset reason: connection failure, transport failure reason: ..." (NULL: the plain body). */
 void http_local_reply_body(enum http_local_reply r, const char *reason, struct strbuf *out);
 /* Envoy's response flag for a local reply. */
 const char *http_local_reply_flag(enum http_local_reply r);

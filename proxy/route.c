@@ -483,7 +483,7 @@ bool px_retry_on_reset(const struct px_retry_policy *rp, enum px_upstream_reset 
 		return true;
 	if (r == PX_RESET_REFUSED_STREAM)
 		return on & PX_RETRY_REFUSED_STREAM;
-	if (r == PX_RESET_CONNECT_FAILURE)
+	if (r == PX_RESET_CONNECT_FAILURE || r == PX_RESET_CONNECT_TIMEOUT)
 		return on & PX_RETRY_CONNECT_FAILURE;
 	return false;
 }

@@ -108,13 +108,19 @@ struct px_retry_policy {
  * *bad. Every condition Envoy knows is accepted; those the proxy does not act on add no bit. */
 int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad);
 
-/* How an attempt ended without a response: it never connected, the upstream reset the stream
- * with REFUSED_STREAM (it did not process the request), or any other reset, close or per-try
- * timeout. */
+/* How an attempt ended without a response, as Envoy's stream reset reasons: it never
+ * connected (or not in time), the upstream refused the stream (REFUSED_STREAM: not processed)
+ * or reset it, the connection closed under it, the upstream broke the protocol, or the proxy
+ * itself gave up on it (a per-try timeout, no memory). */
 enum px_upstream_reset {
-	PX_RESET_CONNECT_FAILURE,
-	PX_RESET_REFUSED_STREAM,
-	PX_RESET_OTHER,
+	PX_RESET_CONNECT_FAILURE, /* UF  connection_failure */
+	PX_RESET_CONNECT_TIMEOUT, /* UF  connection_timeout */
+	PX_RESET_REFUSED_STREAM,  /* UR  remote_refused_stream_reset */
+	PX_RESET_REMOTE,	  /* UR  remote_reset */
+	PX_RESET_TERMINATION,	  /* UC  connection_termination */
+	PX_RESET_PROTOCOL_ERROR,  /* UPE protocol_error */
+	PX_RESET_LOCAL,		  /* LR  local_reset */
+	PX_RESET_KINDS,
 };
 
 /* Whether the policy's retry_on covers a response with this HTTP status and grpc-status (-1

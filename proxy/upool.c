@@ -195,14 +195,15 @@ void upool_free_dead(struct worker *wk)
 }
 
 /* The stream's exchange failed: tell it (it may retry elsewhere) and drop the connection. */
-static void uconn_fail(struct worker *wk, struct uconn *u, bool connect_failure, const char *reason)
+static void uconn_fail(struct worker *wk, struct uconn *u, enum px_upstream_reset kind,
+		       const char *reason)
 {
 	struct hstream *s = u->stream;
 
 	u->stream = NULL;
 	uconn_close(wk, u);
 	if (s)
-		hstream_on_upstream_failure(s, connect_failure, reason);
+		hstream_on_upstream_failure(s, kind, reason);
 }
 
 /* Writes what is queued. A hard error is not handled here, inside some send path: shutting
@@ -383,7 +384,7 @@ static struct upool *pool_for(struct worker *wk, struct hstream *s, const struct
 
 		STAT_INC(wk, ssl_secret_not_ready);
 		snprintf(why, sizeof(why), "TLS_error:secret_not_ready:%s", tr->missing_secret);
-		hstream_on_upstream_failure(s, true, why);
+		hstream_on_upstream_failure(s, PX_RESET_CONNECT_FAILURE, why);
 		return NULL;
 	}
 	if (fresh)
@@ -493,7 +494,7 @@ void upool_connect_failed(struct hstream *s, int err)
 	if (!s)
 		return;
 	snprintf(why, sizeof(why), "delayed connect error: %d", -err);
-	hstream_on_upstream_failure(s, true, why);
+	hstream_on_upstream_failure(s, PX_RESET_CONNECT_FAILURE, why);
 }
 
 void upool_cancel(struct worker *wk, struct hstream *s)
@@ -561,7 +562,8 @@ void upool_tick(struct worker *wk)
 					upool_cancel(wk, s);
 				uconn_close(wk, u);
 				if (s)
-					hstream_on_upstream_failure(s, true, "connection timeout");
+					hstream_on_upstream_failure(s, PX_RESET_CONNECT_TIMEOUT,
+								    "connection timeout");
 			}
 		}
 		list_for_each_safe (pos, tmp, &p->idle) {
@@ -753,7 +755,7 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			int n;
 
 			if (!fields) {
-				uconn_fail(wk, u, false, "out of memory");
+				uconn_fail(wk, u, PX_RESET_LOCAL, "out of memory");
 				return false;
 			}
 			/* From the start each time: heads rarely span reads, and the fields land
@@ -762,13 +764,14 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			n = http1_parse_response(&u->parser, u->in, u->in_len, &msg);
 			if (n == HTTP1_INCOMPLETE) {
 				if (u->in_len == UCONN_IN_SIZE) {
-					uconn_fail(wk, u, false, "response headers too large");
+					uconn_fail(wk, u, PX_RESET_PROTOCOL_ERROR,
+						   "response headers too large");
 					return false;
 				}
 				return true;
 			}
 			if (n == HTTP1_INVALID) {
-				uconn_fail(wk, u, false, "protocol error");
+				uconn_fail(wk, u, PX_RESET_PROTOCOL_ERROR, "protocol error");
 				return false;
 			}
 			if (msg.status >= 100 && msg.status < 200 && msg.status != 101) {
@@ -819,7 +822,7 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			ssize_t n = http1_chunked_decode(&u->chunked, u->in, u->in_len, &data);
 
 			if (n == HTTP1_INVALID) {
-				uconn_fail(wk, u, false, "protocol error");
+				uconn_fail(wk, u, PX_RESET_PROTOCOL_ERROR, "protocol error");
 				return false;
 			}
 			if (n == HTTP1_INCOMPLETE)
@@ -856,7 +859,7 @@ static bool h1_read_response(struct worker *wk, struct uconn *u)
 			continue;
 		}
 		/* A 101 or CONNECT 2xx the stream did not ask for (it never sent an upgrade). */
-		uconn_fail(wk, u, false, "upgrade not supported on this path");
+		uconn_fail(wk, u, PX_RESET_PROTOCOL_ERROR, "upgrade not supported on this path");
 		return false;
 	}
 	return true;
@@ -940,7 +943,7 @@ static void uconn_connecting(struct worker *wk, struct uconn *u)
 		snprintf(why, sizeof(why), "%s", u->tls.err);
 		uconn_close(wk, u);
 		if (s)
-			hstream_on_upstream_failure(s, true, why);
+			hstream_on_upstream_failure(s, PX_RESET_CONNECT_FAILURE, why);
 		return;
 	}
 	if (u->pool->cfg.alpn_auto && !u->fresh && uconn_to_h2(wk, u))
@@ -1004,7 +1007,7 @@ static void uconn_event(struct worker *wk, struct uconn *u, uint32_t events)
 		if (u->stream->down->pending_out(u->stream) > UCONN_OUT_HIGH)
 			break;
 		if (!u->in && !uconn_in_get(wk, u)) {
-			uconn_fail(wk, u, false, "out of memory");
+			uconn_fail(wk, u, PX_RESET_LOCAL, "out of memory");
 			return;
 		}
 		if (u->in_len == UCONN_IN_SIZE)
@@ -1029,7 +1032,7 @@ static void uconn_event(struct worker *wk, struct uconn *u, uint32_t events)
 				u->keep_alive = false;
 				hstream_on_response_data(s, "", 0, true);
 			} else if (u->stream) {
-				uconn_fail(wk, u, false, "connection termination");
+				uconn_fail(wk, u, PX_RESET_TERMINATION, "connection termination");
 			} else {
 				uconn_close(wk, u);
 			}

@@ -56,9 +56,10 @@ read -r st secs body < <(timed "$URL/ct/1")
 is "$st" "503" "connect timeout: 503"
 t=$(ms_of "$secs")
 ok "after about the 0.3 s connect timeout ($t ms)" test "$t" -ge 250 -a "$t" -lt 2000
-like "$(c "$URL/ct/2")" 'upstream connect error or disconnect/reset before headers' \
-	"with Envoy's body"
-like "$(logline /ct/1)" '" 503 UF ' "the access log says UF"
+like "$(c "$URL/ct/2")" 'upstream connect error or disconnect/reset before headers\. reset reason: connection timeout$' \
+	"with Envoy's body, naming the connection timeout"
+like "$(logline /ct/1)" '" 503 UF upstream_reset_before_response_started\{connection_timeout\} ' \
+	"the access log says UF, connection_timeout"
 read -r st secs body < <(timed "$URL/ctr/1")
 t=$(ms_of "$secs")
 ok "retried once on connect-failure: 503 after two connect timeouts ($st, $t ms)" \

@@ -2,7 +2,8 @@
 """An h2c (prior knowledge) upstream for http_proxy_test that refuses streams.
 
 /refuse/K/N resets the first N streams whose key is K with REFUSED_STREAM, /reset/K/N with
-INTERNAL_ERROR; any other stream (and those after the first N) gets 200 and a body saying how
+INTERNAL_ERROR, /malformed/K/N answers them with a header name HTTP/2 forbids (upper case);
+any other stream (and those after the first N) gets 200 and a body saying how
 many streams key K has seen and the x-envoy-attempt-count it carried. Prints the port it
 listens on (127.0.0.1) and closes its stdout, then serves until its stdin closes, so it ends
 with the test.
@@ -36,6 +37,10 @@ def handle(conn, ev):
                 else h2.errors.ErrorCodes.INTERNAL_ERROR)
         conn.reset_stream(ev.stream_id, error_code=code)
         return
+    if kind == "malformed" and count <= first:
+        conn.send_headers(ev.stream_id, [(":status", "200"), ("X-Upper", "1")],
+                          end_stream=True)
+        return
     body = ("seen=%d attempt=%s" %
             (count, hdrs.get("x-envoy-attempt-count", "-"))).encode()
     conn.send_headers(ev.stream_id, [(":status", "200"),
@@ -44,7 +49,10 @@ def handle(conn, ev):
 
 
 def serve(sock):
-    cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+    # Outbound headers unchecked and as given, so that /malformed can break the rules.
+    cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8",
+                                    validate_outbound_headers=False,
+                                    normalize_outbound_headers=False)
     conn = h2.connection.H2Connection(config=cfg)
     try:
         conn.initiate_connection()

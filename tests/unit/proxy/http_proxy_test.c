@@ -9,7 +9,8 @@
  * as a gRPC server fails (200, grpc-status C in the head, no body), /headfirst/MS sends its
  * head MS before its body, /chunky sends CHUNKY_N chunks of CHUNKY_LEN bytes ('a', 'b', ...)
  * in one write, and /upgrade with Upgrade: echo-proto answers 101 and "hello" in one write,
- * then echoes bytes until the client's FIN. The HTTP/2 upstream that refuses streams is
+ * then echoes bytes until the client's FIN. /garbage answers with a broken status line,
+ * /hangup closes without answering, and /cutoff closes 4 bytes into a 100-byte body. The HTTP/2 upstream that refuses streams is
  * tests/unit/proxy/h2_refuser.py. The access log goes to a temporary file, read back to check
  * response flags. */
 #define CHUNKY_N   40
@@ -205,6 +206,19 @@ static void *serve_conn(void *arg)
 			memmove(buf, buf + off, len - off);
 			len -= off;
 			continue;
+		} else if (!strcmp(path, "/garbage") || !strcmp(path, "/cutoff")) {
+			/* Not HTTP; or a head promising 100 bytes, 4 of them, and the close. */
+			static const char
+				bad[] = "HTTP/1.1 2x0 Broken\r\n\r\n",
+				cut[] = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart";
+			bool garbage = !strcmp(path, "/garbage");
+
+			if (write(fd, garbage ? bad : cut,
+				  garbage ? sizeof(bad) - 1 : sizeof(cut) - 1))
+				usleep(20000);
+			goto out;
+		} else if (!strcmp(path, "/hangup")) {
+			goto out; /* the request read, no answer */
 		} else if (!strcmp(path, "/upgrade")) {
 			char up[64];
 
@@ -621,6 +635,12 @@ static struct px_route routes_any[] = {
 	{.name = "per-try",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/sleep"},
 	 .action = {.cluster = "a", .retry = &retry_try}},
+	{.name = "dead",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/deadend"},
+	 .action = {.cluster = "dead"}},
+	{.name = "dead-retried",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/deadretry"},
+	 .action = {.cluster = "dead", .retry = &retry_cf}},
 	{.name = "deadfirst",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/failover"},
 	 .action = {.cluster = "deadfirst", .retry = &retry_cf}},
@@ -675,6 +695,7 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port
 	cluster(s, "b", 1, 1);
 	cluster(s, "breaker", 0, 1)->cb = tight_cb;
 	cluster(s, "empty", 0, 0);
+	cluster(s, "dead", 0, 1)->endpoints[0].port = dead_port;
 	df = cluster(s, "deadfirst", 0, 2);
 	df->endpoints[0].port = dead_port;
 	df->lb = PX_LB_ROUND_ROBIN;
@@ -1049,6 +1070,20 @@ int main(void)
 	r = request(port, "GET /rs-refused/plain/k6/0 HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 200 && !strcmp(r.body, "seen=4 attempt=1"),
 	   "after exactly three attempts (%s)", r.body);
+	/* A response nghttp2 rejects (an upper-case header name): Envoy's upstream protocol
+	 * error, which `reset` retries and Istio's default policy does not. */
+	r = request(port, "GET /rs-istio/malformed/k7/1 HTTP/1.1\r\nHost: web.local\r\n"
+			  "X-Request-Id: rs-k7\r\n\r\n");
+	ok(r.status == 503 && !strcmp(r.body, "upstream connect error or disconnect/reset before "
+					      "headers. reset reason: protocol error"),
+	   "a malformed HTTP/2 response: 503, reset reason protocol error (%d %s)", r.status,
+	   r.body);
+	ok(log_line("rs-k7", line, sizeof(line)) &&
+		   has(line, "\" 503 UPE upstream_reset_before_response_started{protocol_error} "),
+	   "logged UPE: %s", line);
+	r = request(port, "GET /rs-5xx/malformed/k8/1 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 200 && !strcmp(r.body, "seen=2 attempt=2"),
+	   "retry_on 5xx retries it (%d %s)", r.status, r.body);
 	r = request(port, "GET /hello HTTP/1.1\r\nHost: web.local\r\nConnection: Upgrade\r\n"
 			  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
 	ok(r.status == 403 && !*r.body,
@@ -1127,6 +1162,30 @@ int main(void)
 	   "the route timeout (200 ms) answers 504 upstream request timeout");
 	ok(has(log_line_of("GET /sleep/1000 HTTP/1.1"), "\" 504 UT upstream_response_timeout "),
 	   "flagged UT in the access log: %s", log_line_of("GET /sleep/1000 HTTP/1.1"));
+	/* Upstream failures are named as Envoy names its reset reasons: the flag, the details,
+	 * and the reason in the 503's body. */
+	r = request(port, "GET /garbage HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 503 && !strcmp(r.body, "upstream connect error or disconnect/reset before "
+					      "headers. reset reason: protocol error"),
+	   "a response that is not HTTP: 503, reset reason protocol error (%d %s)", r.status,
+	   r.body);
+	ok(has(log_line_of("GET /garbage HTTP/1.1"),
+	       "\" 503 UPE upstream_reset_before_response_started{protocol_error} "),
+	   "flagged UPE in the access log: %s", log_line_of("GET /garbage HTTP/1.1"));
+	r = request(port, "GET /hangup HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 503 && !strcmp(r.body, "upstream connect error or disconnect/reset before "
+					      "headers. reset reason: connection termination"),
+	   "an upstream that closes without answering: 503, connection termination (%d %s)",
+	   r.status, r.body);
+	ok(has(log_line_of("GET /hangup HTTP/1.1"),
+	       "\" 503 UC upstream_reset_before_response_started{connection_termination} "),
+	   "flagged UC in the access log: %s", log_line_of("GET /hangup HTTP/1.1"));
+	r = request(port, "GET /cutoff HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status != 200 || r.closed,
+	   "a body cut short upstream: the client's connection ends short of it (%d)", r.status);
+	ok(has(log_line_of("GET /cutoff HTTP/1.1"),
+	       "\" 200 UC upstream_reset_after_response_started{connection_termination} "),
+	   "flagged UC after the response started: %s", log_line_of("GET /cutoff HTTP/1.1"));
 	/* gRPC: the request's grpc-timeout is the deadline (capped by the route's 300 ms), and a
 	 * local reply is a gRPC status, not an HTTP error a gRPC client cannot read. */
 	{
@@ -1232,6 +1291,24 @@ int main(void)
 	r = request(port, "GET /failover HTTP/1.1\r\nHost: web.local\r\n\r\n");
 	ok(r.status == 200 && has(r.body, "backend=B"),
 	   "a connect failure on one endpoint is retried on the other (%d)", r.status);
+	/* A refused connection: the socket's error is Envoy's transport failure reason, in the
+	 * body, the details (one token) and the log; once retried, "retried and the latest". */
+	r = request(port, "GET /deadend HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 503 &&
+		   has(r.body, "upstream connect error or disconnect/reset before headers. reset "
+			       "reason: connection failure, transport failure reason: ") &&
+		   has(r.body, " connect error: 111"),
+	   "a refused connect: 503 naming the transport failure reason (%s)", r.body);
+	ok(has(log_line_of("GET /deadend HTTP/1.1"),
+	       "\" 503 UF upstream_reset_before_response_started{connection_failure,") &&
+		   has(log_line_of("GET /deadend HTTP/1.1"), "_connect_error:_111} - \""),
+	   "flagged UF with the reason in the details: %s", log_line_of("GET /deadend HTTP/1.1"));
+	r = request(port, "GET /deadretry HTTP/1.1\r\nHost: web.local\r\n\r\n");
+	ok(r.status == 503 && has(r.body, "before headers. retried and the latest reset reason: "
+					  "connection failure, transport failure reason: "),
+	   "and once retried, the latest reason (%s)", r.body);
+	ok(has(log_line_of("GET /deadretry HTTP/1.1"), "\" 503 UF,URX "), "flagged UF,URX: %s",
+	   log_line_of("GET /deadretry HTTP/1.1"));
 
 	/* Weighted clusters: 10,000 requests (over keep-alive connections), chi-square against
 	 * 20:80 at p = 1e-6 with one degree of freedom (23.93): each connection seeds its own

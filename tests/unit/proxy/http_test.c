@@ -115,7 +115,7 @@ static void test_local_replies(void)
 	is_str(strbuf_str(&sb), "no healthy upstream", "with Envoy's body");
 	strbuf_reset(&sb);
 	http_local_reply_body(HTTP_LR_CONNECT_FAILURE,
-			      "remote connection failure, transport "
+			      "reset reason: remote connection failure, transport "
 			      "failure reason: delayed connect error: 111",
 			      &sb);
 	is_str(strbuf_str(&sb),

@@ -303,20 +303,26 @@ static void test_retry_decisions(void)
 		bool want;
 	} reset[] = {
 		{PX_RETRY_REFUSED_STREAM, PX_RESET_REFUSED_STREAM, true},
-		{PX_RETRY_REFUSED_STREAM, PX_RESET_OTHER, false},
+		{PX_RETRY_REFUSED_STREAM, PX_RESET_REMOTE, false},
 		{PX_RETRY_REFUSED_STREAM, PX_RESET_CONNECT_FAILURE, false},
 		{PX_RETRY_RESET, PX_RESET_REFUSED_STREAM, true},
-		{PX_RETRY_RESET, PX_RESET_OTHER, true},
+		{PX_RETRY_RESET, PX_RESET_TERMINATION, true},
+		{PX_RETRY_RESET, PX_RESET_PROTOCOL_ERROR, true},
+		{PX_RETRY_RESET, PX_RESET_LOCAL, true},
 		{PX_RETRY_RESET, PX_RESET_CONNECT_FAILURE, true},
 		{PX_RETRY_5XX, PX_RESET_REFUSED_STREAM, true},
-		{PX_RETRY_5XX, PX_RESET_OTHER, true},
+		{PX_RETRY_5XX, PX_RESET_REMOTE, true},
 		{PX_RETRY_GATEWAY_ERROR, PX_RESET_CONNECT_FAILURE, true},
 		{PX_RETRY_CONNECT_FAILURE, PX_RESET_CONNECT_FAILURE, true},
+		{PX_RETRY_CONNECT_FAILURE, PX_RESET_CONNECT_TIMEOUT, true},
+		{PX_RETRY_CONNECT_FAILURE, PX_RESET_PROTOCOL_ERROR, false},
 		{PX_RETRY_CONNECT_FAILURE, PX_RESET_REFUSED_STREAM, false},
 		{PX_RETRY_UNAVAILABLE | PX_RETRY_CANCELLED, PX_RESET_REFUSED_STREAM, false},
 		{istio, PX_RESET_REFUSED_STREAM, true},
 		{istio, PX_RESET_CONNECT_FAILURE, true},
-		{istio, PX_RESET_OTHER, false},
+		{istio, PX_RESET_CONNECT_TIMEOUT, true},
+		{istio, PX_RESET_TERMINATION, false},
+		{istio, PX_RESET_LOCAL, false},
 	};
 	struct px_retry_policy rp = {.retriable_status_codes = codes, .nretriable_status_codes = 2};
 
@@ -332,7 +338,7 @@ static void test_retry_decisions(void)
 		   "retry_on %#x, reset %d: %s", reset[i].on, reset[i].r,
 		   reset[i].want ? "retried" : "not retried");
 	}
-	ok(!px_retry_on_response(NULL, 503, 14) && !px_retry_on_reset(NULL, PX_RESET_OTHER),
+	ok(!px_retry_on_response(NULL, 503, 14) && !px_retry_on_reset(NULL, PX_RESET_TERMINATION),
 	   "no policy covers nothing");
 }
 
