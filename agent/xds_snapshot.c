@@ -250,6 +250,20 @@ static int address(struct sctx *x, const Address *a, const char *field, struct s
 	return rc;
 }
 
+static int cidr(struct sctx *x, const CidrRange *c, struct px_cidr *out)
+{
+	struct shunt_addr probe;
+	uint32_t len;
+
+	if (!c || !c->address_prefix || addr_parse(&probe, c->address_prefix))
+		return serr(x, "address_prefix: \"%s\" is not an IP address",
+			    c && c->address_prefix ? c->address_prefix : "");
+	len = c->prefix_len ? c->prefix_len->value : (strchr(c->address_prefix, ':') ? 128 : 32);
+	if (px_cidr_parse(out, c->address_prefix, len))
+		return serr(x, "prefix_len: %u is out of range", len);
+	return 0;
+}
+
 static int cidrs(struct sctx *x, CidrRange **in, size_t n, const char *field, struct px_cidr **out,
 		 uint32_t *nout)
 {
@@ -259,18 +273,11 @@ static int cidrs(struct sctx *x, CidrRange **in, size_t n, const char *field, st
 	if (!*out)
 		return snomem(x);
 	for (size_t i = 0; i < n; i++) {
-		const CidrRange *c = in[i];
-		struct shunt_addr probe;
-		uint32_t len;
 		size_t mark = spush(x, "%s[%zu]", field, i);
+		int rc = cidr(x, in[i], &(*out)[i]);
 
-		if (!c->address_prefix || addr_parse(&probe, c->address_prefix))
-			return serr(x, "address_prefix: \"%s\" is not an IP address",
-				    c->address_prefix ? c->address_prefix : "");
-		len = c->prefix_len ? c->prefix_len->value
-				    : (strchr(c->address_prefix, ':') ? 128 : 32);
-		if (px_cidr_parse(&(*out)[i], c->address_prefix, len))
-			return serr(x, "prefix_len: %u is out of range", len);
+		if (rc)
+			return rc;
 		spop(x, mark);
 	}
 	*nout = (uint32_t)n;
@@ -451,17 +458,38 @@ typedef Envoy__Extensions__Filters__Network__Rbac__V3__RBAC NetRbac;
 #define NET_RBAC_TYPE		 "envoy.extensions.filters.network.rbac.v3.RBAC"
 #define RBAC_MAX_DEPTH		 32 /* nesting of and/or/not rules; deeper is refused */
 
-static int rbac_cidr(struct sctx *x, CidrRange *c, const char *field, struct px_cidr *out)
+static int rbac_cidr(struct sctx *x, const CidrRange *c, const char *field, struct px_cidr *out)
 {
-	struct px_cidr *one = NULL;
-	uint32_t n = 0;
-	int rc;
+	size_t mark = spush(x, "%s", field);
+	int rc = cidr(x, c, out);
 
-	if (!c)
-		return serr(x, "%s: needs address_prefix", field);
-	rc = cidrs(x, &c, 1, field, &one, &n);
 	if (!rc)
-		*out = one[0];
+		spop(x, mark);
+	return rc;
+}
+
+/* A string matcher of an RBAC tree, its regex compiled now so that a bad one is named by its
+ * path (the snapshot frees it: the config is on its list before its tree is built). */
+static int rbac_string(struct sctx *x, const StringMatcher *sm, struct px_string_matcher *m)
+{
+	const char *err = NULL;
+	int rc = string_matcher(x, sm, m);
+
+	if (!rc && px_string_matcher_prepare(x->a, m, &err))
+		rc = serr(x, "%s", err ? err : "the regex does not compile");
+	return rc;
+}
+
+static int rbac_header(struct sctx *x, const HeaderMatcher *hm, struct px_header_matcher *h)
+{
+	size_t mark = spush(x, "header");
+	const char *err = NULL;
+	int rc = header_matcher(x, hm, h);
+
+	if (!rc && h->kind == PX_HDR_STRING && px_string_matcher_prepare(x->a, &h->str, &err))
+		rc = serr(x, "%s", err ? err : "the regex does not compile");
+	if (!rc)
+		spop(x, mark);
 	return rc;
 }
 
@@ -474,7 +502,7 @@ static int rbac_path(struct sctx *x, const Envoy__Type__Matcher__V3__PathMatcher
 	if (!pm || pm->rule_case != ENVOY__TYPE__MATCHER__V3__PATH_MATCHER__RULE_PATH || !pm->path)
 		return serr(x, "needs path");
 	spush(x, "path");
-	rc = string_matcher(x, pm->path, m);
+	rc = rbac_string(x, pm->path, m);
 	if (!rc)
 		spop(x, mark);
 	return rc;
@@ -540,9 +568,7 @@ static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_r
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_HEADER:
 		n->kind = PX_RBAC_HEADER;
-		mark = spush(x, "header");
-		rc = header_matcher(x, in->header, &n->header);
-		break;
+		return rbac_header(x, in->header, &n->header);
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_URL_PATH:
 		n->kind = PX_RBAC_URL_PATH;
 		return rbac_path(x, in->url_path, &n->str);
@@ -571,9 +597,8 @@ static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_r
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_REQUESTED_SERVER_NAME:
 		n->kind = PX_RBAC_SNI;
 		mark = spush(x, "requested_server_name");
-		rc = in->requested_server_name
-			     ? string_matcher(x, in->requested_server_name, &n->str)
-			     : serr(x, "needs a string matcher");
+		rc = in->requested_server_name ? rbac_string(x, in->requested_server_name, &n->str)
+					       : serr(x, "needs a string matcher");
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA:
 		return serr(x, "metadata is not supported");
@@ -654,7 +679,7 @@ static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rba
 			return 0;
 		n->has_str = true;
 		mark = spush(x, "authenticated.principal_name");
-		rc = string_matcher(x, in->authenticated->principal_name, &n->str);
+		rc = rbac_string(x, in->authenticated->principal_name, &n->str);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_SOURCE_IP:
 		/* Deprecated: the connection's remote address (no XFF), which without proxy
@@ -669,9 +694,7 @@ static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rba
 		return rbac_cidr(x, in->remote_ip, "remote_ip", &n->cidr);
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_HEADER:
 		n->kind = PX_RBAC_HEADER;
-		mark = spush(x, "header");
-		rc = header_matcher(x, in->header, &n->header);
-		break;
+		return rbac_header(x, in->header, &n->header);
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_URL_PATH:
 		n->kind = PX_RBAC_URL_PATH;
 		return rbac_path(x, in->url_path, &n->str);
@@ -723,12 +746,14 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 			return snomem(x);
 		memset(r->policies, 0, sizeof(*r->policies) * in->n_policies);
 	}
+	*out = r; /* reachable from the snapshot while it is built: its regexes get freed */
 	for (size_t i = 0; i < in->n_policies; i++) {
 		const Envoy__Config__Rbac__V3__Policy *p = in->policies[i]->value;
 		struct px_rbac_policy *o = &r->policies[i];
 		size_t pm = spush(x, "policies[\"%s\"]", in->policies[i]->key);
 		int rc;
 
+		r->npolicies = (uint32_t)i + 1;
 		o->name = arena_strdup(x->a, in->policies[i]->key ? in->policies[i]->key : "");
 		if (!o->name)
 			return snomem(x);
@@ -764,50 +789,44 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 		}
 		spop(x, pm);
 	}
-	r->npolicies = (uint32_t)in->n_policies;
 	/* Envoy evaluates policies in name order and reports the first that matched. */
 	if (r->npolicies > 1)
 		qsort(r->policies, r->npolicies, sizeof(*r->policies), rbac_policy_cmp);
-	*out = r;
 	spop(x, mark);
 	return 0;
 }
 
-/* An RBAC filter config from its rules and shadow rules, regexes compiled, owned by the
- * snapshot. */
+/* An RBAC filter config from its rules and shadow rules, owned by the snapshot (on its list of
+ * configs whose regexes it frees from the start, so that a failure half-way leaks nothing). */
 static int rbac_config(struct sctx *x, const RbacRules *rules, const RbacRules *shadow,
 		       const struct px_rbac **out)
 {
 	struct px_rbac *f = arena_new(x->a, struct px_rbac, 1);
-	const char *err = NULL;
 	int rc = 0;
 
 	if (!f)
 		return snomem(x);
 	memset(f, 0, sizeof(*f));
+	f->next = x->s->rbacs;
+	x->s->rbacs = f;
 	if (rules)
 		rc = rbac_rules(x, rules, "rules", &f->rules);
 	if (!rc && shadow)
 		rc = rbac_rules(x, shadow, "shadow_rules", &f->shadow);
-	if (rc)
-		return rc;
-	if (px_rbac_prepare(x->a, f, &err))
-		return serr(x, "%s", err ? err : "a regex does not compile");
-	f->next = x->s->rbacs;
-	x->s->rbacs = f;
-	*out = f;
-	return 0;
+	if (!rc)
+		*out = f;
+	return rc;
 }
 
 /* envoy.filters.http.rbac's RBAC message (the filter's or a route's override). */
 static int http_rbac(struct sctx *x, const HttpRbac *in, const struct px_rbac **out)
 {
 	if (in->matcher)
-		return serr(x, "matcher is not supported (use rules)");
+		return serr(x, "matcher: not supported (use rules)");
 	if (in->shadow_matcher)
-		return serr(x, "shadow_matcher is not supported (use shadow_rules)");
+		return serr(x, "shadow_matcher: not supported (use shadow_rules)");
 	if (in->track_per_rule_stats)
-		return serr(x, "track_per_rule_stats is not supported");
+		return serr(x, "track_per_rule_stats: not supported");
 	return rbac_config(x, in->rules, in->shadow_rules, out);
 }
 
@@ -839,9 +858,9 @@ static int net_rbac_filter(struct sctx *x, const Any *typed, const struct px_rba
 	/* CONTINUOUS re-decides on every read in Envoy; with no dynamic inputs (metadata and
 	 * filter_state are refused) every decision equals the first, so both types are one. */
 	if (in->matcher)
-		rc = serr(x, "matcher is not supported (use rules)");
+		rc = serr(x, "matcher: not supported (use rules)");
 	else if (in->shadow_matcher)
-		rc = serr(x, "shadow_matcher is not supported (use shadow_rules)");
+		rc = serr(x, "shadow_matcher: not supported (use shadow_rules)");
 	else
 		rc = rbac_config(x, in->rules, in->shadow_rules, out);
 	protobuf_c_message_free_unpacked(msg, NULL);
