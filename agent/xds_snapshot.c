@@ -559,12 +559,12 @@ static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_r
 		return rbac_permission_set(x, in->or_rules, "or_rules", n, depth);
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_NOT_RULE:
 		n->kind = PX_RBAC_NOT;
-		n->not = arena_new(x->a, struct px_rbac_node, 1);
-		if (!n->not )
+		n->negated = arena_new(x->a, struct px_rbac_node, 1);
+		if (!n->negated)
 			return snomem(x);
-		memset(n->not, 0, sizeof(*n->not ));
+		memset(n->negated, 0, sizeof(*n->negated));
 		mark = spush(x, "not_rule");
-		rc = rbac_permission(x, in->not_rule, n->not, depth + 1);
+		rc = rbac_permission(x, in->not_rule, n->negated, depth + 1);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_HEADER:
 		n->kind = PX_RBAC_HEADER;
@@ -665,12 +665,12 @@ static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rba
 		return rbac_principal_set(x, in->or_ids, "or_ids", n, depth);
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_NOT_ID:
 		n->kind = PX_RBAC_NOT;
-		n->not = arena_new(x->a, struct px_rbac_node, 1);
-		if (!n->not )
+		n->negated = arena_new(x->a, struct px_rbac_node, 1);
+		if (!n->negated)
 			return snomem(x);
-		memset(n->not, 0, sizeof(*n->not ));
+		memset(n->negated, 0, sizeof(*n->negated));
 		mark = spush(x, "not_id");
-		rc = rbac_principal(x, in->not_id, n->not, depth + 1);
+		rc = rbac_principal(x, in->not_id, n->negated, depth + 1);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AUTHENTICATED:
 		n->kind = PX_RBAC_AUTHENTICATED;

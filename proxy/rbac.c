@@ -33,7 +33,7 @@ static bool node_match(const struct px_rbac_node *n, const struct px_rbac_input 
 	case PX_RBAC_OR:
 		return any_match(n->set.v, n->set.n, in);
 	case PX_RBAC_NOT:
-		return !node_match(n->not, in);
+		return !node_match(n->negated, in);
 	case PX_RBAC_HEADER:
 		return in->req && px_header_match(&n->header, in->req);
 	case PX_RBAC_URL_PATH: {
@@ -138,7 +138,7 @@ static int nodes_prepare(struct arena *a, struct px_rbac_node *v, uint32_t n, co
 			rc = nodes_prepare(a, x->set.v, x->set.n, err);
 			break;
 		case PX_RBAC_NOT:
-			rc = nodes_prepare(a, x->not, 1, err);
+			rc = nodes_prepare(a, x->negated, 1, err);
 			break;
 		case PX_RBAC_HEADER:
 			if (x->header.kind == PX_HDR_STRING)
@@ -170,7 +170,7 @@ static void nodes_release(struct px_rbac_node *v, uint32_t n)
 			nodes_release(x->set.v, x->set.n);
 			break;
 		case PX_RBAC_NOT:
-			nodes_release(x->not, 1);
+			nodes_release(x->negated, 1);
 			break;
 		case PX_RBAC_HEADER:
 			if (x->header.kind == PX_HDR_STRING)

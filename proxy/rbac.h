@@ -45,8 +45,8 @@ struct px_rbac_node {
 		struct {
 			struct px_rbac_node *v;
 			uint32_t n;
-		} set;			    /* AND, OR */
-		struct px_rbac_node * not ; /* NOT */
+		} set;			      /* AND, OR */
+		struct px_rbac_node *negated; /* NOT */
 		struct px_header_matcher header;
 		struct px_string_matcher str; /* URL_PATH, SNI, AUTHENTICATED */
 		struct px_cidr cidr;	      /* DST_IP, *_REMOTE_IP */

@@ -94,11 +94,11 @@ static struct px_rbac_node *set(enum px_rbac_kind kind, int cnt, ...)
 	return n;
 }
 
-static struct px_rbac_node * not(struct px_rbac_node * x)
+static struct px_rbac_node *negate(struct px_rbac_node *x)
 {
 	struct px_rbac_node *n = node(PX_RBAC_NOT);
 
-	n->not = x;
+	n->negated = x;
 	return n;
 }
 
@@ -202,24 +202,24 @@ static void test_permissions(void)
 		 false},
 		{"requested_server_name none vs exact \"\"", strnode(PX_RBAC_SNI, PX_STR_EXACT, ""),
 		 &nosni, true},
-		{"not_rule of a match", not(ports(8080, 8081)), &in, false},
-		{"not_rule of a miss", not(ports(80, 81)), &in, true},
+		{"not_rule of a match", negate(ports(8080, 8081)), &in, false},
+		{"not_rule of a miss", negate(ports(80, 81)), &in, true},
 		{"and_rules all", set(PX_RBAC_AND, 2, ports(8080, 8081), present("x-user")), &in,
 		 true},
 		{"and_rules one misses", set(PX_RBAC_AND, 2, ports(8080, 8081), present("x-none")),
 		 &in, false},
 		{"or_rules one", set(PX_RBAC_OR, 2, ports(1, 2), present("x-user")), &in, true},
 		{"or_rules none", set(PX_RBAC_OR, 2, ports(1, 2), present("x-none")), &in, false},
-		{"nested: and(or(miss, hit), not(miss))",
+		{"nested: and(or(miss, hit), negate(miss))",
 		 set(PX_RBAC_AND, 2, set(PX_RBAC_OR, 2, ports(1, 2), present("x-user")),
-		     not(present("x-none"))),
+		     negate(present("x-none"))),
 		 &in, true},
-		{"nested: or(and(hit, miss), not(hit))",
+		{"nested: or(and(hit, miss), negate(hit))",
 		 set(PX_RBAC_OR, 2, set(PX_RBAC_AND, 2, ports(8080, 8081), present("x-none")),
-		     not(present("x-user"))),
+		     negate(present("x-user"))),
 		 &in, false},
 		{"network: header matches nothing", present("x-user"), &net, false},
-		{"network: not(header) matches", not(present("x-user")), &net, true},
+		{"network: negate(header) matches", negate(present("x-user")), &net, true},
 		{"network: url_path matches nothing", strnode(PX_RBAC_URL_PATH, PX_STR_PREFIX, "/"),
 		 &net, false},
 		{"plain: destination_port still matches", ports(8080, 8081), &plain, true},
@@ -278,9 +278,9 @@ static void test_principals(void)
 		 &plain, true},
 		{"header", hdr("x-user", PX_STR_EXACT, "alice", false), &in, true},
 		{"url_path", strnode(PX_RBAC_URL_PATH, PX_STR_EXACT, "/api/v1/items"), &in, true},
-		{"not_id of a match", not(strnode(PX_RBAC_AUTHENTICATED, PX_STR_EXACT, sp)), &in,
+		{"not_id of a match", negate(strnode(PX_RBAC_AUTHENTICATED, PX_STR_EXACT, sp)), &in,
 		 false},
-		{"not_id of a miss, plain", not(node(PX_RBAC_AUTHENTICATED)), &plain, true},
+		{"not_id of a miss, plain", negate(node(PX_RBAC_AUTHENTICATED)), &plain, true},
 		{"or_ids (Istio's principals)",
 		 set(PX_RBAC_OR, 2,
 		     strnode(PX_RBAC_AUTHENTICATED, PX_STR_EXACT,
