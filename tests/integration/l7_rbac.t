@@ -6,7 +6,9 @@
 #   policy named in the details), the ALLOW filter switched off on one route by an empty
 #   RBACPerRoute while the DENY filter still applies, shadow rules counted but not enforced;
 #   network: a tcp_proxy chain allowing one source address closes the others, and an HCM chain
-#   denying its destination port closes every connection before any request is read.
+#   denying its destination port closes every connection before any request is read;
+#   mTLS: principal_name against the client certificate's SPIFFE URI SAN (or its DNS SAN when
+#   it has no URI SAN), by the HTTP filter (403) and by the network filter (closed).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -15,13 +17,33 @@ cd "$(dirname "$0")/../.." || exit 1
 PY=/usr/bin/python3
 h_init
 free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-P=$(free_port) T=$(free_port) U=$(free_port)
+P=$(free_port) T=$(free_port) U=$(free_port) S=$(free_port) M=$(free_port)
+PKI=$H_DIR/pki
+mkdir -p "$PKI"
+(
+	cd "$PKI" || exit 1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj "/CN=ca" -keyout ca.key -out ca.crt 2>/dev/null || exit 1
+	while read -r n san; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
+			-keyout "$n.key" -out "$n.csr" 2>/dev/null &&
+			echo "subjectAltName=$san" >"$n.ext" &&
+			openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+				-extfile "$n.ext" -out "$n.crt" 2>/dev/null || exit 1
+	done <<-EOS
+		server DNS:server.test
+		allowed DNS:allowed.test,URI:spiffe://cluster.local/ns/t/sa/allowed
+		other DNS:dns.client.test,URI:spiffe://cluster.local/ns/t/sa/other
+		dnsonly DNS:dns.client.test
+	EOS
+) || { echo "Bail out! openssl could not make the certificates"; exit 1; }
 $PY tests/lib/policy_peer.py "$H_DIR" be:ok 2>"$H_DIR/peer.err" &
 H_PIDS+=($!)
 h_wait_for 10 test -s "$H_DIR/ports" ||
 	{ echo "Bail out! the backend did not start: $(cat "$H_DIR/peer.err")"; exit 1; }
 B=$(awk '$1 == "be" { print $2 }' "$H_DIR/ports")
-sed -e "s/@P@/$P/g" -e "s/@T@/$T/g" -e "s/@U@/$U/g" -e "s/@B@/$B/g" \
+sed -e "s/@P@/$P/g" -e "s/@T@/$T/g" -e "s/@U@/$U/g" -e "s/@B@/$B/g" -e "s/@S@/$S/g" \
+	-e "s/@M@/$M/g" -e "s|@D@|$H_DIR|g" \
 	tests/integration/fixtures/l7-rbac.yaml >"$H_DIR/rbac.yaml"
 h_shuntd --config "$H_DIR/rbac.yaml" --workers 2 || { echo "Bail out! shuntd did not start"; exit 1; }
 
@@ -97,6 +119,31 @@ like "$(grep -F "127.0.0.1:$U " "$H_DIR/access.log" | tail -1)" \
 	'"- - -" 0 - - rbac_access_denied_matched_policy\[ns\[t\]-policy\[closed-port\]-rule\[0\]\] ' \
 	"logged with the DENY policy's name"
 is "$(stat tcp_rbac_allowed) $(stat tcp_rbac_denied)" "1 2" "proxy.tcp_rbac_allowed 1, tcp_rbac_denied 2"
+
+# ---- mTLS: principal_name against the client certificate ----
+# tls NAME: curl's TLS arguments to present NAME's certificate to server.test.
+tls() { echo "--cacert $PKI/ca.crt --cert $PKI/$1.crt --key $PKI/$1.key --resolve server.test:$S:127.0.0.1 --resolve server.test:$M:127.0.0.1"; }
+# shellcheck disable=SC2046 # the helper's words are curl arguments
+is "$(st $(tls allowed) "https://server.test:$S/mtls/1")" "200 be" \
+	"mTLS: URI SAN spiffe://cluster.local/ns/t/sa/allowed is allowed"
+# shellcheck disable=SC2046
+is "$(st $(tls other) "https://server.test:$S/mtls/2")" "403 RBAC: access denied" \
+	"mTLS: URI SAN .../sa/other is denied (its DNS SAN is not looked at: the URI SAN comes first)"
+# shellcheck disable=SC2046
+is "$(st $(tls dnsonly) "https://server.test:$S/mtls/3")" "200 be" \
+	"mTLS: a certificate with only a DNS SAN is matched by that name"
+like "$(logline GET /mtls/2)" '" 403 RBAC rbac_access_denied_matched_policy\[none\] ' "logged as RBAC"
+# shellcheck disable=SC2046
+is "$(st $(tls allowed) "https://server.test:$M/mtls/4")" "200 be" \
+	"network RBAC over mTLS: the allowed SPIFFE principal is proxied"
+# shellcheck disable=SC2046
+c -o /dev/null $(tls other) "https://server.test:$M/mtls/5"
+rc=$?
+ok "network RBAC over mTLS: another principal's connection is closed after the handshake (curl exit $rc)" \
+	test "$rc" = 52 -o "$rc" = 56 -o "$rc" = 35
+is "$(hits /mtls/2)$(hits /mtls/5)" "00" "the denied ones never reached the backend"
+is "$(stat tcp_rbac_allowed) $(stat tcp_rbac_denied)" "2 3" \
+	"the network filter counted the mTLS connections: one more allowed, one more denied"
 
 h_shuntd_stop
 is "$?" "0" "shuntd stops cleanly"
