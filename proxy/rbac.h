@@ -1,9 +1,10 @@
 /* Envoy's RBAC engine (envoy.config.rbac.v3): policies of permissions and principals, decided
  * per request (HTTP filter) or per connection (network filter).
  *
- * The translator builds a px_rbac in the snapshot's arena and hands it to px_rbac_prepare, which
- * compiles its regexes (they live outside the arena until px_rbac_release). Evaluation reads
- * the tree only: no allocation beyond what a regex match itself takes.
+ * The translator builds a px_rbac in the snapshot's arena, compiling each regex as it goes
+ * (px_string_matcher_prepare); they live outside the arena until px_rbac_release, which the
+ * snapshot calls for every config on its list. Evaluation reads the tree only: no allocation
+ * beyond what a regex match itself takes (route.c's matcher).
  */
 #ifndef SHUNT_PROXY_RBAC_H
 #define SHUNT_PROXY_RBAC_H
@@ -123,7 +124,8 @@ void px_rbac_eval(const struct px_rbac *f, const struct px_rbac_input *in,
  * when nothing matched (an ALLOW that found no policy). Writes at most len bytes. */
 void px_rbac_details(char *buf, size_t len, const char *policy);
 
-/* Compiles the regexes of f's trees; -EINVAL with *err (arena'd) naming the bad one. */
+/* Compiles the regexes of a tree built without them (by hand: tests); -EINVAL with *err
+ * (arena'd) naming the bad one. */
 int px_rbac_prepare(struct arena *a, struct px_rbac *f, const char **err);
 void px_rbac_release(struct px_rbac *f);
 
