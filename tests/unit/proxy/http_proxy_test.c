@@ -712,7 +712,9 @@ static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2
 static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true},
 					   {.type = "echo-proto", .enabled = true}};
 
-static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port)
+/* suppress: the router's suppress_envoy_headers. The route configuration (static, without
+ * regexes) is shared by every snapshot built. */
+static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port, bool suppress)
 {
 	struct px_snapshot *s = px_snapshot_new();
 	struct px_listener *l;
@@ -763,6 +765,7 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port
 	l->chains[0].http.max_request_headers_kb = 32; /* past one 16 KB pool buffer */
 	l->chains[0].http.upgrades = hcm_upgrades;
 	l->chains[0].http.nupgrades = 2;
+	l->chains[0].http.suppress_envoy_headers = suppress;
 	if (px_snapshot_finalize(s, &err)) {
 		tap_diag("finalize: %s", err);
 		return NULL;
@@ -811,7 +814,7 @@ int main(void)
 	struct proxy_workload *w = p ? proxy_workload_add(p, &d) : NULL;
 
 	ok(p && w, "proxy with an HTTP filter chain starts");
-	struct px_snapshot *snap = build(port, dead_port, refuser_port);
+	struct px_snapshot *snap = build(port, dead_port, refuser_port, false);
 
 	ok(snap != NULL, "the route configuration compiles");
 	proxy_config_set(p, snap);
@@ -1432,6 +1435,25 @@ int main(void)
 				  "X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: -1\r\n\r\n");
 		ok(r.status == 200 && flaky_count(28) == 2, "a negative max-retries: ignored (%d)",
 		   flaky_count(28));
+
+		/* The router's suppress_envoy_headers, on new connections once published. */
+		snap = build(port, dead_port, refuser_port, true);
+		ok(snap != NULL, "a snapshot whose router suppresses Envoy's headers");
+		if (snap) {
+			proxy_config_set(p, snap);
+			usleep(30000);
+			r = request(port, "GET /hdr/echo/s HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+					  "X-Envoy-Upstream-Rq-Timeout-Ms: 2500\r\n\r\n");
+			ok(r.status == 200 && has(r.body, "ert=- xe=x-envoy-internal,") &&
+				   !has(r.hdrs, "x-envoy-upstream-service-time"),
+			   "suppress_envoy_headers: no x-envoy-expected-rq-timeout-ms upstream, no "
+			   "x-envoy-upstream-service-time downstream: %s",
+			   r.body);
+			snap = build(port, dead_port, refuser_port, false);
+			if (snap)
+				proxy_config_set(p, snap);
+			usleep(30000);
+		}
 #undef INTERNAL
 	}
 
