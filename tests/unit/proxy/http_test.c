@@ -125,6 +125,11 @@ static void test_local_replies(void)
 	       "a connect failure names its reason");
 	is_str(http_local_reply_flag(HTTP_LR_TIMEOUT), "UT", "a timeout is flagged UT");
 	is_int(http_local_reply_status(HTTP_LR_TIMEOUT), 504, "and answered 504");
+	strbuf_reset(&sb);
+	http_local_reply_body(HTTP_LR_TIMEOUT_ALT, NULL, &sb);
+	ok(http_local_reply_status(HTTP_LR_TIMEOUT_ALT) == 204 && sb.len == 0 &&
+		   !strcmp(http_local_reply_flag(HTTP_LR_TIMEOUT_ALT), "UT"),
+	   "x-envoy-upstream-rq-timeout-alt-response's timeout: 204, empty, still UT");
 	is_int(http_local_reply_status(HTTP_LR_NO_ROUTE), 404, "no route is a 404");
 	is_str(http_reason_phrase(431), "Request Header Fields Too Large", "reason phrases");
 	is_str(http_reason_phrase(299), "Success", "and a class phrase for unknown codes");
