@@ -13,6 +13,7 @@
 typedef Envoy__Config__Bootstrap__V3__Bootstrap Bootstrap;
 typedef Envoy__Config__Core__V3__ConfigSource ConfigSource;
 typedef Envoy__Config__Core__V3__ApiConfigSource ApiConfigSource;
+typedef Envoy__Config__Listener__V3__Listener Listener;
 
 static int berr(struct jtree_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -126,6 +127,10 @@ static int add_static(struct xds_config *cfg, const ProtobufCMessage *msg, const
 	protobuf_c_message_free_unpacked(any, NULL);
 	if (rc)
 		return rc;
+	if (t == XDS_LISTENER && xds_listener_name_static((Listener *)copy, index)) {
+		protobuf_c_message_free_unpacked(copy, NULL);
+		return berr(err, "out of memory");
+	}
 	snprintf(who, sizeof(who), "static_resources.%s[%zu] (%s \"%s\")", section, index,
 		 xds_types[t].noun, xds_resource_name(t, copy));
 	rc = xds_config_add(cfg, t, copy, "", 1, now, who, err);

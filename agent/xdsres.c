@@ -1029,6 +1029,31 @@ static struct xds_resource *grow_res(struct xds_config *cfg, enum xds_type t)
 	return grown;
 }
 
+/* Envoy lets a static listener go unnamed (it makes up a UUID; Istio's bootstrap has two, the
+ * 15090 stats and 15021 health listeners). Listeners are known by name here, so it gets one
+ * from its address, stable across reloads of the same file: "static_0.0.0.0_15090". LDS
+ * listeners still need the name they are subscribed by. */
+int xds_listener_name_static(Envoy__Config__Listener__V3__Listener *l, size_t index)
+{
+	const Envoy__Config__Core__V3__SocketAddress *sa =
+		l->address && l->address->address_case ==
+					ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS
+			? l->address->socket_address
+			: NULL;
+	char name[160];
+
+	if (l->name && *l->name)
+		return 0;
+	if (sa && sa->address)
+		snprintf(name, sizeof(name), "static_%s_%u", sa->address, sa->port_value);
+	else
+		snprintf(name, sizeof(name), "static_listener_%zu", index);
+	if (l->name && l->name != protobuf_c_empty_string)
+		free(l->name);
+	l->name = strdup(name);
+	return l->name ? 0 : -ENOMEM;
+}
+
 int xds_config_add(struct xds_config *cfg, enum xds_type t, ProtobufCMessage *msg,
 		   const char *version, int is_static, const struct timespec *when, const char *who,
 		   struct jtree_err *err)

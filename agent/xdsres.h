@@ -7,6 +7,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "agent/jtree.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
 
 /* Most resources of one type in one config; more is an error naming the limit. Listeners go
  * as far as clusters: Istio sends one per TCP service VIP:port. */
@@ -41,6 +42,9 @@ extern const struct xds_type_info xds_types[XDS_NTYPES];
 int xds_type_from_url(const char *type_url);
 /* The resource's name: Listener.name, ClusterLoadAssignment.cluster_name, ... ("" if unset). */
 const char *xds_resource_name(enum xds_type t, const ProtobufCMessage *msg);
+/* Names an unnamed static listener (index: its place in static_resources) after its address,
+ * "static_0.0.0.0_15090", as Envoy would give it a UUID. -ENOMEM, else 0. */
+int xds_listener_name_static(Envoy__Config__Listener__V3__Listener *l, size_t index);
 
 /* A name one resource depends on: a cluster, a route configuration, an endpoint set. */
 struct xds_ref {

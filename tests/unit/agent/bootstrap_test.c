@@ -512,6 +512,53 @@ static void test_node_flags(void)
 	xds_config_free(cfg);
 }
 
+/* Envoy's static listeners may be unnamed (Istio's bootstrap: 15090 and 15021); each is named
+ * after its address. An LDS listener still needs the name it was subscribed by. */
+static void test_unnamed_listeners(void)
+{
+#define TCP_CHAIN                                                                                  \
+	"filter_chains: [{filters: [{name: tcp, typed_config: {'@type': "                          \
+	"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, "             \
+	"stat_prefix: s, cluster: c}}]}]"
+	static const char y[] =
+		"static_resources:\n"
+		"  clusters: [{name: c, load_assignment: {cluster_name: c, endpoints: "
+		"[{lb_endpoints: "
+		"[{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
+		"9}}}}]}]}}]\n"
+		"  listeners:\n"
+		"  - {address: {socket_address: {address: 0.0.0.0, port_value: 15090}}, " TCP_CHAIN
+		"}\n"
+		"  - {address: {socket_address: {address: 0.0.0.0, port_value: 15021}}, " TCP_CHAIN
+		"}\n"
+		"  - {name: named, address: {socket_address: {address: 0.0.0.0, port_value: "
+		"15000}}, " TCP_CHAIN "}\n";
+	static const char lds[] =
+		"{address: {socket_address: {address: 0.0.0.0, port_value: 1}}, " TCP_CHAIN "}";
+#undef TCP_CHAIN
+	struct xds_config *cfg = NULL, *dyn = xds_config_new();
+	struct jtree_err err = {0};
+	ProtobufCMessage *l = NULL;
+
+	ok(bootstrap_parse(y, sizeof(y) - 1, &cfg, &err) == 0, "unnamed static listeners load: %s",
+	   err.msg);
+	ok(cfg && xds_config_find(cfg, XDS_LISTENER, "static_0.0.0.0_15090") &&
+		   xds_config_find(cfg, XDS_LISTENER, "static_0.0.0.0_15021") &&
+		   xds_config_find(cfg, XDS_LISTENER, "named"),
+	   "named after their addresses, beside the named one");
+	xds_config_free(cfg);
+	ok(dyn && pbjson_parse(lds, sizeof(lds) - 1,
+			       &envoy__config__listener__v3__listener__descriptor, 0, &l,
+			       &err) == 0,
+	   "an unnamed listener as LDS would send it");
+	if (dyn && l) {
+		ok(xds_config_add(dyn, XDS_LISTENER, l, "1", 0, NULL, NULL, &err) == -EINVAL,
+		   "is refused over xDS: %s", err.msg);
+		protobuf_c_message_free_unpacked(l, NULL);
+	}
+	xds_config_free(dyn);
+}
+
 /* Secrets and inline keys never appear in a dump; certificates and names do. */
 static void test_redact(void)
 {
@@ -612,6 +659,7 @@ int main(void)
 	test_rejected();
 	test_limits();
 	test_node_flags();
+	test_unnamed_listeners();
 	test_redact();
 	return done_testing();
 }

@@ -923,7 +923,8 @@ static int add_yaml(struct xds_config *cfg, enum xds_type t, const char *yaml)
 /* Translates one resource of a dump on its own. The dumps rarely hold both ends of a reference,
  * so every cluster it names is supplied as an empty EDS cluster, and a load assignment gets an
  * EDS cluster of its name. */
-static void translate_one(const ProtobufCMessage *any)
+/* static_index: a static listener's place in static_resources (-1 for the others). */
+static void translate_one(const ProtobufCMessage *any, int static_index)
 {
 	struct ref_result *r = &results[nresults];
 	struct xds_config *cfg = xds_config_new();
@@ -946,6 +947,10 @@ static void translate_one(const ProtobufCMessage *any)
 		return;
 	}
 	r->t = t;
+	/* An unnamed static listener is named as the bootstrap loader names it. */
+	if (t == XDS_LISTENER && static_index >= 0)
+		xds_listener_name_static((Envoy__Config__Listener__V3__Listener *)msg,
+					 (size_t)static_index);
 	snprintf(r->name, sizeof(r->name), "%s", xds_resource_name(t, msg));
 	rc = xds_config_add(cfg, t, msg, "ref", 0, NULL, NULL, &err);
 	if (rc) {
@@ -1024,35 +1029,36 @@ static void translate_dump(const char *path)
 			ADMIN(ListenersConfigDump) *d = (ADMIN(ListenersConfigDump) *)sec;
 
 			for (size_t k = 0; k < d->n_static_listeners; k++)
-				translate_one(&d->static_listeners[k]->listener->base);
+				translate_one(&d->static_listeners[k]->listener->base, (int)k);
 			for (size_t k = 0; k < d->n_dynamic_listeners; k++)
 				if (d->dynamic_listeners[k]->active_state)
 					translate_one(&d->dynamic_listeners[k]
-							       ->active_state->listener->base);
+							       ->active_state->listener->base,
+						      -1);
 		} else if (sec->descriptor == &envoy__admin__v3__clusters_config_dump__descriptor) {
 			ADMIN(ClustersConfigDump) *d = (ADMIN(ClustersConfigDump) *)sec;
 
 			for (size_t k = 0; k < d->n_static_clusters; k++)
-				translate_one(&d->static_clusters[k]->cluster->base);
+				translate_one(&d->static_clusters[k]->cluster->base, -1);
 			for (size_t k = 0; k < d->n_dynamic_active_clusters; k++)
-				translate_one(&d->dynamic_active_clusters[k]->cluster->base);
+				translate_one(&d->dynamic_active_clusters[k]->cluster->base, -1);
 		} else if (sec->descriptor == &envoy__admin__v3__routes_config_dump__descriptor) {
 			ADMIN(RoutesConfigDump) *d = (ADMIN(RoutesConfigDump) *)sec;
 
 			for (size_t k = 0; k < d->n_static_route_configs; k++)
-				translate_one(&d->static_route_configs[k]->route_config->base);
+				translate_one(&d->static_route_configs[k]->route_config->base, -1);
 			for (size_t k = 0; k < d->n_dynamic_route_configs; k++)
-				translate_one(&d->dynamic_route_configs[k]->route_config->base);
+				translate_one(&d->dynamic_route_configs[k]->route_config->base, -1);
 		} else if (sec->descriptor ==
 			   &envoy__admin__v3__endpoints_config_dump__descriptor) {
 			ADMIN(EndpointsConfigDump) *d = (ADMIN(EndpointsConfigDump) *)sec;
 
 			for (size_t k = 0; k < d->n_static_endpoint_configs; k++)
-				translate_one(
-					&d->static_endpoint_configs[k]->endpoint_config->base);
+				translate_one(&d->static_endpoint_configs[k]->endpoint_config->base,
+					      -1);
 			for (size_t k = 0; k < d->n_dynamic_endpoint_configs; k++)
 				translate_one(
-					&d->dynamic_endpoint_configs[k]->endpoint_config->base);
+					&d->dynamic_endpoint_configs[k]->endpoint_config->base, -1);
 		}
 		protobuf_c_message_free_unpacked(sec, NULL);
 	}
@@ -1119,6 +1125,14 @@ static void test_istio_reference(void)
 	ok(r && r->s && r->s->virtual_outbound && r->s->virtual_outbound->port == 15001 &&
 		   r->s->virtual_outbound->use_original_dst,
 	   "istio: virtualOutbound translates, 15001, use_original_dst");
+	r = ref_find(XDS_LISTENER, "static_0.0.0.0_15090");
+	ok(r && r->s && r->s->nlisteners == 1 && r->s->listeners[0].port == 15090,
+	   "istio: the bootstrap's unnamed stats listener is named after its address and "
+	   "translates (%s)",
+	   r ? r->err : "missing");
+	r = ref_find(XDS_LISTENER, "static_0.0.0.0_15021");
+	ok(r && r->s && r->s->nlisteners == 1 && r->s->listeners[0].port == 15021,
+	   "istio: and so is its health listener on 15021 (%s)", r ? r->err : "missing");
 	r = ref_find(XDS_LISTENER, "virtualInbound");
 	/* This dump's inbound chains also call an external authorizer (an AuthorizationPolicy
 	 * with action CUSTOM): an authorization filter the proxy cannot enforce must refuse the
