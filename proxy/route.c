@@ -34,16 +34,22 @@ static int compile(struct arena *a, const char *src, bool ignore_case, pcre2_cod
 	return -EINVAL;
 }
 
+/* The match data every match of a thread reuses: patterns are compiled without captures and
+ * only "did it match" is asked, so one pair is enough (pcre2_match returns 0, a match, when the
+ * vector is too small for more). Freed by px_regex_thread_done. */
+static __thread pcre2_match_data *thread_md;
+
 static bool regex_match(const pcre2_code *re, const char *s, size_t len)
 {
-	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-	int rc;
+	if (!thread_md)
+		thread_md = pcre2_match_data_create(1, NULL);
+	return thread_md && pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, thread_md, NULL) >= 0;
+}
 
-	if (!md)
-		return false;
-	rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
-	pcre2_match_data_free(md);
-	return rc >= 0;
+void px_regex_thread_done(void)
+{
+	pcre2_match_data_free(thread_md);
+	thread_md = NULL;
 }
 
 int px_string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err)

@@ -307,6 +307,8 @@ const struct px_route *px_route_match(const struct px_vhost *vh, const struct px
 bool px_string_match(const struct px_string_matcher *m, const char *s, size_t len);
 /* Compiles a PX_STR_REGEX matcher (others need nothing); -EINVAL with *err (arena'd). */
 int px_string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err);
+/* Frees the regex match data the calling thread kept (a worker at exit). */
+void px_regex_thread_done(void);
 void px_string_matcher_release(struct px_string_matcher *m);
 /* Envoy's HeaderMatcher over a request (invert_match, treat_missing_header_as_empty). */
 bool px_header_match(const struct px_header_matcher *m, const struct px_req_view *r);

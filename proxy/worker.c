@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "proxy/h1_down.h"
 #include "proxy/h2.h"
+#include "proxy/route.h"
 #include "proxy/upool.h"
 
 static uint64_t mono_ms(void)
@@ -365,6 +366,7 @@ static void *worker_main(void *arg)
 	h2_down_close_all(wk);
 	upool_destroy(wk);
 	worker_flush_log(wk);
+	px_regex_thread_done();
 	return NULL;
 }
 
