@@ -351,6 +351,11 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 	rc = listener_names_unique(s, err);
 	if (rc)
 		return rc;
+	s->listener_index = index_new(&s->arena, s->nlisteners);
+	if (!s->listener_index)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nlisteners; i++)
+		index_add(s->listener_index, s->listeners[i].name, &s->listeners[i]);
 	rc = index_by_port(s);
 	if (rc)
 		return rc;
@@ -529,6 +534,28 @@ const struct px_listener *px_listener_bound(const struct px_snapshot *s,
 					    const struct px_conn_info *ci)
 {
 	return listener_of_dst(s, ci, true);
+}
+
+const struct px_listener *px_listener_find(const struct px_snapshot *s, const char *name)
+{
+	return index_get(s->listener_index, name);
+}
+
+bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
+		       const struct px_filter_chain *fc)
+{
+	const struct px_listener *n = px_listener_find(s, l->name);
+
+	if (!n || n->hash != l->hash)
+		return false;
+	if (!fc)
+		return true;
+	if (n->default_chain && n->default_chain->hash == fc->hash)
+		return true;
+	for (uint32_t i = 0; i < n->nchains; i++)
+		if (n->chains[i].hash == fc->hash)
+			return true;
+	return false;
 }
 
 const struct px_listener *px_listener_for(const struct px_snapshot *s,
