@@ -368,6 +368,9 @@ struct px_snapshot {
 	uint32_t nroute_configs;
 	struct px_index *route_index;
 	struct px_index *listener_index;
+	/* All listener and chain fingerprints combined (finalize): equal in two snapshots, no
+	 * connection of the older needs draining in the newer. */
+	uint64_t listeners_hash;
 	struct px_listener *virtual_outbound; /* set by finalize from the listener names */
 	struct px_listener *virtual_inbound;
 	/* Listeners a connection may be handed to by destination (all but use_original_dst
