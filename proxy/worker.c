@@ -165,6 +165,14 @@ void proxy_config_set(struct proxy *p, struct px_snapshot *s)
 	atomic_fetch_add_explicit(&p->snap_gen, 1, memory_order_release);
 	pthread_mutex_unlock(&p->snap_lock);
 	px_snapshot_put(old);
+	/* An idle worker would see it only at its next tick (up to WORKER_IDLE_SWEEP_MS); the
+	 * connections of a listener this update took away should start draining now. */
+	for (int i = 0; i < p->nworkers; i++) {
+		uint64_t one = 1;
+
+		if (write(p->workers[i].wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_warn("worker %d: wake: %m", i);
+	}
 }
 
 struct px_snapshot *proxy_config_get(struct proxy *p)
