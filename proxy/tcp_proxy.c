@@ -1180,6 +1180,8 @@ int tcp_tunnel_start(struct worker *wk, struct tunnel_end *down, struct tunnel_e
 	workload_get(c->w);
 	c->snap = d->snap;
 	px_snapshot_get(c->snap);
+	c->listener = d->listener;
+	c->chain = d->chain;
 	c->endpoint = -1;
 	c->idle_timeout_ms = d->idle_timeout_ms ? d->idle_timeout_ms : wk->p->cfg.idle_timeout_ms;
 	c->kind = PROXY_LISTENER_BOUND;
