@@ -4,7 +4,9 @@
 # connection: close; HTTP/2: GOAWAY, the streams in flight finish), and tcp_proxy ones, which
 # cannot be drained politely, are closed when the drain time (--drain-time-s) ends. An identical
 # re-push under a new version, which istiod sends all the time, drains nothing; neither does a
-# change to another listener. State of the world, then delta.
+# change to another listener. State of the world, then delta. Then in pods: a connection that
+# virtualOutbound handed to a service listener belongs to that listener, and one served by
+# virtualOutbound's own chain to virtualOutbound.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
@@ -20,7 +22,7 @@ h_init
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PB=$(free_port)
 # The backend: /sleep/MS answers "slept MS" after MS milliseconds, over HTTP/1.1 keep-alive.
-$PY -c '
+cat >"$H_DIR/backend.py" <<'EOF'
 import http.server, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -34,11 +36,14 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$PB" &
+http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[1])), H).serve_forever()
+EOF
+$PY "$H_DIR/backend.py" "$PB" 127.0.0.1 &
 H_PIDS+=($!)
 h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$PB '"
 
-# Clients that report when (wall clock) shuntd closed their connection.
+# Clients that report when (wall clock) shuntd closed their connection (to 127.0.0.1, or to
+# $HOST).
 #   idle PORT READY GO: one keep-alive exchange, READY written, then either the close
 #     ("eof TIME") or, once the file GO exists, a second request on the same connection
 #     ("reused" or "closed").
@@ -46,7 +51,7 @@ h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$PB '"
 cat >"$H_DIR/client.py" <<'EOF'
 import os, select, socket, sys, time
 mode, port, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s = socket.create_connection((os.environ.get("HOST", "127.0.0.1"), port), timeout=10)
 if mode == "idle":
     s.sendall(b"GET /sleep/0 HTTP/1.1\r\nHost: x\r\n\r\n")
     d = b""
@@ -71,10 +76,16 @@ while time.monotonic() < end:
         sys.exit(0)
 print("timeout")
 EOF
-client() { # MODE PORT NAME [GO]: in the background, output in $H_DIR/NAME.out
+client() { # MODE PORT NAME: in the background (in pod $IN to $HOST if set), output in NAME.out
 	rm -f "$H_DIR/$3.ready" "$H_DIR/$3.go"
-	$PY "$H_DIR/client.py" "$1" "$2" "$H_DIR/$3.ready" "$H_DIR/$3.go" >"$H_DIR/$3.out" 2>&1 &
-	H_PIDS+=($!)
+	if [ -n "${IN:-}" ]; then
+		h_bg_raw "$IN" env "HOST=$HOST" $PY "$H_DIR/client.py" "$1" "$2" "$H_DIR/$3.ready" \
+			"$H_DIR/$3.go" >"$H_DIR/$3.out" 2>&1
+	else
+		$PY "$H_DIR/client.py" "$1" "$2" "$H_DIR/$3.ready" "$H_DIR/$3.go" \
+			>"$H_DIR/$3.out" 2>&1 &
+		H_PIDS+=($!)
+	fi
 	h_wait_for 5 test -s "$H_DIR/$3.ready"
 }
 # SECONDS between the push at T0 and the close the client NAME reported; "none" without one.
@@ -181,4 +192,64 @@ for MODE in sotw delta; do
 	kill "$SERVER" 2>/dev/null
 	wait "$SERVER" 2>/dev/null
 done
+# ---- virtual listeners ------------------------------------------------------------------------
+# Pod a talks to pod b through shuntd: b:9080 is handed by virtualOutbound to the HTTP listener
+# 0.0.0.0_9080 (bind_to_port false, as istiod writes it); b:9081 has no listener and goes through
+# virtualOutbound's own passthrough chain.
+h_pod a
+h_pod b
+B=$(h_ip b)
+h_bg b $PY "$H_DIR/backend.py" 9080 0.0.0.0
+h_bg b $PY "$H_DIR/backend.py" 9081 0.0.0.0
+h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':9081 '"
+virtual() { # NAME PORT CLUSTER STAT_PREFIX
+	printf '{"name":"%s","address":{"socket_address":{"address":"0.0.0.0","port_value":%s}},"use_original_dst":true,"default_filter_chain":{"filters":[{"name":"envoy.filters.network.tcp_proxy","typed_config":{%s,"stat_prefix":"%s","cluster":"%s"}}]}}' "$1" "$2" "$TCP" "$4" "$3"
+}
+svc() { # PORT TAG
+	printf '{"name":"0.0.0.0_%s","address":{"socket_address":{"address":"0.0.0.0","port_value":%s}},"bind_to_port":false,"filter_chains":[{"filters":[{"name":"envoy.filters.network.http_connection_manager","typed_config":{%s,"stat_prefix":"svc","http_filters":[%s],"route_config":{"name":"r%s","virtual_hosts":[{"name":"all","domains":["*"],"response_headers_to_add":[{"header":{"key":"x-config","value":"%s"}}],"routes":[{"match":{"prefix":"/"},"route":{"cluster":"PassthroughCluster","timeout":"10s"}}]}]}}}]}]}' "$1" "$1" "$HCM" "$ROUTER" "$1" "$2"
+}
+orig_dst() { printf '{"name":"%s","type":"ORIGINAL_DST","lb_policy":"CLUSTER_PROVIDED"%s}' "$1" "$2"; }
+VCLUSTERS="[$(orig_dst PassthroughCluster ''),$(orig_dst InboundPassthroughCluster ',"upstream_bind_config":{"source_address":{"address":"127.0.0.6","port_value":0}}')]"
+VIN=$(virtual virtualInbound 15006 InboundPassthroughCluster in)
+# (b's inbound side, handed to 0.0.0.0_9080 by virtualInbound, adds the header too.)
+vtag() { h_exec a curl -s -m 5 -D - -o /dev/null "http://$B:9080/sleep/0" | tr -d '\r' | sed -n 's/^x-config: //p' | sort -u; }
+
+xds_server_start "$H_DIR" || { echo "Bail out! the xDS server did not start"; exit 1; }
+SERVER=$XDS_PID
+xds_ctl set cds 1 "$VCLUSTERS" >/dev/null
+xds_ctl set lds 1 "[$(virtual virtualOutbound 15001 PassthroughCluster out),$VIN,$(svc 9080 one)]" >/dev/null
+xds_bootstrap GRPC "$GPORT" >"$H_DIR/boot.json"
+: >"$H_DIR/shuntd.log"
+h_shuntd --config "$H_DIR/boot.json" --drain-time-s "$DRAIN_S" ||
+	{ echo "Bail out! shuntd did not start"; exit 1; }
+h_wait_for 10 version_is 1
+h_wait_for 10 h_exec a curl -sf -m 2 "http://$B:9080/sleep/0"
+is "$(vtag)" "one" "pods: virtualOutbound hands b:9080 to the HTTP listener 0.0.0.0_9080"
+IN=a HOST=$B client idle 9080 vsvc
+IN=a HOST=$B client tcp 9081 vpass
+
+# Another listener added: the listeners changed, but not these connections'.
+xds_ctl set lds 2 "[$(virtual virtualOutbound 15001 PassthroughCluster out),$VIN,$(svc 9080 one),$(svc 7070 x)]" >/dev/null
+h_wait_for 10 version_is 2
+t_ok $? "pods: a listener added (version 2)"
+sleep 0.5
+is "$(pstat listener_drain_cx)" "0" "pods: adding a listener drains nothing"
+
+# The service listener removed (virtualOutbound unchanged): the connection it was handed goes.
+t0=$(date +%s.%N)
+xds_ctl set lds 3 "[$(virtual virtualOutbound 15001 PassthroughCluster out),$VIN,$(svc 7070 x)]" >/dev/null
+secs=$(closed_after vsvc "$t0")
+ok "pods: the service listener removed: the connection virtualOutbound handed it is closed promptly ($secs s)" lt "$secs" 2
+sleep 0.5
+is "$(cat "$H_DIR/vpass.out")" "" "pods: virtualOutbound's own passthrough connection stays"
+
+# virtualOutbound itself changes: its passthrough connection is closed at the drain time.
+t0=$(date +%s.%N)
+xds_ctl set lds 4 "[$(virtual virtualOutbound 15001 PassthroughCluster out2),$VIN,$(svc 7070 x)]" >/dev/null
+secs=$(closed_after vpass "$t0")
+lt $((DRAIN_S - 1)) "$secs" && lt "$secs" $((DRAIN_S + 2))
+t_ok $? "pods: virtualOutbound changed: its passthrough connection is closed at the drain time ($secs s)"
+h_shuntd_stop >/dev/null
+kill "$SERVER" 2>/dev/null
+wait "$SERVER" 2>/dev/null
 done_testing
