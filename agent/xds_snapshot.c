@@ -24,6 +24,7 @@
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
@@ -1732,6 +1733,33 @@ static int http_filters(struct sctx *x, const Hcm *in)
 	return 0;
 }
 
+/* The router's own settings (the last filter; xdsres.c has checked it is the router). Of them,
+ * suppress_envoy_headers changes what the proxy sends; a router without typed_config has none. */
+static int router_filter(struct sctx *x, const Hcm *in, struct px_hcm *h)
+{
+	const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f =
+		in->n_http_filters ? in->http_filters[in->n_http_filters - 1] : NULL;
+	static const char type[] = "envoy.extensions.filters.http.router.v3.Router";
+	ProtobufCMessage *msg;
+	size_t mark;
+	int rc;
+
+	if (!f ||
+	    f->config_type_case !=
+		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG ||
+	    !f->typed_config || strcmp(type_name_of(f->typed_config->type_url), type))
+		return 0;
+	mark = spush(x, "typed_config.http_filters[%zu]", in->n_http_filters - 1);
+	rc = unpack(x, f->typed_config, type, &msg);
+	if (rc)
+		return rc;
+	h->suppress_envoy_headers = ((Envoy__Extensions__Filters__Http__Router__V3__Router *)msg)
+					    ->suppress_envoy_headers;
+	protobuf_c_message_free_unpacked(msg, NULL);
+	spop(x, mark);
+	return 0;
+}
+
 /* upgrade_configs of the HCM: the type is required, enabled defaults to true. Upgrade filter
  * chains (filters) are not supported: the HCM's own chain serves upgrades too. */
 static int hcm_upgrades(struct sctx *x, const Hcm *in, struct px_hcm *h)
@@ -1769,6 +1797,8 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 	in = (const Hcm *)msg;
 	h->stat_prefix = sdup(x, in->stat_prefix);
 	rc = http_filters(x, in);
+	if (!rc)
+		rc = router_filter(x, in, h);
 	if (rc)
 		goto out;
 	switch (in->codec_type) {

@@ -284,6 +284,9 @@ struct px_hcm {
 	bool use_remote_address;
 	uint32_t xff_num_trusted_hops;
 	bool skip_xff_append;
+	/* The router's suppress_envoy_headers: no x-envoy-expected-rq-timeout-ms upstream, no
+	 * x-envoy-upstream-service-time or x-envoy-overloaded downstream. */
+	bool suppress_envoy_headers;
 	bool preserve_request_id; /* keep an incoming x-request-id even from outside */
 	bool no_generate_request_id;
 	uint32_t max_request_headers_kb;

@@ -235,7 +235,7 @@ static void local_reply(struct hstream *s, enum http_local_reply r, const char *
 	http_hdrs_reset(h);
 	/* Envoy marks a circuit breaker's refusal so that clients and other proxies can tell a
 	 * shed request from a failing upstream (and its retry logic does). */
-	if (r == HTTP_LR_OVERFLOW)
+	if (r == HTTP_LR_OVERFLOW && !s->hc->cfg->suppress_envoy_headers)
 		http_hdrs_add(h, "x-envoy-overloaded", 18, "true", 4);
 	if (s->is_grpc) {
 		grpc_local_reply(s, body);
@@ -449,9 +449,7 @@ static void start_attempt(struct hstream *s)
 			s->avoid[s->navoid++] = (uint32_t)ep;
 	}
 	s->t_upstream_start = wk->now_ms;
-	s->deadline_try = s->retry && s->retry->per_try_timeout_ms
-				  ? wk->now_ms + s->retry->per_try_timeout_ms
-				  : 0;
+	s->deadline_try = s->per_try_ms ? wk->now_ms + s->per_try_ms : 0;
 	worker_timer(wk, s->deadline_try);
 	rc = s->upgrade ? upool_request_fresh(wk, s, s->cluster, &s->up_ep)
 			: upool_request(wk, s, s->cluster, &s->up_ep);
@@ -473,7 +471,11 @@ static bool maybe_retry(struct hstream *s, bool covered)
 	const struct px_retry_policy *rp = s->retry;
 	struct worker *wk = s->hc->wk;
 
-	if (!covered || !rp || s->resp_started || !s->body_replayable)
+	if (!covered || !rp || s->resp_started)
+		return false;
+	/* A body too large to replay ends retrying altogether (no URX); with no retries at
+	 * all (x-envoy-max-retries: 0) there was nothing to keep, and the failure is URX. */
+	if (!s->body_replayable && rp->num_retries > 0)
 		return false;
 	if (s->attempt > rp->num_retries) {
 		s->retry_exhausted = true;
@@ -544,13 +546,104 @@ static uint32_t route_timeout(const struct hstream *s)
 	return a->timeout_ms ? a->timeout_ms : PX_ROUTE_TIMEOUT_MS_DEF;
 }
 
-/* The deadline this attempt runs under: the route's, or the per-try timeout if shorter. */
+/* The deadline an attempt runs under, as Envoy's router tells the upstream (in
+ * x-envoy-expected-rq-timeout-ms, and a rewritten grpc-timeout): the per-try timeout, else the
+ * route's, never more than the route timeout leaves (1 when nothing is left). Envoy counts the
+ * time from the end of the request for retries only. 0: no timeout. */
 static uint32_t expected_timeout(const struct hstream *s)
 {
-	uint32_t t = route_timeout(s);
-	uint32_t per_try = s->retry ? s->retry->per_try_timeout_ms : 0;
+	uint64_t global = s->timeout_ms, t = s->per_try_ms ? s->per_try_ms : global;
+	uint64_t elapsed = s->attempt > 1 && s->req_end ? s->hc->wk->now_ms - s->t_req_end : 0;
 
-	return per_try && (!t || per_try < t) ? per_try : t;
+	if (t && global)
+		t = elapsed >= global ? 1 : t < global - elapsed ? t : global - elapsed;
+	return (uint32_t)t;
+}
+
+static uint32_t ms_cap(uint64_t ms)
+{
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+/* The retry policy a trusted request's headers make of the route's (base, NULL: none), as
+ * Envoy's retry state does: x-envoy-retry-on and x-envoy-retry-grpc-on add conditions (a policy
+ * with Envoy's defaults when the route has none), x-envoy-max-retries replaces num_retries once
+ * any condition is set, x-envoy-retriable-status-codes adds codes. Built in the stream. */
+static const struct px_retry_policy *header_retry_policy(struct hstream *s,
+							 const struct px_retry_policy *base)
+{
+	struct px_retry_policy *rp = &s->retry_hdr;
+	size_t on_len, gon_len, max_len, codes_len;
+	const char *on = req_header(s, "x-envoy-retry-on", &on_len);
+	const char *gon = req_header(s, "x-envoy-retry-grpc-on", &gon_len);
+	const char *max = req_header(s, "x-envoy-max-retries", &max_len);
+	const char *codes = req_header(s, "x-envoy-retriable-status-codes", &codes_len);
+	uint64_t n;
+
+	/* Envoy keeps no retry state without a condition from the route or the request. */
+	if ((!on && !gon && !(base && base->retry_on)) || (!on && !gon && !max && !codes))
+		return base;
+	if (base) {
+		*rp = *base;
+	} else {
+		memset(rp, 0, sizeof(*rp));
+		rp->num_retries = 1;
+		rp->base_interval_ms = HCM_RETRY_BASE_MS_DEF;
+	}
+	if (on)
+		rp->retry_on |= px_retry_on_header(on, on_len, false);
+	if (gon)
+		rp->retry_on |= px_retry_on_header(gon, gon_len, true);
+	if (rp->retry_on && max && px_header_uint(max, max_len, &n))
+		rp->num_retries = ms_cap(n);
+	if (codes) {
+		uint32_t k = 0;
+		bool dropped = false;
+
+		for (; base && k < base->nretriable_status_codes; k++) {
+			if (k == HCM_RETRY_CODES_MAX) {
+				dropped = true;
+				break;
+			}
+			s->retry_codes[k] = base->retriable_status_codes[k];
+		}
+		k = px_status_codes_header(codes, codes_len, s->retry_codes, k, HCM_RETRY_CODES_MAX,
+					   &dropped);
+		rp->retriable_status_codes = s->retry_codes;
+		rp->nretriable_status_codes = k;
+		if (dropped)
+			STAT_INC(s->hc->wk, http_rq_retry_codes_dropped);
+	}
+	return rp;
+}
+
+/* The route's retry policy and timeouts for this request, retuned by its x-envoy-* headers if
+ * the request is internal (the HCM has stripped them from any other). Values that are no
+ * unsigned number are ignored, as Envoy ignores them. */
+static void route_policy(struct hstream *s, const struct px_retry_policy *base)
+{
+	size_t len;
+	const char *v;
+	uint64_t n;
+
+	s->timeout_ms = route_timeout(s);
+	s->per_try_ms = base ? base->per_try_timeout_ms : 0;
+	s->retry = base;
+	if (s->envoy_internal) {
+		v = req_header(s, "x-envoy-upstream-rq-timeout-ms", &len);
+		if (v && px_header_uint(v, len, &n))
+			s->timeout_ms = ms_cap(n);
+		v = req_header(s, "x-envoy-upstream-rq-per-try-timeout-ms", &len);
+		if (v && px_header_uint(v, len, &n))
+			s->per_try_ms = ms_cap(n);
+		s->timeout_alt =
+			req_header(s, "x-envoy-upstream-rq-timeout-alt-response", &len) != NULL;
+		if (!s->upgrade)
+			s->retry = header_retry_policy(s, base);
+	}
+	/* Envoy drops a per-try timeout that the route timeout would end first anyway. */
+	if (s->timeout_ms && s->per_try_ms >= s->timeout_ms)
+		s->per_try_ms = 0;
 }
 
 void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
@@ -674,6 +767,14 @@ void hstream_on_request_headers(struct hstream *s)
 		s->is_grpc = http_is_grpc(ct, ctlen);
 	}
 	set_request_id(s);
+	{
+		size_t xlen;
+		const char *xff = req_header(s, "x-forwarded-for", &xlen);
+
+		s->envoy_internal =
+			http_request_internal(cfg->use_remote_address, cfg->xff_num_trusted_hops,
+					      xff, xff ? xlen : 0, &s->hc->remote);
+	}
 	s->rc = cfg->routes;
 	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;
 	s->route = s->vh ? px_route_match(s->vh, &s->req) : NULL;
@@ -707,13 +808,13 @@ void hstream_on_request_headers(struct hstream *s)
 		return;
 	}
 	/* Retries never apply to upgrades: a tunnel cannot be replayed. */
-	s->retry = s->upgrade ? NULL : a->retry ? a->retry : s->vh->retry;
+	route_policy(s, s->upgrade ? NULL : a->retry ? a->retry : s->vh->retry);
 	s->body_replayable = s->retry && s->retry->num_retries > 0;
 	/* Envoy's route timeout runs from the end of the downstream request. */
 	if (s->req_end) {
 		s->t_req_end = wk->now_ms;
-		if (route_timeout(s)) {
-			s->deadline_route = wk->now_ms + route_timeout(s);
+		if (s->timeout_ms) {
+			s->deadline_route = wk->now_ms + s->timeout_ms;
 			worker_timer(wk, s->deadline_route);
 		}
 	}
@@ -730,9 +831,8 @@ void hstream_on_request_data(struct hstream *s, const char *data, size_t len, bo
 		s->req_end = true;
 		s->t_req_end = wk->now_ms;
 		/* A tunnel's client half-closing is no request waiting for its response. */
-		if (s->route && s->route->kind == PX_ROUTE_FORWARD && route_timeout(s) &&
-		    !s->tunnel) {
-			s->deadline_route = wk->now_ms + route_timeout(s);
+		if (s->route && s->route->kind == PX_ROUTE_FORWARD && s->timeout_ms && !s->tunnel) {
+			s->deadline_route = wk->now_ms + s->timeout_ms;
 			worker_timer(wk, s->deadline_route);
 		}
 	}
@@ -796,6 +896,9 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 	bool have_xfp = false;
 	uint32_t grpc_deadline = s->is_grpc && a->grpc_timeout_rewrite ? expected_timeout(s) : 0;
 	bool grpc_rewrite = grpc_deadline > 0;
+	uint32_t expected = cfg->suppress_envoy_headers ? 0 : expected_timeout(s);
+	/* Envoy's edge request: external, straight from the client. */
+	bool edge = !s->envoy_internal && cfg->use_remote_address;
 	char gt[HTTP_GRPC_TIMEOUT_DIGITS + 2];
 
 	s->up = u;
@@ -815,7 +918,9 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		    span_eq(x->name, x->name_len, "x-envoy-attempt-count") ||
 		    span_eq(x->name, x->name_len, "expect") ||
 		    (span_eq(x->name, x->name_len, "x-request-id") && !s->request_id[0]) ||
-		    (grpc_rewrite && span_eq(x->name, x->name_len, "grpc-timeout")))
+		    (grpc_rewrite && span_eq(x->name, x->name_len, "grpc-timeout")) ||
+		    http_envoy_header_dropped(x->name, x->name_len, s->envoy_internal, edge) ||
+		    (expected && span_eq(x->name, x->name_len, "x-envoy-expected-rq-timeout-ms")))
 			continue;
 		if (span_eq(x->name, x->name_len, "x-forwarded-for")) {
 			xff = x->value;
@@ -854,6 +959,10 @@ void hstream_on_upstream_ready(struct hstream *s, void *u, const struct uconn_op
 		http_hdrs_add(h, "x-request-id", 12, s->request_id, strlen(s->request_id));
 	if (s->vh->include_attempt_count)
 		http_hdrs_addf(h, "x-envoy-attempt-count", "%u", s->attempt);
+	if (expected)
+		http_hdrs_addf(h, "x-envoy-expected-rq-timeout-ms", "%u", expected);
+	if (s->envoy_internal)
+		http_hdrs_add(h, "x-envoy-internal", 16, "true", 4);
 	/* The upgrade's own hop-by-hop pair goes on to the upstream that is to answer it. */
 	if (s->upgrade_value) {
 		http_hdrs_add(h, "connection", 10, "upgrade", 7);
@@ -971,8 +1080,9 @@ void hstream_on_response_headers(struct hstream *s, int status, const struct px_
 		}
 		http_hdrs_add(h, x->name, x->name_len, x->value, x->value_len);
 	}
-	http_hdrs_addf(h, "x-envoy-upstream-service-time", "%llu",
-		       (unsigned long long)(s->t_first_byte - s->t_upstream_start));
+	if (!cfg->suppress_envoy_headers)
+		http_hdrs_addf(h, "x-envoy-upstream-service-time", "%llu",
+			       (unsigned long long)(s->t_first_byte - s->t_upstream_start));
 	if (cfg->server_header == PX_SERVER_OVERWRITE ||
 	    (cfg->server_header == PX_SERVER_APPEND_IF_ABSENT && !have_server))
 		http_hdrs_add(h, "server", 6, cfg->server_name, strlen(cfg->server_name));
@@ -1142,7 +1252,8 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 				continue;
 			if (s->retry_exhausted)
 				s->flags = "UT,URX";
-			local_reply(s, HTTP_LR_TIMEOUT, "upstream_per_try_timeout", NULL);
+			local_reply(s, s->timeout_alt ? HTTP_LR_TIMEOUT_ALT : HTTP_LR_TIMEOUT,
+				    "upstream_per_try_timeout", NULL);
 			continue;
 		}
 		if (s->deadline_route && now >= s->deadline_route) {
@@ -1151,7 +1262,8 @@ void hconn_tick(struct hconn *hc, uint64_t now)
 				 (unsigned long long)(now - s->t_start),
 				 s->pool_wait ? "still waiting for a connection"
 					      : "waiting for a response");
-			local_reply(s, HTTP_LR_TIMEOUT, "upstream_response_timeout", NULL);
+			local_reply(s, s->timeout_alt ? HTTP_LR_TIMEOUT_ALT : HTTP_LR_TIMEOUT,
+				    "upstream_response_timeout", NULL);
 			continue;
 		}
 		if (now - s->last_activity >= hc->cfg->stream_idle_timeout_ms && !s->resp_started) {

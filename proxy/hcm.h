@@ -22,6 +22,7 @@
 #define HCM_RETRY_BUFFER_MAX  (1u << 20) /* request body kept for replay (Envoy: 1 MiB) */
 #define HCM_MAX_AVOID	      8		 /* previous hosts remembered for retries */
 #define HCM_RETRY_BASE_MS_DEF 25	 /* Envoy's retry back-off base interval */
+#define HCM_RETRY_CODES_MAX   16	 /* retriable status codes: the route's and the request's */
 
 struct worker;
 struct tunnel_end;
@@ -102,7 +103,14 @@ struct hstream {
 	const struct px_route_config *rc;
 	const struct px_vhost *vh;
 	const struct px_cluster *cluster;
-	const struct px_retry_policy *retry;
+	const struct px_retry_policy *retry; /* the route's, or retry_hdr */
+	/* What a trusted request's x-envoy-* headers made of the route's policy and timeouts. */
+	struct px_retry_policy retry_hdr;
+	uint16_t retry_codes[HCM_RETRY_CODES_MAX];
+	uint32_t timeout_ms;	  /* the route timeout in force; 0: none */
+	uint32_t per_try_ms;	  /* the per-try timeout in force; 0: none */
+	bool envoy_internal;	  /* Envoy's internal request: its x-envoy-* headers count */
+	bool timeout_alt;	  /* x-envoy-upstream-rq-timeout-alt-response: 204 on a timeout */
 	int endpoint;		  /* index in cluster->endpoints; -1 for ORIGINAL_DST */
 	struct px_endpoint up_ep; /* where this attempt goes */
 	uint32_t attempt;	  /* 1 for the first try */

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/addr.h"
+
 void http_hdrs_reset(struct http_hdrs *h)
 {
 	h->n = 0;
@@ -221,6 +223,97 @@ bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool s
 	return true;
 }
 
+bool http_addr_internal(const struct shunt_addr *a)
+{
+	static const uint8_t loopback6[16] = {[15] = 1};
+	const uint8_t *b = (const uint8_t *)a->ip;
+
+	if (addr_is_v4(a)) {
+		b += 12;
+		return b[0] == 10 || (b[0] == 192 && b[1] == 168) ||
+		       (b[0] == 172 && b[1] >= 16 && b[1] <= 31) ||
+		       (b[0] == 127 && b[1] == 0 && b[2] == 0 && b[3] == 1);
+	}
+	return b[0] == 0xfd || !memcmp(b, loopback6, sizeof(loopback6));
+}
+
+bool http_request_internal(bool use_remote_address, uint32_t xff_trusted_hops, const char *xff,
+			   size_t xff_len, const struct shunt_addr *remote)
+{
+	struct shunt_addr a;
+	char ip[64];
+	size_t s = 0, e = xff_len;
+
+	/* Our peer is the client, unless it says it forwards for someone: then there is more
+	 * than one address in the chain, and Envoy calls that external. */
+	if (use_remote_address)
+		return !xff && http_addr_internal(remote);
+	/* Otherwise the client is the one address x-forwarded-for holds; with trusted hops to
+	 * skip, a single address leaves nothing to trust. */
+	if (!xff || xff_trusted_hops || memchr(xff, ',', xff_len))
+		return false;
+	while (s < e && (xff[s] == ' ' || xff[s] == '\t'))
+		s++;
+	while (e > s && (xff[e - 1] == ' ' || xff[e - 1] == '\t'))
+		e--;
+	if (e - s >= sizeof(ip))
+		return false;
+	memcpy(ip, xff + s, e - s);
+	ip[e - s] = '\0';
+	return addr_parse(&a, ip) == 0 && http_addr_internal(&a);
+}
+
+/* The x-envoy-* request headers Envoy's HCM and router act on: consumed (the router takes them
+ * off every request it forwards), sanitized (the HCM strips them from external requests), edge
+ * (stripped only when the external request came straight from the client). */
+enum {
+	XE_CONSUMED = 1,
+	XE_SANITIZED = 2,
+	XE_EDGE = 4,
+	XE_ALWAYS = 8
+};
+
+static const struct {
+	const char *name;
+	unsigned how;
+} envoy_request_headers[] = {
+	{"x-envoy-internal", XE_ALWAYS}, /* the HCM's own verdict replaces it */
+	{"x-envoy-retry-on", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-retry-grpc-on", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-max-retries", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-retriable-status-codes", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-retriable-header-names", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-upstream-rq-timeout-ms", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-upstream-rq-per-try-timeout-ms", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-upstream-rq-timeout-alt-response", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-hedge-on-per-try-timeout", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-upstream-alt-stat-name", XE_CONSUMED | XE_SANITIZED},
+	{"x-envoy-expected-rq-timeout-ms", XE_SANITIZED},
+	{"x-envoy-force-trace", XE_SANITIZED},
+	{"x-envoy-ip-tags", XE_SANITIZED},
+	{"x-envoy-original-url", XE_SANITIZED},
+	{"x-envoy-decorator-operation", XE_EDGE},
+	{"x-envoy-downstream-service-cluster", XE_EDGE},
+	{"x-envoy-downstream-service-node", XE_EDGE},
+};
+
+bool http_envoy_header_dropped(const char *name, size_t len, bool internal, bool edge)
+{
+	if (len < 8 || strncasecmp(name, "x-envoy-", 8))
+		return false;
+	for (size_t i = 0; i < sizeof(envoy_request_headers) / sizeof(envoy_request_headers[0]);
+	     i++) {
+		unsigned how = envoy_request_headers[i].how;
+
+		if (strlen(envoy_request_headers[i].name) != len ||
+		    strncasecmp(name, envoy_request_headers[i].name, len))
+			continue;
+		return (how & (XE_ALWAYS | XE_CONSUMED)) || (!internal && (how & XE_SANITIZED)) ||
+		       (edge && (how & XE_EDGE));
+	}
+	return false;
+}
+
 static const struct {
 	int status;
 	const char *flag;
@@ -236,6 +329,7 @@ static const struct {
 				    "upstream connect error or disconnect/reset before headers. "
 				    "reset reason: connection termination"},
 	[HTTP_LR_TIMEOUT] = {504, "UT", "upstream request timeout"},
+	[HTTP_LR_TIMEOUT_ALT] = {204, "UT", ""},
 	[HTTP_LR_OVERFLOW] = {503, "UO",
 			      "upstream connect error or disconnect/reset before "
 			      "headers. reset reason: overflow"},

@@ -72,6 +72,22 @@ int http_ext_connect_status(int h1_status);
 bool http_xff(const char *incoming, size_t ilen, bool use_remote_address, bool skip_append,
 	      const char *remote_ip, struct strbuf *out);
 
+/* Envoy's header sanitizing. An internal address is RFC 1918's 10/8, 172.16/12 and 192.168/16,
+ * the loopback address 127.0.0.1 itself (not the rest of 127/8, as Envoy compares with
+ * INADDR_LOOPBACK), fd00::/8 and ::1. */
+struct shunt_addr;
+bool http_addr_internal(const struct shunt_addr *a);
+/* Whether Envoy's HCM calls a request internal, and so trusts the x-envoy-* headers it carries:
+ * with use_remote_address, when it has no x-forwarded-for and the peer's address is internal;
+ * without, when x-forwarded-for (xff, NULL if absent) is one internal address and no hops are
+ * trusted. So a request without x-forwarded-for is external unless use_remote_address. */
+bool http_request_internal(bool use_remote_address, uint32_t xff_trusted_hops, const char *xff,
+			   size_t xff_len, const struct shunt_addr *remote);
+/* Whether an incoming request header stays off the upstream request: the x-envoy-* ones the
+ * router consumes, those the HCM strips from external requests (!internal) and, from edge
+ * requests (external and use_remote_address), the ones only a trusted proxy may set. */
+bool http_envoy_header_dropped(const char *name, size_t len, bool internal, bool edge);
+
 /* Envoy's local replies: the status and the exact body text users see. */
 enum http_local_reply {
 	HTTP_LR_NO_ROUTE,	   /* 404 NR */
@@ -80,6 +96,7 @@ enum http_local_reply {
 	HTTP_LR_CONNECT_FAILURE,   /* 503 UF */
 	HTTP_LR_UPSTREAM_RESET,	   /* 503 UC/UR */
 	HTTP_LR_TIMEOUT,	   /* 504 UT: "upstream request timeout" */
+	HTTP_LR_TIMEOUT_ALT,	   /* 204 UT, empty: x-envoy-upstream-rq-timeout-alt-response */
 	HTTP_LR_OVERFLOW,	   /* 503 UO */
 	HTTP_LR_BAD_REQUEST,	   /* 400 */
 	HTTP_LR_HEADERS_TOO_LARGE, /* 431 */

@@ -106,6 +106,8 @@ struct proxy_workload_desc {
 	X(http_tunnel_active, "of those, open now")                                                \
 	X(http_rq_overflow, "HTTP requests a circuit breaker refused (UO)")                        \
 	X(http_rq_retry_overflow, "retries the max_retries breaker refused")                       \
+	X(http_rq_retry_codes_dropped,                                                             \
+	  "x-envoy-retriable-status-codes past HCM_RETRY_CODES_MAX, ignored")                      \
 	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")  \
 	X(http_downstream_smuggling, "of those, request smuggling shapes (CL/TE conflicts)")       \
 	X(io_buf_active, "16 KB I/O buffers connections hold now (only while bytes are in them)")  \

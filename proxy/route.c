@@ -384,53 +384,66 @@ const struct px_route *px_route_match(const struct px_vhost *vh, const struct px
 
 /* ---- retry_on --------------------------------------------------------------------------------- */
 
+/* Every retry_on name Envoy knows; grpc: one of the gRPC conditions, which a route's retry_on
+ * lists with the others but a request names in x-envoy-retry-grpc-on only. */
+static const struct {
+	const char *name;
+	uint32_t bit;
+	bool grpc;
+} retry_names[] = {
+	{"5xx", PX_RETRY_5XX, false},
+	{"gateway-error", PX_RETRY_GATEWAY_ERROR, false},
+	{"reset", PX_RETRY_RESET, false},
+	{"connect-failure", PX_RETRY_CONNECT_FAILURE, false},
+	{"refused-stream", PX_RETRY_REFUSED_STREAM, false},
+	{"retriable-4xx", PX_RETRY_RETRIABLE_4XX, false},
+	{"retriable-status-codes", PX_RETRY_RETRIABLE_STATUS_CODES, false},
+	{"unavailable", PX_RETRY_UNAVAILABLE, true},
+	{"cancelled", PX_RETRY_CANCELLED, true},
+	{"deadline-exceeded", PX_RETRY_DEADLINE_EXCEEDED, true},
+	{"resource-exhausted", PX_RETRY_RESOURCE_EXHAUSTED, true},
+	{"internal", PX_RETRY_INTERNAL, true},
+	/* Envoy's, for failures the proxy cannot see: no rate limit filter answers 429
+	 * here, and no upstream speaks HTTP/3. Accepted; they never match. */
+	{"envoy-ratelimited", 0, false},
+	{"http3-post-connect-failure", 0, false},
+	/* Envoy's, not acted on (xds_snapshot.c warns): a narrower reset, and matching on
+	 * retriable_headers. */
+	{"reset-before-request", 0, false},
+	{"retriable-headers", 0, false},
+};
+
+/* The entry named by p[0..len), or -1. */
+static int retry_name(const char *p, size_t len)
+{
+	for (size_t i = 0; i < sizeof(retry_names) / sizeof(retry_names[0]); i++)
+		if (strlen(retry_names[i].name) == len && !memcmp(p, retry_names[i].name, len))
+			return (int)i;
+	return -1;
+}
+
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
 int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
 {
-	static const struct {
-		const char *name;
-		uint32_t bit;
-	} names[] = {
-		{"5xx", PX_RETRY_5XX},
-		{"gateway-error", PX_RETRY_GATEWAY_ERROR},
-		{"reset", PX_RETRY_RESET},
-		{"connect-failure", PX_RETRY_CONNECT_FAILURE},
-		{"refused-stream", PX_RETRY_REFUSED_STREAM},
-		{"retriable-4xx", PX_RETRY_RETRIABLE_4XX},
-		{"retriable-status-codes", PX_RETRY_RETRIABLE_STATUS_CODES},
-		{"unavailable", PX_RETRY_UNAVAILABLE},
-		{"cancelled", PX_RETRY_CANCELLED},
-		{"deadline-exceeded", PX_RETRY_DEADLINE_EXCEEDED},
-		{"resource-exhausted", PX_RETRY_RESOURCE_EXHAUSTED},
-		{"internal", PX_RETRY_INTERNAL},
-		/* Envoy's, for failures the proxy cannot see: no rate limit filter answers 429
-		 * here, and no upstream speaks HTTP/3. Accepted; they never match. */
-		{"envoy-ratelimited", 0},
-		{"http3-post-connect-failure", 0},
-		/* Envoy's, not acted on (xds_snapshot.c warns): a narrower reset, and matching on
-		 * retriable_headers. */
-		{"reset-before-request", 0},
-		{"retriable-headers", 0},
-	};
-
 	*bits = 0;
 	*bad = NULL;
 	for (const char *p = list; p && *p;) {
 		size_t len = strcspn(p, ",");
 		size_t s = 0, e = len;
-		bool found = false;
+		int i;
 
 		while (s < e && p[s] == ' ')
 			s++;
 		while (e > s && p[e - 1] == ' ')
 			e--;
-		for (size_t i = 0; e > s && i < sizeof(names) / sizeof(names[0]); i++) {
-			if (strlen(names[i].name) == e - s &&
-			    !memcmp(p + s, names[i].name, e - s)) {
-				*bits |= names[i].bit;
-				found = true;
-			}
-		}
-		if (!found && e > s) {
+		i = e > s ? retry_name(p + s, e - s) : -1;
+		if (i >= 0) {
+			*bits |= retry_names[i].bit;
+		} else if (e > s) {
 			*bad = p + s;
 			return -EINVAL;
 		}
@@ -439,6 +452,78 @@ int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad)
 			p++;
 	}
 	return 0;
+}
+
+uint32_t px_retry_on_header(const char *v, size_t len, bool grpc)
+{
+	uint32_t bits = 0;
+	size_t pos = 0;
+
+	while (v && pos < len) {
+		size_t s = pos, e;
+		int i;
+
+		while (pos < len && v[pos] != ',')
+			pos++;
+		e = pos++;
+		while (s < e && is_ows(v[s]))
+			s++;
+		while (e > s && is_ows(v[e - 1]))
+			e--;
+		i = e > s ? retry_name(v + s, e - s) : -1;
+		/* Envoy ignores a name it does not know, or of the other header's kind. */
+		if (i >= 0 && retry_names[i].grpc == grpc)
+			bits |= retry_names[i].bit;
+	}
+	return bits;
+}
+
+bool px_header_uint(const char *v, size_t len, uint64_t *out)
+{
+	size_t s = 0, e = len;
+	uint64_t n = 0;
+
+	while (s < e && is_ows(v[s]))
+		s++;
+	while (e > s && is_ows(v[e - 1]))
+		e--;
+	if (s < e && v[s] == '+')
+		s++;
+	if (s == e)
+		return false;
+	for (; s < e; s++) {
+		unsigned d = (unsigned char)v[s] - '0';
+
+		if (d > 9 || n > (UINT64_MAX - d) / 10)
+			return false;
+		n = n * 10 + d;
+	}
+	*out = n;
+	return true;
+}
+
+uint32_t px_status_codes_header(const char *v, size_t len, uint16_t *codes, uint32_t n,
+				uint32_t max, bool *dropped)
+{
+	size_t pos = 0;
+
+	while (v && pos < len) {
+		size_t s = pos;
+		uint64_t code;
+
+		while (pos < len && v[pos] != ',')
+			pos++;
+		/* Any unsigned number is kept by Envoy; none past 65535 can match a status. */
+		if (px_header_uint(v + s, pos - s, &code) && code <= UINT16_MAX) {
+			if (n == max) {
+				*dropped = true;
+				break;
+			}
+			codes[n++] = (uint16_t)code;
+		}
+		pos++;
+	}
+	return n;
 }
 
 bool px_retry_on_response(const struct px_retry_policy *rp, int status, int grpc_status)

@@ -108,6 +108,19 @@ struct px_retry_policy {
  * *bad. Every condition Envoy knows is accepted; those the proxy does not act on add no bit. */
 int px_retry_on_parse(const char *list, uint32_t *bits, const char **bad);
 
+/* Envoy's request headers that shape retries (x-envoy-retry-on, x-envoy-retry-grpc-on): the
+ * conditions a comma list of v[0..len) names. Unknown names are ignored, as Envoy ignores them,
+ * and so are gRPC names in the HTTP list and HTTP names in the gRPC one (grpc picks the list). */
+uint32_t px_retry_on_header(const char *v, size_t len, bool grpc);
+/* An unsigned decimal header value as Envoy reads one (absl's SimpleAtoi): blanks around it and
+ * a '+' allowed; false for anything else, an empty value, a sign or an overflow. */
+bool px_header_uint(const char *v, size_t len, uint64_t *out);
+/* x-envoy-retriable-status-codes: appends each number of the comma list to codes[n..max) and
+ * returns the new count; items that are no number are skipped, as Envoy skips them. Sets
+ * *dropped when codes is full before the list ends. */
+uint32_t px_status_codes_header(const char *v, size_t len, uint16_t *codes, uint32_t n,
+				uint32_t max, bool *dropped);
+
 /* How an attempt ended without a response, as Envoy's stream reset reasons: it never
  * connected (or not in time), the upstream refused the stream (REFUSED_STREAM: not processed)
  * or reset it, the connection closed under it, the upstream broke the protocol, or the proxy

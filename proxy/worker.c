@@ -191,6 +191,7 @@ static void worker_lb_free(struct worker *wk)
 {
 	for (uint32_t i = 0; i < wk->nlb; i++)
 		px_lb_state_free(&wk->lb[i]);
+	px_lb_state_free(&wk->lb_scratch);
 	free(wk->lb);
 	wk->lb = NULL;
 	wk->nlb = 0;
@@ -222,11 +223,10 @@ static void worker_refresh_config(struct worker *wk)
 struct px_lb_state *worker_lb(struct worker *wk, const struct px_snapshot *s,
 			      const struct px_cluster *c)
 {
-	static __thread struct px_lb_state scratch;
-
-	/* A connection on an older snapshot balances with throwaway state. */
+	/* A connection on an older snapshot balances with throwaway state (the worker's, so that
+	 * it is freed with the rest). */
 	if (s != wk->snap || c->index >= wk->nlb)
-		return &scratch;
+		return &wk->lb_scratch;
 	return &wk->lb[c->index];
 }
 

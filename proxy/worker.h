@@ -135,6 +135,7 @@ struct worker {
 	char http_date[40]; /* IMF-fixdate, refreshed once per second */
 	uint64_t http_date_sec;
 	struct px_lb_state *lb;
+	struct px_lb_state lb_scratch; /* throwaway state for connections on an older snapshot */
 	uint32_t nlb;
 	uint64_t last_tick, last_idle_sweep;
 	bool draining, stopping;

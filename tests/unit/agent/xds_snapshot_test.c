@@ -78,7 +78,10 @@ static const char bootstrap[] =
 	"          common_http_protocol_options: {idle_timeout: 60s, max_headers_count: 50}\n"
 	"          request_timeout: 20s\n"
 	"          drain_timeout: 2.5s\n"
-	"          " ROUTER "\n"
+	/* The router's suppress_envoy_headers, which the proxy honours. */
+	"          http_filters: [{name: envoy.filters.http.router, typed_config: {'@type': "
+	"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router, "
+	"suppress_envoy_headers: true}}]\n"
 	"          route_config:\n"
 	"            name: inline\n"
 	"            request_headers_to_add: [{header: {key: X-Mesh, value: shunt}, "
@@ -309,6 +312,7 @@ static void test_bootstrap(void)
 		ok(h->use_remote_address && h->xff_num_trusted_hops == 2 && h->skip_xff_append &&
 			   h->preserve_request_id && h->no_generate_request_id,
 		   "xff and request id settings");
+		ok(h->suppress_envoy_headers, "the router's suppress_envoy_headers");
 		ok(h->max_request_headers_kb == 96 && h->max_headers_count == 50 &&
 			   h->idle_timeout_ms == 60000 && h->request_timeout_ms == 20000 &&
 			   h->stream_idle_timeout_ms == PX_HCM_STREAM_IDLE_MS_DEF &&

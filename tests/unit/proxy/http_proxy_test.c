@@ -11,7 +11,9 @@
  * in one write, and /upgrade with Upgrade: echo-proto answers 101 and "hello" in one write,
  * then echoes bytes until the client's FIN. /garbage answers with a broken status line,
  * /hangup closes without answering, and /cutoff closes 4 bytes into a 100-byte body. The HTTP/2 upstream that refuses streams is
- * tests/unit/proxy/h2_refuser.py. The access log goes to a temporary file, read back to check
+ * tests/unit/proxy/h2_refuser.py. The /echo answer also names the x-envoy-expected-rq-timeout-ms
+ * the backend saw (ert=) and every other x-envoy-* request header but the attempt count (xe=),
+ * so that what the proxy consumes is seen not to go on. The access log goes to a temporary file, read back to check
  * response flags. */
 #define CHUNKY_N   40
 #define CHUNKY_LEN 64
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -72,6 +75,25 @@ static void span_hdr(const struct http1_msg *m, const char *name, char *out, siz
 		if (http1_span_ieq(m->headers[i].name, name))
 			snprintf(out, len, "%.*s", (int)m->headers[i].value.len,
 				 m->headers[i].value.p);
+}
+
+/* The names of the x-envoy-* headers of m other than those the answer reports by value. */
+static void envoy_hdr_names(const struct http1_msg *m, char *out, size_t len)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < m->nheaders; i++) {
+		const struct http1_span *n = &m->headers[i].name;
+
+		if (n->len < 8 || strncasecmp(n->p, "x-envoy-", 8) ||
+		    http1_span_ieq(*n, "x-envoy-attempt-count") ||
+		    http1_span_ieq(*n, "x-envoy-expected-rq-timeout-ms"))
+			continue;
+		o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%.*s,", (int)n->len, n->p);
+	}
+	if (!out[0])
+		snprintf(out, len, "-");
 }
 
 /* After a 101: what the client sent past its head, then everything until EOF, echoed. */
@@ -164,7 +186,7 @@ static void *serve_conn(void *arg)
 			}
 		}
 		char path[256], host[128], xfp[32], rid[64], attempt[16], custom[64], gt[32],
-			resp[2048];
+			ert[32], xe[512], resp[2048];
 		int status = 200, k, times;
 
 		snprintf(path, sizeof(path), "%.*s", (int)m.path.len, m.path.p);
@@ -174,6 +196,8 @@ static void *serve_conn(void *arg)
 		span_hdr(&m, "x-envoy-attempt-count", attempt, sizeof(attempt));
 		span_hdr(&m, "x-custom", custom, sizeof(custom));
 		span_hdr(&m, "grpc-timeout", gt, sizeof(gt));
+		span_hdr(&m, "x-envoy-expected-rq-timeout-ms", ert, sizeof(ert));
+		envoy_hdr_names(&m, xe, sizeof(xe));
 		if (sscanf(path, "/status/%d", &status) == 1) {
 		} else if (sscanf(path, "/sleep/%d", &k) == 1) {
 			usleep((useconds_t)k * 1000);
@@ -257,10 +281,11 @@ static void *serve_conn(void *arg)
 				status = 503;
 			pthread_mutex_unlock(&flaky_lock);
 		}
-		int blen = snprintf(resp, sizeof(resp),
-				    "backend=%c path=%s host=%s xfp=%s rid=%s attempt=%s custom=%s "
-				    "gt=%s body=%zu",
-				    b->id, path, host, xfp, rid, attempt, custom, gt, body);
+		int blen =
+			snprintf(resp, sizeof(resp),
+				 "backend=%c path=%s host=%s xfp=%s rid=%s attempt=%s custom=%s "
+				 "gt=%s body=%zu ert=%s xe=%s",
+				 b->id, path, host, xfp, rid, attempt, custom, gt, body, ert, xe);
 		char msg[3072];
 		int mlen = snprintf(msg, sizeof(msg),
 				    "HTTP/1.1 %d X\r\nserver: backend\r\ncontent-length: %d\r\n"
@@ -583,6 +608,10 @@ static struct px_route routes_any[] = {
 	{.name = "split",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/split"},
 	 .action = {.weighted = wsplit, .nweighted = 2}},
+	/* No retry policy, the default timeout: what x-envoy-* request headers make of it. */
+	{.name = "hdr",
+	 .match = {.kind = PX_PATH_PREFIX, .path = "/hdr/"},
+	 .action = {.cluster = "a", .prefix_rewrite = "/"}},
 	{.name = "flaky",
 	 .match = {.kind = PX_PATH_PREFIX, .path = "/flaky"},
 	 .action = {.cluster = "a", .retry = &retry5xx}},
@@ -683,7 +712,9 @@ static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2
 static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true},
 					   {.type = "echo-proto", .enabled = true}};
 
-static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port)
+/* suppress: the router's suppress_envoy_headers. The route configuration (static, without
+ * regexes) is shared by every snapshot built. */
+static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port, bool suppress)
 {
 	struct px_snapshot *s = px_snapshot_new();
 	struct px_listener *l;
@@ -734,6 +765,7 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port
 	l->chains[0].http.max_request_headers_kb = 32; /* past one 16 KB pool buffer */
 	l->chains[0].http.upgrades = hcm_upgrades;
 	l->chains[0].http.nupgrades = 2;
+	l->chains[0].http.suppress_envoy_headers = suppress;
 	if (px_snapshot_finalize(s, &err)) {
 		tap_diag("finalize: %s", err);
 		return NULL;
@@ -782,7 +814,7 @@ int main(void)
 	struct proxy_workload *w = p ? proxy_workload_add(p, &d) : NULL;
 
 	ok(p && w, "proxy with an HTTP filter chain starts");
-	struct px_snapshot *snap = build(port, dead_port, refuser_port);
+	struct px_snapshot *snap = build(port, dead_port, refuser_port, false);
 
 	ok(snap != NULL, "the route configuration compiles");
 	proxy_config_set(p, snap);
@@ -1250,6 +1282,180 @@ int main(void)
 	ok(log_line("per-try", line, sizeof(line)) &&
 		   has(line, "\" 504 UT,URX upstream_per_try_timeout "),
 	   "logged UT,URX: %s", line);
+
+	/* Envoy's x-envoy-* request headers. This chain has no use_remote_address, so a request
+	 * is internal (trusted) when its x-forwarded-for is one internal address, and external
+	 * without one, as in Envoy (and in an Istio sidecar by default). */
+	{
+#define INTERNAL "X-Forwarded-For: 10.0.0.1\r\n"
+		char raw[512];
+		uint64_t t0;
+
+		r = request(port, "GET /hdr/flaky/20/2 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: 2\r\n"
+				  "X-Request-Id: hdr-retry\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "attempt=3") && flaky_count(20) == 3 &&
+			   has(r.body, " xe=x-envoy-internal,") && !has(r.body, "ert=15000"),
+		   "a route without retries, x-envoy-retry-on 5xx and x-envoy-max-retries 2: "
+		   "served "
+		   "by the third attempt, the headers consumed, the time left expected (%d, %d %s)",
+		   flaky_count(20), r.status, r.body);
+		ok(log_line("hdr-retry", line, sizeof(line)) && has(line, "\" 200 - via_upstream "),
+		   "logged 200: %s", line);
+		r = request(port, "GET /hdr/flaky/21/3 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-On: 5xx\r\n\r\n");
+		ok(r.status == 503 && flaky_count(21) == 2,
+		   "without x-envoy-max-retries, Envoy's default of one retry (%d)",
+		   flaky_count(21));
+		r = request(port, "GET /hdr/flaky/22/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Max-Retries: 3\r\n\r\n");
+		ok(r.status == 503 && flaky_count(22) == 1,
+		   "x-envoy-max-retries alone makes no retry policy (%d)", flaky_count(22));
+		r = request(port, "GET /flaky/23/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Max-Retries: 0\r\nX-Request-Id: hdr-noretry\r\n\r\n");
+		ok(r.status == 503 && flaky_count(23) == 1,
+		   "x-envoy-max-retries 0 on a route with two retries: not retried (%d)",
+		   flaky_count(23));
+		ok(log_line("hdr-noretry", line, sizeof(line)) &&
+			   has(line, "\" 503 URX via_upstream "),
+		   "and the 503 is flagged URX: %s", line);
+		r = request(port, "GET /hdr/flaky/24/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-On: retriable-status-codes\r\n"
+				  "X-Envoy-Retriable-Status-Codes: 500, 503\r\n\r\n");
+		ok(r.status == 200 && flaky_count(24) == 2,
+		   "x-envoy-retriable-status-codes with retriable-status-codes: a 503 is retried "
+		   "(%d)",
+		   flaky_count(24));
+		r = request(port, "GET /hdr/flaky/25/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-Grpc-On: 5xx,unavailable\r\n\r\n");
+		ok(r.status == 503 && flaky_count(25) == 1,
+		   "5xx is no x-envoy-retry-grpc-on condition: ignored (%d)", flaky_count(25));
+
+		t0 = now_ms();
+		r = request(port,
+			    "GET /hdr/sleep/400 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+			    "X-Envoy-Upstream-Rq-Timeout-Ms: 100\r\nX-Request-Id: hdr-to\r\n\r\n");
+		ok(r.status == 504 && !strcmp(r.body, "upstream request timeout") &&
+			   now_ms() - t0 >= 95 && now_ms() - t0 < 350,
+		   "x-envoy-upstream-rq-timeout-ms 100 against a 400 ms server: 504 after %llu ms",
+		   (unsigned long long)(now_ms() - t0));
+		ok(log_line("hdr-to", line, sizeof(line)) &&
+			   has(line, "\" 504 UT upstream_response_timeout "),
+		   "logged UT: %s", line);
+		t0 = now_ms();
+		r = request(port, "GET /hdr/sleep/400 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: 100\r\n"
+				  "X-Envoy-Upstream-Rq-Timeout-Alt-Response: 1\r\n"
+				  "X-Request-Id: hdr-alt\r\n\r\n");
+		ok(r.status == 204 && !*r.body && now_ms() - t0 < 350,
+		   "with x-envoy-upstream-rq-timeout-alt-response the timeout answers 204, empty "
+		   "(%d)",
+		   r.status);
+		ok(log_line("hdr-alt", line, sizeof(line)) &&
+			   has(line, "\" 204 UT upstream_response_timeout "),
+		   "still flagged UT: %s", line);
+		t0 = now_ms();
+		r = request(port, "GET /hdr/sleep/400 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms: 100\r\n"
+				  "X-Envoy-Retry-On: reset\r\nX-Envoy-Max-Retries: 1\r\n"
+				  "X-Request-Id: hdr-pertry\r\n\r\n");
+		ok(r.status == 504 && now_ms() - t0 >= 195 && now_ms() - t0 < 390,
+		   "x-envoy-upstream-rq-per-try-timeout-ms 100, one retry: 504 after two tries "
+		   "(%llu ms)",
+		   (unsigned long long)(now_ms() - t0));
+		ok(log_line("hdr-pertry", line, sizeof(line)) &&
+			   has(line, "\" 504 UT,URX upstream_per_try_timeout "),
+		   "logged UT,URX: %s", line);
+
+		r = request(port, "GET /hdr/echo/e1 HTTP/1.1\r\nHost: web.local\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=15000 xe=-"),
+		   "x-envoy-expected-rq-timeout-ms: the route timeout, on every request: %s",
+		   r.body);
+		snprintf(raw, sizeof(raw),
+			 "GET /hdr/echo/e2 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+			 "X-Envoy-Upstream-Rq-Timeout-Ms: 2500\r\n"
+			 "X-Envoy-Expected-Rq-Timeout-Ms: 7\r\nx-envoy-force-trace: 1\r\n\r\n");
+		r = request(port, raw);
+		ok(r.status == 200 && has(r.body, "ert=2500 ") &&
+			   has(r.body, "xe=x-envoy-force-trace,x-envoy-internal,"),
+		   "the request's timeout, replacing its own expected timeout; headers the router "
+		   "does not consume go on: %s",
+		   r.body);
+		r = request(port, "GET /hdr/echo/e3 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms: 700\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=700 "), "the per-try timeout when set: %s",
+		   r.body);
+		r = request(port, "GET /hdr/echo/e4 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: 0\r\n"
+				  "X-Envoy-Expected-Rq-Timeout-Ms: 77\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=77 "),
+		   "no timeout (0): none is set, and a trusted request's own goes on: %s", r.body);
+		r = request(port, "GET /hdr/echo/e5 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: 500\r\n"
+				  "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms: 500\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=500 "),
+		   "a per-try timeout not under the route's is none: %s", r.body);
+
+		/* External requests: the HCM strips the headers before the router sees them. */
+		r = request(port, "GET /hdr/flaky/26/1 HTTP/1.1\r\nHost: web.local\r\n"
+				  "X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: 2\r\n"
+				  "X-Envoy-Expected-Rq-Timeout-Ms: 5\r\n\r\n");
+		ok(r.status == 503 && flaky_count(26) == 1 && has(r.body, "ert=15000 xe=-"),
+		   "without x-forwarded-for the request is external: no retry, nothing forwarded "
+		   "(%d %s)",
+		   flaky_count(26), r.body);
+		t0 = now_ms();
+		r = request(port, "GET /hdr/sleep/300 HTTP/1.1\r\nHost: web.local\r\n"
+				  "X-Forwarded-For: 203.0.113.7\r\n"
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: 50\r\n\r\n");
+		ok(r.status == 200 && now_ms() - t0 >= 290,
+		   "from a public address the timeout header is ignored too (%d)", r.status);
+		r = request(port, "GET /hdr/echo/x HTTP/1.1\r\nHost: web.local\r\n"
+				  "X-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n"
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: 900\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=15000 xe=-"),
+		   "and with two forwarding addresses: %s", r.body);
+
+		/* Bad values are ignored, as Envoy ignores them. */
+		t0 = now_ms();
+		r = request(port, "GET /hdr/sleep/150 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Upstream-Rq-Timeout-Ms: soon\r\n"
+				  "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms: -5\r\n\r\n");
+		ok(r.status == 200 && has(r.body, "ert=15000 xe=x-envoy-internal,"),
+		   "a timeout that is no number and a negative per-try timeout: ignored: %s",
+		   r.body);
+		r = request(port, "GET /hdr/flaky/27/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-On: bogus, 5xx\r\n"
+				  "X-Envoy-Max-Retries: 99999999999999999999\r\n\r\n");
+		ok(r.status == 200 && flaky_count(27) == 2,
+		   "an unknown condition is skipped and an overflowing max-retries ignored (one "
+		   "retry): %d",
+		   flaky_count(27));
+		r = request(port, "GET /hdr/flaky/28/1 HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+				  "X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: -1\r\n\r\n");
+		ok(r.status == 200 && flaky_count(28) == 2, "a negative max-retries: ignored (%d)",
+		   flaky_count(28));
+
+		/* The router's suppress_envoy_headers, on new connections once published. */
+		snap = build(port, dead_port, refuser_port, true);
+		ok(snap != NULL, "a snapshot whose router suppresses Envoy's headers");
+		if (snap) {
+			proxy_config_set(p, snap);
+			usleep(30000);
+			r = request(port, "GET /hdr/echo/s HTTP/1.1\r\nHost: web.local\r\n" INTERNAL
+					  "X-Envoy-Upstream-Rq-Timeout-Ms: 2500\r\n\r\n");
+			ok(r.status == 200 && has(r.body, "ert=- xe=x-envoy-internal,") &&
+				   !has(r.hdrs, "x-envoy-upstream-service-time"),
+			   "suppress_envoy_headers: no x-envoy-expected-rq-timeout-ms upstream, no "
+			   "x-envoy-upstream-service-time downstream: %s",
+			   r.body);
+			snap = build(port, dead_port, refuser_port, false);
+			if (snap)
+				proxy_config_set(p, snap);
+			usleep(30000);
+		}
+#undef INTERNAL
+	}
 
 	/* Circuit breaker: with one connection busy and one request waiting for it, a third is
 	 * refused at once with 503 UO and x-envoy-overloaded; the first two are served. */

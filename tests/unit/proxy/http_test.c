@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/addr.h"
 #include "proxy/http.h"
 #include "tests/lib/tap.h"
 
@@ -124,6 +125,11 @@ static void test_local_replies(void)
 	       "a connect failure names its reason");
 	is_str(http_local_reply_flag(HTTP_LR_TIMEOUT), "UT", "a timeout is flagged UT");
 	is_int(http_local_reply_status(HTTP_LR_TIMEOUT), 504, "and answered 504");
+	strbuf_reset(&sb);
+	http_local_reply_body(HTTP_LR_TIMEOUT_ALT, NULL, &sb);
+	ok(http_local_reply_status(HTTP_LR_TIMEOUT_ALT) == 204 && sb.len == 0 &&
+		   !strcmp(http_local_reply_flag(HTTP_LR_TIMEOUT_ALT), "UT"),
+	   "x-envoy-upstream-rq-timeout-alt-response's timeout: 204, empty, still UT");
 	is_int(http_local_reply_status(HTTP_LR_NO_ROUTE), 404, "no route is a 404");
 	is_str(http_reason_phrase(431), "Request Header Fields Too Large", "reason phrases");
 	is_str(http_reason_phrase(299), "Success", "and a class phrase for unknown codes");
@@ -290,12 +296,89 @@ static void test_ext_connect(void)
 	is_int(http_ext_connect_status(200), 200, "a 200 (an HTTP/2 upstream) stays");
 }
 
+/* Envoy's internal/external verdict, as a table: use_remote_address, trusted hops, the
+ * x-forwarded-for value (NULL: none), the peer's address, and whether the request is internal. */
+static void test_sanitizing(void)
+{
+	static const struct {
+		bool ura;
+		uint32_t hops;
+		const char *xff, *peer;
+		bool internal;
+	} t[] = {
+		{true, 0, NULL, "127.0.0.1", true},
+		{true, 0, NULL, "10.1.2.3", true},
+		{true, 0, NULL, "172.16.0.1", true},
+		{true, 0, NULL, "172.31.255.255", true},
+		{true, 0, NULL, "192.168.1.1", true},
+		{true, 0, NULL, "fd00::1", true},
+		{true, 0, NULL, "::1", true},
+		{true, 0, NULL, "203.0.113.7", false},
+		{true, 0, NULL, "172.32.0.1", false},
+		{true, 0, NULL, "127.0.0.2", false}, /* only 127.0.0.1 is Envoy's loopback */
+		{true, 0, NULL, "fe80::1", false},
+		{true, 0, NULL, "2001:db8::1", false},
+		{true, 0, "10.0.0.1", "10.0.0.2", false}, /* a forwarded request: two addresses */
+		{true, 1, NULL, "10.0.0.2", true},
+		{false, 0, NULL, "127.0.0.1", false}, /* nothing to go by: external */
+		{false, 0, "10.0.0.1", "203.0.113.7", true},
+		{false, 0, " 192.168.0.9 ", "203.0.113.7", true},
+		{false, 0, "203.0.113.7", "127.0.0.1", false},
+		{false, 0, "10.0.0.1,10.0.0.2", "127.0.0.1", false},
+		{false, 1, "10.0.0.1", "127.0.0.1", false},
+		{false, 0, "not-an-ip", "127.0.0.1", false},
+		{false, 0, "", "127.0.0.1", false},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct shunt_addr peer;
+
+		addr_parse(&peer, t[i].peer);
+		ok(http_request_internal(t[i].ura, t[i].hops, t[i].xff,
+					 t[i].xff ? strlen(t[i].xff) : 0, &peer) == t[i].internal,
+		   "use_remote_address %d, hops %u, xff %s, peer %s: %s", t[i].ura, t[i].hops,
+		   t[i].xff ? t[i].xff : "(none)", t[i].peer,
+		   t[i].internal ? "internal" : "external");
+	}
+
+	static const struct {
+		const char *name;
+		bool internal, edge, dropped;
+	} d[] = {
+		{"x-envoy-retry-on", true, false, true}, /* the router consumes it */
+		{"X-Envoy-Max-Retries", true, false, true},
+		{"x-envoy-upstream-rq-timeout-ms", true, false, true},
+		{"x-envoy-upstream-rq-per-try-timeout-ms", true, false, true},
+		{"x-envoy-upstream-rq-timeout-alt-response", true, false, true},
+		{"x-envoy-retriable-status-codes", true, false, true},
+		{"x-envoy-internal", true, false, true}, /* the HCM's verdict replaces it */
+		{"x-envoy-expected-rq-timeout-ms", true, false, false},
+		{"x-envoy-expected-rq-timeout-ms", false, false, true},
+		{"x-envoy-force-trace", true, false, false},
+		{"x-envoy-force-trace", false, false, true},
+		{"x-envoy-downstream-service-node", false, false, false},
+		{"x-envoy-downstream-service-node", false, true, true},
+		{"x-envoy-attempt-count", false, true, false},
+		{"x-envoy-custom", false, true, false},
+		{"x-envoy", false, true, false},
+		{"content-type", false, true, false},
+	};
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
+		ok(http_envoy_header_dropped(d[i].name, strlen(d[i].name), d[i].internal,
+					     d[i].edge) == d[i].dropped,
+		   "%s from an %s%s request: %s", d[i].name,
+		   d[i].internal ? "internal" : "external", d[i].edge ? " edge" : "",
+		   d[i].dropped ? "dropped" : "forwarded");
+}
+
 int main(void)
 {
 	test_mutations();
 	test_ext_connect();
 	test_hop_by_hop();
 	test_xff_and_ids();
+	test_sanitizing();
 	test_local_replies();
 	test_grpc();
 	return done_testing();

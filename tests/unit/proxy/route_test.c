@@ -342,6 +342,70 @@ static void test_retry_decisions(void)
 	   "no policy covers nothing");
 }
 
+/* Envoy's retry and timeout request headers, as tables: the value and what it gives. */
+static void test_envoy_headers(void)
+{
+	static const struct {
+		const char *v;
+		bool grpc;
+		uint32_t bits;
+	} on[] = {
+		{"5xx", false, PX_RETRY_5XX},
+		{" 5xx ,\treset,", false, PX_RETRY_5XX | PX_RETRY_RESET},
+		{"5xx,sometimes,connect-failure", false, PX_RETRY_5XX | PX_RETRY_CONNECT_FAILURE},
+		{"retriable-status-codes,,", false, PX_RETRY_RETRIABLE_STATUS_CODES},
+		{"unavailable", false, 0}, /* a gRPC name in the HTTP list */
+		{"5xx", true, 0},	   /* and the other way round */
+		{"unavailable, cancelled", true, PX_RETRY_UNAVAILABLE | PX_RETRY_CANCELLED},
+		{"deadline-exceeded,internal,resource-exhausted", true,
+		 PX_RETRY_DEADLINE_EXCEEDED | PX_RETRY_INTERNAL | PX_RETRY_RESOURCE_EXHAUSTED},
+		{"5XX", false, 0}, /* Envoy compares names exactly */
+		{"", false, 0},
+		{",,,", false, 0},
+	};
+	static const struct {
+		const char *v;
+		bool ok;
+		uint64_t n;
+	} num[] = {
+		{"100", true, 100},
+		{"0", true, 0},
+		{" 42\t", true, 42},
+		{"+7", true, 7},
+		{"18446744073709551615", true, UINT64_MAX},
+		{"18446744073709551616", false, 0}, /* overflow */
+		{"-1", false, 0},
+		{"", false, 0},
+		{"  ", false, 0},
+		{"12ms", false, 0},
+		{"1 2", false, 0},
+		{"0x10", false, 0},
+		{"+", false, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++)
+		is_int(px_retry_on_header(on[i].v, strlen(on[i].v), on[i].grpc), on[i].bits,
+		       "x-envoy-retry-%son: \"%s\"", on[i].grpc ? "grpc-" : "", on[i].v);
+	for (size_t i = 0; i < sizeof(num) / sizeof(num[0]); i++) {
+		uint64_t n = 0;
+		bool got = px_header_uint(num[i].v, strlen(num[i].v), &n);
+
+		ok(got == num[i].ok && (!got || n == num[i].n), "\"%s\": %s %llu", num[i].v,
+		   num[i].ok ? "a number," : "ignored", (unsigned long long)num[i].n);
+	}
+
+	uint16_t codes[4] = {503};
+	bool dropped = false;
+	const char *list = "429, x,504,-1,70000,409";
+	uint32_t n = px_status_codes_header(list, strlen(list), codes, 1, 4, &dropped);
+
+	ok(n == 4 && codes[0] == 503 && codes[1] == 429 && codes[2] == 504 && codes[3] == 409 &&
+		   !dropped,
+	   "x-envoy-retriable-status-codes adds its numbers to the route's, skipping the rest");
+	n = px_status_codes_header("500,501", 7, codes, 3, 4, &dropped);
+	ok(n == 4 && codes[3] == 500 && dropped, "past the array's end they are dropped, and said");
+}
+
 int main(void)
 {
 	test_vhosts();
@@ -349,6 +413,7 @@ int main(void)
 	test_connect_and_upgrades();
 	test_retry_on();
 	test_retry_decisions();
+	test_envoy_headers();
 	arena_free(&a);
 	return done_testing();
 }
