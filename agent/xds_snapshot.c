@@ -17,14 +17,18 @@
 #include "agent/pbjson.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "proxy/rbac.h"
 #include "proxy/tls.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/rbac/v3/rbac.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
@@ -248,6 +252,20 @@ static int address(struct sctx *x, const Address *a, const char *field, struct s
 	return rc;
 }
 
+static int cidr(struct sctx *x, const CidrRange *c, struct px_cidr *out)
+{
+	struct shunt_addr probe;
+	uint32_t len;
+
+	if (!c || !c->address_prefix || addr_parse(&probe, c->address_prefix))
+		return serr(x, "address_prefix: \"%s\" is not an IP address",
+			    c && c->address_prefix ? c->address_prefix : "");
+	len = c->prefix_len ? c->prefix_len->value : (strchr(c->address_prefix, ':') ? 128 : 32);
+	if (px_cidr_parse(out, c->address_prefix, len))
+		return serr(x, "prefix_len: %u is out of range", len);
+	return 0;
+}
+
 static int cidrs(struct sctx *x, CidrRange **in, size_t n, const char *field, struct px_cidr **out,
 		 uint32_t *nout)
 {
@@ -257,18 +275,11 @@ static int cidrs(struct sctx *x, CidrRange **in, size_t n, const char *field, st
 	if (!*out)
 		return snomem(x);
 	for (size_t i = 0; i < n; i++) {
-		const CidrRange *c = in[i];
-		struct shunt_addr probe;
-		uint32_t len;
 		size_t mark = spush(x, "%s[%zu]", field, i);
+		int rc = cidr(x, in[i], &(*out)[i]);
 
-		if (!c->address_prefix || addr_parse(&probe, c->address_prefix))
-			return serr(x, "address_prefix: \"%s\" is not an IP address",
-				    c->address_prefix ? c->address_prefix : "");
-		len = c->prefix_len ? c->prefix_len->value
-				    : (strchr(c->address_prefix, ':') ? 128 : 32);
-		if (px_cidr_parse(&(*out)[i], c->address_prefix, len))
-			return serr(x, "prefix_len: %u is out of range", len);
+		if (rc)
+			return rc;
 		spop(x, mark);
 	}
 	*nout = (uint32_t)n;
@@ -434,6 +445,470 @@ static int header_matcher(struct sctx *x, const HeaderMatcher *hm, struct px_hea
 	if (!s->value)
 		s->value = arena_strdup(x->a, "");
 	return s->value ? 0 : snomem(x);
+}
+
+/* ---- RBAC ----------------------------------------------------------------------------------- */
+
+typedef Envoy__Config__Rbac__V3__RBAC RbacRules;
+typedef Envoy__Config__Rbac__V3__Permission RbacPermission;
+typedef Envoy__Config__Rbac__V3__Principal RbacPrincipal;
+typedef Envoy__Extensions__Filters__Http__Rbac__V3__RBAC HttpRbac;
+typedef Envoy__Extensions__Filters__Network__Rbac__V3__RBAC NetRbac;
+
+#define HTTP_RBAC_TYPE		 "envoy.extensions.filters.http.rbac.v3.RBAC"
+#define HTTP_RBAC_PER_ROUTE_TYPE "envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+#define NET_RBAC_TYPE		 "envoy.extensions.filters.network.rbac.v3.RBAC"
+#define RBAC_MAX_DEPTH		 32 /* nesting of and/or/not rules; deeper is refused */
+
+static int rbac_cidr(struct sctx *x, const CidrRange *c, const char *field, struct px_cidr *out)
+{
+	size_t mark = spush(x, "%s", field);
+	int rc = cidr(x, c, out);
+
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+/* A string matcher of an RBAC tree, its regex compiled now so that a bad one is named by its
+ * path (the snapshot frees it: the config is on its list before its tree is built). */
+static int rbac_string(struct sctx *x, const StringMatcher *sm, struct px_string_matcher *m)
+{
+	const char *err = NULL;
+	int rc = string_matcher(x, sm, m);
+
+	if (!rc && px_string_matcher_prepare(x->a, m, &err))
+		rc = serr(x, "%s", err ? err : "the regex does not compile");
+	return rc;
+}
+
+static int rbac_header(struct sctx *x, const HeaderMatcher *hm, struct px_header_matcher *h)
+{
+	size_t mark = spush(x, "header");
+	const char *err = NULL;
+	int rc = header_matcher(x, hm, h);
+
+	if (!rc && h->kind == PX_HDR_STRING && px_string_matcher_prepare(x->a, &h->str, &err))
+		rc = serr(x, "%s", err ? err : "the regex does not compile");
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int rbac_path(struct sctx *x, const Envoy__Type__Matcher__V3__PathMatcher *pm,
+		     struct px_string_matcher *m)
+{
+	size_t mark = spush(x, "url_path");
+	int rc;
+
+	if (!pm || pm->rule_case != ENVOY__TYPE__MATCHER__V3__PATH_MATCHER__RULE_PATH || !pm->path)
+		return serr(x, "needs path");
+	spush(x, "path");
+	rc = rbac_string(x, pm->path, m);
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_rbac_node *n,
+			   int depth);
+
+static int rbac_permission_set(struct sctx *x, const Envoy__Config__Rbac__V3__Permission__Set *set,
+			       const char *field, struct px_rbac_node *n, int depth)
+{
+	size_t mark = spush(x, "%s", field);
+
+	if (!set || !set->n_rules)
+		return serr(x, "needs at least one rule");
+	n->set.v = arena_new(x->a, struct px_rbac_node, set->n_rules);
+	if (!n->set.v)
+		return snomem(x);
+	memset(n->set.v, 0, sizeof(*n->set.v) * set->n_rules);
+	n->set.n = (uint32_t)set->n_rules;
+	for (size_t i = 0; i < set->n_rules; i++) {
+		size_t m2 = spush(x, "rules[%zu]", i);
+		int rc = rbac_permission(x, set->rules[i], &n->set.v[i], depth + 1);
+
+		if (rc)
+			return rc;
+		spop(x, m2);
+	}
+	spop(x, mark);
+	return 0;
+}
+
+static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_rbac_node *n,
+			   int depth)
+{
+	size_t mark;
+	int rc = 0;
+
+	if (depth > RBAC_MAX_DEPTH)
+		return serr(x, "rules nest deeper than %d", RBAC_MAX_DEPTH);
+	if (!in)
+		return serr(x, "a permission needs a rule");
+	switch (in->rule_case) {
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_ANY:
+		if (!in->any)
+			return serr(x, "any: false matches nothing and is not a valid rule");
+		n->kind = PX_RBAC_ANY;
+		return 0;
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_AND_RULES:
+		n->kind = PX_RBAC_AND;
+		return rbac_permission_set(x, in->and_rules, "and_rules", n, depth);
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_OR_RULES:
+		n->kind = PX_RBAC_OR;
+		return rbac_permission_set(x, in->or_rules, "or_rules", n, depth);
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_NOT_RULE:
+		n->kind = PX_RBAC_NOT;
+		n->negated = arena_new(x->a, struct px_rbac_node, 1);
+		if (!n->negated)
+			return snomem(x);
+		memset(n->negated, 0, sizeof(*n->negated));
+		mark = spush(x, "not_rule");
+		rc = rbac_permission(x, in->not_rule, n->negated, depth + 1);
+		break;
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_HEADER:
+		n->kind = PX_RBAC_HEADER;
+		return rbac_header(x, in->header, &n->header);
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_URL_PATH:
+		n->kind = PX_RBAC_URL_PATH;
+		return rbac_path(x, in->url_path, &n->str);
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_IP:
+		n->kind = PX_RBAC_DST_IP;
+		return rbac_cidr(x, in->destination_ip, "destination_ip", &n->cidr);
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_PORT:
+		if (in->destination_port > 65535)
+			return serr(x, "destination_port: %u is out of range",
+				    in->destination_port);
+		n->kind = PX_RBAC_DST_PORT;
+		n->ports.lo = in->destination_port;
+		n->ports.hi = in->destination_port + 1;
+		return 0;
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_PORT_RANGE: {
+		const Envoy__Type__V3__Int32Range *r = in->destination_port_range;
+
+		if (!r || r->start < 0 || r->end > 65536 || r->start > r->end)
+			return serr(x, "destination_port_range: [%d, %d) is not a port range",
+				    r ? r->start : 0, r ? r->end : 0);
+		n->kind = PX_RBAC_DST_PORT;
+		n->ports.lo = (uint32_t)r->start;
+		n->ports.hi = (uint32_t)r->end;
+		return 0;
+	}
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_REQUESTED_SERVER_NAME:
+		n->kind = PX_RBAC_SNI;
+		mark = spush(x, "requested_server_name");
+		rc = in->requested_server_name ? rbac_string(x, in->requested_server_name, &n->str)
+					       : serr(x, "needs a string matcher");
+		break;
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA:
+		return serr(x, "metadata is not supported");
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_MATCHER:
+		return serr(x, "matcher is not supported");
+	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_URI_TEMPLATE:
+		return serr(x, "uri_template is not supported");
+	default:
+		return serr(x, "a permission needs a rule");
+	}
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rbac_node *n,
+			  int depth);
+
+static int rbac_principal_set(struct sctx *x, const Envoy__Config__Rbac__V3__Principal__Set *set,
+			      const char *field, struct px_rbac_node *n, int depth)
+{
+	size_t mark = spush(x, "%s", field);
+
+	if (!set || !set->n_ids)
+		return serr(x, "needs at least one id");
+	n->set.v = arena_new(x->a, struct px_rbac_node, set->n_ids);
+	if (!n->set.v)
+		return snomem(x);
+	memset(n->set.v, 0, sizeof(*n->set.v) * set->n_ids);
+	n->set.n = (uint32_t)set->n_ids;
+	for (size_t i = 0; i < set->n_ids; i++) {
+		size_t m2 = spush(x, "ids[%zu]", i);
+		int rc = rbac_principal(x, set->ids[i], &n->set.v[i], depth + 1);
+
+		if (rc)
+			return rc;
+		spop(x, m2);
+	}
+	spop(x, mark);
+	return 0;
+}
+
+static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rbac_node *n,
+			  int depth)
+{
+	size_t mark;
+	int rc = 0;
+
+	if (depth > RBAC_MAX_DEPTH)
+		return serr(x, "ids nest deeper than %d", RBAC_MAX_DEPTH);
+	if (!in)
+		return serr(x, "a principal needs an identifier");
+	switch (in->identifier_case) {
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_ANY:
+		if (!in->any)
+			return serr(x, "any: false matches nothing and is not a valid id");
+		n->kind = PX_RBAC_ANY;
+		return 0;
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AND_IDS:
+		n->kind = PX_RBAC_AND;
+		return rbac_principal_set(x, in->and_ids, "and_ids", n, depth);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_OR_IDS:
+		n->kind = PX_RBAC_OR;
+		return rbac_principal_set(x, in->or_ids, "or_ids", n, depth);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_NOT_ID:
+		n->kind = PX_RBAC_NOT;
+		n->negated = arena_new(x->a, struct px_rbac_node, 1);
+		if (!n->negated)
+			return snomem(x);
+		memset(n->negated, 0, sizeof(*n->negated));
+		mark = spush(x, "not_id");
+		rc = rbac_principal(x, in->not_id, n->negated, depth + 1);
+		break;
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AUTHENTICATED:
+		n->kind = PX_RBAC_AUTHENTICATED;
+		/* No principal_name: any authenticated peer, as Envoy reads it. */
+		if (!in->authenticated || !in->authenticated->principal_name)
+			return 0;
+		n->has_str = true;
+		mark = spush(x, "authenticated.principal_name");
+		rc = rbac_string(x, in->authenticated->principal_name, &n->str);
+		break;
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_SOURCE_IP:
+		/* Deprecated: the connection's remote address (no XFF), which without proxy
+		 * protocol is the direct peer. */
+		n->kind = PX_RBAC_DIRECT_REMOTE_IP;
+		return rbac_cidr(x, in->source_ip, "source_ip", &n->cidr);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_DIRECT_REMOTE_IP:
+		n->kind = PX_RBAC_DIRECT_REMOTE_IP;
+		return rbac_cidr(x, in->direct_remote_ip, "direct_remote_ip", &n->cidr);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_REMOTE_IP:
+		n->kind = PX_RBAC_REMOTE_IP;
+		return rbac_cidr(x, in->remote_ip, "remote_ip", &n->cidr);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_HEADER:
+		n->kind = PX_RBAC_HEADER;
+		return rbac_header(x, in->header, &n->header);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_URL_PATH:
+		n->kind = PX_RBAC_URL_PATH;
+		return rbac_path(x, in->url_path, &n->str);
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_METADATA:
+		return serr(x, "metadata is not supported");
+	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_FILTER_STATE:
+		return serr(x, "filter_state is not supported");
+	default:
+		return serr(x, "a principal needs an identifier");
+	}
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int rbac_policy_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct px_rbac_policy *)a)->name,
+		      ((const struct px_rbac_policy *)b)->name);
+}
+
+static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
+		      struct px_rbac_rules **out)
+{
+	size_t mark = spush(x, "%s", field);
+	struct px_rbac_rules *r = arena_new(x->a, struct px_rbac_rules, 1);
+
+	if (!r)
+		return snomem(x);
+	memset(r, 0, sizeof(*r));
+	switch (in->action) {
+	case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW:
+		r->action = PX_RBAC_ALLOW;
+		break;
+	case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY:
+		r->action = PX_RBAC_DENY;
+		break;
+	case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__LOG:
+		r->action = PX_RBAC_LOG;
+		break;
+	default:
+		return serr(x, "action: %d is not ALLOW, DENY or LOG", (int)in->action);
+	}
+	if (in->audit_logging_options)
+		return serr(x, "audit_logging_options is not supported");
+	if (in->n_policies) {
+		r->policies = arena_new(x->a, struct px_rbac_policy, in->n_policies);
+		if (!r->policies)
+			return snomem(x);
+		memset(r->policies, 0, sizeof(*r->policies) * in->n_policies);
+	}
+	*out = r; /* reachable from the snapshot while it is built: its regexes get freed */
+	for (size_t i = 0; i < in->n_policies; i++) {
+		const Envoy__Config__Rbac__V3__Policy *p = in->policies[i]->value;
+		struct px_rbac_policy *o = &r->policies[i];
+		size_t pm = spush(x, "policies[\"%s\"]", in->policies[i]->key);
+		int rc;
+
+		r->npolicies = (uint32_t)i + 1;
+		o->name = arena_strdup(x->a, in->policies[i]->key ? in->policies[i]->key : "");
+		if (!o->name)
+			return snomem(x);
+		if (!p || !p->n_permissions || !p->n_principals)
+			return serr(x, "a policy needs permissions and principals");
+		if (p->condition)
+			return serr(x, "condition is not supported");
+		if (p->checked_condition)
+			return serr(x, "checked_condition is not supported");
+		o->permissions = arena_new(x->a, struct px_rbac_node, p->n_permissions);
+		o->principals = arena_new(x->a, struct px_rbac_node, p->n_principals);
+		if (!o->permissions || !o->principals)
+			return snomem(x);
+		memset(o->permissions, 0, sizeof(*o->permissions) * p->n_permissions);
+		memset(o->principals, 0, sizeof(*o->principals) * p->n_principals);
+		o->npermissions = (uint32_t)p->n_permissions;
+		o->nprincipals = (uint32_t)p->n_principals;
+		for (size_t k = 0; k < p->n_permissions; k++) {
+			size_t km = spush(x, "permissions[%zu]", k);
+
+			rc = rbac_permission(x, p->permissions[k], &o->permissions[k], 0);
+			if (rc)
+				return rc;
+			spop(x, km);
+		}
+		for (size_t k = 0; k < p->n_principals; k++) {
+			size_t km = spush(x, "principals[%zu]", k);
+
+			rc = rbac_principal(x, p->principals[k], &o->principals[k], 0);
+			if (rc)
+				return rc;
+			spop(x, km);
+		}
+		spop(x, pm);
+	}
+	/* Envoy evaluates policies in name order and reports the first that matched. */
+	if (r->npolicies > 1)
+		qsort(r->policies, r->npolicies, sizeof(*r->policies), rbac_policy_cmp);
+	spop(x, mark);
+	return 0;
+}
+
+/* An RBAC filter config from its rules and shadow rules, owned by the snapshot (on its list of
+ * configs whose regexes it frees from the start, so that a failure half-way leaks nothing). */
+static int rbac_config(struct sctx *x, const RbacRules *rules, const RbacRules *shadow,
+		       const struct px_rbac **out)
+{
+	struct px_rbac *f = arena_new(x->a, struct px_rbac, 1);
+	int rc = 0;
+
+	if (!f)
+		return snomem(x);
+	memset(f, 0, sizeof(*f));
+	f->next = x->s->rbacs;
+	x->s->rbacs = f;
+	if (rules)
+		rc = rbac_rules(x, rules, "rules", &f->rules);
+	if (!rc && shadow)
+		rc = rbac_rules(x, shadow, "shadow_rules", &f->shadow);
+	if (!rc)
+		*out = f;
+	return rc;
+}
+
+/* envoy.filters.http.rbac's RBAC message (the filter's or a route's override). */
+static int http_rbac(struct sctx *x, const HttpRbac *in, const struct px_rbac **out)
+{
+	if (in->matcher)
+		return serr(x, "matcher: not supported (use rules)");
+	if (in->shadow_matcher)
+		return serr(x, "shadow_matcher: not supported (use shadow_rules)");
+	if (in->track_per_rule_stats)
+		return serr(x, "track_per_rule_stats: not supported");
+	return rbac_config(x, in->rules, in->shadow_rules, out);
+}
+
+static int http_rbac_filter(struct sctx *x, const Any *typed, const struct px_rbac **out)
+{
+	ProtobufCMessage *msg;
+	size_t mark = spush(x, "typed_config");
+	int rc = unpack(x, typed, HTTP_RBAC_TYPE, &msg);
+
+	if (rc)
+		return rc;
+	rc = http_rbac(x, (const HttpRbac *)msg, out);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+static int net_rbac_filter(struct sctx *x, const Any *typed, const struct px_rbac **out)
+{
+	ProtobufCMessage *msg;
+	const NetRbac *in;
+	size_t mark = spush(x, "typed_config");
+	int rc = unpack(x, typed, NET_RBAC_TYPE, &msg);
+
+	if (rc)
+		return rc;
+	in = (const NetRbac *)msg;
+	/* CONTINUOUS re-decides on every read in Envoy; with no dynamic inputs (metadata and
+	 * filter_state are refused) every decision equals the first, so both types are one. */
+	if (in->matcher)
+		rc = serr(x, "matcher: not supported (use rules)");
+	else if (in->shadow_matcher)
+		rc = serr(x, "shadow_matcher: not supported (use shadow_rules)");
+	else
+		rc = rbac_config(x, in->rules, in->shadow_rules, out);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (!rc)
+		spop(x, mark);
+	return rc;
+}
+
+/* One typed_per_filter_config entry of a route or virtual host: an RBACPerRoute (for the RBAC
+ * filter of that name) goes into o[*k]; the other filters' configs are refused where they would
+ * be dropped. */
+static int per_filter_config(struct sctx *x, const char *key, const Any *v, size_t n,
+			     struct px_rbac_override **o, uint32_t *k)
+{
+	ProtobufCMessage *msg;
+	const HttpRbac *rb;
+	size_t mark;
+	int rc;
+
+	key = key ? key : "";
+	if (!v || strcmp(type_name_of(v->type_url), HTTP_RBAC_PER_ROUTE_TYPE))
+		return per_filter_config_ok(x, key);
+	if (!*o) {
+		*o = arena_new(x->a, struct px_rbac_override, n);
+		if (!*o)
+			return snomem(x);
+	}
+	mark = spush(x, "typed_per_filter_config[\"%s\"]", key);
+	rc = unpack(x, v, HTTP_RBAC_PER_ROUTE_TYPE, &msg);
+	if (rc)
+		return rc;
+	rb = ((const Envoy__Extensions__Filters__Http__Rbac__V3__RBACPerRoute *)msg)->rbac;
+	(*o)[*k].filter = arena_strdup(x->a, key);
+	(*o)[*k].rbac = NULL; /* no rbac: the filter is disabled here */
+	if (rb) {
+		spush(x, "rbac");
+		rc = http_rbac(x, rb, &(*o)[*k].rbac);
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (rc)
+		return rc;
+	if (!(*o)[*k].filter)
+		return snomem(x);
+	(*k)++;
+	spop(x, mark);
+	return 0;
 }
 
 static int route_match(struct sctx *x, const RouteMatch *rm, struct px_route_match *m)
@@ -859,7 +1334,9 @@ static int route(struct sctx *x, const Route *rt, struct px_route *r)
 
 	r->name = sdup(x, rt->name);
 	for (size_t i = 0; i < rt->n_typed_per_filter_config; i++)
-		if (per_filter_config_ok(x, rt->typed_per_filter_config[i]->key))
+		if (per_filter_config(x, rt->typed_per_filter_config[i]->key,
+				      rt->typed_per_filter_config[i]->value,
+				      rt->n_typed_per_filter_config, &r->rbac, &r->nrbac))
 			return -EINVAL;
 	if (rt->action_case == ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE && rt->route->cors)
 		return serr(x, "route.cors is not supported");
@@ -902,7 +1379,9 @@ static int vhost(struct sctx *x, const VirtualHost *vh, struct px_vhost *v)
 	if (vh->cors)
 		return serr(x, "cors is not supported");
 	for (size_t i = 0; i < vh->n_typed_per_filter_config; i++)
-		if (per_filter_config_ok(x, vh->typed_per_filter_config[i]->key))
+		if (per_filter_config(x, vh->typed_per_filter_config[i]->key,
+				      vh->typed_per_filter_config[i]->value,
+				      vh->n_typed_per_filter_config, &v->rbac, &v->nrbac))
 			return -EINVAL;
 	if (vh->require_tls)
 		return serr(x, "require_tls is not supported");
@@ -1690,9 +2169,10 @@ static int tcp_proxy(struct sctx *x, const Any *typed, struct px_tcp_proxy *t)
 }
 
 /* The HTTP filters other than the router: xdsres.c has let through only the ones the proxy owns
- * or Istio's inert ones. Those that would change traffic and that the proxy does not run yet are
- * refused here, unless marked is_optional. */
-static int http_filters(struct sctx *x, const Hcm *in)
+ * or Istio's inert ones. RBAC filters are enforced (is_optional or not: the proxy knows them);
+ * those that would change traffic and that the proxy does not run yet are refused here, unless
+ * marked is_optional. */
+static int http_filters(struct sctx *x, const Hcm *in, struct px_hcm *h)
 {
 	for (size_t i = 0; i + 1 < in->n_http_filters; i++) {
 		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter
@@ -1706,15 +2186,30 @@ static int http_filters(struct sctx *x, const Hcm *in)
 		ProtobufCMessage *msg;
 		int rc, active;
 
+		if (!strcmp(type, HTTP_RBAC_TYPE)) {
+			struct px_rbac_filter *rf;
+
+			if (!h->rbac) {
+				h->rbac =
+					arena_new(x->a, struct px_rbac_filter, in->n_http_filters);
+				if (!h->rbac)
+					return snomem(x);
+			}
+			rf = &h->rbac[h->nrbac];
+			rf->name = arena_strdup(x->a, f->name ? f->name : "");
+			if (!rf->name)
+				return snomem(x);
+			rc = http_rbac_filter(x, f->typed_config, &rf->rbac);
+			if (rc)
+				return rc;
+			h->nrbac++;
+			spop(x, mark);
+			continue;
+		}
 		if (f->is_optional) {
 			spop(x, mark);
 			continue;
 		}
-		if (!strcmp(type, "envoy.extensions.filters.http.rbac.v3.RBAC"))
-			return serr(x,
-				    "%s: RBAC is not enforced by the proxy yet (mark it "
-				    "is_optional: true to run without it)",
-				    f->name ? f->name : "");
 		if (!strcmp(type, "envoy.extensions.filters.http.fault.v3.HTTPFault")) {
 			rc = unpack(x, f->typed_config, type, &msg);
 			if (rc)
@@ -1796,7 +2291,7 @@ static int hcm(struct sctx *x, const Any *typed, struct px_hcm *h)
 		return rc;
 	in = (const Hcm *)msg;
 	h->stat_prefix = sdup(x, in->stat_prefix);
-	rc = http_filters(x, in);
+	rc = http_filters(x, in, h);
 	if (!rc)
 		rc = router_filter(x, in, h);
 	if (rc)
@@ -1963,9 +2458,23 @@ static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_
 		f = in->filters[i];
 		mark = spush(x, "filters[%zu]", i);
 		if (f->typed_config &&
-		    strstr(type_name_of(f->typed_config->type_url), "network.rbac."))
-			return serr(x, "%s: RBAC is not implemented by the proxy yet",
-				    f->name ? f->name : "");
+		    !strcmp(type_name_of(f->typed_config->type_url), NET_RBAC_TYPE)) {
+			struct px_rbac_filter *rf;
+
+			if (!fc->rbac) {
+				fc->rbac = arena_new(x->a, struct px_rbac_filter, in->n_filters);
+				if (!fc->rbac)
+					return snomem(x);
+			}
+			rf = &fc->rbac[fc->nrbac];
+			rf->name = arena_strdup(x->a, f->name ? f->name : "");
+			if (!rf->name)
+				return snomem(x);
+			rc = net_rbac_filter(x, f->typed_config, &rf->rbac);
+			if (rc)
+				return rc;
+			fc->nrbac++;
+		}
 		spop(x, mark);
 	}
 	f = in->filters[in->n_filters - 1];

@@ -63,15 +63,20 @@
  *   filters marked is_optional, Istio's telemetry filters and its istio_authn network filter
  *   (which only records principals; all dropped with a warning by xdsres.c),
  *   envoy.filters.http.fault without a top-level delay/abort, and the inert
- *   envoy.filters.http.cors filter itself. Authorization filters (rbac, ext_authz) are
+ *   envoy.filters.http.cors filter itself. Other authorization filters (ext_authz, ...) are
  *   refused unless marked is_optional.
+ * Enforced: envoy.filters.http.rbac (rules, shadow_rules, RBACPerRoute on routes and virtual
+ *   hosts) and envoy.filters.network.rbac (ONE_TIME_ON_FIRST_BYTE; CONTINUOUS decides the same,
+ *   having no dynamic inputs), with their permissions and principals except metadata,
+ *   filter_state, matcher, uri_template, conditions and audit logging, which are refused with
+ *   the field path, as are the matcher / shadow_matcher trees and track_per_rule_stats.
  * Rejected with the field path: other cluster types and lb policies (CLUSTER_PROVIDED outside
  *   ORIGINAL_DST), load_balancing_policy, lb_subset_config, non-socket addresses, named ports, a
  *   transport_socket other than raw_buffer and tls (or the other side's TLS context), several
  *   certificates per context, pkcs12, private key and certificate providers, SPKI / hash
  *   pinning, CRLs, custom validators, regex SAN matchers, require_sni, internal/api listeners, filter_chain_matcher, direct_source_prefix_ranges,
- *   source_type, network RBAC and HTTP RBAC (not enforced yet) unless is_optional, fault filters
- *   with delay/abort, CORS policies and typed_per_filter_config for cors/fault/rbac, vhds,
+ *   source_type, fault filters with delay/abort, CORS policies and typed_per_filter_config for
+ *   cors/fault (and rbac other than RBACPerRoute), vhds,
  *   require_tls, runtime_fraction, dynamic_metadata and connect matchers, path_match_policy,
  *   cluster_specifier_plugin, host_rewrite_header / auto_host_rewrite / host_rewrite_path_regex,
  *   redirect regex_rewrite, hash_policy query_parameter / filter_state / cookie ttl, direct_response

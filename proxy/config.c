@@ -9,6 +9,7 @@
 
 #include "lib/addr.h"
 #include "proxy/lb.h"
+#include "proxy/rbac.h"
 #include "proxy/tls.h"
 
 /* ---- name index: open addressing, built once, read-only afterwards ------------------------- */
@@ -98,6 +99,8 @@ void px_snapshot_put(struct px_snapshot *s)
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	release_routes(s); /* compiled regexes live outside the arena */
+	for (struct px_rbac *r = s->rbacs; r; r = r->next)
+		px_rbac_release(r);
 	for (uint32_t i = 0; i < s->nclusters; i++)
 		px_cb_put(s->clusters[i].cbs);
 	for (uint32_t i = 0; i < s->ntls; i++)

@@ -272,6 +272,14 @@ enum px_server_header {
 #define PX_HCM_MAX_HEADERS_KB_DEF 60
 #define PX_HCM_MAX_HEADERS_DEF	  100
 
+struct px_rbac; /* proxy/rbac.h */
+
+/* An RBAC filter in a chain (HTTP or network), by its name for per-route overrides. */
+struct px_rbac_filter {
+	const char *name;
+	const struct px_rbac *rbac;
+};
+
 /* envoy.filters.network.http_connection_manager, with the router as its terminal filter. */
 struct px_hcm {
 	const char *stat_prefix;
@@ -302,6 +310,8 @@ struct px_hcm {
 	bool h2_allow_connect; /* http2_protocol_options.allow_connect: extended CONNECT */
 	/* http2_protocol_options.max_concurrent_streams, capped at H2_MAX_STREAMS; 0: that. */
 	uint32_t h2_max_streams;
+	struct px_rbac_filter *rbac; /* envoy.filters.http.rbac filters, in order */
+	uint32_t nrbac;
 };
 
 struct px_filter_chain {
@@ -314,6 +324,10 @@ struct px_filter_chain {
 	struct px_transport transport; /* DownstreamTlsContext: terminate TLS */
 	struct px_tcp_proxy tcp;
 	struct px_hcm http;
+	/* envoy.filters.network.rbac filters before the terminal one, in order: decided once on
+	 * the first bytes (ONE_TIME_ON_FIRST_BYTE). */
+	struct px_rbac_filter *rbac;
+	uint32_t nrbac;
 };
 
 /* Destination ports a listener filter is switched off for (Envoy's filter_disabled, as Istio
@@ -382,6 +396,7 @@ struct px_snapshot {
 	 * finalized; before that, no listener is found by destination. */
 	uint32_t *by_port;
 	uint32_t nby_port;
+	struct px_rbac *rbacs;	 /* every RBAC config, linked by next: their regexes to free */
 	struct px_tls_ctx **tls; /* the TLS contexts its transports use (one reference each) */
 	uint32_t ntls, tls_cap;
 };

@@ -758,6 +758,7 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	if (tls) {
 		c->tls = *tls;
 		memset(tls, 0, sizeof(*tls));
+		hconn_set_tls(&c->hc, &c->tls);
 	}
 	list_add_tail(&c->hc.node, &wk->http_conns);
 	STAT_INC(wk, http_cx_total);

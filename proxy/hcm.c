@@ -13,6 +13,8 @@
 #include "lib/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/lb.h"
+#include "proxy/rbac.h"
+#include "proxy/tlsio.h"
 #include "proxy/tunnel.h"
 #include "proxy/upool.h"
 #include "proxy/worker.h"
@@ -667,6 +669,14 @@ void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
 	list_init(&hc->streams);
 }
 
+void hconn_set_tls(struct hconn *hc, const struct tlsio *tls)
+{
+	hc->peer_authenticated = tls && tlsio_peer_principal(tls, hc->peer_principal_buf,
+							     sizeof(hc->peer_principal_buf));
+	hc->peer_principal = hc->peer_authenticated ? hc->peer_principal_buf : NULL;
+	hc->sni = tls ? tlsio_sni(tls) : NULL;
+}
+
 void hconn_release(struct hconn *hc)
 {
 	workload_put(hc->w);
@@ -751,6 +761,113 @@ static bool upgrade_refused(struct hstream *s)
 	return true;
 }
 
+/* ---- RBAC ------------------------------------------------------------------------------------ */
+
+/* The client address the HCM trusts, for remote_ip, as Envoy derives it: with
+ * use_remote_address, the peer unless xff_num_trusted_hops says to look that many entries into
+ * x-forwarded-for from the right; without, the entry after the trusted hops from the right.
+ * false: the peer it is (no such entry, or it is not an address). */
+static bool rbac_trusted_client(const struct hstream *s, struct shunt_addr *out)
+{
+	const struct px_hcm *cfg = s->hc->cfg;
+	uint32_t want =
+		cfg->use_remote_address ? cfg->xff_num_trusted_hops : cfg->xff_num_trusted_hops + 1;
+	size_t len = 0;
+	const char *xff = req_header(s, "x-forwarded-for", &len);
+	const char *end;
+	uint32_t i = 0;
+
+	if (!want || !xff)
+		return false;
+	end = xff + len;
+	while (end > xff) {
+		const char *p = end;
+		char buf[ADDR_STRLEN];
+
+		while (p > xff && p[-1] != ',')
+			p--;
+		if (++i == want) {
+			const char *b = p, *e = end;
+
+			while (b < e && (*b == ' ' || *b == '\t'))
+				b++;
+			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if ((size_t)(e - b) >= sizeof(buf))
+				return false;
+			memcpy(buf, b, (size_t)(e - b));
+			buf[e - b] = '\0';
+			return addr_parse(out, buf) == 0;
+		}
+		end = p > xff ? p - 1 : xff;
+	}
+	return false;
+}
+
+/* The config an RBAC filter runs with for this request: the route's RBACPerRoute for it, else
+ * the virtual host's, else its own; NULL: disabled here. */
+static const struct px_rbac *rbac_for(const struct hstream *s, const struct px_rbac_filter *f)
+{
+	const struct px_rbac_override *o[2] = {s->route ? s->route->rbac : NULL,
+					       s->vh ? s->vh->rbac : NULL};
+	uint32_t n[2] = {s->route ? s->route->nrbac : 0, s->vh ? s->vh->nrbac : 0};
+
+	for (int k = 0; k < 2; k++)
+		for (uint32_t i = 0; i < n[k]; i++)
+			if (!strcmp(o[k][i].filter, f->name))
+				return o[k][i].rbac;
+	return f->rbac;
+}
+
+/* Envoy's RBAC HTTP filters, in the HCM's order: after route selection (their per-route
+ * configs need the route) and before any upstream work. true: denied and answered 403. */
+static bool rbac_denied(struct hstream *s)
+{
+	struct hconn *hc = s->hc;
+	struct worker *wk = hc->wk;
+	struct shunt_addr client;
+	struct px_rbac_input in = {
+		.req = &s->req,
+		.dst = &hc->local,
+		.dst_port = hc->local_port,
+		.direct_remote = &hc->remote,
+		.sni = hc->sni,
+		.authenticated = hc->peer_authenticated,
+		.principal = hc->peer_principal,
+	};
+	bool have_client = false;
+
+	for (uint32_t i = 0; i < hc->cfg->nrbac; i++) {
+		const struct px_rbac *rb = rbac_for(s, &hc->cfg->rbac[i]);
+		struct px_rbac_decision d;
+
+		if (!rb)
+			continue;
+		if (!have_client) {
+			in.remote = rbac_trusted_client(s, &client) ? &client : NULL;
+			have_client = true;
+		}
+		px_rbac_eval(rb, &in, &d);
+		if (d.has_shadow) {
+			if (d.shadow.allowed)
+				STAT_INC(wk, http_rbac_shadow_allowed);
+			else
+				STAT_INC(wk, http_rbac_shadow_denied);
+		}
+		if (!rb->rules)
+			continue;
+		if (d.enforced.allowed) {
+			STAT_INC(wk, http_rbac_allowed);
+			continue;
+		}
+		STAT_INC(wk, http_rbac_denied);
+		px_rbac_details(s->details_buf, sizeof(s->details_buf), d.enforced.policy);
+		local_reply(s, HTTP_LR_RBAC_DENIED, s->details_buf, NULL);
+		return true;
+	}
+	return false;
+}
+
 void hstream_on_request_headers(struct hstream *s)
 {
 	struct worker *wk = s->hc->wk;
@@ -779,6 +896,8 @@ void hstream_on_request_headers(struct hstream *s)
 	s->vh = s->rc ? px_vhost_match(s->rc, s->req.authority, s->req.authority_len) : NULL;
 	s->route = s->vh ? px_route_match(s->vh, &s->req) : NULL;
 	if (upgrade_refused(s))
+		return;
+	if (cfg->nrbac && rbac_denied(s))
 		return;
 	if (!s->route) {
 		STAT_INC(wk, cx_no_route);

@@ -18,6 +18,7 @@
 #include "lib/strbuf.h"
 #include "proxy/config.h"
 #include "proxy/http.h"
+#include "proxy/rbac.h"
 
 #define HCM_RETRY_BUFFER_MAX  (1u << 20) /* request body kept for replay (Envoy: 1 MiB) */
 #define HCM_MAX_AVOID	      8		 /* previous hosts remembered for retries */
@@ -171,6 +172,13 @@ struct hconn {
 	struct shunt_addr remote, local;
 	__u16 remote_port, local_port;
 	char remote_ip[48];
+	/* The peer as RBAC sees it: a verified TLS client certificate and its principal (first
+	 * URI SAN, else DNS SAN, else subject; NULL: none), and the TLS SNI (NULL: none). The
+	 * codec fills them from its TLS session; they point into memory it keeps. */
+	bool peer_authenticated;
+	const char *peer_principal;
+	const char *sni;
+	char peer_principal_buf[PX_RBAC_PRINCIPAL_MAX];
 	struct list_head streams;
 	struct list_head node; /* in the worker's HTTP connections (for timers) */
 	uint64_t last_activity;
@@ -183,6 +191,9 @@ void hconn_init(struct hconn *hc, struct worker *wk, struct proxy_workload *w,
 		struct px_snapshot *snap, const struct px_hcm *cfg, const struct shunt_addr *remote,
 		__u16 remote_port, const struct shunt_addr *local, __u16 local_port);
 void hconn_release(struct hconn *hc);
+/* The connection's TLS session (NULL: plain) gives the peer and SNI that RBAC matches. */
+struct tlsio;
+void hconn_set_tls(struct hconn *hc, const struct tlsio *tls);
 
 /* Stream lifecycle, called by downstream codecs. */
 void hstream_init(struct hstream *s, struct hconn *hc, const struct hconn_ops *ops);

@@ -339,6 +339,7 @@ static const struct {
 	[HTTP_LR_VERSION] = {505, "DPE", "HTTP Version Not Supported"},
 	[HTTP_LR_STREAM_IDLE] = {408, "SI", "stream timeout"},
 	[HTTP_LR_UPGRADE_FAILED] = {403, "-", ""},
+	[HTTP_LR_RBAC_DENIED] = {403, "RBAC", "RBAC: access denied"},
 };
 
 int http_local_reply_status(enum http_local_reply r)

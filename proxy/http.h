@@ -104,6 +104,7 @@ enum http_local_reply {
 	HTTP_LR_VERSION,	   /* 505 */
 	HTTP_LR_STREAM_IDLE,	   /* 408 SI */
 	HTTP_LR_UPGRADE_FAILED,	   /* 403, empty: an upgrade no upgrade_configs allows */
+	HTTP_LR_RBAC_DENIED,	   /* 403 RBAC: "RBAC: access denied" */
 };
 
 int http_local_reply_status(enum http_local_reply r);

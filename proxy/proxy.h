@@ -110,6 +110,14 @@ struct proxy_workload_desc {
 	  "x-envoy-retriable-status-codes past HCM_RETRY_CODES_MAX, ignored")                      \
 	X(http_downstream_protocol_error, "HTTP requests refused as malformed (400/414/431/505)")  \
 	X(http_downstream_smuggling, "of those, request smuggling shapes (CL/TE conflicts)")       \
+	X(http_rbac_allowed, "HTTP requests the RBAC filters allowed (Envoy's rbac.allowed)")      \
+	X(http_rbac_denied, "HTTP requests the RBAC filters denied (403, RBAC)")                   \
+	X(http_rbac_shadow_allowed, "HTTP requests the RBAC shadow rules would allow")             \
+	X(http_rbac_shadow_denied, "HTTP requests the RBAC shadow rules would deny")               \
+	X(tcp_rbac_allowed, "connections the network RBAC filters allowed")                        \
+	X(tcp_rbac_denied, "connections the network RBAC filters denied (closed, RBAC)")           \
+	X(tcp_rbac_shadow_allowed, "connections the network RBAC shadow rules would allow")        \
+	X(tcp_rbac_shadow_denied, "connections the network RBAC shadow rules would deny")          \
 	X(io_buf_active, "16 KB I/O buffers connections hold now (only while bytes are in them)")  \
 	X(io_buf_pooled, "free I/O buffers the workers keep for reuse")
 

@@ -46,7 +46,7 @@ static bool regex_match(const pcre2_code *re, const char *s, size_t len)
 	return rc >= 0;
 }
 
-static int string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err)
+int px_string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err)
 {
 	if (m->kind != PX_STR_REGEX)
 		return 0;
@@ -68,11 +68,11 @@ int px_route_config_finalize(struct arena *a, struct px_route_config *rc, const 
 				return -EINVAL;
 			for (uint32_t h = 0; h < m->nheaders; h++)
 				if (m->headers[h].kind == PX_HDR_STRING &&
-				    string_matcher_prepare(a, &m->headers[h].str, err))
+				    px_string_matcher_prepare(a, &m->headers[h].str, err))
 					return -EINVAL;
 			for (uint32_t q = 0; q < m->nquery; q++)
 				if (!m->query[q].present_only &&
-				    string_matcher_prepare(a, &m->query[q].str, err))
+				    px_string_matcher_prepare(a, &m->query[q].str, err))
 					return -EINVAL;
 			if (rt->action.regex_rewrite_pattern) {
 				/* A rewrite replaces every match, not just a whole-path one. */
@@ -101,7 +101,7 @@ int px_route_config_finalize(struct arena *a, struct px_route_config *rc, const 
 	return 0;
 }
 
-static void string_matcher_release(struct px_string_matcher *m)
+void px_string_matcher_release(struct px_string_matcher *m)
 {
 	pcre2_code_free((pcre2_code *)m->re);
 	m->re = NULL;
@@ -118,9 +118,9 @@ void px_route_config_release(struct px_route_config *rc)
 			pcre2_code_free((pcre2_code *)m->re);
 			m->re = NULL;
 			for (uint32_t h = 0; h < m->nheaders; h++)
-				string_matcher_release(&m->headers[h].str);
+				px_string_matcher_release(&m->headers[h].str);
 			for (uint32_t q = 0; q < m->nquery; q++)
-				string_matcher_release(&m->query[q].str);
+				px_string_matcher_release(&m->query[q].str);
 			pcre2_code_free((pcre2_code *)vh->routes[r].action.rewrite_re);
 			vh->routes[r].action.rewrite_re = NULL;
 		}
@@ -246,7 +246,7 @@ const char *px_req_header(const struct px_req_view *r, const char *name, size_t 
 	return NULL;
 }
 
-static bool header_matches(const struct px_header_matcher *m, const struct px_req_view *r)
+bool px_header_match(const struct px_header_matcher *m, const struct px_req_view *r)
 {
 	size_t len = 0;
 	const char *v = px_req_header(r, m->name, &len);
@@ -367,7 +367,7 @@ const struct px_route *px_route_match(const struct px_vhost *vh, const struct px
 			  path_matches(m, r->path, path_len);
 
 		for (uint32_t h = 0; ok && h < m->nheaders; h++)
-			ok = header_matches(&m->headers[h], r);
+			ok = px_header_match(&m->headers[h], r);
 		for (uint32_t k = 0; ok && k < m->nquery; k++) {
 			const char *v;
 			size_t vlen;

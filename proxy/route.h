@@ -236,8 +236,19 @@ enum px_route_kind {
 	PX_ROUTE_DIRECT
 };
 
+struct px_rbac; /* proxy/rbac.h */
+
+/* typed_per_filter_config for an RBAC filter (RBACPerRoute): the filter's name and its rbac
+ * override; NULL: the filter is disabled here (an empty RBACPerRoute). */
+struct px_rbac_override {
+	const char *filter;
+	const struct px_rbac *rbac;
+};
+
 struct px_route {
 	const char *name;
+	struct px_rbac_override *rbac;
+	uint32_t nrbac;
 	struct px_route_match match;
 	enum px_route_kind kind;
 	struct px_route_action action;
@@ -248,6 +259,8 @@ struct px_route {
 
 struct px_vhost {
 	const char *name;
+	struct px_rbac_override *rbac; /* used when the route has none for the filter */
+	uint32_t nrbac;
 	const char **domains;
 	uint32_t ndomains;
 	struct px_route *routes;
@@ -292,6 +305,11 @@ const struct px_vhost *px_vhost_match(const struct px_route_config *rc, const ch
 /* The first route of the virtual host whose path, headers and query parameters all match. */
 const struct px_route *px_route_match(const struct px_vhost *vh, const struct px_req_view *r);
 bool px_string_match(const struct px_string_matcher *m, const char *s, size_t len);
+/* Compiles a PX_STR_REGEX matcher (others need nothing); -EINVAL with *err (arena'd). */
+int px_string_matcher_prepare(struct arena *a, struct px_string_matcher *m, const char **err);
+void px_string_matcher_release(struct px_string_matcher *m);
+/* Envoy's HeaderMatcher over a request (invert_match, treat_missing_header_as_empty). */
+bool px_header_match(const struct px_header_matcher *m, const struct px_req_view *r);
 /* Envoy's upgrade decision for a request asking for upgrade type (len bytes): the HCM must list
  * it; the route's entry, if any, then decides, else the HCM's enabled flag. */
 bool px_upgrade_allowed(const struct px_upgrade *hcm, uint32_t nhcm, const struct px_upgrade *route,

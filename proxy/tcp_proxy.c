@@ -18,6 +18,7 @@
 #include "proxy/h1_down.h"
 #include "proxy/h2.h"
 #include "proxy/orig_dst.h"
+#include "proxy/rbac.h"
 #include "proxy/sniff.h"
 #include "proxy/tlsio.h"
 #include "proxy/tunnel.h"
@@ -84,6 +85,9 @@ struct conn {
 	const char *flags;
 	const char *details;
 	const char *failure;
+	/* A network RBAC filter denied it: the policy that matched (NULL: none), for the log. */
+	bool rbac_denied;
+	const char *rbac_policy;
 	/* What the listener filters found; allocated only on listeners that have them. */
 	struct conn_sniffed *sniffed;
 	const struct px_listener *listener;  /* resolved at accept, from snap */
@@ -126,7 +130,7 @@ static void tunnel_log(struct worker *wk, struct conn *c)
 static void conn_log(struct worker *wk, struct conn *c)
 {
 	char up_host[ADDR_STRLEN] = "-", up_local[ADDR_STRLEN] = "-", dl[ADDR_STRLEN] = "-",
-	     dr[ADDR_STRLEN] = "-";
+	     dr[ADDR_STRLEN] = "-", rbac[PX_RBAC_DETAILS_MAX];
 	struct accesslog_tcp e = {0};
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -154,6 +158,10 @@ static void conn_log(struct worker *wk, struct conn *c)
 	e.bytes_sent = c->u2d.bytes;
 	e.flags = c->flags;
 	e.details = c->details;
+	if (c->rbac_denied) {
+		px_rbac_details(rbac, sizeof(rbac), c->rbac_policy);
+		e.details = rbac;
+	}
 	e.failure_reason = c->failure;
 	e.upstream_host = up_host;
 	e.upstream_cluster = c->cluster ? c->cluster->name : NULL;
@@ -714,6 +722,49 @@ static int upstream_transport(struct worker *wk, struct conn *c, const struct px
 	return -1;
 }
 
+/* The chain's network RBAC filters, in order. Envoy decides ONE_TIME_ON_FIRST_BYTE on the first
+ * read; every input it looks at (addresses, SNI, the peer's certificate) is known once the chain
+ * is chosen and its TLS handshake done, so the decision is the same made here, and a denied
+ * connection never reaches the upstream (or the HCM). true: denied. */
+static bool conn_rbac_denied(struct worker *wk, struct conn *c, const struct px_filter_chain *fc)
+{
+	char principal[PX_RBAC_PRINCIPAL_MAX];
+	struct px_rbac_input in = {
+		.dst = &c->orig,
+		.dst_port = c->orig_port,
+		.direct_remote = &c->down_remote,
+	};
+
+	in.authenticated = tlsio_peer_principal(&c->down.tls, principal, sizeof(principal));
+	in.principal = in.authenticated ? principal : NULL;
+	in.sni = c->down.tls.ssl		    ? tlsio_sni(&c->down.tls)
+		 : c->sniffed && c->sniffed->sni[0] ? c->sniffed->sni
+						    : NULL;
+	for (uint32_t i = 0; i < fc->nrbac; i++) {
+		struct px_rbac_decision d;
+
+		px_rbac_eval(fc->rbac[i].rbac, &in, &d);
+		if (d.has_shadow) {
+			if (d.shadow.allowed)
+				STAT_INC(wk, tcp_rbac_shadow_allowed);
+			else
+				STAT_INC(wk, tcp_rbac_shadow_denied);
+		}
+		if (!fc->rbac[i].rbac->rules)
+			continue;
+		if (d.enforced.allowed) {
+			STAT_INC(wk, tcp_rbac_allowed);
+			continue;
+		}
+		STAT_INC(wk, tcp_rbac_denied);
+		c->rbac_denied = true;
+		c->rbac_policy = d.enforced.policy; /* in the snapshot the connection holds */
+		c->flags = "-";
+		return true;
+	}
+	return false;
+}
+
 /* Filter chain -> cluster -> endpoint, from the connection's snapshot. On failure, sets the
  * Envoy response flag and details and returns -1. */
 static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr *orig,
@@ -735,6 +786,8 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 	c->chain = fc;
 	if (px_transport_is_tls(&fc->transport) && !c->down.tls.ssl)
 		return downstream_tls_start(wk, c, fc);
+	if (fc->nrbac && conn_rbac_denied(wk, c, fc))
+		return -1;
 	if (fc->kind == PX_NF_HTTP)
 		return conn_to_http(wk, c, fc, orig, orig_port);
 	if (fc->tcp.idle_timeout_ms)

@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,6 +117,58 @@ const char *tlsio_alpn(const struct tlsio *t, char *buf, size_t len)
 		SSL_get0_alpn_selected(t->ssl, &p, &n);
 	snprintf(buf, len, "%.*s", (int)n, p ? (const char *)p : "");
 	return buf;
+}
+
+static bool first_san(const GENERAL_NAMES *names, int type, char *buf, size_t len)
+{
+	for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+
+		if (g->type != type)
+			continue;
+		snprintf(buf, len, "%.*s", ASN1_STRING_length(g->d.ia5),
+			 (const char *)ASN1_STRING_get0_data(g->d.ia5));
+		return true;
+	}
+	return false;
+}
+
+bool tlsio_peer_principal(const struct tlsio *t, char *buf, size_t len)
+{
+	X509 *peer;
+	GENERAL_NAMES *names;
+	bool named;
+
+	if (!t->ssl || !len)
+		return false;
+	peer = SSL_get_peer_certificate(t->ssl);
+	if (!peer)
+		return false;
+	/* Only a chain that verified authenticates anyone (a server context that asks for no
+	 * certificate never gets one). */
+	if (SSL_get_verify_result(t->ssl) != X509_V_OK) {
+		X509_free(peer);
+		return false;
+	}
+	names = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+	named = first_san(names, GEN_URI, buf, len) || first_san(names, GEN_DNS, buf, len);
+	GENERAL_NAMES_free(names);
+	if (!named) {
+		BIO *b = BIO_new(BIO_s_mem());
+		int n = b ? X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253)
+			  : -1;
+		int got = n >= 0 && len > 1 ? BIO_read(b, buf, (int)len - 1) : 0;
+
+		buf[got > 0 ? got : 0] = '\0';
+		BIO_free(b);
+	}
+	X509_free(peer);
+	return true;
+}
+
+const char *tlsio_sni(const struct tlsio *t)
+{
+	return t->ssl ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 /* What SSL_read/SSL_write's failure means to a caller that speaks recv/send. */

@@ -55,6 +55,11 @@ int tlsio_start(struct tlsio *t, struct px_tls_ctx *ctx, int fd, const char *sni
 enum tlsio_hs tlsio_handshake(struct tlsio *t);
 /* The negotiated ALPN protocol ("" when none), NUL-terminated into buf. */
 const char *tlsio_alpn(const struct tlsio *t, char *buf, size_t len);
+/* The verified peer's identity as Envoy's RBAC reads it: its first URI SAN, else its first DNS
+ * SAN, else its subject (RFC 2253), into buf. false: plain, or no verified peer certificate. */
+bool tlsio_peer_principal(const struct tlsio *t, char *buf, size_t len);
+/* The SNI the client asked for (owned by the session); NULL: plain or none. */
+const char *tlsio_sni(const struct tlsio *t);
 /* A client connection offers proto ("h2", "http/1.1") by ALPN instead of its context's list;
  * before the handshake. 0, -EINVAL (empty or too long), -ENOMEM. */
 int tlsio_offer(struct tlsio *t, const char *proto);

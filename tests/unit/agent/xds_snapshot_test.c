@@ -12,6 +12,7 @@
 #include "lib/addr.h"
 #include "lib/log.h"
 #include "proxy/config.h"
+#include "proxy/rbac.h"
 #include "proxy/route.h"
 #include "tests/lib/tap.h"
 
@@ -542,6 +543,20 @@ static void test_ads(void)
 	"listener \"h\": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]."  \
 	"routes[0]."
 
+#define HRBAC_T "'@type': type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+#define NRBAC_T "'@type': type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
+/* An HCM whose first HTTP filter is RBAC with this config. */
+#define HRBAC(cfg)                                                                                 \
+	"static_resources: {listeners: [{name: h, address: {socket_address: {address: 0.0.0.0, "   \
+	"port_value: 80}}, filter_chains: [{filters: [{name: "                                     \
+	"envoy.filters.network.http_connection_manager, typed_config: {" HCM_T                     \
+	", stat_prefix: h, route_config: {name: r}, http_filters: [{name: "                        \
+	"envoy.filters.http.rbac, typed_config: {" HRBAC_T ", " cfg "}}, {name: "                  \
+	"envoy.filters.http.router, typed_config: {'@type': "                                      \
+	"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]}]}"
+#define HRBAC_PATH                                                                                 \
+	"listener \"h\": filter_chains[0].filters[0].typed_config.http_filters[0].typed_config."
+
 #define LF(filter)                                                                                 \
 	"static_resources: {listeners: [{name: l, address: {socket_address: {address: 0.0.0.0, "   \
 	"port_value: 81}}, listener_filters: [" filter                                             \
@@ -607,19 +622,57 @@ static const struct bad {
 	    "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}"),
 	 "listener \"h\": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]."
 	 "routes[0]: typed_per_filter_config[\"envoy.filters.http.fault\"] is not supported"},
-	{"static_resources: {listeners: [{name: h, address: {socket_address: {address: 0.0.0.0, "
-	 "port_value: 80}}, filter_chains: [{filters: [{name: "
-	 "envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
-	 ", stat_prefix: h, route_config: {name: r}, http_filters: [{name: "
-	 "envoy.filters.http.rbac, "
-	 "typed_config: {'@type': "
-	 "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC}}, "
-	 "{name: envoy.filters.http.router, typed_config: {'@type': "
-	 "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]}]}",
-	 "listener \"h\": filter_chains[0].filters[0].typed_config.http_filters[0]: "
-	 "envoy.filters.http.rbac: RBAC is not enforced by the proxy yet (mark it is_optional: "
-	 "true "
-	 "to run without it)"},
+	/* Malformed or unsupported RBAC: NACKed with the field's path. */
+	{HRBAC("rules: {action: 7}"), HRBAC_PATH "rules: action: 7 is not ALLOW, DENY or LOG"},
+	{HRBAC("rules: {policies: {p: {permissions: [{destination_ip: {address_prefix: "
+	       "10.0.0.300, prefix_len: 8}}], principals: [{any: true}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].permissions[0].destination_ip: address_prefix: "
+		    "\"10.0.0.300\" is not an IP address"},
+	{HRBAC("rules: {policies: {p: {permissions: [{any: true}], principals: [{remote_ip: "
+	       "{address_prefix: 10.0.0.0, prefix_len: 33}}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].principals[0].remote_ip: prefix_len: 33 is out of "
+		    "range"},
+	{HRBAC("rules: {policies: {p: {permissions: [{url_path: {path: {safe_regex: {regex: "
+	       "'/a[('}}}}], principals: [{any: true}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].permissions[0].url_path.path: regex \"/a[(\": missing "
+		    "terminating ] for character class at offset 4"},
+	{HRBAC("rules: {policies: {p: {permissions: [{metadata: {filter: f, path: [{key: k}], "
+	       "value: {present_match: true}}}], principals: [{any: true}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].permissions[0]: metadata is not supported"},
+	{HRBAC("rules: {policies: {p: {permissions: [{any: true}], principals: [{and_ids: {ids: "
+	       "[{any: true}, {filter_state: {key: k, string_match: {exact: v}}}]}}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].principals[0].and_ids.ids[1]: filter_state is not "
+		    "supported"},
+	{HRBAC("rules: {policies: {p: {permissions: [{not_rule: {requested_server_name: {}}}], "
+	       "principals: [{any: true}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"].permissions[0].not_rule.requested_server_name: a "
+		    "string matcher needs exact, prefix, suffix, contains or safe_regex"},
+	{HRBAC("rules: {policies: {p: {permissions: [{any: true}], principals: [{any: true}], "
+	       "condition: {const_expr: {bool_value: true}}}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"]: condition is not supported"},
+	{HRBAC("rules: {policies: {p: {permissions: [{any: true}]}}}"),
+	 HRBAC_PATH "rules.policies[\"p\"]: a policy needs permissions and principals"},
+	{HRBAC("shadow_rules: {policies: {p: {permissions: [{destination_port_range: {start: 9, "
+	       "end: 70000}}], principals: [{any: true}]}}}"),
+	 HRBAC_PATH "shadow_rules.policies[\"p\"].permissions[0]: destination_port_range: [9, "
+		    "70000) is not a port range"},
+	{HRBAC("matcher: {}"), "listener \"h\": filter_chains[0].filters[0].typed_config."
+			       "http_filters[0].typed_config: matcher: not supported (use rules)"},
+	{RT("route: {cluster: c}, typed_per_filter_config: {envoy.filters.http.rbac: {'@type': "
+	    "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute, rbac: {rules: "
+	    "{policies: {q: {permissions: [{uri_template: {name: t}}], principals: [{any: "
+	    "true}]}}}}}}"),
+	 RT_PATH "typed_per_filter_config[\"envoy.filters.http.rbac\"].rbac.rules.policies[\"q\"]."
+		 "permissions[0]: uri_template is not supported"},
+	{"static_resources: {listeners: [{name: t, address: {socket_address: {address: 0.0.0.0, "
+	 "port_value: 1}}, filter_chains: [{filters: [{name: envoy.filters.network.rbac, "
+	 "typed_config: {" NRBAC_T ", stat_prefix: tcp., rules: {action: DENY, policies: {p: "
+	 "{permissions: [{any: true}], principals: [{direct_remote_ip: {address_prefix: "
+	 "nope}}]}}}}}"
+	 ", {name: envoy.filters.network.tcp_proxy, typed_config: {" TCP_T
+	 ", stat_prefix: t, cluster: c}}]}]}], clusters: [{name: c}]}",
+	 "listener \"t\": filter_chains[0].filters[0].typed_config.rules.policies[\"p\"]."
+	 "principals[0].direct_remote_ip: address_prefix: \"nope\" is not an IP address"},
 	{RT("route: {cluster: nope}"), NULL}, /* caught by the bootstrap checks already */
 	{"static_resources: {listeners: [{name: t, address: {socket_address: {address: 0.0.0.0, "
 	 "port_value: 1}}, filter_chains: [{transport_socket: {name: envoy.transport_sockets.tls}, "
@@ -770,6 +823,191 @@ static void test_istio_authn(void)
 	s = build_text(yaml, &err, &rc);
 	ok(!s && strstr(err.msg, "unsupported network filter \"istio_authn\""),
 	   "a TypedStruct of an unknown type is still refused: %s", err.msg);
+	px_snapshot_put(s);
+}
+
+/* Istio's AuthorizationPolicy shapes: an ALLOW and a DENY envoy.filters.http.rbac in the inbound
+ * HCM (principals as or_ids/and_ids of authenticated.principal_name, paths and methods), a
+ * route that disables one filter and one that overrides it, and envoy.filters.network.rbac
+ * (CONTINUOUS accepted) before a tcp_proxy. Translated, then evaluated. */
+static void test_rbac(void)
+{
+	static const char yaml[] =
+		"static_resources:\n"
+		"  listeners:\n"
+		"  - name: virtualInbound\n"
+		"    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}\n"
+		"    filter_chains:\n"
+		"    - name: 0.0.0.0_8080\n"
+		"      filter_chain_match: {destination_port: 8080}\n"
+		"      filters:\n"
+		"      - name: envoy.filters.network.http_connection_manager\n"
+		"        typed_config:\n"
+		"          " HCM_T "\n"
+		"          stat_prefix: inbound_0.0.0.0_8080\n"
+		"          http_filters:\n"
+		"          - name: envoy.filters.http.rbac\n"
+		"            typed_config:\n"
+		"              " HRBAC_T "\n"
+		"              rules:\n"
+		"                action: DENY\n"
+		"                policies:\n"
+		"                  ns[foo]-policy[deny-admin]-rule[0]:\n"
+		"                    permissions: [{and_rules: {rules: [{or_rules: {rules: "
+		"[{url_path: "
+		"{path: {prefix: /admin}}}]}}, {or_rules: {rules: [{header: {name: ':method', "
+		"string_match: {exact: POST}}}]}}]}}]\n"
+		"                    principals: [{and_ids: {ids: [{any: true}]}}]\n"
+		"              shadow_rules: {action: DENY, policies: {shadow: {permissions: "
+		"[{any: "
+		"true}], principals: [{not_id: {remote_ip: {address_prefix: 10.0.0.0, prefix_len: "
+		"8}}}]}}}\n"
+		"          - name: envoy.filters.http.rbac\n"
+		"            typed_config:\n"
+		"              " HRBAC_T "\n"
+		"              rules:\n"
+		"                policies:\n"
+		"                  ns[foo]-policy[zz]-rule[0]:\n"
+		"                    permissions: [{destination_port: 9}]\n"
+		"                    principals: [{any: true}]\n"
+		"                  ns[foo]-policy[bar]-rule[0]:\n"
+		"                    permissions: [{and_rules: {rules: [{or_rules: {rules: "
+		"[{header: {name: ':method', string_match: {exact: GET}}}]}}]}}]\n"
+		"                    principals:\n"
+		"                    - and_ids: {ids: [{or_ids: {ids: [{authenticated: "
+		"{principal_name: {exact: spiffe://cluster.local/ns/foo/sa/bar}}}, {authenticated: "
+		"{principal_name: {suffix: /sa/ops}}}]}}]}\n"
+		"                    - and_ids: {ids: [{or_ids: {ids: [{authenticated: "
+		"{principal_name: {prefix: spiffe://cluster.local/ns/trusted/}}}]}}]}\n"
+		"          - {name: envoy.filters.http.router, typed_config: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n"
+		"          route_config:\n"
+		"            name: inbound|8080||\n"
+		"            virtual_hosts:\n"
+		"            - name: inbound|http|8080\n"
+		"              domains: ['*']\n"
+		"              routes:\n"
+		"              - name: health\n"
+		"                match: {prefix: /healthz}\n"
+		"                route: {cluster: c}\n"
+		"                typed_per_filter_config: {envoy.filters.http.rbac: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute}}\n"
+		"              - name: default\n"
+		"                match: {prefix: /}\n"
+		"                route: {cluster: c}\n"
+		"                typed_per_filter_config: {envoy.filters.http.rbac: {'@type': "
+		"type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute, rbac: "
+		"{rules: {action: LOG}}}}\n"
+		"    - name: 0.0.0.0_5432\n"
+		"      filter_chain_match: {destination_port: 5432}\n"
+		"      filters:\n"
+		"      - name: envoy.filters.network.rbac\n"
+		"        typed_config:\n"
+		"          " NRBAC_T "\n"
+		"          stat_prefix: tcp.\n"
+		"          enforcement_type: CONTINUOUS\n"
+		"          rules:\n"
+		"            policies:\n"
+		"              ns[db]-policy[clients]-rule[0]:\n"
+		"                permissions: [{and_rules: {rules: [{or_rules: {rules: "
+		"[{destination_port: 5432}, {destination_port_range: {start: 6000, end: 6010}}]}}, "
+		"{not_rule: {destination_ip: {address_prefix: 10.9.0.0, prefix_len: 16}}}]}}]\n"
+		"                principals: [{and_ids: {ids: [{or_ids: {ids: [{direct_remote_ip: "
+		"{address_prefix: 10.1.0.0, prefix_len: 16}}, {source_ip: {address_prefix: "
+		"192.168.0.1}}]}}]}}]\n"
+		"      - name: envoy.filters.network.tcp_proxy\n"
+		"        typed_config: {" TCP_T ", stat_prefix: db, cluster: c}\n"
+		"  clusters: [{name: c}]\n";
+	struct jtree_err err;
+	int rc;
+	struct px_snapshot *s = build_text(yaml, &err, &rc);
+	const struct px_listener *l = s ? listener(s, "virtualInbound") : NULL;
+	const struct px_hcm *h = l ? &l->chains[0].http : NULL;
+	const struct px_filter_chain *tcp = l ? &l->chains[1] : NULL;
+	const struct px_route *rt = h ? h->inline_routes->vhosts[0].routes : NULL;
+	struct shunt_addr dst, src, far;
+	struct px_req_view get = {.method = "GET", .method_len = 3, .path = "/x", .path_len = 2};
+	struct px_req_view post = {
+		.method = "POST", .method_len = 4, .path = "/admin/users?x", .path_len = 14};
+	struct px_rbac_input in = {.req = &get,
+				   .dst = &dst,
+				   .dst_port = 8080,
+				   .direct_remote = &src,
+				   .authenticated = true,
+				   .principal = "spiffe://cluster.local/ns/foo/sa/bar"};
+	struct px_rbac_decision d;
+	const char *pol;
+
+	ok(s && h && h->nrbac == 2, "Istio's two HTTP RBAC filters translate: %s",
+	   rc ? err.msg : "ok");
+	if (!s || !h || h->nrbac != 2) {
+		px_snapshot_put(s);
+		return;
+	}
+	addr_parse(&dst, "10.1.2.3");
+	addr_parse(&src, "10.1.0.9");
+	addr_parse(&far, "172.16.0.1");
+	is_str(h->rbac[0].name, "envoy.filters.http.rbac", "the filter keeps its name");
+	ok(h->rbac[0].rbac->rules->action == PX_RBAC_DENY && h->rbac[0].rbac->shadow &&
+		   h->rbac[1].rbac->rules->action == PX_RBAC_ALLOW,
+	   "actions DENY (with shadow rules) and ALLOW (the default)");
+	is_str(h->rbac[1].rbac->rules->policies[0].name, "ns[foo]-policy[bar]-rule[0]",
+	       "policies are sorted by name");
+	ok(px_rbac_rules_allow(h->rbac[1].rbac->rules, &in, &pol) &&
+		   !strcmp(pol, "ns[foo]-policy[bar]-rule[0]"),
+	   "ALLOW: GET from spiffe://cluster.local/ns/foo/sa/bar (exact) is allowed");
+	in.principal = "spiffe://other/ns/x/sa/ops";
+	ok(px_rbac_rules_allow(h->rbac[1].rbac->rules, &in, &pol), "ALLOW: suffix /sa/ops");
+	in.principal = "spiffe://cluster.local/ns/trusted/sa/any";
+	ok(px_rbac_rules_allow(h->rbac[1].rbac->rules, &in, &pol),
+	   "ALLOW: the second principal (namespace prefix)");
+	in.principal = "spiffe://cluster.local/ns/foo/sa/baz";
+	ok(!px_rbac_rules_allow(h->rbac[1].rbac->rules, &in, &pol) && !pol,
+	   "ALLOW: another service account is denied");
+	in.authenticated = false;
+	in.principal = NULL;
+	ok(!px_rbac_rules_allow(h->rbac[1].rbac->rules, &in, &pol), "ALLOW: plaintext is denied");
+	in.req = &post;
+	px_rbac_eval(h->rbac[0].rbac, &in, &d);
+	ok(!d.enforced.allowed && !strcmp(d.enforced.policy, "ns[foo]-policy[deny-admin]-rule[0]"),
+	   "DENY: POST /admin/users (query dropped) is denied by its policy");
+	ok(d.has_shadow && d.shadow.allowed, "shadow: a 10/8 client is not shadow-denied");
+	in.req = &get;
+	in.direct_remote = &far;
+	px_rbac_eval(h->rbac[0].rbac, &in, &d);
+	ok(d.enforced.allowed && !d.shadow.allowed, "DENY: GET passes; shadow denies 172.16/12");
+	ok(rt && rt[0].nrbac == 1 && !strcmp(rt[0].rbac[0].filter, "envoy.filters.http.rbac") &&
+		   rt[0].rbac[0].rbac == NULL,
+	   "an empty RBACPerRoute disables the filter on its route");
+	ok(rt && rt[1].nrbac == 1 && rt[1].rbac[0].rbac &&
+		   rt[1].rbac[0].rbac->rules->action == PX_RBAC_LOG,
+	   "an RBACPerRoute with rbac overrides it");
+
+	ok(tcp && tcp->kind == PX_NF_TCP_PROXY && tcp->nrbac == 1 &&
+		   !strcmp(tcp->rbac[0].name, "envoy.filters.network.rbac"),
+	   "envoy.filters.network.rbac before tcp_proxy translates (CONTINUOUS accepted)");
+	if (tcp && tcp->nrbac == 1) {
+		struct px_rbac_input nin = {.dst = &dst, .dst_port = 5432, .direct_remote = &src};
+
+		ok(px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: 10.1/16 to 5432 is allowed");
+		nin.dst_port = 6009;
+		ok(px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: the port range's last port is allowed");
+		nin.dst_port = 6010;
+		ok(!px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: past the range is denied");
+		nin.dst_port = 5432;
+		nin.direct_remote = &far;
+		ok(!px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: another source is denied");
+		addr_parse(&far, "192.168.0.1");
+		ok(px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: source_ip (a /32 by default) is allowed");
+		addr_parse(&dst, "10.9.1.1");
+		ok(!px_rbac_rules_allow(tcp->rbac[0].rbac->rules, &nin, &pol),
+		   "network: not_rule destination_ip excludes 10.9/16");
+	}
 	px_snapshot_put(s);
 }
 
@@ -1300,6 +1538,7 @@ int main(void)
 	test_grpc_timeout();
 	test_upgrades();
 	test_istio_authn();
+	test_rbac();
 	test_dns_clusters();
 	test_istio_reference();
 	test_fingerprint();
