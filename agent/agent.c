@@ -1293,6 +1293,7 @@ int agent_run(const struct agent_opts *o)
 		.msg_fallback_fd = a.dp_open ? a.dp.fd.msg_fallback : -1,
 		.connect_timeout_ms = o->connect_timeout_ms,
 		.idle_timeout_ms = o->idle_timeout_ms,
+		.drain_time_ms = o->drain_time_ms,
 		.access_log_fd = a.access_log_fd,
 		.access_log_json = o->access_log_json,
 	};

@@ -32,6 +32,7 @@ struct agent_opts {
 	const char *access_log; /* path, "-" for stdout, NULL for none */
 	bool access_log_json;
 	unsigned drain_ms;
+	unsigned drain_time_ms; /* connections of a removed or changed listener (--drain-time-s) */
 	unsigned connect_timeout_ms;
 	unsigned idle_timeout_ms;
 	__u32 mark;

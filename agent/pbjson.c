@@ -134,7 +134,7 @@ static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescript
 
 /* protoc names a map's entry message <CamelCaseField>Entry, nested in the message, with fields
  * key = 1 and value = 2; protobuf-c keeps no map flag, so that shape is the test. */
-static int is_map_field(const ProtobufCMessageDescriptor *parent, const ProtobufCFieldDescriptor *f)
+int pbjson_is_map_field(const ProtobufCMessageDescriptor *parent, const ProtobufCFieldDescriptor *f)
 {
 	const ProtobufCMessageDescriptor *e = f->descriptor;
 	char want[NAME_MAX_LEN + 8];
@@ -778,7 +778,8 @@ static int decode_field(struct dctx *c, const struct jtree_node *n,
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		if (n->kind == JT_NULL)
 			return 0;
-		return is_map_field(d, f) ? decode_map(c, n, f, m) : decode_repeated(c, n, f, m);
+		return pbjson_is_map_field(d, f) ? decode_map(c, n, f, m)
+						 : decode_repeated(c, n, f, m);
 	}
 	if (n->kind == JT_NULL && !is_value_message(f) && !is_null_value_enum(f))
 		return 0;
@@ -1435,7 +1436,7 @@ static int render_field(struct ectx *e, const ProtobufCMessageDescriptor *d,
 	if (f->label != PROTOBUF_C_LABEL_REPEATED)
 		return render_value(e, f, slot, indent + 1);
 	n = *(const size_t *)((const char *)m + f->quantifier_offset);
-	if (is_map_field(d, f)) {
+	if (pbjson_is_map_field(d, f)) {
 		const ProtobufCMessageDescriptor *ed = f->descriptor;
 		int count = 0;
 

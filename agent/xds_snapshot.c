@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "agent/pbhash.h"
 #include "agent/pbjson.h"
 #include "lib/addr.h"
 #include "lib/log.h"
@@ -2437,6 +2438,7 @@ static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_
 	int rc;
 
 	fc->name = sdup(x, in->name);
+	fc->hash = pbhash_message(&in->base, NULL, 0);
 	if (in->filter_chain_match) {
 		rc = chain_match(x, in->filter_chain_match, &fc->match);
 		if (rc)
@@ -2496,12 +2498,16 @@ static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_
 
 static int listener(struct sctx *x, const Listener *in, struct px_listener *l)
 {
+	/* The chains have fingerprints of their own (filter_chain): a listener that changed only
+	 * in its chains is updated in place, as Envoy does. */
+	static const char *const chains[] = {"filter_chains", "default_filter_chain"};
 	size_t mark;
 	int rc = 0;
 
 	l->name = arena_strdup(x->a, in->name);
 	if (!l->name)
 		return snomem(x);
+	l->hash = pbhash_message(&in->base, chains, 2);
 	if (in->listener_specifier_case ==
 	    ENVOY__CONFIG__LISTENER__V3__LISTENER__LISTENER_SPECIFIER_INTERNAL_LISTENER)
 		return serr(x, "internal_listener is not supported");

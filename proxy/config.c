@@ -354,6 +354,21 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 	rc = listener_names_unique(s, err);
 	if (rc)
 		return rc;
+	s->listener_index = index_new(&s->arena, s->nlisteners);
+	if (!s->listener_index)
+		return -ENOMEM;
+	s->listeners_hash = s->nlisteners;
+	for (uint32_t i = 0; i < s->nlisteners; i++) {
+		const struct px_listener *l = &s->listeners[i];
+		uint64_t h = px_hash_str(l->name) ^ l->hash;
+
+		index_add(s->listener_index, l->name, &s->listeners[i]);
+		for (uint32_t k = 0; k < l->nchains; k++)
+			h = h * 0x100000001b3ULL + l->chains[k].hash;
+		if (l->default_chain)
+			h = h * 0x100000001b3ULL + l->default_chain->hash;
+		s->listeners_hash += h; /* the order of listeners does not matter */
+	}
 	rc = index_by_port(s);
 	if (rc)
 		return rc;
@@ -532,6 +547,32 @@ const struct px_listener *px_listener_bound(const struct px_snapshot *s,
 					    const struct px_conn_info *ci)
 {
 	return listener_of_dst(s, ci, true);
+}
+
+const struct px_listener *px_listener_find(const struct px_snapshot *s, const char *name)
+{
+	return index_get(s->listener_index, name);
+}
+
+bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
+		       const struct px_filter_chain *fc)
+{
+	const struct px_listener *n = px_listener_find(s, l->name);
+
+	if (!n || n->hash != l->hash)
+		return false;
+	if (!fc)
+		return true;
+	if (n->default_chain && n->default_chain->hash == fc->hash)
+		return true;
+	/* Usually the chain is where it was (the scan is for Istio's listeners of 1000s). */
+	if (fc >= l->chains && fc < l->chains + l->nchains &&
+	    (uint32_t)(fc - l->chains) < n->nchains && n->chains[fc - l->chains].hash == fc->hash)
+		return true;
+	for (uint32_t i = 0; i < n->nchains; i++)
+		if (n->chains[i].hash == fc->hash)
+			return true;
+	return false;
 }
 
 const struct px_listener *px_listener_for(const struct px_snapshot *s,

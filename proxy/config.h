@@ -316,6 +316,9 @@ struct px_hcm {
 
 struct px_filter_chain {
 	const char *name;
+	/* A fingerprint of the chain's config: a listener update that keeps a chain with the same
+	 * one keeps that chain's connections (Envoy's in-place filter chain update). */
+	uint64_t hash;
 	struct px_filter_chain_match match;
 	enum px_network_filter kind;
 	struct px_transport transport; /* DownstreamTlsContext: terminate TLS */
@@ -341,6 +344,9 @@ struct px_filter_disabled {
 
 struct px_listener {
 	const char *name;
+	/* A fingerprint of the listener's config but its filter chains (they have their own): a
+	 * new snapshot whose same-named listener has another one drains all its connections. */
+	uint64_t hash;
 	struct shunt_addr addr;
 	__u16 port;
 	/* virtualOutbound/virtualInbound: hand each connection to the listener that matches its
@@ -378,6 +384,10 @@ struct px_snapshot {
 	struct px_route_config *route_configs; /* from RDS */
 	uint32_t nroute_configs;
 	struct px_index *route_index;
+	struct px_index *listener_index;
+	/* All listener and chain fingerprints combined (finalize): equal in two snapshots, no
+	 * connection of the older needs draining in the newer. */
+	uint64_t listeners_hash;
 	struct px_listener *virtual_outbound; /* set by finalize from the listener names */
 	struct px_listener *virtual_inbound;
 	/* Listeners a connection may be handed to by destination (all but use_original_dst
@@ -446,6 +456,12 @@ const struct px_route_config *px_route_config_find(const struct px_snapshot *s, 
  * then the wildcard one of that port; NULL if the snapshot has none. */
 const struct px_listener *px_listener_bound(const struct px_snapshot *s,
 					    const struct px_conn_info *ci);
+/* The listener of that name, NULL if the snapshot has none. */
+const struct px_listener *px_listener_find(const struct px_snapshot *s, const char *name);
+/* Whether s still serves connections that chain fc of listener l (of an older snapshot) took:
+ * l is in s by name with the same fingerprint, and one of its chains has fc's. No: drain them. */
+bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
+		       const struct px_filter_chain *fc);
 const struct px_listener *px_listener_for(const struct px_snapshot *s,
 					  const struct px_listener *via,
 					  const struct px_conn_info *ci);

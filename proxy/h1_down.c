@@ -164,7 +164,7 @@ static void h1_send_headers(struct hstream *s, int status, struct http_hdrs *h, 
 		}
 	}
 	/* Draining: this is the connection's last response, and the client is told so. */
-	if (c->hc.wk->draining)
+	if (c->hc.draining)
 		c->keep_alive = false;
 	if (!c->keep_alive)
 		strbuf_adds(o, "connection: close\r\n");
@@ -214,7 +214,7 @@ static void h1_stream_done(struct hstream *s)
 	c->requests++;
 	if (!c->keep_alive || c->resp_close_delimited)
 		c->closing = true;
-	if (c->hc.wk->draining && !c->closing) {
+	if (c->hc.draining && !c->closing) {
 		STAT_INC(c->hc.wk, downstream_cx_drain_close);
 		c->closing = true;
 	}
@@ -518,7 +518,7 @@ static bool paused(const struct h1conn *c)
 /* The HTTP/2 codec takes the socket and the bytes read so far; this connection ends quietly. */
 static void to_h2(struct worker *wk, struct h1conn *c)
 {
-	int err = h2_down_start(wk, c->fd, c->hc.w, c->hc.snap,
+	int err = h2_down_start(wk, c->fd, c->hc.w, c->hc.snap, c->hc.listener,
 				container_of(c->hc.cfg, struct px_filter_chain, http),
 				&c->hc.remote, c->hc.remote_port, &c->hc.local, c->hc.local_port,
 				c->in, c->in_len, &c->tls);
@@ -722,9 +722,9 @@ static size_t h1_pending_out(struct hstream *s)
 /* ---- lifecycle -------------------------------------------------------------------------------- */
 
 int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
-		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
-		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
-		  struct tlsio *tls)
+		  const struct px_listener *l, const struct px_filter_chain *fc,
+		  const struct shunt_addr *remote, __u16 remote_port,
+		  const struct shunt_addr *local, __u16 local_port, struct tlsio *tls)
 {
 	struct h1conn *c = calloc(1, sizeof(*c));
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
@@ -735,6 +735,9 @@ int h1_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	c->h.type = EV_HTTP;
 	c->fd = fd;
 	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
+	c->hc.listener = l;
+	c->hc.chain = fc;
+	c->hc.draining = wk->draining;
 	list_init(&c->dead);
 	list_init(&c->ready);
 	worker_defer_init(&c->flush_later, h1_flush_later);
@@ -788,7 +791,11 @@ void h1_down_tick(struct worker *wk)
 		struct h1conn *c =
 			container_of(list_entry(pos, struct hconn, node), struct h1conn, hc);
 
-		if (c->active) {
+		if (c->hc.drain_deadline && wk->now_ms >= c->hc.drain_deadline) {
+			/* The drain time is over: whatever is still open goes. */
+			STAT_INC(wk, listener_drain_cx_closed);
+			h1_close(wk, c, false);
+		} else if (c->active) {
 			hconn_tick(&c->hc, wk->now_ms);
 			process(wk, c);
 			in_release_idle(wk, c);
@@ -799,19 +806,26 @@ void h1_down_tick(struct worker *wk)
 	}
 }
 
+void h1_down_drain_conn(struct worker *wk, struct hconn *hc)
+{
+	struct h1conn *c = container_of(hc, struct h1conn, hc);
+
+	hc->draining = true;
+	if (hc->drain_deadline)
+		worker_timer(wk, hc->drain_deadline);
+	/* Busy: its response says connection: close and ends it (h1_stream_done). */
+	if (!c->active) {
+		STAT_INC(wk, downstream_cx_drain_close);
+		h1_close(wk, c, false);
+	}
+}
+
 void h1_down_drain(struct worker *wk)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe (pos, tmp, &wk->http_conns) {
-		struct h1conn *c =
-			container_of(list_entry(pos, struct hconn, node), struct h1conn, hc);
-
-		if (!c->active) {
-			STAT_INC(wk, downstream_cx_drain_close);
-			h1_close(wk, c, false);
-		}
-	}
+	list_for_each_safe (pos, tmp, &wk->http_conns)
+		h1_down_drain_conn(wk, list_entry(pos, struct hconn, node));
 }
 
 void h1_down_free_dead(struct worker *wk)

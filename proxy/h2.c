@@ -616,9 +616,10 @@ void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 }
 
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
-		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
-		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
-		  const char *pre, size_t pre_len, struct tlsio *tls)
+		  const struct px_listener *l, const struct px_filter_chain *fc,
+		  const struct shunt_addr *remote, __u16 remote_port,
+		  const struct shunt_addr *local, __u16 local_port, const char *pre, size_t pre_len,
+		  struct tlsio *tls)
 {
 	nghttp2_settings_entry settings[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -665,6 +666,8 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	list_init(&c->dirty);
 	c->fd = fd;
 	hconn_init(&c->hc, wk, w, snap, &fc->http, remote, remote_port, local, local_port);
+	c->hc.listener = l;
+	c->hc.chain = fc;
 	list_init(&c->dead);
 	ev.data.ptr = &c->h;
 	if (epoll_ctl(wk->epfd, EPOLL_CTL_MOD, fd, &ev)) {
@@ -689,6 +692,8 @@ int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px
 	c->readable = c->writable = true;
 	if (pre_len)
 		down_feed(wk, c, pre, pre_len);
+	if (!c->closed && wk->draining)
+		h2_down_drain_conn(wk, &c->hc);
 	if (!c->closed)
 		h2_down_on_event(wk, &c->h, 0);
 	return 0;
@@ -702,7 +707,13 @@ void h2_down_tick(struct worker *wk)
 		struct h2conn *c =
 			container_of(list_entry(pos, struct hconn, node), struct h2conn, hc);
 
-		if (!list_empty(&c->hc.streams)) {
+		if (c->hc.drain_deadline && wk->now_ms >= c->hc.drain_deadline) {
+			/* The drain time is over: open streams end with the connection. */
+			STAT_INC(wk, listener_drain_cx_closed);
+			nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
+			down_flush(c);
+			down_close(wk, c);
+		} else if (!list_empty(&c->hc.streams)) {
 			hconn_tick(&c->hc, wk->now_ms);
 			if (c->drain_end && !c->goaway_final && wk->now_ms >= c->drain_end) {
 				/* Streams the client opens from now on are refused; the open
@@ -729,25 +740,32 @@ void h2_down_tick(struct worker *wk)
 	}
 }
 
+void h2_down_drain_conn(struct worker *wk, struct hconn *hc)
+{
+	struct h2conn *c = container_of(hc, struct h2conn, hc);
+	uint32_t ms = hc->cfg->drain_timeout_ms ? hc->cfg->drain_timeout_ms : PX_HCM_DRAIN_MS_DEF;
+
+	hc->draining = true;
+	if (hc->drain_deadline)
+		worker_timer(wk, hc->drain_deadline);
+	/* The tick closes it now if it is idle. */
+	worker_timer(wk, wk->now_ms);
+	if (c->drain_end || c->closed)
+		return;
+	/* GOAWAY with the largest stream id: stop opening streams here, nothing is refused yet.
+	 * The tick closes the connection once it has no stream. */
+	nghttp2_submit_shutdown_notice(c->ng);
+	c->drain_end = wk->now_ms + ms;
+	worker_timer(wk, c->drain_end);
+	down_mark(c);
+}
+
 void h2_down_drain(struct worker *wk)
 {
 	struct list_head *pos, *tmp;
 
-	list_for_each_safe (pos, tmp, &wk->h2_conns) {
-		struct h2conn *c =
-			container_of(list_entry(pos, struct hconn, node), struct h2conn, hc);
-		uint32_t ms = c->hc.cfg->drain_timeout_ms ? c->hc.cfg->drain_timeout_ms
-							  : PX_HCM_DRAIN_MS_DEF;
-
-		/* GOAWAY with the largest stream id: stop opening streams here, nothing is
-		 * refused yet. The tick closes the connection once it has no stream. */
-		nghttp2_submit_shutdown_notice(c->ng);
-		c->drain_end = wk->now_ms + ms;
-		worker_timer(wk, c->drain_end);
-		down_mark(c);
-	}
-	/* The tick closes the idle ones now. */
-	worker_timer(wk, wk->now_ms);
+	list_for_each_safe (pos, tmp, &wk->h2_conns)
+		h2_down_drain_conn(wk, list_entry(pos, struct hconn, node));
 }
 
 void h2_down_free_dead(struct worker *wk)

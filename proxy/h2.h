@@ -19,19 +19,23 @@ struct proxy_workload;
 struct upool;
 struct hstream;
 struct tlsio;
+struct hconn;
 
 /* Downstream: takes over fd (in the worker's epoll set) after `pre` bytes were read from it
  * (they start with the connection preface), and tls (zeroed on success) when the chain
  * terminated TLS, or NULL. 0 or -errno (then fd and tls are still the caller's). */
 int h2_down_start(struct worker *wk, int fd, struct proxy_workload *w, struct px_snapshot *snap,
-		  const struct px_filter_chain *fc, const struct shunt_addr *remote,
-		  __u16 remote_port, const struct shunt_addr *local, __u16 local_port,
-		  const char *pre, size_t pre_len, struct tlsio *tls);
+		  const struct px_listener *l, const struct px_filter_chain *fc,
+		  const struct shunt_addr *remote, __u16 remote_port,
+		  const struct shunt_addr *local, __u16 local_port, const char *pre, size_t pre_len,
+		  struct tlsio *tls);
 void h2_down_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void h2_down_tick(struct worker *wk);
 /* Draining began: each connection gets a shutdown notice, then the final GOAWAY when its
  * streams are done or after the HCM's drain_timeout, whichever is first. */
 void h2_down_drain(struct worker *wk);
+/* The same for one connection (hc of an HTTP/2 connection). */
+void h2_down_drain_conn(struct worker *wk, struct hconn *hc);
 void h2_down_free_dead(struct worker *wk);
 void h2_down_close_all(struct worker *wk);
 

@@ -145,6 +145,8 @@ static void tunnel_handoff(struct hstream *s)
 	struct tunnel_end down = {.fd = -1}, up = {.fd = -1};
 	struct tunnel_desc d = {.w = s->hc->w,
 				.snap = s->hc->snap,
+				.listener = s->hc->listener,
+				.chain = s->hc->chain,
 				.idle_timeout_ms = tunnel_idle_ms(s),
 				.start_ms = s->t_start};
 

@@ -160,6 +160,15 @@ struct hconn {
 	struct proxy_workload *w;
 	struct px_snapshot *snap; /* a reference: the connection's streams route on it */
 	const struct px_hcm *cfg;
+	/* Where it came from, in snap: the listener whose chain served it (a virtual listener's
+	 * hand-off target) and that chain. A snapshot that no longer has both drains it. */
+	const struct px_listener *listener;
+	const struct px_filter_chain *chain;
+	/* Draining (shutdown, or its listener changed): the codec ends the connection politely
+	 * (HTTP/1: connection: close; HTTP/2: GOAWAY); drain_deadline (ms, 0: none) closes it
+	 * whatever it is doing. */
+	bool draining;
+	uint64_t drain_deadline;
 	struct shunt_addr remote, local;
 	__u16 remote_port, local_port;
 	char remote_ip[48];

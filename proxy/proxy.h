@@ -16,6 +16,7 @@
 #define PROXY_CONNECT_TIMEOUT_MS_DEF 10000U   /* Envoy's default cluster connect_timeout is 5s; */
 #define PROXY_IDLE_TIMEOUT_MS_DEF    3600000U /* tcp_proxy idle_timeout default: 1h */
 #define PROXY_DRAIN_TIMEOUT_MS_DEF   5000U
+#define PROXY_DRAIN_TIME_MS_DEF	     600000U /* Envoy's --drain-time-s default: 10 min */
 
 struct proxy_config {
 	int workers;
@@ -25,6 +26,9 @@ struct proxy_config {
 	int msg_fallback_fd; /* sk_msg's sticky-fallback marks, cleared for sockets we insert */
 	unsigned connect_timeout_ms;
 	unsigned idle_timeout_ms;
+	/* How long the connections of a listener that an update removed or changed may take to
+	 * end (Envoy's --drain-time-s): then they are closed, TCP ones having no polite way out. */
+	unsigned drain_time_ms;
 	int access_log_fd; /* -1: no access log */
 	bool access_log_json;
 };
@@ -63,6 +67,9 @@ struct proxy_workload_desc {
 	X(cx_no_healthy_upstream, "connections to a cluster without endpoints (closed, UH)")       \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
 	X(downstream_cx_drain_close, "HTTP connections closed gracefully while draining")          \
+	X(listener_drain_cx, "connections drained because an update removed or changed their "     \
+			     "listener or filter chain")                                           \
+	X(listener_drain_cx_closed, "of those, still open at the end of the drain time (closed)")  \
 	X(tls_inspector_tls_found, "connections the tls_inspector saw a ClientHello on")           \
 	X(tls_inspector_tls_not_found, "connections the tls_inspector saw no TLS on")              \
 	X(tls_inspector_client_hello_too_large, "ClientHellos past PX_TLS_HELLO_MAX (closed)")     \

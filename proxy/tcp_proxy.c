@@ -90,7 +90,9 @@ struct conn {
 	const char *rbac_policy;
 	/* What the listener filters found; allocated only on listeners that have them. */
 	struct conn_sniffed *sniffed;
-	const struct px_listener *listener; /* resolved at accept, from snap */
+	const struct px_listener *listener;  /* resolved at accept, from snap */
+	const struct px_filter_chain *chain; /* chosen by conn_route, from snap */
+	uint64_t drain_deadline;	     /* its listener changed: closed then (ms; 0: no) */
 	struct shunt_addr orig;
 	__u16 orig_port;
 };
@@ -612,11 +614,13 @@ static int conn_to_http(struct worker *wk, struct conn *c, const struct px_filte
 			const struct shunt_addr *orig, __u16 orig_port)
 {
 	struct tlsio *tls = c->down.tls.ssl ? &c->down.tls : NULL;
-	int err = tls && http_over_h2(c, fc)
-			  ? h2_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
-					  c->down_remote_port, orig, orig_port, NULL, 0, tls)
-			  : h1_down_start(wk, c->down.fd, c->w, c->snap, fc, &c->down_remote,
-					  c->down_remote_port, orig, orig_port, tls);
+	int err =
+		tls && http_over_h2(c, fc)
+			? h2_down_start(wk, c->down.fd, c->w, c->snap, c->listener, fc,
+					&c->down_remote, c->down_remote_port, orig, orig_port, NULL,
+					0, tls)
+			: h1_down_start(wk, c->down.fd, c->w, c->snap, c->listener, fc,
+					&c->down_remote, c->down_remote_port, orig, orig_port, tls);
 
 	if (err) {
 		c->flags = "-";
@@ -779,6 +783,7 @@ static int conn_route(struct worker *wk, struct conn *c, const struct shunt_addr
 		c->details = "filter_chain_not_found";
 		return -1;
 	}
+	c->chain = fc;
 	if (px_transport_is_tls(&fc->transport) && !c->down.tls.ssl)
 		return downstream_tls_start(wk, c, fc);
 	if (fc->nrbac && conn_rbac_denied(wk, c, fc))
@@ -1113,6 +1118,23 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 		c->failure = "connect timeout";
 		conn_fail(wk, c, "UF", "upstream_connect_timeout", true);
 	}
+	if (wk->tcp_drain_due && wk->now_ms >= wk->tcp_drain_due) {
+		wk->tcp_drain_due = 0;
+		list_for_each_safe (pos, tmp, &wk->conns) {
+			struct conn *c = list_entry(pos, struct conn, node);
+
+			if (!c->drain_deadline)
+				continue;
+			if (wk->now_ms < c->drain_deadline) {
+				if (!wk->tcp_drain_due || c->drain_deadline < wk->tcp_drain_due)
+					wk->tcp_drain_due = c->drain_deadline;
+				continue;
+			}
+			/* Raw TCP cannot be drained politely: the drain time is all it gets. */
+			STAT_INC(wk, listener_drain_cx_closed);
+			conn_fail(wk, c, "-", "listener_drained", false);
+		}
+	}
 	if (!idle_sweep)
 		return;
 	list_for_each_safe (pos, tmp, &wk->conns) {
@@ -1122,6 +1144,23 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 			continue;
 		STAT_INC(wk, cx_idle_timeout);
 		conn_fail(wk, c, "SI", c->tunnel ? "stream_idle_timeout" : "idle_timeout", false);
+	}
+}
+
+void tcp_drain_listeners(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe (pos, tmp, &wk->conns) {
+		struct conn *c = list_entry(pos, struct conn, node);
+
+		if (c->drain_deadline || !c->listener || c->snap == wk->snap ||
+		    px_listener_keeps(wk->snap, c->listener, c->chain))
+			continue;
+		STAT_INC(wk, listener_drain_cx);
+		c->drain_deadline = wk->now_ms + wk->p->cfg.drain_time_ms;
+		if (!wk->tcp_drain_due || c->drain_deadline < wk->tcp_drain_due)
+			wk->tcp_drain_due = c->drain_deadline;
 	}
 }
 
@@ -1194,6 +1233,8 @@ int tcp_tunnel_start(struct worker *wk, struct tunnel_end *down, struct tunnel_e
 	workload_get(c->w);
 	c->snap = d->snap;
 	px_snapshot_get(c->snap);
+	c->listener = d->listener;
+	c->chain = d->chain;
 	c->endpoint = -1;
 	c->idle_timeout_ms = d->idle_timeout_ms ? d->idle_timeout_ms : wk->p->cfg.idle_timeout_ms;
 	c->kind = PROXY_LISTENER_BOUND;

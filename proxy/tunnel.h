@@ -30,6 +30,9 @@ struct accesslog_http;
 struct tunnel_desc {
 	struct proxy_workload *w;
 	struct px_snapshot *snap;
+	/* The HTTP connection's listener and chain, in snap: the tunnel drains with them. */
+	const struct px_listener *listener;
+	const struct px_filter_chain *chain;
 	uint32_t idle_timeout_ms;
 	uint64_t start_ms;
 	struct accesslog_http *log;

@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "proxy/h1_down.h"
 #include "proxy/h2.h"
+#include "proxy/hcm.h"
 #include "proxy/route.h"
 #include "proxy/upool.h"
 
@@ -165,6 +166,14 @@ void proxy_config_set(struct proxy *p, struct px_snapshot *s)
 	atomic_fetch_add_explicit(&p->snap_gen, 1, memory_order_release);
 	pthread_mutex_unlock(&p->snap_lock);
 	px_snapshot_put(old);
+	/* An idle worker would see it only at its next tick (up to WORKER_IDLE_SWEEP_MS); the
+	 * connections of a listener this update took away should start draining now. */
+	for (int i = 0; i < p->nworkers; i++) {
+		uint64_t one = 1;
+
+		if (write(p->workers[i].wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_warn("worker %d: wake: %m", i);
+	}
 }
 
 struct px_snapshot *proxy_config_get(struct proxy *p)
@@ -200,6 +209,10 @@ static void worker_refresh_config(struct worker *wk)
 	s = proxy_config_get(wk->p);
 	if (!s)
 		return;
+	/* Open connections were all checked against the old one: only a change of listeners
+	 * can take theirs away. */
+	if (wk->snap && wk->snap->listeners_hash != s->listeners_hash)
+		wk->listeners_changed = true;
 	px_snapshot_put(wk->snap);
 	worker_lb_free(wk);
 	wk->snap = s;
@@ -229,6 +242,35 @@ static void worker_refresh_date(struct worker *wk)
 	wk->http_date_sec = (uint64_t)now;
 	gmtime_r(&now, &tm);
 	strftime(wk->http_date, sizeof(wk->http_date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* ---- listener drain -------------------------------------------------------------------------- */
+
+/* Whether the worker's snapshot still has hc's listener and chain; if not, its drain starts. */
+static void worker_drain_if_gone(struct worker *wk, struct hconn *hc,
+				 void (*drain)(struct worker *wk, struct hconn *hc))
+{
+	if (hc->draining || !hc->listener || hc->snap == wk->snap ||
+	    px_listener_keeps(wk->snap, hc->listener, hc->chain))
+		return;
+	STAT_INC(wk, listener_drain_cx);
+	hc->drain_deadline = wk->now_ms + wk->p->cfg.drain_time_ms;
+	drain(wk, hc);
+}
+
+/* A new snapshot changed the listeners: connections of a listener or filter chain it removed
+ * or changed drain, as Envoy drains them (an identical re-push keeps everything). Run after the
+ * iteration's events, as CMD_DRAIN is: closing frees connections a later event may point to. */
+static void worker_drain_listeners(struct worker *wk)
+{
+	struct list_head *pos, *tmp;
+
+	wk->listeners_changed = false;
+	list_for_each_safe (pos, tmp, &wk->http_conns)
+		worker_drain_if_gone(wk, list_entry(pos, struct hconn, node), h1_down_drain_conn);
+	list_for_each_safe (pos, tmp, &wk->h2_conns)
+		worker_drain_if_gone(wk, list_entry(pos, struct hconn, node), h2_down_drain_conn);
+	tcp_drain_listeners(wk);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -326,6 +368,8 @@ static void *worker_main(void *arg)
 			h1_down_drain(wk);
 			h2_down_drain(wk);
 		}
+		if (wk->listeners_changed)
+			worker_drain_listeners(wk);
 		if (wk->next_timer && wk->now_ms >= wk->next_timer) {
 			/* The ticks re-arm what is still pending. */
 			wk->next_timer = 0;
@@ -462,6 +506,8 @@ struct proxy *proxy_start(const struct proxy_config *cfg)
 		p->cfg.connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS_DEF;
 	if (!p->cfg.idle_timeout_ms)
 		p->cfg.idle_timeout_ms = PROXY_IDLE_TIMEOUT_MS_DEF;
+	if (!p->cfg.drain_time_ms)
+		p->cfg.drain_time_ms = PROXY_DRAIN_TIME_MS_DEF;
 	for (int i = 0; i < cfg->workers; i++) {
 		err = worker_init(p, &p->workers[i], i);
 		if (!err)

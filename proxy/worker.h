@@ -139,7 +139,9 @@ struct worker {
 	uint32_t nlb;
 	uint64_t last_tick, last_idle_sweep;
 	bool draining, stopping;
-	bool drain_start; /* draining began: the HTTP codecs are yet to be told */
+	bool drain_start;	/* draining began: the HTTP codecs are yet to be told */
+	bool listeners_changed; /* a new snapshot's listeners differ: check connections' own */
+	uint64_t tcp_drain_due; /* earliest drain deadline of a TCP connection (ms), 0: none */
 };
 
 struct proxy {
@@ -228,6 +230,8 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events);
 void tcp_pump_ready(struct worker *wk);
 void tcp_timers(struct worker *wk, bool idle_sweep);
 void tcp_close_all(struct worker *wk, const char *why);
+/* Connections of listeners or chains the worker's snapshot no longer has get the drain time. */
+void tcp_drain_listeners(struct worker *wk);
 void tcp_free_dead(struct worker *wk);
 
 #endif

@@ -46,6 +46,8 @@ static void usage(FILE *f)
 		"  --connect-timeout MS     upstream connect timeout [%u]\n"
 		"  --idle-timeout MS        close connections idle this long [%u]\n"
 		"  --drain-timeout MS       at SIGTERM, wait this long for connections [%u]\n"
+		"  --drain-time-s S         a listener an update removes or changes: its\n"
+		"                           connections drain, and are closed after this [%u]\n"
 		"  --mark N                 SO_MARK of the proxy's sockets [0x%x]\n"
 		"  --iptables-backend default|nft|legacy  iptables binaries for iptables capture\n"
 		"  --istio-...              istio-iptables' long settings shape iptables capture\n"
@@ -53,7 +55,7 @@ static void usage(FILE *f)
 		"                           `shuntctl iptables --help`)\n"
 		"  --help\n",
 		PROXY_CONNECT_TIMEOUT_MS_DEF, PROXY_IDLE_TIMEOUT_MS_DEF, PROXY_DRAIN_TIMEOUT_MS_DEF,
-		SHUNT_MARK_DEFAULT);
+		PROXY_DRAIN_TIME_MS_DEF / 1000, SHUNT_MARK_DEFAULT);
 }
 
 static void bad(const char *flag, const char *why)
@@ -172,6 +174,7 @@ int main(int argc, char **argv)
 		O_CONNECT_TIMEOUT,
 		O_IDLE_TIMEOUT,
 		O_DRAIN_TIMEOUT,
+		O_DRAIN_TIME,
 		O_MARK,
 		O_IPT_BACKEND,
 		O_HELP,
@@ -198,6 +201,7 @@ int main(int argc, char **argv)
 		{"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
 		{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
 		{"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
+		{"drain-time-s", required_argument, NULL, O_DRAIN_TIME},
 		{"mark", required_argument, NULL, O_MARK},
 		{"iptables-backend", required_argument, NULL, O_IPT_BACKEND},
 		{"help", no_argument, NULL, O_HELP},
@@ -215,6 +219,7 @@ int main(int argc, char **argv)
 		.sockmap = true,
 		.access_log = "-",
 		.drain_ms = PROXY_DRAIN_TIMEOUT_MS_DEF,
+		.drain_time_ms = PROXY_DRAIN_TIME_MS_DEF,
 		.connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS_DEF,
 		.idle_timeout_ms = PROXY_IDLE_TIMEOUT_MS_DEF,
 		.mark = SHUNT_MARK_DEFAULT,
@@ -309,6 +314,10 @@ int main(int argc, char **argv)
 			break;
 		case O_DRAIN_TIMEOUT:
 			o.drain_ms = (unsigned)parse_num("--drain-timeout", optarg, 0, 3600000);
+			break;
+		case O_DRAIN_TIME:
+			o.drain_time_ms =
+				(unsigned)parse_num("--drain-time-s", optarg, 1, 86400) * 1000;
 			break;
 		case O_MARK:
 			o.mark = (__u32)parse_num("--mark", optarg, 1, UINT_MAX);

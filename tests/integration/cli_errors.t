@@ -44,6 +44,11 @@ is "$rc" "2" "--log-level loud: exit 2"
 run "$SHUNTD" --exclude-inbound-ports 80,70000
 is "$rc" "2" "a port out of range: exit 2"
 like "$err" '"70000" is not a number in 1\.\.65535' "a port out of range: says which"
+run "$SHUNTD" --drain-time-s 0
+is "$rc" "2" "--drain-time-s 0: exit 2"
+like "$err" '^shuntd: --drain-time-s: "0" is not a number in 1\.\.86400' "--drain-time-s 0: says why"
+run "$SHUNTD" --drain-time-s 45s
+like "$err" '^shuntd: --drain-time-s: "45s" is not a number' "--drain-time-s with a unit: says why"
 run "$SHUNTD" extra-argument
 is "$rc" "2" "a stray argument: exit 2"
 

@@ -1420,6 +1420,114 @@ static void test_istio_reference(void)
 		px_snapshot_put(results[i].s);
 }
 
+/* Listener fingerprints (px_listener.hash, px_filter_chain.hash): what tells a new snapshot's
+ * listener from the one a connection came on. %s slots: listener metadata, listener_filters_timeout,
+ * the tcp chain's cluster, the HTTP chain's route prefix, an extra chain. */
+#define FP_CHAIN_TCP(cluster)                                                                      \
+	"{name: t, filter_chain_match: {destination_port: 1}, filters: [{name: "                   \
+	"envoy.filters.network.tcp_proxy, typed_config: {" TCP_T                                   \
+	", stat_prefix: t, cluster: " cluster "}}]}"
+static const char fp_fmt[] =
+	"static_resources: {listeners: [{name: fp, address: {socket_address: {address: 0.0.0.0, "
+	"port_value: 80}}, metadata: {filter_metadata: {%s}}, listener_filters_timeout: %s, "
+	"filter_chains: [" FP_CHAIN_TCP(
+		"%s") ", {name: h, filters: [{name: "
+		      "envoy.filters.network.http_connection_manager, typed_config: {" HCM_T
+		      ", stat_prefix: h, "
+		      "" ROUTER
+		      ", route_config: {name: r, virtual_hosts: [{name: v, domains: ['*'], "
+		      "typed_per_filter_config: {a: {'@type': "
+		      "type.googleapis.com/google.protobuf.Struct, "
+		      "value: {%s}}}, routes: [{match: {prefix: %s}, route: {cluster: "
+		      "c}}]}]}}}]}%s]}], "
+		      "clusters: [{name: c}, {name: d}]}";
+
+struct fp_case {
+	const char *meta, *timeout, *tcp_cluster, *struct_fields, *prefix, *extra;
+	bool listener_same, tcp_same, http_same;
+	const char *what;
+};
+
+#define FP_META	  "x: {k1: 1, k2: two}, y: {k3: true}"
+#define FP_FIELDS "p: 1, q: [a, b], r: {s: t, u: v}"
+static const struct fp_case fp_cases[] = {
+	{FP_META, "1s", "c", FP_FIELDS, "/", "", true, true, true, "identical resource"},
+	{"y: {k3: true}, x: {k2: two, k1: 1}", "1s", "c", FP_FIELDS, "/", "", true, true, true,
+	 "maps in another order (istiod's Go marshalling)"},
+	{FP_META, "1s", "c", "r: {u: v, s: t}, q: [a, b], p: 1", "/", "", true, true, true,
+	 "Struct fields inside an Any in another order"},
+	{FP_META, "1s", "c", "p: 1, q: [b, a], r: {s: t, u: v}", "/", "", true, true, false,
+	 "a list inside an Any reordered"},
+	{"x: {k1: 1, k2: three}, y: {k3: true}", "1s", "c", FP_FIELDS, "/", "", false, true, true,
+	 "listener metadata value changed"},
+	{FP_META, "2s", "c", FP_FIELDS, "/", "", false, true, true,
+	 "listener_filters_timeout changed"},
+	{FP_META, "1s", "d", FP_FIELDS, "/", "", true, false, true, "tcp_proxy cluster changed"},
+	{FP_META, "1s", "c", FP_FIELDS, "/api", "", true, true, false,
+	 "inline route (inside the HCM's Any) changed"},
+	{FP_META, "1s", "c", FP_FIELDS, "/", ", " FP_CHAIN_TCP("d"), true, true, true,
+	 "a chain added: the others keep theirs (in-place update)"},
+};
+
+static struct px_snapshot *fp_build(const struct fp_case *c)
+{
+	char text[4096];
+	struct jtree_err err;
+	struct px_snapshot *s;
+	int rc;
+
+	snprintf(text, sizeof(text), fp_fmt, c->meta, c->timeout, c->tcp_cluster, c->struct_fields,
+		 c->prefix, c->extra);
+	s = build_text(text, &err, &rc);
+	if (!s)
+		tap_diag("  %s: %s", c->what, err.msg);
+	return s;
+}
+
+static void test_fingerprint(void)
+{
+	struct px_snapshot *base = fp_build(&fp_cases[0]);
+	const struct px_listener *b = base ? listener(base, "fp") : NULL;
+
+	if (!ok(b && b->nchains == 2 && b->hash && b->chains[0].hash != b->chains[1].hash,
+		"fingerprint: the base listener builds, its chains have distinct fingerprints")) {
+		px_snapshot_put(base);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(fp_cases) / sizeof(fp_cases[0]); i++) {
+		const struct fp_case *c = &fp_cases[i];
+		struct px_snapshot *s = fp_build(c);
+		const struct px_listener *l = s ? listener(s, "fp") : NULL;
+
+		ok(l && (l->hash == b->hash) == c->listener_same &&
+			   (l->chains[0].hash == b->chains[0].hash) == c->tcp_same &&
+			   (l->chains[1].hash == b->chains[1].hash) == c->http_same,
+		   "fingerprint: %s: listener %s, tcp chain %s, http chain %s", c->what,
+		   c->listener_same ? "same" : "differs", c->tcp_same ? "same" : "differs",
+		   c->http_same ? "same" : "differs");
+		/* What the worker asks of a new snapshot for a connection of each chain. */
+		ok(s &&
+			   px_listener_keeps(s, b, &b->chains[0]) ==
+				   (c->listener_same && c->tcp_same) &&
+			   px_listener_keeps(s, b, &b->chains[1]) ==
+				   (c->listener_same && c->http_same),
+		   "fingerprint: %s: connections kept or drained accordingly", c->what);
+		px_snapshot_put(s);
+	}
+	{
+		struct jtree_err err;
+		int rc;
+		struct px_snapshot *other = build_text(RT("route: {cluster: c}"), &err, &rc);
+
+		ok(other && !px_listener_find(other, "fp") &&
+			   !px_listener_keeps(other, b, &b->chains[0]) &&
+			   !px_listener_keeps(other, b, NULL),
+		   "fingerprint: a listener gone from the snapshot keeps none of its connections");
+		px_snapshot_put(other);
+	}
+	px_snapshot_put(base);
+}
+
 int main(void)
 {
 	log_threshold = L_ERROR;
@@ -1433,5 +1541,6 @@ int main(void)
 	test_rbac();
 	test_dns_clusters();
 	test_istio_reference();
+	test_fingerprint();
 	return done_testing();
 }
