@@ -554,25 +554,44 @@ const struct px_listener *px_listener_find(const struct px_snapshot *s, const ch
 	return index_get(s->listener_index, name);
 }
 
-bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
-		       const struct px_filter_chain *fc)
+/* The chain of n (l as a newer snapshot has it) with fc's fingerprint, or NULL. */
+static const struct px_filter_chain *chain_kept(const struct px_listener *n,
+						const struct px_listener *l,
+						const struct px_filter_chain *fc)
 {
-	const struct px_listener *n = px_listener_find(s, l->name);
-
-	if (!n || n->hash != l->hash)
-		return false;
-	if (!fc)
-		return true;
 	if (n->default_chain && n->default_chain->hash == fc->hash)
-		return true;
+		return n->default_chain;
 	/* Usually the chain is where it was (the scan is for Istio's listeners of 1000s). */
 	if (fc >= l->chains && fc < l->chains + l->nchains &&
 	    (uint32_t)(fc - l->chains) < n->nchains && n->chains[fc - l->chains].hash == fc->hash)
-		return true;
+		return &n->chains[fc - l->chains];
 	for (uint32_t i = 0; i < n->nchains; i++)
 		if (n->chains[i].hash == fc->hash)
-			return true;
-	return false;
+			return &n->chains[i];
+	return NULL;
+}
+
+const struct px_listener *px_listener_kept(const struct px_snapshot *s, const struct px_listener *l,
+					   const struct px_filter_chain *fc,
+					   const struct px_filter_chain **nfc)
+{
+	const struct px_listener *n = px_listener_find(s, l->name);
+
+	*nfc = NULL;
+	if (!n || n->hash != l->hash)
+		return NULL;
+	if (!fc)
+		return n;
+	*nfc = chain_kept(n, l, fc);
+	return *nfc ? n : NULL;
+}
+
+bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
+		       const struct px_filter_chain *fc)
+{
+	const struct px_filter_chain *nfc;
+
+	return px_listener_kept(s, l, fc, &nfc) != NULL;
 }
 
 const struct px_listener *px_listener_for(const struct px_snapshot *s,

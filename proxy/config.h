@@ -462,6 +462,10 @@ const struct px_listener *px_listener_find(const struct px_snapshot *s, const ch
  * l is in s by name with the same fingerprint, and one of its chains has fc's. No: drain them. */
 bool px_listener_keeps(const struct px_snapshot *s, const struct px_listener *l,
 		       const struct px_filter_chain *fc);
+/* The same, giving s's own listener and (in *nfc) chain for them; NULL when not kept. */
+const struct px_listener *px_listener_kept(const struct px_snapshot *s, const struct px_listener *l,
+					   const struct px_filter_chain *fc,
+					   const struct px_filter_chain **nfc);
 const struct px_listener *px_listener_for(const struct px_snapshot *s,
 					  const struct px_listener *via,
 					  const struct px_conn_info *ci);

@@ -116,7 +116,7 @@ static void finish(struct hstream *s)
 		upool_cancel(wk, s);
 	}
 	if (s->cluster && s->endpoint >= 0)
-		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+		px_lb_release(worker_lb(wk, s->snap, s->cluster), (uint32_t)s->endpoint);
 	if (s->status >= 500)
 		STAT_INC(wk, http_rq_5xx);
 	else if (s->status >= 400)
@@ -144,7 +144,7 @@ static void tunnel_handoff(struct hstream *s)
 	struct worker *wk = s->hc->wk;
 	struct tunnel_end down = {.fd = -1}, up = {.fd = -1};
 	struct tunnel_desc d = {.w = s->hc->w,
-				.snap = s->hc->snap,
+				.snap = s->snap,
 				.listener = s->hc->listener,
 				.chain = s->hc->chain,
 				.idle_timeout_ms = tunnel_idle_ms(s),
@@ -160,7 +160,7 @@ static void tunnel_handoff(struct hstream *s)
 	s->done = true;
 	cb_release(s);
 	if (s->cluster && s->endpoint >= 0)
-		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+		px_lb_release(worker_lb(wk, s->snap, s->cluster), (uint32_t)s->endpoint);
 	if (s->status >= 200)
 		STAT_INC(wk, http_rq_2xx_3xx);
 	s->up_ops->detach(s->up, s, &up);
@@ -181,7 +181,7 @@ static void abandon_upstream(struct hstream *s)
 		upool_cancel(wk, s);
 	}
 	if (s->cluster && s->endpoint >= 0)
-		px_lb_release(worker_lb(wk, s->hc->snap, s->cluster), (uint32_t)s->endpoint);
+		px_lb_release(worker_lb(wk, s->snap, s->cluster), (uint32_t)s->endpoint);
 }
 
 /* The date and server headers of every response shunt makes itself. */
@@ -421,7 +421,7 @@ static bool route_hash(struct hstream *s, uint64_t *out)
 static void start_attempt(struct hstream *s)
 {
 	struct worker *wk = s->hc->wk;
-	struct px_lb_state *lb = worker_lb(wk, s->hc->snap, s->cluster);
+	struct px_lb_state *lb = worker_lb(wk, s->snap, s->cluster);
 	uint64_t hash;
 	bool hashed = route_hash(s, &hash);
 	int ep, rc;
@@ -868,12 +868,41 @@ static bool rbac_denied(struct hstream *s)
 	return false;
 }
 
+/* Envoy applies route and cluster updates to the next requests of open connections; only a
+ * changed listener or filter chain drains them. So a connection whose listener and chain the
+ * worker's newer snapshot keeps (same fingerprints) moves to it before routing a request.
+ * Streams in flight keep their own reference to the snapshot they started on. */
+static void hconn_refresh(struct hconn *hc)
+{
+	struct worker *wk = hc->wk;
+	const struct px_filter_chain *nfc;
+	const struct px_listener *nl;
+
+	if (!wk->snap || hc->snap == wk->snap || hc->draining || !hc->listener || !hc->chain)
+		return;
+	nl = px_listener_kept(wk->snap, hc->listener, hc->chain, &nfc);
+	if (!nl || nfc->kind != PX_NF_HTTP)
+		return; /* the drain that worker_drain_listeners starts will end it */
+	px_snapshot_get(wk->snap);
+	px_snapshot_put(hc->snap);
+	hc->snap = wk->snap;
+	hc->listener = nl;
+	hc->chain = nfc;
+	hc->cfg = &nfc->http;
+	STAT_INC(wk, downstream_cx_config_moved);
+}
+
 void hstream_on_request_headers(struct hstream *s)
 {
 	struct worker *wk = s->hc->wk;
-	const struct px_hcm *cfg = s->hc->cfg;
+	const struct px_hcm *cfg;
 	const struct px_route_action *a;
 	const char *cluster;
+
+	hconn_refresh(s->hc);
+	cfg = s->hc->cfg;
+	s->snap = s->hc->snap;
+	px_snapshot_get(s->snap);
 
 	STAT_INC(wk, http_rq_total);
 	s->is_head = span_eq(s->req.method, s->req.method_len, "HEAD");
@@ -914,7 +943,7 @@ void hstream_on_request_headers(struct hstream *s)
 	}
 	a = &s->route->action;
 	cluster = pick_cluster(s, a);
-	s->cluster = cluster ? px_cluster_find(s->hc->snap, cluster) : NULL;
+	s->cluster = cluster ? px_cluster_find(s->snap, cluster) : NULL;
 	if (!s->cluster) {
 		STAT_INC(wk, cx_no_cluster);
 		local_reply(s, HTTP_LR_NO_CLUSTER, "cluster_not_found", NULL);
@@ -1346,6 +1375,8 @@ void hstream_release(struct hstream *s)
 {
 	cb_release(s);
 	strbuf_release(&s->body);
+	px_snapshot_put(s->snap);
+	s->snap = NULL;
 }
 
 /* ---- timers ----------------------------------------------------------------------------------- */

@@ -73,6 +73,9 @@ struct uconn_ops {
 /* A request in flight. */
 struct hstream {
 	struct hconn *hc;
+	/* A reference from its request head on: the snapshot its route, cluster and balancer
+	 * come from (its connection may move to a newer one meanwhile). */
+	struct px_snapshot *snap;
 	const struct hconn_ops *down;
 	struct list_head node; /* in its connection's streams */
 	uint32_t codec_id;     /* HTTP/2 stream id downstream; 0 for HTTP/1 */

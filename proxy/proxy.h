@@ -67,6 +67,7 @@ struct proxy_workload_desc {
 	X(cx_no_healthy_upstream, "connections to a cluster without endpoints (closed, UH)")       \
 	X(cx_drained, "connections closed by drain at shutdown")                                   \
 	X(downstream_cx_drain_close, "HTTP connections closed gracefully while draining")          \
+	X(downstream_cx_config_moved, "HTTP connections moved to a newer config between requests") \
 	X(listener_drain_cx, "connections drained because an update removed or changed their "     \
 			     "listener or filter chain")                                           \
 	X(listener_drain_cx_closed, "of those, still open at the end of the drain time (closed)")  \

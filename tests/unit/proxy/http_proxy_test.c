@@ -712,9 +712,11 @@ static struct px_route_config rc = {.name = "80", .vhosts = vhosts, .nvhosts = 2
 static struct px_upgrade hcm_upgrades[] = {{.type = "CONNECT", .enabled = true},
 					   {.type = "echo-proto", .enabled = true}};
 
-/* suppress: the router's suppress_envoy_headers. The route configuration (static, without
+/* suppress: the router's suppress_envoy_headers; a_to_b: cluster "a" has backend B's endpoint
+ * (a route update as RDS/CDS/EDS would make it). The route configuration (static, without
  * regexes) is shared by every snapshot built. */
-static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port, bool suppress)
+static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port, bool suppress,
+				 bool a_to_b)
 {
 	struct px_snapshot *s = px_snapshot_new();
 	struct px_listener *l;
@@ -722,7 +724,7 @@ static struct px_snapshot *build(__u16 port, __u16 dead_port, __u16 refuser_port
 	const char *err;
 
 	s->clusters = arena_new(&s->arena, struct px_cluster, 10);
-	cluster(s, "a", 0, 1);
+	cluster(s, "a", a_to_b ? 1 : 0, 1);
 	cluster(s, "b", 1, 1);
 	cluster(s, "breaker", 0, 1)->cb = tight_cb;
 	cluster(s, "empty", 0, 0);
@@ -814,7 +816,7 @@ int main(void)
 	struct proxy_workload *w = p ? proxy_workload_add(p, &d) : NULL;
 
 	ok(p && w, "proxy with an HTTP filter chain starts");
-	struct px_snapshot *snap = build(port, dead_port, refuser_port, false);
+	struct px_snapshot *snap = build(port, dead_port, refuser_port, false, false);
 
 	ok(snap != NULL, "the route configuration compiles");
 	proxy_config_set(p, snap);
@@ -1437,7 +1439,7 @@ int main(void)
 		   flaky_count(28));
 
 		/* The router's suppress_envoy_headers, on new connections once published. */
-		snap = build(port, dead_port, refuser_port, true);
+		snap = build(port, dead_port, refuser_port, true, false);
 		ok(snap != NULL, "a snapshot whose router suppresses Envoy's headers");
 		if (snap) {
 			proxy_config_set(p, snap);
@@ -1449,12 +1451,49 @@ int main(void)
 			   "suppress_envoy_headers: no x-envoy-expected-rq-timeout-ms upstream, no "
 			   "x-envoy-upstream-service-time downstream: %s",
 			   r.body);
-			snap = build(port, dead_port, refuser_port, false);
+			snap = build(port, dead_port, refuser_port, false, false);
 			if (snap)
 				proxy_config_set(p, snap);
 			usleep(30000);
 		}
 #undef INTERNAL
+	}
+
+	/* Config updates reach the next request of an open connection, as in Envoy: a keep-alive
+	 * connection routed to A goes to B once a snapshot sends cluster a there (its listener and
+	 * chain are kept), and back. */
+	{
+		static char rbuf[65536];
+		size_t rlen = 0;
+		int fd = lo_dial(port);
+		struct proxy_stats before, after;
+		struct px_snapshot *moved;
+		static const char req[] = "GET /echo/keep HTTP/1.1\r\nHost: web.local\r\n\r\n";
+		bool a1, b2, a3;
+
+		proxy_stats_get(p, &before);
+		a1 = fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1 &&
+		     !read_reply(fd, rbuf, &rlen, &r) && has(r.body, "backend=A");
+		moved = build(port, dead_port, refuser_port, false, true);
+		if (moved)
+			proxy_config_set(p, moved);
+		usleep(30000);
+		b2 = fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1 &&
+		     !read_reply(fd, rbuf, &rlen, &r) && has(r.body, "backend=B");
+		moved = build(port, dead_port, refuser_port, false, false);
+		if (moved)
+			proxy_config_set(p, moved);
+		usleep(30000);
+		a3 = fd >= 0 && write(fd, req, sizeof(req) - 1) == sizeof(req) - 1 &&
+		     !read_reply(fd, rbuf, &rlen, &r) && has(r.body, "backend=A");
+		proxy_stats_get(p, &after);
+		ok(a1 && b2 && a3 && !r.closed,
+		   "one keep-alive connection follows config updates: A, then B, then A (%d%d%d)",
+		   a1, b2, a3);
+		cmp_ge(after.downstream_cx_config_moved - before.downstream_cx_config_moved, 2,
+		       "the connection moved to each newer snapshot (downstream_cx_config_moved)");
+		if (fd >= 0)
+			close(fd);
 	}
 
 	/* Circuit breaker: with one connection busy and one request waiting for it, a third is
