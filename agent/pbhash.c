@@ -31,32 +31,6 @@ static uint64_t mix_bytes(uint64_t h, const void *p, size_t n)
 static uint64_t msg_hash(const ProtobufCMessage *m, const char *const *skip, size_t nskip,
 			 int depth);
 
-static size_t elem_size(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64:
-		return 8;
-	case PROTOBUF_C_TYPE_DOUBLE:
-		return sizeof(double);
-	case PROTOBUF_C_TYPE_FLOAT:
-		return sizeof(float);
-	case PROTOBUF_C_TYPE_BOOL:
-		return sizeof(protobuf_c_boolean);
-	case PROTOBUF_C_TYPE_STRING:
-		return sizeof(char *);
-	case PROTOBUF_C_TYPE_BYTES:
-		return sizeof(ProtobufCBinaryData);
-	case PROTOBUF_C_TYPE_MESSAGE:
-		return sizeof(ProtobufCMessage *);
-	default:
-		return 4; /* 32-bit integers and enums */
-	}
-}
-
 static uint64_t value_hash(const ProtobufCFieldDescriptor *f, const void *p, int depth)
 {
 	switch (f->type) {
@@ -76,7 +50,7 @@ static uint64_t value_hash(const ProtobufCFieldDescriptor *f, const void *p, int
 		return m ? msg_hash(m, NULL, 0, depth + 1) : 0;
 	}
 	default:
-		return mix_bytes(3, p, elem_size(f->type));
+		return mix_bytes(3, p, pbjson_elem_size(f->type));
 	}
 }
 
@@ -142,7 +116,8 @@ static uint64_t msg_hash(const ProtobufCMessage *m, const char *const *skip, siz
 			if (!n)
 				continue;
 			for (size_t k = 0; k < n; k++) {
-				uint64_t v = value_hash(f, arr + k * elem_size(f->type), depth);
+				uint64_t v =
+					value_hash(f, arr + k * pbjson_elem_size(f->type), depth);
 
 				/* Map entries in any order: a sum; list elements in order. */
 				acc = map ? acc + v : mix(acc, v);

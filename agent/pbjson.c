@@ -159,7 +159,7 @@ int pbjson_is_map_field(const ProtobufCMessageDescriptor *parent, const Protobuf
 	       e->name[plen] == '.' && !strcmp(e->name + plen + 1, want);
 }
 
-static size_t elem_size(ProtobufCType t)
+size_t pbjson_elem_size(ProtobufCType t)
 {
 	switch (t) {
 	case PROTOBUF_C_TYPE_INT32:
@@ -458,7 +458,7 @@ static int decode_int(struct dctx *c, const struct jtree_node *n, ProtobufCType 
 {
 	int is_unsigned = t == PROTOBUF_C_TYPE_UINT32 || t == PROTOBUF_C_TYPE_FIXED32 ||
 			  t == PROTOBUF_C_TYPE_UINT64 || t == PROTOBUF_C_TYPE_FIXED64;
-	int is32 = elem_size(t) == 4;
+	int is32 = pbjson_elem_size(t) == 4;
 	const char *s;
 	int64_t sv = 0;
 	uint64_t uv = 0;
@@ -665,8 +665,8 @@ static uint64_t map_key_bits(const ProtobufCMessageDescriptor *ed, const Protobu
 
 	if (ed->fields[0].type == PROTOBUF_C_TYPE_BOOL)
 		return *(const protobuf_c_boolean *)slot != 0;
-	return elem_size(ed->fields[0].type) == 4 ? *(const uint32_t *)slot
-						  : *(const uint64_t *)slot;
+	return pbjson_elem_size(ed->fields[0].type) == 4 ? *(const uint32_t *)slot
+							 : *(const uint64_t *)slot;
 }
 
 static int key_bits_cmp(const void *a, const void *b)
@@ -744,7 +744,7 @@ static int decode_repeated(struct dctx *c, const struct jtree_node *n,
 {
 	size_t *count = MEMBER(m, f->quantifier_offset);
 	void **arr = MEMBER(m, f->offset);
-	size_t esz = elem_size(f->type);
+	size_t esz = pbjson_elem_size(f->type);
 
 	if (n->kind != JT_ARRAY)
 		return expected(c, n, "a list");
@@ -1386,8 +1386,8 @@ static int field_present(const ProtobufCMessage *m, const ProtobufCFieldDescript
 	case PROTOBUF_C_TYPE_BOOL:
 		return *(const protobuf_c_boolean *)slot != 0;
 	default:
-		return elem_size(f->type) == 4 ? *(const uint32_t *)slot != 0
-					       : *(const uint64_t *)slot != 0;
+		return pbjson_elem_size(f->type) == 4 ? *(const uint32_t *)slot != 0
+						      : *(const uint64_t *)slot != 0;
 	}
 }
 
@@ -1465,7 +1465,7 @@ static int render_field(struct ectx *e, const ProtobufCMessageDescriptor *d,
 		strbuf_addc(e->out, '}');
 		return rc;
 	}
-	esz = elem_size(f->type);
+	esz = pbjson_elem_size(f->type);
 	strbuf_addc(e->out, '[');
 	for (size_t i = 0; i < n && !rc; i++) {
 		size_t mark = e->path.len;

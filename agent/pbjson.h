@@ -51,6 +51,8 @@ int pbjson_render(const ProtobufCMessage *msg, unsigned flags, struct strbuf *ou
 int pbjson_any_pack(const ProtobufCMessage *msg, ProtobufCMessage **out);
 int pbjson_any_unpack(const ProtobufCMessage *any, ProtobufCMessage **out, struct jtree_err *err);
 
+/* The size of one value of type t in a message (a repeated field's element). */
+size_t pbjson_elem_size(ProtobufCType t);
 /* Whether field f of message parent is a map (a repeated <Field>Entry with key and value). */
 int pbjson_is_map_field(const ProtobufCMessageDescriptor *parent,
 			const ProtobufCFieldDescriptor *f);

@@ -22,23 +22,8 @@ h_init
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PB=$(free_port)
 # The backend: /sleep/MS answers "slept MS" after MS milliseconds, over HTTP/1.1 keep-alive.
-cat >"$H_DIR/backend.py" <<'EOF'
-import http.server, sys, time
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        ms = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/sleep/") else 0
-        time.sleep(ms / 1000)
-        body = b"slept %d" % ms
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[1])), H).serve_forever()
-EOF
-$PY "$H_DIR/backend.py" "$PB" 127.0.0.1 &
+BACKEND=$PWD/tests/lib/sleep_backend.py
+$PY "$BACKEND" "$PB" 127.0.0.1 &
 H_PIDS+=($!)
 h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$PB '"
 
@@ -199,8 +184,8 @@ done
 h_pod a
 h_pod b
 B=$(h_ip b)
-h_bg b $PY "$H_DIR/backend.py" 9080 0.0.0.0
-h_bg b $PY "$H_DIR/backend.py" 9081 0.0.0.0
+h_bg b $PY "$BACKEND" 9080 0.0.0.0
+h_bg b $PY "$BACKEND" 9081 0.0.0.0
 h_wait_for 5 h_exec b sh -c "ss -ltn | grep -q ':9081 '"
 virtual() { # NAME PORT CLUSTER STAT_PREFIX
 	printf '{"name":"%s","address":{"socket_address":{"address":"0.0.0.0","port_value":%s}},"use_original_dst":true,"default_filter_chain":{"filters":[{"name":"envoy.filters.network.tcp_proxy","typed_config":{%s,"stat_prefix":"%s","cluster":"%s"}}]}}' "$1" "$2" "$TCP" "$4" "$3"

@@ -18,21 +18,7 @@ s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 # The backend: /sleep/MS answers "slept MS" after MS milliseconds, over HTTP/1.1 keep-alive.
-/usr/bin/python3 -c '
-import http.server, sys, time
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        ms = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/sleep/") else 0
-        time.sleep(ms / 1000)
-        body = b"slept %d" % ms
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$PB" &
+/usr/bin/python3 tests/lib/sleep_backend.py "$PB" &
 H_PIDS+=($!)
 h_wait_for 5 sh -c "ss -ltn | grep -q '127.0.0.1:$PB '"
 sed -e "s/@P@/$P/g" -e "s/@PB@/$PB/g" tests/integration/fixtures/drain.yaml >"$H_DIR/drain.yaml"
