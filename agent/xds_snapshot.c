@@ -523,7 +523,6 @@ static int rbac_permission_set(struct sctx *x, const Envoy__Config__Rbac__V3__Pe
 	n->set.v = arena_new(x->a, struct px_rbac_node, set->n_rules);
 	if (!n->set.v)
 		return snomem(x);
-	memset(n->set.v, 0, sizeof(*n->set.v) * set->n_rules);
 	n->set.n = (uint32_t)set->n_rules;
 	for (size_t i = 0; i < set->n_rules; i++) {
 		size_t m2 = spush(x, "rules[%zu]", i);
@@ -564,7 +563,6 @@ static int rbac_permission(struct sctx *x, const RbacPermission *in, struct px_r
 		n->negated = arena_new(x->a, struct px_rbac_node, 1);
 		if (!n->negated)
 			return snomem(x);
-		memset(n->negated, 0, sizeof(*n->negated));
 		mark = spush(x, "not_rule");
 		rc = rbac_permission(x, in->not_rule, n->negated, depth + 1);
 		break;
@@ -629,7 +627,6 @@ static int rbac_principal_set(struct sctx *x, const Envoy__Config__Rbac__V3__Pri
 	n->set.v = arena_new(x->a, struct px_rbac_node, set->n_ids);
 	if (!n->set.v)
 		return snomem(x);
-	memset(n->set.v, 0, sizeof(*n->set.v) * set->n_ids);
 	n->set.n = (uint32_t)set->n_ids;
 	for (size_t i = 0; i < set->n_ids; i++) {
 		size_t m2 = spush(x, "ids[%zu]", i);
@@ -670,7 +667,6 @@ static int rbac_principal(struct sctx *x, const RbacPrincipal *in, struct px_rba
 		n->negated = arena_new(x->a, struct px_rbac_node, 1);
 		if (!n->negated)
 			return snomem(x);
-		memset(n->negated, 0, sizeof(*n->negated));
 		mark = spush(x, "not_id");
 		rc = rbac_principal(x, in->not_id, n->negated, depth + 1);
 		break;
@@ -726,7 +722,6 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 
 	if (!r)
 		return snomem(x);
-	memset(r, 0, sizeof(*r));
 	switch (in->action) {
 	case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW:
 		r->action = PX_RBAC_ALLOW;
@@ -746,7 +741,6 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 		r->policies = arena_new(x->a, struct px_rbac_policy, in->n_policies);
 		if (!r->policies)
 			return snomem(x);
-		memset(r->policies, 0, sizeof(*r->policies) * in->n_policies);
 	}
 	*out = r; /* reachable from the snapshot while it is built: its regexes get freed */
 	for (size_t i = 0; i < in->n_policies; i++) {
@@ -769,8 +763,6 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 		o->principals = arena_new(x->a, struct px_rbac_node, p->n_principals);
 		if (!o->permissions || !o->principals)
 			return snomem(x);
-		memset(o->permissions, 0, sizeof(*o->permissions) * p->n_permissions);
-		memset(o->principals, 0, sizeof(*o->principals) * p->n_principals);
 		o->npermissions = (uint32_t)p->n_permissions;
 		o->nprincipals = (uint32_t)p->n_principals;
 		for (size_t k = 0; k < p->n_permissions; k++) {
@@ -808,7 +800,6 @@ static int rbac_config(struct sctx *x, const RbacRules *rules, const RbacRules *
 
 	if (!f)
 		return snomem(x);
-	memset(f, 0, sizeof(*f));
 	f->next = x->s->rbacs;
 	x->s->rbacs = f;
 	if (rules)
