@@ -1,7 +1,6 @@
 /* The HTTP stream logic: route, pick, forward, retry, time out, answer locally, log. */
 #include "proxy/hcm.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -774,34 +773,8 @@ static bool rbac_trusted_client(const struct hstream *s, struct shunt_addr *out)
 		cfg->use_remote_address ? cfg->xff_num_trusted_hops : cfg->xff_num_trusted_hops + 1;
 	size_t len = 0;
 	const char *xff = req_header(s, "x-forwarded-for", &len);
-	const char *end;
-	uint32_t i = 0;
 
-	if (!want || !xff)
-		return false;
-	end = xff + len;
-	while (end > xff) {
-		const char *p = end;
-		char buf[ADDR_STRLEN];
-
-		while (p > xff && p[-1] != ',')
-			p--;
-		if (++i == want) {
-			const char *b = p, *e = end;
-
-			while (b < e && (*b == ' ' || *b == '\t'))
-				b++;
-			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			if ((size_t)(e - b) >= sizeof(buf))
-				return false;
-			memcpy(buf, b, (size_t)(e - b));
-			buf[e - b] = '\0';
-			return addr_parse(out, buf) == 0;
-		}
-		end = p > xff ? p - 1 : xff;
-	}
-	return false;
+	return xff && http_xff_addr(xff, len, want, out);
 }
 
 /* The config an RBAC filter runs with for this request: the route's RBACPerRoute for it, else
@@ -1332,9 +1305,7 @@ static void upstream_failed(struct hstream *s, enum px_upstream_reset kind, cons
 	snprintf(s->details_buf, sizeof(s->details_buf),
 		 "upstream_reset_%s_response_started{%s%s%s}", s->resp_started ? "after" : "before",
 		 resets[kind].name, s->failure[0] ? "," : "", s->failure);
-	for (char *p = s->details_buf; *p; p++)
-		if (isspace((unsigned char)*p))
-			*p = '_'; /* details are one token, as Envoy makes them */
+	http_details_token(s->details_buf);
 	if (s->resp_started) {
 		s->details = s->details_buf;
 		s->down->reset(s);

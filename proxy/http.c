@@ -1,6 +1,7 @@
 /* Outgoing header lists, hop-by-hop rules, x-forwarded-for, request ids, local replies. */
 #include "proxy/http.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -237,12 +238,41 @@ bool http_addr_internal(const struct shunt_addr *a)
 	return b[0] == 0xfd || !memcmp(b, loopback6, sizeof(loopback6));
 }
 
+bool http_xff_addr(const char *xff, size_t len, uint32_t nth, struct shunt_addr *out)
+{
+	const char *end;
+	uint32_t i = 0;
+
+	if (!xff)
+		return false;
+	for (end = xff + len; nth && end > xff;) {
+		const char *p = end;
+
+		while (p > xff && p[-1] != ',')
+			p--;
+		if (++i == nth) {
+			const char *b = p, *e = end;
+			char buf[ADDR_STRLEN];
+
+			while (b < e && (*b == ' ' || *b == '\t'))
+				b++;
+			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if ((size_t)(e - b) >= sizeof(buf))
+				return false;
+			memcpy(buf, b, (size_t)(e - b));
+			buf[e - b] = '\0';
+			return addr_parse(out, buf) == 0;
+		}
+		end = p > xff ? p - 1 : xff;
+	}
+	return false;
+}
+
 bool http_request_internal(bool use_remote_address, uint32_t xff_trusted_hops, const char *xff,
 			   size_t xff_len, const struct shunt_addr *remote)
 {
 	struct shunt_addr a;
-	char ip[64];
-	size_t s = 0, e = xff_len;
 
 	/* Our peer is the client, unless it says it forwards for someone: then there is more
 	 * than one address in the chain, and Envoy calls that external. */
@@ -252,15 +282,14 @@ bool http_request_internal(bool use_remote_address, uint32_t xff_trusted_hops, c
 	 * skip, a single address leaves nothing to trust. */
 	if (!xff || xff_trusted_hops || memchr(xff, ',', xff_len))
 		return false;
-	while (s < e && (xff[s] == ' ' || xff[s] == '\t'))
-		s++;
-	while (e > s && (xff[e - 1] == ' ' || xff[e - 1] == '\t'))
-		e--;
-	if (e - s >= sizeof(ip))
-		return false;
-	memcpy(ip, xff + s, e - s);
-	ip[e - s] = '\0';
-	return addr_parse(&a, ip) == 0 && http_addr_internal(&a);
+	return http_xff_addr(xff, xff_len, 1, &a) && http_addr_internal(&a);
+}
+
+void http_details_token(char *details)
+{
+	for (char *p = details; *p; p++)
+		if (isspace((unsigned char)*p))
+			*p = '_';
 }
 
 /* The x-envoy-* request headers Envoy's HCM and router act on: consumed (the router takes them

@@ -83,6 +83,12 @@ bool http_addr_internal(const struct shunt_addr *a);
  * trusted. So a request without x-forwarded-for is external unless use_remote_address. */
 bool http_request_internal(bool use_remote_address, uint32_t xff_trusted_hops, const char *xff,
 			   size_t xff_len, const struct shunt_addr *remote);
+/* The address nth from the right (1: the last) of an x-forwarded-for value of len bytes, blanks
+ * around it ignored; false when there is no such entry or it is no address. */
+bool http_xff_addr(const char *xff, size_t len, uint32_t nth, struct shunt_addr *out);
+/* Response code details are one token in the access log, as Envoy makes them: each blank
+ * (Envoy's " \t\f\v\n\r") becomes '_', in place. */
+void http_details_token(char *details);
 /* Whether an incoming request header stays off the upstream request: the x-envoy-* ones the
  * router consumes, those the HCM strips from external requests (!internal) and, from edge
  * requests (external and use_remote_address), the ones only a trusted proxy may set. */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proxy/http.h"
+
 static bool node_match(const struct px_rbac_node *n, const struct px_rbac_input *in);
 
 static bool any_match(const struct px_rbac_node *v, uint32_t n, const struct px_rbac_input *in)
@@ -117,10 +119,7 @@ void px_rbac_eval(const struct px_rbac *f, const struct px_rbac_input *in,
 void px_rbac_details(char *buf, size_t len, const char *policy)
 {
 	snprintf(buf, len, "rbac_access_denied_matched_policy[%s]", policy ? policy : "none");
-	/* Details are one token in the access log, as Envoy makes them. */
-	for (char *p = buf; *p; p++)
-		if (*p == ' ' || *p == '\t')
-			*p = '_';
+	http_details_token(buf);
 }
 
 /* ---- regexes ----------------------------------------------------------------------------------- */

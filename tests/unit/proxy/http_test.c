@@ -107,6 +107,18 @@ static void test_xff_and_ids(void)
 	ok(strcmp(id, id2) != 0, "and a new one each time");
 }
 
+static void test_details_token(void)
+{
+	char d[] = "upstream_reset_before_response_started{connection_failure,delayed connect "
+		   "error:\t111\n}";
+
+	http_details_token(d);
+	is_str(d,
+	       "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_"
+	       "111_}",
+	       "details become one token: each blank is '_'");
+}
+
 static void test_local_replies(void)
 {
 	struct strbuf sb = {0};
@@ -341,6 +353,34 @@ static void test_sanitizing(void)
 		   t[i].internal ? "internal" : "external");
 	}
 
+	/* The nth address from the right, as remote_ip and the verdict above read it. */
+	static const struct {
+		const char *xff;
+		uint32_t nth;
+		const char *want; /* NULL: none */
+	} x[] = {
+		{"10.0.0.1", 1, "10.0.0.1"},
+		{"10.0.0.1, 10.0.0.2 ,10.0.0.3", 1, "10.0.0.3"},
+		{"10.0.0.1, 10.0.0.2 ,10.0.0.3", 2, "10.0.0.2"},
+		{"10.0.0.1, 10.0.0.2 ,10.0.0.3", 3, "10.0.0.1"},
+		{"10.0.0.1, 10.0.0.2 ,10.0.0.3", 4, NULL},
+		{"10.0.0.1", 0, NULL},
+		{"10.0.0.1,", 1, NULL}, /* an empty last entry is no address */
+		{"\t::1 ", 1, "::1"},
+		{"", 1, NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++) {
+		struct shunt_addr got, want;
+		bool found = http_xff_addr(x[i].xff, strlen(x[i].xff), x[i].nth, &got);
+
+		ok(x[i].want ? found && addr_parse(&want, x[i].want) == 0 &&
+				       !memcmp(&got, &want, sizeof(got))
+			     : !found,
+		   "x-forwarded-for \"%s\", entry %u from the right: %s", x[i].xff, x[i].nth,
+		   x[i].want ? x[i].want : "none");
+	}
+
 	static const struct {
 		const char *name;
 		bool internal, edge, dropped;
@@ -374,6 +414,7 @@ static void test_sanitizing(void)
 
 int main(void)
 {
+	test_details_token();
 	test_mutations();
 	test_ext_connect();
 	test_hop_by_hop();
