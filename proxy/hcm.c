@@ -812,7 +812,8 @@ static bool rbac_denied(struct hstream *s)
 
 	for (uint32_t i = 0; i < hc->cfg->nrbac; i++) {
 		const struct px_rbac *rb = rbac_for(s, &hc->cfg->rbac[i]);
-		struct px_rbac_decision d;
+		const char *policy;
+		unsigned bits;
 
 		if (!rb)
 			continue;
@@ -820,23 +821,13 @@ static bool rbac_denied(struct hstream *s)
 			in.remote = rbac_trusted_client(s, &client) ? &client : NULL;
 			have_client = true;
 		}
-		px_rbac_eval(rb, &in, &d);
-		if (d.has_shadow) {
-			if (d.shadow.allowed)
-				STAT_INC(wk, http_rbac_shadow_allowed);
-			else
-				STAT_INC(wk, http_rbac_shadow_denied);
+		bits = px_rbac_check(rb, &in, &policy);
+		PX_RBAC_COUNT(wk, http, bits);
+		if (bits & PX_RBAC_DENIED) {
+			px_rbac_details(s->details_buf, sizeof(s->details_buf), policy);
+			local_reply(s, HTTP_LR_RBAC_DENIED, s->details_buf, NULL);
+			return true;
 		}
-		if (!rb->rules)
-			continue;
-		if (d.enforced.allowed) {
-			STAT_INC(wk, http_rbac_allowed);
-			continue;
-		}
-		STAT_INC(wk, http_rbac_denied);
-		px_rbac_details(s->details_buf, sizeof(s->details_buf), d.enforced.policy);
-		local_reply(s, HTTP_LR_RBAC_DENIED, s->details_buf, NULL);
-		return true;
 	}
 	return false;
 }

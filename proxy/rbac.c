@@ -116,6 +116,20 @@ void px_rbac_eval(const struct px_rbac *f, const struct px_rbac_input *in,
 	d->shadow.allowed = !f->shadow || px_rbac_rules_allow(f->shadow, in, &d->shadow.policy);
 }
 
+unsigned px_rbac_check(const struct px_rbac *f, const struct px_rbac_input *in, const char **policy)
+{
+	struct px_rbac_decision d;
+	unsigned bits = 0;
+
+	px_rbac_eval(f, in, &d);
+	*policy = d.enforced.policy;
+	if (d.has_shadow)
+		bits |= d.shadow.allowed ? PX_RBAC_SHADOW_ALLOWED : PX_RBAC_SHADOW_DENIED;
+	if (f->rules)
+		bits |= d.enforced.allowed ? PX_RBAC_ALLOWED : PX_RBAC_DENIED;
+	return bits;
+}
+
 void px_rbac_details(char *buf, size_t len, const char *policy)
 {
 	snprintf(buf, len, "rbac_access_denied_matched_policy[%s]", policy ? policy : "none");

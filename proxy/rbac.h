@@ -117,6 +117,28 @@ struct px_rbac_decision {
 void px_rbac_eval(const struct px_rbac *f, const struct px_rbac_input *in,
 		  struct px_rbac_decision *d);
 
+/* One filter run as the proxy counts it (Envoy's rbac.allowed/denied/shadow_*): a set of these
+ * bits, PX_RBAC_DENIED when its rules deny (*policy: the one that matched, NULL for none). A
+ * filter without rules counts and denies nothing but its shadow. */
+#define PX_RBAC_ALLOWED	       1u
+#define PX_RBAC_DENIED	       2u
+#define PX_RBAC_SHADOW_ALLOWED 4u
+#define PX_RBAC_SHADOW_DENIED  8u
+unsigned px_rbac_check(const struct px_rbac *f, const struct px_rbac_input *in,
+		       const char **policy);
+/* Adds a run's bits to the worker's counters of one filter kind (http or tcp). */
+#define PX_RBAC_COUNT(wk, kind, bits)                                                              \
+	do {                                                                                       \
+		if ((bits)&PX_RBAC_ALLOWED)                                                        \
+			STAT_INC(wk, kind##_rbac_allowed);                                         \
+		if ((bits)&PX_RBAC_DENIED)                                                         \
+			STAT_INC(wk, kind##_rbac_denied);                                          \
+		if ((bits)&PX_RBAC_SHADOW_ALLOWED)                                                 \
+			STAT_INC(wk, kind##_rbac_shadow_allowed);                                  \
+		if ((bits)&PX_RBAC_SHADOW_DENIED)                                                  \
+			STAT_INC(wk, kind##_rbac_shadow_denied);                                   \
+	} while (0)
+
 #define PX_RBAC_DETAILS_MAX   320 /* a details string; a longer policy name is cut */
 #define PX_RBAC_PRINCIPAL_MAX 256 /* a peer principal; a longer one is cut (and matches less) */
 

@@ -741,26 +741,16 @@ static bool conn_rbac_denied(struct worker *wk, struct conn *c, const struct px_
 		 : c->sniffed && c->sniffed->sni[0] ? c->sniffed->sni
 						    : NULL;
 	for (uint32_t i = 0; i < fc->nrbac; i++) {
-		struct px_rbac_decision d;
+		const char *policy;
+		unsigned bits = px_rbac_check(fc->rbac[i].rbac, &in, &policy);
 
-		px_rbac_eval(fc->rbac[i].rbac, &in, &d);
-		if (d.has_shadow) {
-			if (d.shadow.allowed)
-				STAT_INC(wk, tcp_rbac_shadow_allowed);
-			else
-				STAT_INC(wk, tcp_rbac_shadow_denied);
+		PX_RBAC_COUNT(wk, tcp, bits);
+		if (bits & PX_RBAC_DENIED) {
+			c->rbac_denied = true;
+			c->rbac_policy = policy; /* in the snapshot the connection holds */
+			c->flags = "-";
+			return true;
 		}
-		if (!fc->rbac[i].rbac->rules)
-			continue;
-		if (d.enforced.allowed) {
-			STAT_INC(wk, tcp_rbac_allowed);
-			continue;
-		}
-		STAT_INC(wk, tcp_rbac_denied);
-		c->rbac_denied = true;
-		c->rbac_policy = d.enforced.policy; /* in the snapshot the connection holds */
-		c->flags = "-";
-		return true;
 	}
 	return false;
 }

@@ -445,6 +445,24 @@ static void test_filter(void)
 	ok(d.enforced.allowed && !d.shadow.allowed, "rules allow while shadow would deny");
 	px_rbac_eval(&f, &other, &d);
 	ok(!d.enforced.allowed && d.shadow.allowed, "rules deny while shadow would allow");
+
+	/* What a run counts: enforced only with rules, shadow only with shadow rules. */
+	const char *policy = "unset";
+
+	f = (struct px_rbac){0};
+	ok(px_rbac_check(&f, &in, &policy) == 0 && !policy, "check, no rules: counts nothing");
+	f = (struct px_rbac){.shadow = &deny};
+	ok(px_rbac_check(&f, &in, &policy) == PX_RBAC_SHADOW_DENIED,
+	   "check, shadow only: shadow denied, nothing enforced");
+	f = (struct px_rbac){.rules = &allow, .shadow = &deny};
+	ok(px_rbac_check(&f, &in, &policy) == (PX_RBAC_ALLOWED | PX_RBAC_SHADOW_DENIED),
+	   "check: allowed, shadow denied");
+	ok(px_rbac_check(&f, &other, &policy) == (PX_RBAC_DENIED | PX_RBAC_SHADOW_ALLOWED) &&
+		   !policy,
+	   "check: denied by an ALLOW nothing matched (no policy), shadow allowed");
+	f = (struct px_rbac){.rules = &deny};
+	ok(px_rbac_check(&f, &in, &policy) == PX_RBAC_DENIED && policy && !strcmp(policy, "b-api"),
+	   "check: a DENY names the policy that matched");
 }
 
 int main(void)
