@@ -1084,6 +1084,13 @@ void tcp_on_event(struct worker *wk, struct ev_handler *h, uint32_t events)
 	conn_pump(wk, c);
 }
 
+/* The worker's next TCP drain deadline is at t at the latest. */
+static void drain_due_at(struct worker *wk, uint64_t t)
+{
+	if (!wk->tcp_drain_due || t < wk->tcp_drain_due)
+		wk->tcp_drain_due = t;
+}
+
 void tcp_timers(struct worker *wk, bool idle_sweep)
 {
 	struct list_head *pos, *tmp;
@@ -1116,8 +1123,7 @@ void tcp_timers(struct worker *wk, bool idle_sweep)
 			if (!c->drain_deadline)
 				continue;
 			if (wk->now_ms < c->drain_deadline) {
-				if (!wk->tcp_drain_due || c->drain_deadline < wk->tcp_drain_due)
-					wk->tcp_drain_due = c->drain_deadline;
+				drain_due_at(wk, c->drain_deadline);
 				continue;
 			}
 			/* Raw TCP cannot be drained politely: the drain time is all it gets. */
@@ -1149,8 +1155,7 @@ void tcp_drain_listeners(struct worker *wk)
 			continue;
 		STAT_INC(wk, listener_drain_cx);
 		c->drain_deadline = wk->now_ms + wk->p->cfg.drain_time_ms;
-		if (!wk->tcp_drain_due || c->drain_deadline < wk->tcp_drain_due)
-			wk->tcp_drain_due = c->drain_deadline;
+		drain_due_at(wk, c->drain_deadline);
 	}
 }
 
