@@ -7,6 +7,7 @@
 
 #include "agent/pbjson.h"
 #include "agent/pbreg.h"
+#include "proxy/lb.h"
 #include "google/protobuf/any.pb-c.h"
 
 #define PBHASH_MAX_DEPTH 64 /* nesting followed; deeper parts are hashed as their bytes */
@@ -20,12 +21,7 @@ static uint64_t mix(uint64_t h, uint64_t v)
 
 static uint64_t mix_bytes(uint64_t h, const void *p, size_t n)
 {
-	const unsigned char *b = p;
-	uint64_t f = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++)
-		f = (f ^ b[i]) * 0x100000001b3ULL;
-	return mix(mix(h, n), f);
+	return mix(mix(h, n), px_hash_bytes(p, n));
 }
 
 static uint64_t msg_hash(const ProtobufCMessage *m, const char *const *skip, size_t nskip,
