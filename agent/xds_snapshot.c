@@ -470,26 +470,32 @@ static int rbac_cidr(struct sctx *x, const CidrRange *c, const char *field, stru
 	return rc;
 }
 
-/* A string matcher of an RBAC tree, its regex compiled now so that a bad one is named by its
- * path (the snapshot frees it: the config is on its list before its tree is built). */
-static int rbac_string(struct sctx *x, const StringMatcher *sm, struct px_string_matcher *m)
+/* A matcher's regex (if it has one) compiled now, so that a bad one is named by its path (the
+ * snapshot frees it: the config is on its list before its tree is built). */
+static int rbac_regex(struct sctx *x, struct px_string_matcher *m)
 {
 	const char *err = NULL;
+
+	if (px_string_matcher_prepare(x->a, m, &err))
+		return serr(x, "%s", err ? err : "the regex does not compile");
+	return 0;
+}
+
+/* A string matcher of an RBAC tree. */
+static int rbac_string(struct sctx *x, const StringMatcher *sm, struct px_string_matcher *m)
+{
 	int rc = string_matcher(x, sm, m);
 
-	if (!rc && px_string_matcher_prepare(x->a, m, &err))
-		rc = serr(x, "%s", err ? err : "the regex does not compile");
-	return rc;
+	return rc ? rc : rbac_regex(x, m);
 }
 
 static int rbac_header(struct sctx *x, const HeaderMatcher *hm, struct px_header_matcher *h)
 {
 	size_t mark = spush(x, "header");
-	const char *err = NULL;
 	int rc = header_matcher(x, hm, h);
 
-	if (!rc && h->kind == PX_HDR_STRING && px_string_matcher_prepare(x->a, &h->str, &err))
-		rc = serr(x, "%s", err ? err : "the regex does not compile");
+	if (!rc && h->kind == PX_HDR_STRING)
+		rc = rbac_regex(x, &h->str);
 	if (!rc)
 		spop(x, mark);
 	return rc;
@@ -791,13 +797,19 @@ static int rbac_rules(struct sctx *x, const RbacRules *in, const char *field,
 }
 
 /* An RBAC filter config from its rules and shadow rules, owned by the snapshot (on its list of
- * configs whose regexes it frees from the start, so that a failure half-way leaks nothing). */
+ * configs whose regexes it frees from the start, so that a failure half-way leaks nothing).
+ * matcher, shadow_matcher: whether the filter set those (the xDS matcher API), refused. */
 static int rbac_config(struct sctx *x, const RbacRules *rules, const RbacRules *shadow,
-		       const struct px_rbac **out)
+		       bool matcher, bool shadow_matcher, const struct px_rbac **out)
 {
-	struct px_rbac *f = arena_new(x->a, struct px_rbac, 1);
+	struct px_rbac *f;
 	int rc = 0;
 
+	if (matcher)
+		return serr(x, "matcher: not supported (use rules)");
+	if (shadow_matcher)
+		return serr(x, "shadow_matcher: not supported (use shadow_rules)");
+	f = arena_new(x->a, struct px_rbac, 1);
 	if (!f)
 		return snomem(x);
 	f->next = x->s->rbacs;
@@ -814,13 +826,9 @@ static int rbac_config(struct sctx *x, const RbacRules *rules, const RbacRules *
 /* envoy.filters.http.rbac's RBAC message (the filter's or a route's override). */
 static int http_rbac(struct sctx *x, const HttpRbac *in, const struct px_rbac **out)
 {
-	if (in->matcher)
-		return serr(x, "matcher: not supported (use rules)");
-	if (in->shadow_matcher)
-		return serr(x, "shadow_matcher: not supported (use shadow_rules)");
-	if (in->track_per_rule_stats)
+	if (in->track_per_rule_stats && !in->matcher && !in->shadow_matcher)
 		return serr(x, "track_per_rule_stats: not supported");
-	return rbac_config(x, in->rules, in->shadow_rules, out);
+	return rbac_config(x, in->rules, in->shadow_rules, in->matcher, in->shadow_matcher, out);
 }
 
 static int http_rbac_filter(struct sctx *x, const Any *typed, const struct px_rbac **out)
@@ -850,12 +858,7 @@ static int net_rbac_filter(struct sctx *x, const Any *typed, const struct px_rba
 	in = (const NetRbac *)msg;
 	/* CONTINUOUS re-decides on every read in Envoy; with no dynamic inputs (metadata and
 	 * filter_state are refused) every decision equals the first, so both types are one. */
-	if (in->matcher)
-		rc = serr(x, "matcher: not supported (use rules)");
-	else if (in->shadow_matcher)
-		rc = serr(x, "shadow_matcher: not supported (use shadow_rules)");
-	else
-		rc = rbac_config(x, in->rules, in->shadow_rules, out);
+	rc = rbac_config(x, in->rules, in->shadow_rules, in->matcher, in->shadow_matcher, out);
 	protobuf_c_message_free_unpacked(msg, NULL);
 	if (!rc)
 		spop(x, mark);
