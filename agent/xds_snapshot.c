@@ -865,6 +865,31 @@ static int net_rbac_filter(struct sctx *x, const Any *typed, const struct px_rba
 	return rc;
 }
 
+/* Appends the RBAC filter name, translated by xlate from its typed_config, to a chain's or an
+ * HCM's list of them (room for cap, made on first use). */
+static int rbac_filter_add(struct sctx *x, struct px_rbac_filter **v, uint32_t *n, size_t cap,
+			   const char *name, const Any *typed,
+			   int (*xlate)(struct sctx *x, const Any *typed,
+					const struct px_rbac **out))
+{
+	struct px_rbac_filter *rf;
+	int rc;
+
+	if (!*v) {
+		*v = arena_new(x->a, struct px_rbac_filter, cap);
+		if (!*v)
+			return snomem(x);
+	}
+	rf = &(*v)[*n];
+	rf->name = arena_strdup(x->a, name ? name : "");
+	if (!rf->name)
+		return snomem(x);
+	rc = xlate(x, typed, &rf->rbac);
+	if (!rc)
+		(*n)++;
+	return rc;
+}
+
 /* One typed_per_filter_config entry of a route or virtual host: an RBACPerRoute (for the RBAC
  * filter of that name) goes into o[*k]; the other filters' configs are refused where they would
  * be dropped. */
@@ -2181,22 +2206,10 @@ static int http_filters(struct sctx *x, const Hcm *in, struct px_hcm *h)
 		int rc, active;
 
 		if (!strcmp(type, HTTP_RBAC_TYPE)) {
-			struct px_rbac_filter *rf;
-
-			if (!h->rbac) {
-				h->rbac =
-					arena_new(x->a, struct px_rbac_filter, in->n_http_filters);
-				if (!h->rbac)
-					return snomem(x);
-			}
-			rf = &h->rbac[h->nrbac];
-			rf->name = arena_strdup(x->a, f->name ? f->name : "");
-			if (!rf->name)
-				return snomem(x);
-			rc = http_rbac_filter(x, f->typed_config, &rf->rbac);
+			rc = rbac_filter_add(x, &h->rbac, &h->nrbac, in->n_http_filters, f->name,
+					     f->typed_config, http_rbac_filter);
 			if (rc)
 				return rc;
-			h->nrbac++;
 			spop(x, mark);
 			continue;
 		}
@@ -2453,21 +2466,10 @@ static int filter_chain(struct sctx *x, const FilterChain *in, struct px_filter_
 		mark = spush(x, "filters[%zu]", i);
 		if (f->typed_config &&
 		    !strcmp(type_name_of(f->typed_config->type_url), NET_RBAC_TYPE)) {
-			struct px_rbac_filter *rf;
-
-			if (!fc->rbac) {
-				fc->rbac = arena_new(x->a, struct px_rbac_filter, in->n_filters);
-				if (!fc->rbac)
-					return snomem(x);
-			}
-			rf = &fc->rbac[fc->nrbac];
-			rf->name = arena_strdup(x->a, f->name ? f->name : "");
-			if (!rf->name)
-				return snomem(x);
-			rc = net_rbac_filter(x, f->typed_config, &rf->rbac);
+			rc = rbac_filter_add(x, &fc->rbac, &fc->nrbac, in->n_filters, f->name,
+					     f->typed_config, net_rbac_filter);
 			if (rc)
 				return rc;
-			fc->nrbac++;
 		}
 		spop(x, mark);
 	}
