@@ -244,11 +244,6 @@ static int finalize_hcm(struct px_snapshot *s, const struct px_listener *l,
 	return 0;
 }
 
-static int name_ptr_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 struct port_ent {
 	__u16 port;
 	uint32_t idx;
@@ -282,31 +277,6 @@ static int index_by_port(struct px_snapshot *s)
 		s->by_port[i] = e[i].idx;
 	s->nby_port = n;
 	free(e);
-	return 0;
-}
-
-/* Sorted rather than compared pairwise: Istio sends a listener per TCP service VIP:port, and
- * 10,000 of them would cost 10^8 comparisons on every snapshot. */
-static int listener_names_unique(struct px_snapshot *s, const char **err)
-{
-	const char **names;
-
-	if (s->nlisteners < 2)
-		return 0;
-	names = malloc(s->nlisteners * sizeof(*names));
-	if (!names)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < s->nlisteners; i++)
-		names[i] = s->listeners[i].name;
-	qsort(names, s->nlisteners, sizeof(*names), name_ptr_cmp);
-	for (uint32_t i = 1; i < s->nlisteners; i++) {
-		if (strcmp(names[i - 1], names[i]) == 0) {
-			*err = errf(s, "listener \"%s\": duplicate name%s", names[i], NULL);
-			free(names);
-			return -EINVAL;
-		}
-	}
-	free(names);
 	return 0;
 }
 
@@ -351,9 +321,8 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 		}
 		rc_ok_or_return(s, cfg, "route configuration", err);
 	}
-	rc = listener_names_unique(s, err);
-	if (rc)
-		return rc;
+	/* The name index finds duplicates too: Istio sends a listener per TCP service VIP:port,
+	 * and comparing 10,000 pairwise would cost 10^8 comparisons on every snapshot. */
 	s->listener_index = index_new(&s->arena, s->nlisteners);
 	if (!s->listener_index)
 		return -ENOMEM;
@@ -362,7 +331,10 @@ int px_snapshot_finalize(struct px_snapshot *s, const char **err)
 		const struct px_listener *l = &s->listeners[i];
 		uint64_t h = px_hash_str(l->name) ^ l->hash;
 
-		index_add(s->listener_index, l->name, &s->listeners[i]);
+		if (index_add(s->listener_index, l->name, &s->listeners[i])) {
+			*err = errf(s, "listener \"%s\": duplicate name%s", l->name, NULL);
+			return -EINVAL;
+		}
 		for (uint32_t k = 0; k < l->nchains; k++)
 			h = h * 0x100000001b3ULL + l->chains[k].hash;
 		if (l->default_chain)
