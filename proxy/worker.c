@@ -53,10 +53,18 @@ static void listener_put(struct worker *wk, struct listener *l)
 
 /* ---- command queue ------------------------------------------------------------------------ */
 
+/* Makes the worker's epoll_wait return (its loop then runs commands and refreshes its config). */
+static void worker_wake(struct worker *wk)
+{
+	uint64_t one = 1;
+
+	if (write(wk->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_warn("worker %d: wake: %m", wk->id);
+}
+
 static int worker_post(struct worker *wk, enum cmd_type type, struct listener *l)
 {
 	struct cmd *c = calloc(1, sizeof(*c));
-	uint64_t one = 1;
 
 	if (!c)
 		return -ENOMEM;
@@ -69,8 +77,7 @@ static int worker_post(struct worker *wk, enum cmd_type type, struct listener *l
 		tail = &(*tail)->next;
 	*tail = c;
 	pthread_mutex_unlock(&wk->cmd_lock);
-	if (write(wk->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		pr_warn("worker %d: wake: %m", wk->id);
+	worker_wake(wk);
 	return 0;
 }
 
@@ -168,12 +175,8 @@ void proxy_config_set(struct proxy *p, struct px_snapshot *s)
 	px_snapshot_put(old);
 	/* An idle worker would see it only at its next tick (up to WORKER_IDLE_SWEEP_MS); the
 	 * connections of a listener this update took away should start draining now. */
-	for (int i = 0; i < p->nworkers; i++) {
-		uint64_t one = 1;
-
-		if (write(p->workers[i].wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			pr_warn("worker %d: wake: %m", i);
-	}
+	for (int i = 0; i < p->nworkers; i++)
+		worker_wake(&p->workers[i]);
 }
 
 struct px_snapshot *proxy_config_get(struct proxy *p)
