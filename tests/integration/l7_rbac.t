@@ -13,6 +13,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/pods.sh
+. tests/lib/pki.sh
 
 PY=/usr/bin/python3
 h_init
@@ -20,23 +21,15 @@ free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0
 P=$(free_port) T=$(free_port) U=$(free_port) S=$(free_port) M=$(free_port)
 PKI=$H_DIR/pki
 mkdir -p "$PKI"
-(
-	cd "$PKI" || exit 1
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-		-subj "/CN=ca" -keyout ca.key -out ca.crt 2>/dev/null || exit 1
-	while read -r n san; do
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
-			-keyout "$n.key" -out "$n.csr" 2>/dev/null &&
-			echo "subjectAltName=$san" >"$n.ext" &&
-			openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-				-extfile "$n.ext" -out "$n.crt" 2>/dev/null || exit 1
-	done <<-EOS
-		server DNS:server.test
-		allowed DNS:allowed.test,URI:spiffe://cluster.local/ns/t/sa/allowed
-		other DNS:dns.client.test,URI:spiffe://cluster.local/ns/t/sa/other
-		dnsonly DNS:dns.client.test
-	EOS
-) || { echo "Bail out! openssl could not make the certificates"; exit 1; }
+{
+	pki_ca "$PKI" ca &&
+		pki_leaves "$PKI" ca <<-EOS
+			server DNS:server.test
+			allowed DNS:allowed.test,URI:spiffe://cluster.local/ns/t/sa/allowed
+			other DNS:dns.client.test,URI:spiffe://cluster.local/ns/t/sa/other
+			dnsonly DNS:dns.client.test
+		EOS
+} || { echo "Bail out! openssl could not make the certificates"; exit 1; }
 $PY tests/lib/policy_peer.py "$H_DIR" be:ok 2>"$H_DIR/peer.err" &
 H_PIDS+=($!)
 h_wait_for 10 test -s "$H_DIR/ports" ||

@@ -13,33 +13,23 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/pods.sh
+. tests/lib/pki.sh
 
 h_init
 PKI=$H_DIR/pki
 mkdir -p "$H_DIR/www" "$PKI"
 echo "plain backend" >"$H_DIR/www/index.html"
 echo "h2 backend" >"$H_DIR/www/h2"
-(
-	cd "$PKI" || exit 1
-	for ca in ca other-ca; do
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-			-subj "/CN=$ca" -keyout "$ca.key" -out "$ca.crt" 2>/dev/null || exit 1
-	done
-	# name, SANs
-	while read -r n san; do
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
-			-keyout "$n.key" -out "$n.csr" 2>/dev/null &&
-			echo "subjectAltName=$san" >"$n.ext" &&
-			openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-				-extfile "$n.ext" -out "$n.crt" 2>/dev/null || exit 1
-	done <<-EOS
-		a DNS:a.test,URI:spiffe://cluster.local/ns/default/sa/a
-		b DNS:b.test,URI:spiffe://cluster.local/ns/default/sa/b
-		m DNS:m.test,URI:spiffe://cluster.local/ns/default/sa/m
-		upstream DNS:upstream.test,URI:spiffe://cluster.local/ns/default/sa/upstream
-		client URI:spiffe://cluster.local/ns/default/sa/client
-	EOS
-) || { echo "Bail out! openssl could not make the certificates"; exit 1; }
+{
+	pki_ca "$PKI" ca && pki_ca "$PKI" other-ca &&
+		pki_leaves "$PKI" ca <<-EOS
+			a DNS:a.test,URI:spiffe://cluster.local/ns/default/sa/a
+			b DNS:b.test,URI:spiffe://cluster.local/ns/default/sa/b
+			m DNS:m.test,URI:spiffe://cluster.local/ns/default/sa/m
+			upstream DNS:upstream.test,URI:spiffe://cluster.local/ns/default/sa/upstream
+			client URI:spiffe://cluster.local/ns/default/sa/client
+		EOS
+} || { echo "Bail out! openssl could not make the certificates"; exit 1; }
 
 read -r P1 P2 P3 PH PT PN PW PA < <(/usr/bin/python3 -c '
 import socket
